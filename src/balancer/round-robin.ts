@@ -1,0 +1,37 @@
+// Smooth weighted round-robin, as nginx does it (ngx_http_upstream_round_robin):
+// every pick adds each server's weight to its running score, takes the highest
+// score and subtracts the total weight from it. Weights 5:1:1 give
+// a a b a c a a rather than a a a a a b c, so no server gets a burst.
+import type { Balancer, PickContext, ServerSlot } from './types.js';
+
+export class RoundRobinBalancer implements Balancer {
+  private readonly scores: number[];
+
+  /** `offset` picks are made up front so workers do not move in lock step. */
+  constructor(private readonly servers: readonly ServerSlot[], offset = 0) {
+    this.scores = servers.map(() => 0);
+    for (let i = 0; i < offset % Math.max(1, this.totalWeight()); i++) this.pick(undefined);
+  }
+
+  pick(_ctx: PickContext | undefined, exclude?: ReadonlySet<ServerSlot>): ServerSlot | undefined {
+    const { servers, scores } = this;
+    let best = -1;
+    let total = 0;
+    for (let i = 0; i < servers.length; i++) {
+      const server = servers[i]!;
+      if (exclude !== undefined && exclude.has(server)) continue;
+      scores[i]! += server.weight;
+      total += server.weight;
+      if (best < 0 || scores[i]! > scores[best]!) best = i;
+    }
+    if (best < 0) return undefined;
+    scores[best]! -= total;
+    return servers[best];
+  }
+
+  private totalWeight(): number {
+    let total = 0;
+    for (const s of this.servers) total += s.weight;
+    return total;
+  }
+}

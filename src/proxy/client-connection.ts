@@ -1,0 +1,267 @@
+// One accepted client socket: feeds bytes to a strict llhttp request parser,
+// turns each parsed head into an Exchange and keeps responses in request
+// order. Pipelined requests wait in a queue with the socket paused, so a
+// client can't make Switchyard buffer more than one read ahead.
+import type { Socket } from 'node:net';
+import { createParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
+import { Exchange } from './exchange.js';
+import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { now, track, untrack, type Expirable } from './coarse-clock.js';
+import type { RequestHeadInfo } from './headers.js';
+import type { WorkerRuntime } from './worker-runtime.js';
+
+export class ClientConnection implements Expirable {
+  private readonly parser: NativeParser;
+  /** The exchange whose response is being produced. */
+  private active: Exchange | undefined;
+  /** The exchange whose request is being parsed (== active unless pipelining). */
+  private parsing: Exchange | undefined;
+  private readonly queue: Exchange[] = [];
+  private pendingHeaders: string[] = [];
+  private pendingUrl = '';
+  /** The request line's length so far, to tell 414 from 431 when the head overflows. */
+  private requestLineBytes = 0;
+  private requestLineDone = false;
+  private inHead = true;
+  /** A parse error found while an earlier response is still being produced. */
+  private deferredError: ProxyErrorReason | undefined;
+  private tunnel: Exchange | undefined;
+  private closed = false;
+  private paused = false;
+  private headDeadline: number;
+  private requestDeadline = 0;
+  private idleDeadline = 0;
+  readonly peerAddress: string;
+  private trusted: boolean | undefined;
+
+  constructor(readonly socket: Socket, readonly worker: WorkerRuntime) {
+    this.peerAddress = normaliseAddress(socket.remoteAddress ?? '');
+    this.headDeadline = now() + worker.limits.headersTimeoutMs;
+    this.parser = createParser('request', worker.limits.maxHeaderBytes, {
+      onMessageBegin: () => this.onMessageBegin(),
+      onHeaders: (raw, url) => {
+        this.pendingHeaders.push(...raw);
+        this.pendingUrl += url;
+      },
+      onHeadersComplete: (major, minor, raw, method, url, _status, _message, upgrade, keepAlive) => {
+        const headers = raw ?? this.pendingHeaders;
+        const target = url ?? this.pendingUrl;
+        this.pendingHeaders = [];
+        this.pendingUrl = '';
+        this.inHead = false;
+        this.headDeadline = 0;
+        const exchange = new Exchange(this, METHODS[method] ?? 'UNKNOWN', target, minor, major, headers, upgrade, keepAlive);
+        this.parsing = exchange;
+        if (upgrade) this.lastUpgrade = exchange;
+        if (this.active === undefined) {
+          this.active = exchange;
+          exchange.start();
+        } else {
+          this.queue.push(exchange);
+          this.refreshReading();
+        }
+        return 0;
+      },
+      onBody: (chunk) => this.parsing?.onRequestBody(chunk),
+      onMessageComplete: () => {
+        const exchange = this.parsing;
+        this.parsing = undefined;
+        this.requestDeadline = 0;
+        this.inHead = true;
+        this.requestLineBytes = 0;
+        this.requestLineDone = false;
+        exchange?.onRequestComplete();
+      },
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', () => this.onClose());
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => this.active?.onClientDrain());
+    track(this);
+  }
+
+  private onMessageBegin(): void {
+    const limits = this.worker.limits;
+    this.idleDeadline = 0;
+    this.headDeadline = now() + limits.headersTimeoutMs;
+    this.requestDeadline = now() + limits.requestTimeoutMs;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    if (this.tunnel !== undefined) return this.tunnel.onClientTunnelData(chunk);
+    if (this.inHead && !this.requestLineDone) {
+      const lf = chunk.indexOf(10);
+      this.requestLineBytes += lf < 0 ? chunk.length : lf;
+      this.requestLineDone = lf >= 0;
+    }
+    this.idleDeadline = 0;
+    if (this.headDeadline === 0 && this.inHead) this.headDeadline = now() + this.worker.limits.headersTimeoutMs;
+    const ret = this.parser.execute(chunk);
+    if (this.closed) return;
+    if (typeof ret !== 'number') return this.onParseError(ret);
+    if (this.lastUpgrade !== undefined) {
+      // llhttp stops at the end of an upgrade request's head; what follows is tunnel payload.
+      this.tunnel = this.lastUpgrade;
+      if (ret < chunk.length) this.tunnel.onClientTunnelData(chunk.subarray(ret));
+    }
+  }
+
+  /** The Upgrade request parsed last: every later byte belongs to its tunnel. */
+  private lastUpgrade: Exchange | undefined;
+
+  private onParseError(err: ParseError): void {
+    let reason: ProxyErrorReason = 'bad-request';
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      reason = !this.requestLineDone || this.requestLineBytes > this.worker.limits.maxUrlBytes ? 'url-too-long' : 'headers-too-large';
+    }
+    this.worker.log.warn({ peer: this.peerAddress, code: err.code, reason: err.reason }, 'malformed request');
+    this.socket.pause();
+    const broken = this.parsing;
+    if (broken !== undefined && broken === this.active) {
+      // The request being forwarded turned out malformed (e.g. a bad chunk): never complete it upstream.
+      broken.fail(reason, err.reason);
+      this.destroySoon();
+      return;
+    }
+    if (broken !== undefined) this.queue.splice(this.queue.indexOf(broken), 1);
+    if (this.active !== undefined) {
+      // Answer the requests before the bad one first, then reject it and close.
+      this.deferredError = reason;
+      return;
+    }
+    this.rejectAndClose(reason);
+  }
+
+  private rejectAndClose(reason: ProxyErrorReason): void {
+    const id = this.worker.nextRequestId();
+    this.worker.onRequestDone(undefined, undefined, STATUS_FOR[reason]);
+    this.socket.end(errorResponse(reason, id, false), 'latin1');
+    this.destroySoon();
+  }
+
+  /** Called by the active exchange when both its request and response are done. */
+  onExchangeDone(exchange: Exchange): void {
+    if (exchange !== this.active) return;
+    this.active = undefined;
+    if (this.tunnel === exchange) this.tunnel = undefined;
+    if (this.closed) return;
+    if (!exchange.keepAlive || this.worker.closing) {
+      this.socket.end();
+      this.destroySoon();
+      return;
+    }
+    const next = this.queue.shift();
+    if (next !== undefined) {
+      this.active = next;
+      next.start();
+    } else if (this.deferredError !== undefined) {
+      return this.rejectAndClose(this.deferredError);
+    } else if (this.closeAfterActive) {
+      return this.destroySoon();
+    } else {
+      this.idleDeadline = this.parsing === undefined ? now() + this.worker.limits.keepaliveTimeoutMs : 0;
+    }
+    this.refreshReading();
+  }
+
+  /** Pause or resume reading from the client according to who needs it. */
+  refreshReading(): void {
+    if (this.closed) return;
+    const block = this.queue.length > 0 || this.deferredError !== undefined || (this.active !== undefined && this.active.blocksClientReading());
+    if (block && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!block && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** Whether the peer's X-Forwarded-* headers are believed. */
+  peerTrusted(): boolean {
+    return (this.trusted ??= this.worker.isTrustedProxy(this.peerAddress));
+  }
+
+  /** The client address used for balancing: the peer, or the nearest untrusted hop it reports. */
+  clientIp(info: RequestHeadInfo): string {
+    if (info.forwardedFor === undefined || !this.peerTrusted()) return this.peerAddress;
+    const hops = info.forwardedFor.split(',');
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = normaliseAddress(hops[i]!.trim());
+      if (hop !== '' && !this.worker.isTrustedProxy(hop)) return hop;
+    }
+    return normaliseAddress(hops[0]!.trim()) || this.peerAddress;
+  }
+
+  /** Idle between requests: close it (shutdown). */
+  isIdle(): boolean {
+    return this.active === undefined && this.parsing === undefined;
+  }
+
+  checkDeadlines(t: number): void {
+    if (this.headDeadline !== 0 && t >= this.headDeadline && this.inHead && this.tunnel === undefined) {
+      this.headDeadline = 0;
+      if (this.active !== undefined) return;
+      if (this.requestLineBytes > 0 || this.requestLineDone) {
+        this.worker.log.warn({ peer: this.peerAddress }, 'request head not received within headers_timeout');
+        this.rejectAndClose('headers-timeout');
+      } else this.destroy();
+    } else if (this.requestDeadline !== 0 && t >= this.requestDeadline && this.parsing !== undefined && this.parsing === this.active) {
+      this.requestDeadline = 0;
+      this.parsing.fail('request-timeout', 'request not received within request_timeout');
+      this.destroySoon();
+    } else if (this.idleDeadline !== 0 && t >= this.idleDeadline && this.isIdle()) {
+      this.destroy();
+    }
+  }
+
+  /** Abort: the client must see a broken connection, not a complete response. */
+  abort(): void {
+    this.socket.resetAndDestroy();
+    this.onClose();
+  }
+
+  /** Give queued writes a moment to flush, then make sure the socket is gone. */
+  private destroySoon(): void {
+    this.closed = true;
+    this.socket.end();
+    setTimeout(() => this.destroy(), 1000).unref();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    this.onClose();
+  }
+
+  private onEnd(): void {
+    // Half-close from the client: finish what is in flight, then close.
+    if (this.tunnel !== undefined) return this.tunnel.onClientEnd();
+    if (this.active === undefined && this.queue.length === 0) this.destroy();
+    else this.closeAfterActive = true;
+  }
+
+  /** The client half-closed with a response still owed: send it, then close. */
+  private closeAfterActive = false;
+
+  private onClose(): void {
+    if (this.released) return;
+    this.released = true;
+    this.closed = true;
+    untrack(this);
+    const active = this.active;
+    this.active = undefined;
+    active?.onClientGone();
+    for (const queued of this.queue.splice(0)) queued.onClientGone();
+    this.parser.free();
+    this.worker.onConnectionClosed(this);
+  }
+
+  private released = false;
+}
+
+/** "::ffff:1.2.3.4" → "1.2.3.4", so IPv4 clients look the same on dual-stack listeners. */
+export function normaliseAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}

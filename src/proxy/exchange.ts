@@ -1,0 +1,515 @@
+// One request and its response: the forwarding state machine. The client
+// side (ClientConnection) feeds it the parsed request; an UpstreamConnection
+// feeds it the parsed response. Both bodies are streamed chunk by chunk with
+// backpressure in each direction and re-framed on the way (Content-Length
+// kept, chunked re-encoded), so no peer ever sees framing llhttp did not
+// accept.
+import type { Socket } from 'node:net';
+import type { ClientConnection } from './client-connection.js';
+import type { UpstreamRuntime } from './upstream-runtime.js';
+import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
+import type { ServerSlot } from '../balancer/types.js';
+import type { ParseError } from './llhttp.js';
+import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
+import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { now } from './coarse-clock.js';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** Errors after which the request stream can't be trusted: the connection closes. */
+const CLOSES_CONNECTION = new Set<ProxyErrorReason>([
+  'bad-request',
+  'bad-host',
+  'connect-method',
+  'foreign-absolute-form',
+  'unsupported-version',
+  'body-too-large',
+  'url-too-long',
+  'headers-too-large',
+  'headers-timeout',
+  'request-timeout',
+  'expectation-failed',
+]);
+const CRLF = '\r\n';
+const LAST_CHUNK = '0\r\n\r\n';
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+/** Host header value: reg-name, IPv4 or [IPv6], optional port (RFC 3986 §3.2.2). */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
+
+export class Exchange implements UpstreamListener {
+  readonly requestId: string;
+  readonly startedAt = Date.now();
+  private readonly info: RequestHeadInfo;
+  private target: string;
+  private upstream: UpstreamRuntime | undefined;
+  private routeName: string | undefined;
+  server: ServerSlot | undefined;
+  private conn: UpstreamConnection | undefined;
+  private tried: Set<ServerSlot> | undefined;
+  private freshRetryUsed = false;
+
+  /** Body chunks that arrived before the upstream was ready (the client is paused meanwhile). */
+  private pending: Buffer[] | undefined;
+  private requestBodyBytes = 0;
+  private bodySentBytes = 0;
+  requestComplete = false;
+  private started = false;
+  private headSent = false;
+  private upstreamNeedsDrain = false;
+  /** Set once the exchange has nothing left to do upstream (answered or failed). */
+  private responseStarted = false;
+  responseComplete = false;
+  private framing: 'length' | 'chunked' | 'close' | 'none' = 'none';
+  private status = 0;
+  private responseBytes = 0;
+  /** The upstream socket once a 101 turned the exchange into a raw tunnel. */
+  private tunnelSocket: Socket | undefined;
+  /** Whether the client connection may carry another request after this one. */
+  keepAlive: boolean;
+  private errorReason: ProxyErrorReason | undefined;
+  private done = false;
+
+  constructor(
+    private readonly client: ClientConnection,
+    readonly method: string,
+    private readonly url: string,
+    private readonly versionMinor: number,
+    private readonly versionMajor: number,
+    private readonly raw: string[],
+    private readonly isUpgrade: boolean,
+    clientKeepAlive: boolean,
+  ) {
+    this.info = inspectRequestHeaders(raw);
+    this.requestId = this.info.requestId !== undefined && isPlainId(this.info.requestId) ? this.info.requestId : client.worker.nextRequestId();
+    this.target = url;
+    this.keepAlive = clientKeepAlive && !isUpgrade;
+  }
+
+  // ---- client side -------------------------------------------------------
+
+  /** The exchange becomes the connection's active one: validate, route, connect. */
+  start(): void {
+    this.started = true;
+    const reason = this.validate();
+    if (reason !== undefined) return this.fail(reason);
+    if (this.requestBodyBytes > this.client.worker.limits.maxBodyBytes) return this.fail('body-too-large');
+    const matched = this.client.worker.router.match(this.info.host, this.target);
+    if (matched === undefined) return this.fail('no-route');
+    this.routeName = matched.route.name;
+    this.upstream = matched.target;
+    if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
+    this.connect();
+  }
+
+  private validate(): ProxyErrorReason | undefined {
+    const { info, client } = this;
+    if (this.versionMajor !== 1) return 'unsupported-version';
+    if (this.method === 'CONNECT') return 'connect-method';
+    if (info.hostCount > 1 || (this.versionMinor >= 1 && info.hostCount === 0)) return 'bad-host';
+    if (info.host !== undefined && !VALID_HOST.test(info.host)) return 'bad-host';
+    if (this.url.length > client.worker.limits.maxUrlBytes) return 'url-too-long';
+    if (this.url.charCodeAt(0) !== 0x2f /* / */) {
+      if (this.url === '*' && this.method === 'OPTIONS') this.target = '*';
+      else {
+        const origin = absoluteFormTarget(this.url, info.host);
+        if (origin === undefined) return 'foreign-absolute-form';
+        this.target = origin;
+      }
+    }
+    if (info.expect !== undefined && info.expect.toLowerCase() !== '100-continue') return 'expectation-failed';
+    if (info.contentLength > client.worker.limits.maxBodyBytes) return 'body-too-large';
+    return undefined;
+  }
+
+  onRequestBody(chunk: Buffer): void {
+    this.requestBodyBytes += chunk.length;
+    if (!this.started) {
+      // Pipelined behind the active exchange: the client is paused, so this holds at most one read.
+      (this.pending ??= []).push(chunk);
+      return;
+    }
+    if (this.requestBodyBytes > this.client.worker.limits.maxBodyBytes) return this.fail('body-too-large');
+    if (this.responseComplete || this.errorReason !== undefined) return; // answered already: discard
+    if (!this.headSent) {
+      (this.pending ??= []).push(chunk);
+      this.client.refreshReading();
+      return;
+    }
+    this.sendBodyChunk(chunk);
+  }
+
+  onRequestComplete(): void {
+    this.requestComplete = true;
+    if (this.headSent && this.conn !== undefined && !this.responseComplete && this.info.chunked) this.conn.write(LAST_CHUNK, 'latin1');
+    if (this.responseComplete) this.finish();
+  }
+
+  /** Whether the client socket must stop being read for this exchange's sake. */
+  blocksClientReading(): boolean {
+    if (this.responseComplete || this.errorReason !== undefined) return false;
+    return this.upstreamNeedsDrain || (this.pending !== undefined && this.pending.length > 0) || (!this.headSent && this.requestBodyBytes > 0);
+  }
+
+  onClientDrain(): void {
+    if (this.tunnelSocket !== undefined) this.tunnelSocket.resume();
+    else if (this.conn !== undefined && !this.responseComplete) this.conn.socket.resume();
+  }
+
+  /** The client went away (closed or reset) before this exchange finished. */
+  onClientGone(): void {
+    if (this.tunnelSocket !== undefined) return this.endTunnel();
+    if (this.done) return;
+    this.dropUpstream();
+    this.record(this.status === 0 ? 499 : this.status);
+  }
+
+  /** Client bytes after an upgrade request's head: tunnel payload. */
+  onClientTunnelData(data: Buffer): void {
+    if (data.length === 0 || this.done) return;
+    if (this.tunnelSocket !== undefined) {
+      if (!this.tunnelSocket.write(data)) this.client.socket.pause();
+    } else if (this.headSent && this.conn !== undefined && !this.responseStarted) {
+      this.conn.write(data);
+    } else if (!this.responseStarted) {
+      (this.pending ??= []).push(data);
+    }
+  }
+
+  onClientEnd(): void {
+    this.tunnelSocket?.end();
+  }
+
+  /**
+   * After a 101 both sockets carry raw bytes: the upstream socket is taken
+   * from its pool and relayed to the client with backpressure both ways until
+   * either side closes.
+   */
+  private startTunnel(conn: UpstreamConnection): void {
+    const upstreamSocket = conn.socket;
+    const clientSocket = this.client.socket;
+    conn.takeOverForTunnel();
+    this.conn = undefined;
+    this.tunnelSocket = upstreamSocket;
+    upstreamSocket.on('data', (data: Buffer) => {
+      this.responseBytes += data.length;
+      if (!clientSocket.write(data)) upstreamSocket.pause();
+    });
+    upstreamSocket.on('drain', () => clientSocket.resume());
+    upstreamSocket.on('end', () => clientSocket.end());
+    upstreamSocket.on('error', () => clientSocket.destroy());
+    upstreamSocket.on('close', () => {
+      clientSocket.destroy();
+      this.endTunnel();
+    });
+  }
+
+  private endTunnel(): void {
+    if (this.done) return;
+    this.tunnelSocket?.destroy();
+    this.upstream!.onEnd(this.server!, false);
+    this.responseComplete = true;
+    this.keepAlive = false;
+    this.finish();
+  }
+
+  private sendBodyChunk(chunk: Buffer): void {
+    const conn = this.conn!;
+    this.bodySentBytes += chunk.length;
+    let ok: boolean;
+    if (this.info.chunked) {
+      conn.socket.cork();
+      conn.write(chunk.length.toString(16) + CRLF, 'latin1');
+      conn.write(chunk);
+      ok = conn.write(CRLF, 'latin1');
+      conn.socket.uncork();
+    } else {
+      ok = conn.write(chunk);
+    }
+    if (!ok) {
+      this.upstreamNeedsDrain = true;
+      this.client.refreshReading();
+    }
+  }
+
+  // ---- upstream side -----------------------------------------------------
+
+  private connect(): void {
+    const upstream = this.upstream!;
+    const ctx = { clientIp: this.client.clientIp(this.info) };
+    const server = upstream.balancer.pick(ctx, this.tried);
+    if (server === undefined) return this.fail(this.tried === undefined ? 'no-healthy-server' : 'upstream-connect-failed');
+    (this.tried ??= new Set()).add(server);
+    this.attachTo(server, this.isUpgrade);
+  }
+
+  private attachTo(server: ServerSlot, fresh: boolean): void {
+    const upstream = this.upstream!;
+    this.server = server;
+    upstream.onStart(server);
+    const conn = upstream.pools[server.index]!.acquire(this, fresh);
+    this.conn = conn;
+    if (conn.connected) this.onUpstreamConnect(conn);
+  }
+
+  onUpstreamConnect(conn: UpstreamConnection): void {
+    const upstream = this.upstream!;
+    const info = this.info;
+    const framing = this.isUpgrade || (!info.chunked && info.contentLength <= 0) ? undefined : info.chunked ? 'chunked' : { contentLength: info.contentLength };
+    const peer = this.client.peerAddress;
+    const trusted = this.client.peerTrusted();
+    const head = buildUpstreamHead({
+      method: this.method,
+      target: this.target,
+      raw: this.raw,
+      info,
+      forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
+      forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : 'http',
+      forwardedHost: trusted && info.forwardedHost !== undefined ? info.forwardedHost : info.host,
+      requestId: this.requestId,
+      bodyFraming: framing,
+      upgrade: this.isUpgrade,
+      defaultHost: this.server!.address,
+    });
+    conn.socket.cork();
+    conn.write(head, 'latin1');
+    this.headSent = true;
+    const pending = this.pending;
+    this.pending = undefined;
+    if (this.isUpgrade) {
+      if (pending !== undefined) for (const chunk of pending) conn.write(chunk);
+    } else {
+      if (pending !== undefined) for (const chunk of pending) this.sendBodyChunk(chunk);
+      if (this.requestComplete && info.chunked) conn.write(LAST_CHUNK, 'latin1');
+    }
+    conn.socket.uncork();
+    conn.deadline = now() + upstream.config.timeouts.responseMs;
+    conn.onDeadline = () => this.onUpstreamTimeout();
+    this.client.refreshReading();
+  }
+
+  beforeUpstreamData(): void {
+    this.client.socket.cork();
+  }
+
+  afterUpstreamData(): void {
+    this.client.socket.uncork();
+  }
+
+  onUpstreamHead(statusCode: number, statusMessage: string, raw: string[], upgrade: boolean, upstreamKeepAlive: boolean): number | void {
+    const client = this.client;
+    if (statusCode < 200 && statusCode !== 101) {
+      // Interim responses: our own 100 Continue was already sent; relay others (103) to HTTP/1.1 clients.
+      if (statusCode !== 100 && this.versionMinor >= 1) client.socket.write(interimHead(statusCode, statusMessage, raw), 'latin1');
+      return;
+    }
+    const conn = this.conn!;
+    const resp = inspectResponseHeaders(raw);
+    this.status = statusCode;
+    this.responseStarted = true;
+    this.upstreamKeepAlive = upstreamKeepAlive;
+    if (upgrade && this.isUpgrade && statusCode === 101) {
+      client.socket.write(
+        buildClientHead({ statusCode, statusMessage, raw, requestId: this.requestId, framing: 'none', keepAlive: false, http10: false, upgrade: true }, resp.connectionTokens, 0, resp.hasRequestId, resp.upgrade),
+        'latin1',
+      );
+      this.startTunnel(conn);
+      return;
+    }
+    const isHead = this.method === 'HEAD';
+    const noBody = isHead || statusCode === 204 || statusCode === 304;
+    if (statusCode === 204) this.framing = 'none';
+    else if (resp.hasContentLength) this.framing = 'length';
+    else if (noBody) this.framing = 'none';
+    else if (this.versionMinor >= 1) this.framing = 'chunked';
+    else this.framing = 'close';
+    if (this.isUpgrade || !this.requestComplete && this.framing === 'close') this.keepAlive = false;
+    if (client.worker.closing) this.keepAlive = false;
+    const head = buildClientHead(
+      { statusCode, statusMessage, raw, requestId: this.requestId, framing: this.framing, keepAlive: this.keepAlive, http10: this.versionMinor === 0, upgrade: false },
+      resp.connectionTokens,
+      resp.contentLength,
+      resp.hasRequestId,
+      undefined,
+    );
+    client.socket.write(head, 'latin1');
+    conn.deadline = now() + this.upstream!.config.timeouts.idleMs;
+    conn.onDeadline = () => this.abortResponse('upstream idle timeout during response body');
+    return isHead ? 1 : undefined;
+  }
+
+  private upstreamKeepAlive = false;
+
+  onUpstreamBody(chunk: Buffer): void {
+    const conn = this.conn!;
+    conn.deadline = now() + this.upstream!.config.timeouts.idleMs;
+    this.responseBytes += chunk.length;
+    const socket = this.client.socket;
+    let ok: boolean;
+    if (this.framing === 'chunked') {
+      socket.write(chunk.length.toString(16) + CRLF, 'latin1');
+      socket.write(chunk);
+      ok = socket.write(CRLF, 'latin1');
+    } else {
+      ok = socket.write(chunk);
+    }
+    if (!ok) conn.socket.pause();
+  }
+
+  onUpstreamMessageComplete(): void {
+    if (!this.responseStarted) return; // end of an interim (1xx) response
+    const conn = this.conn!;
+    this.conn = undefined;
+    if (this.framing === 'chunked') this.client.socket.write(LAST_CHUNK, 'latin1');
+    this.responseComplete = true;
+    this.upstream!.onEnd(this.server!, false);
+    // The connection can serve another request only if this one was sent whole.
+    if (this.upstreamKeepAlive && this.requestComplete) this.upstream!.pools[this.server!.index]!.release(conn);
+    else conn.destroy();
+    if (this.framing === 'close') this.keepAlive = false;
+    if (this.requestComplete) this.finish();
+    else {
+      // Answered before the request body ended: stop reading it, close after the response.
+      this.keepAlive = false;
+      this.finish();
+    }
+  }
+
+  onUpstreamUpgraded(rest: Buffer): void {
+    this.responseBytes += rest.length;
+    this.client.socket.write(rest);
+  }
+
+  onUpstreamDrain(): void {
+    this.upstreamNeedsDrain = false;
+    this.client.refreshReading();
+  }
+
+  onUpstreamFailure(error: Error | ParseError, kind: 'connect' | 'io' | 'parse' | 'closed'): void {
+    if (this.done || this.conn === undefined) return;
+    const conn = this.conn;
+    this.conn = undefined;
+    const server = this.server!;
+    this.upstream!.onEnd(server, true);
+    if (this.responseStarted) return this.abortResponse(`upstream ${kind} error after response began: ${error.message}`);
+    if (kind === 'parse') return this.fail('upstream-bad-response', error.message);
+    if (kind === 'connect') {
+      // Never reached the server: safe to try another one for any method.
+      if (this.tried!.size <= this.upstream!.config.retries) {
+        this.client.worker.log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream connect failed, retrying');
+        this.headSent = false;
+        return this.connect();
+      }
+      return this.fail('upstream-connect-failed', error.message);
+    }
+    // A reused keep-alive connection that the server closed just as we wrote:
+    // retry once on a fresh connection when repeating the request is harmless.
+    if (conn.reused && conn.received === 0 && !this.freshRetryUsed && this.bodySentBytes === 0 && this.requestComplete && IDEMPOTENT.has(this.method)) {
+      this.freshRetryUsed = true;
+      this.headSent = false;
+      return this.attachTo(server, true);
+    }
+    this.fail('upstream-reset', error.message);
+  }
+
+  private onUpstreamTimeout(): void {
+    if (this.responseStarted) return this.abortResponse('upstream idle timeout');
+    const conn = this.conn;
+    this.conn = undefined;
+    if (conn !== undefined) {
+      this.upstream!.onEnd(this.server!, true);
+      conn.destroy();
+    }
+    this.fail('upstream-timeout', `no response within ${this.upstream!.config.timeouts.responseMs}ms`);
+  }
+
+  // ---- endings -----------------------------------------------------------
+
+  /** Answer with a generated error, or abort the client if the response has begun. */
+  fail(reason: ProxyErrorReason, detail?: string): void {
+    if (this.done) return;
+    if (this.responseStarted) return this.abortResponse(detail ?? reason);
+    this.dropUpstream();
+    this.errorReason = reason;
+    this.status = STATUS_FOR[reason];
+    this.responseStarted = true;
+    this.responseComplete = true;
+    if (CLOSES_CONNECTION.has(reason) || !this.requestComplete || this.client.worker.closing) this.keepAlive = false;
+    this.client.worker.log.warn(
+      { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.url, upstream: this.upstream?.config.name, server: this.server?.address },
+      'request failed',
+    );
+    this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive), 'latin1');
+    this.finish();
+  }
+
+  /** The response is partly sent and can't be completed: the client must see an abort, never a short success. */
+  private abortResponse(why: string): void {
+    if (this.done) return;
+    this.client.worker.log.warn({ reqId: this.requestId, reason: why, upstream: this.upstream?.config.name, server: this.server?.address }, 'response aborted');
+    this.dropUpstream();
+    this.keepAlive = false;
+    this.record(this.status);
+    this.done = true;
+    this.client.abort();
+  }
+
+  private dropUpstream(): void {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    this.conn = undefined;
+    this.upstream!.onEnd(this.server!, true);
+    conn.destroy();
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.record(this.status);
+    this.client.onExchangeDone(this);
+  }
+
+  private record(status: number): void {
+    const worker = this.client.worker;
+    worker.onRequestDone(this.upstream, this.server, status);
+    if (worker.accessLog) {
+      worker.log.info(
+        {
+          reqId: this.requestId,
+          method: this.method,
+          path: this.url,
+          status,
+          route: this.routeName,
+          upstream: this.upstream?.config.name,
+          server: this.server?.address,
+          ms: Date.now() - this.startedAt,
+          bytesIn: this.requestBodyBytes,
+          bytes: this.responseBytes,
+        },
+        'access',
+      );
+    }
+  }
+}
+
+function interimHead(statusCode: number, statusMessage: string, raw: string[]): string {
+  let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
+  for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return head + '\r\n';
+}
+
+/** A request id we pass through: short, printable ASCII, no spaces. */
+function isPlainId(id: string): boolean {
+  return id.length > 0 && id.length <= 200 && /^[\x21-\x7e]+$/.test(id);
+}
+
+/**
+ * Absolute-form (RFC 9112 §3.2.2) is accepted only for the host the request
+ * is already addressed to; Switchyard is not a forward proxy. Returns the
+ * origin-form target, or undefined when the authority differs.
+ */
+function absoluteFormTarget(url: string, host: string | undefined): string | undefined {
+  const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(url);
+  if (m === null || host === undefined) return undefined;
+  if (m[1]!.toLowerCase() !== host.toLowerCase()) return undefined;
+  const rest = m[2]!;
+  return rest === '' ? '/' : rest.startsWith('?') ? `/${rest}` : rest;
+}

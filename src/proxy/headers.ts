@@ -1,0 +1,209 @@
+// Header rewriting for a proxy (RFC 9110 §7.6, RFC 9112). Heads are handled
+// as latin1 strings straight from llhttp and written back with the same
+// encoding, so every byte of names, values and the request-target passes
+// through unchanged. Framing headers are never copied: Switchyard re-frames
+// each message itself, so what a peer reads is always what llhttp parsed.
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus the framing ones we regenerate. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+]);
+
+export interface RequestHeadInfo {
+  host: string | undefined;
+  hostCount: number;
+  forwardedFor: string | undefined;
+  forwardedProto: string | undefined;
+  forwardedHost: string | undefined;
+  requestId: string | undefined;
+  expect: string | undefined;
+  upgrade: string | undefined;
+  contentLength: number;
+  chunked: boolean;
+  /** Lower-cased tokens of Connection: these headers are hop-by-hop too. */
+  connectionTokens: string[] | undefined;
+}
+
+/** One pass over the request headers for the values the proxy acts on. */
+export function inspectRequestHeaders(raw: readonly string[]): RequestHeadInfo {
+  const info: RequestHeadInfo = {
+    host: undefined,
+    hostCount: 0,
+    forwardedFor: undefined,
+    forwardedProto: undefined,
+    forwardedHost: undefined,
+    requestId: undefined,
+    expect: undefined,
+    upgrade: undefined,
+    contentLength: -1,
+    chunked: false,
+    connectionTokens: undefined,
+  };
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === 'host') {
+          info.host = value;
+          info.hostCount++;
+        }
+        break;
+      case 6:
+        if (name.toLowerCase() === 'expect') info.expect = value;
+        break;
+      case 7:
+        if (name.toLowerCase() === 'upgrade') info.upgrade = value;
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection') info.connectionTokens = addTokens(info.connectionTokens, value);
+        break;
+      case 12:
+        if (name.toLowerCase() === 'x-request-id') info.requestId = value;
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length') info.contentLength = Number(value);
+        break;
+      case 15: {
+        const lower = name.toLowerCase();
+        if (lower === 'x-forwarded-for') info.forwardedFor = info.forwardedFor === undefined ? value : `${info.forwardedFor}, ${value}`;
+        break;
+      }
+      case 16:
+        if (name.toLowerCase() === 'x-forwarded-host') info.forwardedHost ??= value;
+        break;
+      case 17: {
+        const lower = name.toLowerCase();
+        if (lower === 'x-forwarded-proto') info.forwardedProto ??= value;
+        else if (lower === 'transfer-encoding') info.chunked = true; // llhttp has already required it to end in "chunked"
+        break;
+      }
+    }
+  }
+  return info;
+}
+
+function addTokens(tokens: string[] | undefined, value: string): string[] {
+  const list = tokens ?? [];
+  for (const part of value.split(',')) {
+    const token = part.trim().toLowerCase();
+    if (token !== '') list.push(token);
+  }
+  return list;
+}
+
+/** Headers the proxy sets itself on the way up; incoming copies are dropped. */
+const SET_BY_PROXY_UP = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect']);
+
+function isDropped(lower: string, tokens: string[] | undefined, alsoDrop: Set<string> | undefined): boolean {
+  if (HOP_BY_HOP.has(lower)) return true;
+  if (alsoDrop !== undefined && alsoDrop.has(lower)) return true;
+  return tokens !== undefined && tokens.includes(lower);
+}
+
+export interface UpstreamHeadOptions {
+  method: string;
+  target: string;
+  raw: readonly string[];
+  info: RequestHeadInfo;
+  forwardedFor: string;
+  forwardedProto: string;
+  forwardedHost: string | undefined;
+  requestId: string;
+  /** "content-length" with its value, "chunked", or undefined for no body. */
+  bodyFraming: { contentLength: number } | 'chunked' | undefined;
+  upgrade: boolean;
+  /** Sent as Host when the client sent none (HTTP/1.0): the server's address. */
+  defaultHost: string;
+}
+
+/** The request head sent to the upstream server. */
+export function buildUpstreamHead(o: UpstreamHeadOptions): string {
+  let head = `${o.method} ${o.target} HTTP/1.1\r\n`;
+  if (o.info.host === undefined) head += `Host: ${o.defaultHost}\r\n`;
+  const raw = o.raw;
+  const tokens = o.info.connectionTokens;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP)) continue;
+    head += `${name}: ${raw[i + 1]}\r\n`;
+  }
+  head += `X-Forwarded-For: ${o.forwardedFor}\r\nX-Forwarded-Proto: ${o.forwardedProto}\r\n`;
+  if (o.forwardedHost !== undefined) head += `X-Forwarded-Host: ${o.forwardedHost}\r\n`;
+  head += `X-Request-Id: ${o.requestId}\r\n`;
+  if (o.bodyFraming === 'chunked') head += 'Transfer-Encoding: chunked\r\n';
+  else if (o.bodyFraming !== undefined) head += `Content-Length: ${o.bodyFraming.contentLength}\r\n`;
+  if (o.upgrade) head += `Connection: upgrade\r\nUpgrade: ${o.info.upgrade}\r\n`;
+  return head + '\r\n';
+}
+
+export interface ResponseHeadInfo {
+  contentLength: number;
+  /** True when the upstream declared a Content-Length (even "0"). */
+  hasContentLength: boolean;
+  hasRequestId: boolean;
+  upgrade: string | undefined;
+}
+
+export interface ClientHeadOptions {
+  statusCode: number;
+  statusMessage: string;
+  raw: readonly string[];
+  requestId: string;
+  /** How the body is framed towards the client. */
+  framing: 'length' | 'chunked' | 'close' | 'none';
+  keepAlive: boolean;
+  /** HTTP/1.0 clients need an explicit keep-alive. */
+  http10: boolean;
+  upgrade: boolean;
+}
+
+export function inspectResponseHeaders(raw: readonly string[]): ResponseHeadInfo & { connectionTokens: string[] | undefined } {
+  const info = { contentLength: -1, hasContentLength: false, hasRequestId: false, upgrade: undefined as string | undefined, connectionTokens: undefined as string[] | undefined };
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    switch (name.length) {
+      case 7:
+        if (name.toLowerCase() === 'upgrade') info.upgrade = raw[i + 1];
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection') info.connectionTokens = addTokens(info.connectionTokens, raw[i + 1]!);
+        break;
+      case 12:
+        if (name.toLowerCase() === 'x-request-id') info.hasRequestId = true;
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length') {
+          info.hasContentLength = true;
+          info.contentLength = Number(raw[i + 1]);
+        }
+        break;
+    }
+  }
+  return info;
+}
+
+/** The response head sent to the client. */
+export function buildClientHead(o: ClientHeadOptions, tokens: string[] | undefined, contentLength: number, hasRequestId: boolean, upgradeValue: string | undefined): string {
+  let head = `HTTP/1.1 ${o.statusCode} ${o.statusMessage}\r\n`;
+  const raw = o.raw;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (isDropped(name.toLowerCase(), tokens, undefined)) continue;
+    head += `${name}: ${raw[i + 1]}\r\n`;
+  }
+  if (!hasRequestId) head += `X-Request-Id: ${o.requestId}\r\n`;
+  if (o.framing === 'length') head += `Content-Length: ${contentLength}\r\n`;
+  else if (o.framing === 'chunked') head += 'Transfer-Encoding: chunked\r\n';
+  if (o.upgrade) head += `Connection: upgrade\r\nUpgrade: ${upgradeValue}\r\n`;
+  else if (!o.keepAlive || o.framing === 'close') head += 'Connection: close\r\n';
+  else if (o.http10) head += 'Connection: keep-alive\r\n';
+  return head + '\r\n';
+}

@@ -1,0 +1,86 @@
+// The one door to Node's own HTTP/1.1 parser (llhttp), the parser behind
+// node:http. Driving it directly over plain `net` sockets gives Switchyard
+// node:http's exact framing strictness without the cost of its
+// IncomingMessage/ServerResponse objects (see the core issue's measurements).
+// `_http_common` is a legacy module Node still ships for this purpose; only
+// this file depends on it, so a change in Node touches one place.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+export interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenientFlags: number): void;
+  /** Bytes consumed, or an Error carrying `code` (e.g. HPE_INVALID_METHOD) and `bytesParsed`. */
+  execute(data: Buffer): number | ParseError;
+  /** Signals EOF: completes a read-until-close message or reports truncation. */
+  finish(): void | ParseError;
+  close(): void;
+  free(): void;
+  remove(): void;
+  pause(): void;
+  resume(): void;
+  [key: number]: unknown;
+}
+
+export interface ParseError extends Error {
+  code: string;
+  reason?: string;
+  bytesParsed?: number;
+}
+
+interface HTTPParserClass {
+  new (): NativeParser;
+  REQUEST: number;
+  RESPONSE: number;
+  kOnMessageBegin: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+  kOnExecute: number;
+  kLenientNone: number;
+}
+
+const common = require('_http_common') as { HTTPParser: HTTPParserClass; methods: string[] };
+
+export const HTTPParser = common.HTTPParser;
+/** llhttp method index → method name. */
+export const METHODS: readonly string[] = common.methods;
+
+/**
+ * Called when the head is complete. `rawHeaders` is the flat [name, value, ...]
+ * list exactly as received (latin1), or undefined when llhttp already flushed
+ * the headers through kOnHeaders (more than 32 fields); `url` likewise.
+ * Return 1 to tell the parser the message has no body (a response to HEAD).
+ */
+export type OnHeadersComplete = (
+  versionMajor: number,
+  versionMinor: number,
+  rawHeaders: string[] | undefined,
+  method: number,
+  url: string | undefined,
+  statusCode: number,
+  statusMessage: string | undefined,
+  upgrade: boolean,
+  shouldKeepAlive: boolean,
+) => number | void;
+
+export interface ParserCallbacks {
+  onMessageBegin(): void;
+  onHeaders(rawHeaders: string[], url: string): void;
+  onHeadersComplete: OnHeadersComplete;
+  onBody(chunk: Buffer): void;
+  onMessageComplete(): void;
+}
+
+/** A strict (no lenient flags) llhttp parser wired to `callbacks`. */
+export function createParser(type: 'request' | 'response', maxHeaderBytes: number, callbacks: ParserCallbacks): NativeParser {
+  const parser = new HTTPParser();
+  parser.initialize(type === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderBytes, HTTPParser.kLenientNone);
+  parser[HTTPParser.kOnMessageBegin] = callbacks.onMessageBegin;
+  parser[HTTPParser.kOnHeaders] = callbacks.onHeaders;
+  parser[HTTPParser.kOnHeadersComplete] = callbacks.onHeadersComplete;
+  parser[HTTPParser.kOnBody] = callbacks.onBody;
+  parser[HTTPParser.kOnMessageComplete] = callbacks.onMessageComplete;
+  return parser;
+}

@@ -1,0 +1,79 @@
+// The data path's one interface to the rest of Switchyard: start it in a
+// worker, ask for its counters, stop and drain it. How requests are parsed
+// and forwarded (plain `net` sockets driven through llhttp) stays behind it.
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { WorkerRuntime } from './worker-runtime.js';
+import { ClientConnection } from './client-connection.js';
+
+export interface ServerStats {
+  active: number;
+  requests: number;
+  failures: number;
+}
+
+export interface WorkerStats {
+  requests: number;
+  activeConnections: number;
+  activeRequests: number;
+  upstreams: Record<string, Record<string, ServerStats>>;
+}
+
+export interface ProxyWorker {
+  /** Stop accepting new connections (listeners closed); idle keep-alive connections are closed. */
+  stopAccepting(): Promise<void>;
+  /** Resolves when every in-flight request has finished, or at the deadline, when the rest are destroyed. */
+  drain(timeoutMs: number): Promise<void>;
+  stats(): WorkerStats;
+}
+
+export async function startProxyWorker(config: Config, log: Logger, workerIndex: number): Promise<ProxyWorker> {
+  const runtime = new WorkerRuntime(config, log, workerIndex);
+  const servers = await Promise.all(config.listen.map((l) => listen(runtime, l.host, l.port)));
+
+  return {
+    async stopAccepting() {
+      runtime.closing = true;
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      for (const conn of runtime.connections) if (conn.isIdle()) conn.destroy();
+    },
+    async drain(timeoutMs) {
+      runtime.closing = true;
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      await Promise.race([runtime.whenIdle(), deadline]);
+      clearTimeout(timer);
+      for (const conn of runtime.connections) conn.destroy();
+      for (const upstream of runtime.upstreams.values()) upstream.close();
+    },
+    stats() {
+      const upstreams: WorkerStats['upstreams'] = {};
+      for (const [name, upstream] of runtime.upstreams) {
+        const servers: Record<string, ServerStats> = {};
+        upstream.servers.forEach((s, i) => (servers[s.address] = { ...upstream.counters[i]! }));
+        upstreams[name] = servers;
+      }
+      return { requests: runtime.requests, activeConnections: runtime.connections.size, activeRequests: runtime.activeRequests(), upstreams };
+    },
+  };
+}
+
+function listen(runtime: WorkerRuntime, host: string, port: number): Promise<net.Server> {
+  // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    if (runtime.closing) {
+      socket.destroy();
+      return;
+    }
+    runtime.connections.add(new ClientConnection(socket, runtime));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      server.on('error', (err) => runtime.log.error({ err }, 'listener error'));
+      resolve(server);
+    });
+  });
+}

@@ -1,0 +1,216 @@
+// Keep-alive connections to one upstream server, per worker. Each connection
+// owns a strict llhttp response parser and forwards what it parses to the
+// exchange currently attached to it; between requests it waits in the pool's
+// idle stack (most recently used first, so the least used ones age out).
+import net from 'node:net';
+import { createParser, type NativeParser, type ParseError } from './llhttp.js';
+import { now, track, untrack, type Expirable } from './coarse-clock.js';
+import type { ServerSlot } from '../balancer/types.js';
+
+/** What an upstream connection reports to the exchange using it. */
+export interface UpstreamListener {
+  onUpstreamConnect(conn: UpstreamConnection): void;
+  onUpstreamHead(statusCode: number, statusMessage: string, raw: string[], upgrade: boolean, keepAlive: boolean): number | void;
+  onUpstreamBody(chunk: Buffer): void;
+  onUpstreamMessageComplete(): void;
+  /** Bytes after a 101 head: the start of the tunnel. */
+  onUpstreamUpgraded(rest: Buffer): void;
+  onUpstreamFailure(error: Error | ParseError, kind: 'connect' | 'io' | 'parse' | 'closed'): void;
+  onUpstreamDrain(): void;
+  beforeUpstreamData(): void;
+  afterUpstreamData(): void;
+}
+
+export interface PoolOptions {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxIdle: number;
+  maxHeaderBytes: number;
+}
+
+export class UpstreamPool {
+  private readonly idle: UpstreamConnection[] = [];
+  private closed = false;
+
+  constructor(readonly server: ServerSlot, readonly options: PoolOptions) {}
+
+  /** A connected idle connection if there is one, else a new one (connecting). */
+  acquire(listener: UpstreamListener, fresh: boolean): UpstreamConnection {
+    if (!fresh) {
+      while (this.idle.length > 0) {
+        const conn = this.idle.pop()!;
+        if (conn.usable()) {
+          conn.attach(listener);
+          return conn;
+        }
+        conn.destroy();
+      }
+    }
+    const conn = new UpstreamConnection(this, this.options);
+    conn.attach(listener);
+    return conn;
+  }
+
+  release(conn: UpstreamConnection): void {
+    if (this.closed || this.idle.length >= this.options.maxIdle || !conn.usable()) {
+      conn.destroy();
+      return;
+    }
+    conn.detach(now() + this.options.idleTimeoutMs);
+    this.idle.push(conn);
+  }
+
+  forget(conn: UpstreamConnection): void {
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const conn of this.idle.splice(0)) conn.destroy();
+  }
+}
+
+export class UpstreamConnection implements Expirable {
+  readonly socket: net.Socket;
+  private readonly parser: NativeParser;
+  private listener: UpstreamListener | undefined;
+  connected = false;
+  /** Served at least one earlier request: a reset may just be a stale keep-alive. */
+  reused = false;
+  /** Response bytes received for the current request. */
+  received = 0;
+  private dead = false;
+  private upgraded = false;
+  private connectDeadline = 0;
+  private idleDeadline = 0;
+  /** Set by the exchange: absolute time by which it needs response progress. */
+  deadline = 0;
+  onDeadline: (() => void) | undefined;
+
+  constructor(private readonly pool: UpstreamPool, options: PoolOptions) {
+    const { host, port } = pool.server;
+    this.parser = createParser('response', options.maxHeaderBytes, {
+      onMessageBegin: () => {},
+      onHeaders: (raw) => this.pendingHeaders.push(...raw),
+      onHeadersComplete: (_major, _minor, raw, _method, _url, statusCode, statusMessage, upgrade, keepAlive) => {
+        const headers = raw ?? this.pendingHeaders.splice(0);
+        return this.listener?.onUpstreamHead(statusCode, statusMessage ?? '', headers, upgrade, keepAlive);
+      },
+      onBody: (chunk) => this.listener?.onUpstreamBody(chunk),
+      onMessageComplete: () => this.listener?.onUpstreamMessageComplete(),
+    });
+    this.connectDeadline = now() + options.connectTimeoutMs;
+    this.socket = net.connect({ host, port, noDelay: true });
+    this.socket.on('connect', () => {
+      this.connected = true;
+      this.connectDeadline = 0;
+      this.listener?.onUpstreamConnect(this);
+    });
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('end', () => this.onEnd());
+    this.socket.on('error', (err) => this.fail(err, this.connected ? 'io' : 'connect'));
+    this.socket.on('close', () => this.fail(new Error('upstream connection closed'), this.connected ? 'closed' : 'connect'));
+    this.socket.on('drain', () => this.listener?.onUpstreamDrain());
+    track(this);
+  }
+
+  private readonly pendingHeaders: string[] = [];
+
+  attach(listener: UpstreamListener): void {
+    this.listener = listener;
+    this.idleDeadline = 0;
+    this.received = 0;
+    this.deadline = 0;
+    if (this.connected) this.socket.resume();
+  }
+
+  /** Back in the pool: nothing may arrive until the next request. */
+  detach(idleDeadline: number): void {
+    this.listener = undefined;
+    this.onDeadline = undefined;
+    this.deadline = 0;
+    this.reused = true;
+    this.idleDeadline = idleDeadline;
+  }
+
+  usable(): boolean {
+    return !this.dead && !this.upgraded && !this.socket.destroyed && this.socket.writable;
+  }
+
+  write(data: string | Buffer, encoding?: BufferEncoding): boolean {
+    return encoding === undefined ? this.socket.write(data) : this.socket.write(data, encoding);
+  }
+
+  /**
+   * After a 101 the socket becomes a raw tunnel owned by the exchange: this
+   * object lets go of it (the parser is done; its remaining bytes are handed
+   * over through onUpstreamUpgraded once the current execute returns).
+   */
+  takeOverForTunnel(): void {
+    this.upgraded = true;
+    this.dead = true;
+    this.listener = undefined;
+    untrack(this);
+    this.pool.forget(this);
+    this.parser.free();
+  }
+
+  checkDeadlines(t: number): void {
+    if (this.connectDeadline !== 0 && t >= this.connectDeadline) {
+      this.fail(new Error(`connect timeout to ${this.pool.server.address}`), 'connect');
+    } else if (this.idleDeadline !== 0 && t >= this.idleDeadline) {
+      this.destroy();
+    } else if (this.deadline !== 0 && t >= this.deadline) {
+      this.deadline = 0;
+      this.onDeadline?.();
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    const listener = this.listener;
+    if (listener === undefined) {
+      // An idle connection must stay silent; anything else makes it unsafe to reuse.
+      this.destroy();
+      return;
+    }
+    this.received += chunk.length;
+    listener.beforeUpstreamData();
+    const ret = this.parser.execute(chunk);
+    listener.afterUpstreamData();
+    if (typeof ret !== 'number') {
+      this.fail(ret, 'parse');
+    } else if (this.upgraded && ret < chunk.length) {
+      listener.onUpstreamUpgraded(chunk.subarray(ret));
+    }
+  }
+
+  private onEnd(): void {
+    if (this.dead) return;
+    // EOF ends a read-until-close body, or reveals a truncated one.
+    const ret = this.parser.finish();
+    if (ret instanceof Error) this.fail(ret, 'parse');
+    else this.fail(new Error('upstream closed the connection'), 'closed');
+  }
+
+  private fail(error: Error, kind: 'connect' | 'io' | 'parse' | 'closed'): void {
+    if (this.dead) return;
+    const listener = this.listener;
+    this.destroy();
+    listener?.onUpstreamFailure(error, kind);
+  }
+
+  destroy(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.listener = undefined;
+    untrack(this);
+    this.pool.forget(this);
+    if (!this.upgraded) this.socket.destroy();
+    this.parser.free();
+  }
+}

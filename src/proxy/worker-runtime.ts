@@ -1,0 +1,77 @@
+// Everything one worker's data path shares: limits, routes, upstreams, the
+// trusted-proxy list, request ids and counters. Built once from the frozen
+// config; connections only read it.
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config, LimitsConfig } from '../config/types.js';
+import type { ServerSlot } from '../balancer/types.js';
+import { Router } from './router.js';
+import { UpstreamRuntime } from './upstream-runtime.js';
+import type { ClientConnection } from './client-connection.js';
+
+export class WorkerRuntime {
+  readonly limits: LimitsConfig;
+  readonly router: Router<UpstreamRuntime>;
+  readonly upstreams = new Map<string, UpstreamRuntime>();
+  readonly accessLog: boolean;
+  readonly connections = new Set<ClientConnection>();
+  closing = false;
+  requests = 0;
+  private readonly trusted = new BlockList();
+  private readonly hasTrusted: boolean;
+  /** Request ids: a random per-worker prefix plus a counter, unique without a syscall per request. */
+  private readonly idPrefix = randomBytes(6).toString('hex');
+  private idCounter = 0;
+  private onIdle: (() => void) | undefined;
+
+  constructor(config: Config, readonly log: Logger, workerIndex: number) {
+    this.limits = config.limits;
+    this.accessLog = config.logging.access && log.isLevelEnabled('info');
+    for (const [name, upstream] of Object.entries(config.upstreams)) {
+      this.upstreams.set(name, new UpstreamRuntime(upstream, workerIndex, config.limits.maxHeaderBytes));
+    }
+    this.router = new Router(config.routes, (route) => this.upstreams.get(route.upstream)!);
+    for (const entry of config.trustedProxies) addTrusted(this.trusted, entry);
+    this.hasTrusted = config.trustedProxies.length > 0;
+  }
+
+  nextRequestId(): string {
+    return `${this.idPrefix}-${(++this.idCounter).toString(36)}`;
+  }
+
+  isTrustedProxy(address: string): boolean {
+    if (!this.hasTrusted) return false;
+    const family = isIPv4(address) ? 'ipv4' : isIPv6(address) ? 'ipv6' : undefined;
+    return family !== undefined && this.trusted.check(address, family);
+  }
+
+  onRequestDone(_upstream: UpstreamRuntime | undefined, _server: ServerSlot | undefined, _status: number): void {
+    this.requests++;
+  }
+
+  onConnectionClosed(conn: ClientConnection): void {
+    this.connections.delete(conn);
+    if (this.connections.size === 0) this.onIdle?.();
+  }
+
+  /** Resolves when the last client connection has closed. */
+  whenIdle(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.onIdle = resolve));
+  }
+
+  activeRequests(): number {
+    let n = 0;
+    for (const upstream of this.upstreams.values()) for (const c of upstream.counters) n += c.active;
+    return n;
+  }
+}
+
+function addTrusted(list: BlockList, entry: string): void {
+  const slash = entry.indexOf('/');
+  const address = slash < 0 ? entry : entry.slice(0, slash);
+  const family = isIPv4(address) ? 'ipv4' : 'ipv6';
+  if (slash < 0) list.addAddress(address, family);
+  else list.addSubnet(address, Number(entry.slice(slash + 1)), family);
+}
