@@ -1,0 +1,299 @@
+// The JSON schema of the YAML file (snake_case, as users write it), compiled
+// once with ajv, and the translation of ajv's errors into Issues that name a
+// key path and say what was expected. Defaults live here, next to each key.
+//
+// Every leaf schema carries `expected`: the phrase used in error messages
+// ("expected <expected>, got <value>"), so messages read the same whatever
+// keyword failed (type, pattern, minimum...).
+
+import { Ajv } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import { DURATION_PATTERN, SIZE_PATTERN } from './duration.js';
+import { describeValue } from './errors.js';
+import type { Issue, PathSegment } from './errors.js';
+
+type Schema = Record<string, unknown>;
+
+const duration = (def: string): Schema => ({
+  type: ['string', 'integer'],
+  pattern: DURATION_PATTERN,
+  minimum: 1,
+  default: def,
+  expected: 'a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds',
+});
+const size = (def: number): Schema => ({
+  type: ['string', 'integer'],
+  pattern: SIZE_PATTERN,
+  minimum: 1,
+  default: def,
+  expected: 'a positive size like 16kb, 10mb or integer bytes',
+});
+const int = (min: number, max: number, def?: number): Schema => ({
+  type: 'integer',
+  minimum: min,
+  maximum: max,
+  ...(def === undefined ? {} : { default: def }),
+  expected: `an integer ${min}..${max}`,
+});
+const oneOf = (values: readonly string[], def?: string): Schema => ({
+  type: 'string',
+  enum: values,
+  ...(def === undefined ? {} : { default: def }),
+  expected: `one of: ${values.join(', ')}`,
+});
+const host = (def?: string): Schema => ({
+  type: 'string',
+  minLength: 1,
+  ...(def === undefined ? {} : { default: def }),
+  expected: 'a host name or IP address',
+});
+const port = (def?: number): Schema => ({ ...int(1, 65535, def), expected: 'a port 1..65535' });
+const hostPort = { type: 'string', minLength: 1, expected: 'host:port' };
+
+/** A mapping with a fixed set of keys; anything else is an unknown key. */
+function object(properties: Record<string, Schema>, opts: { required?: string[]; default?: unknown } = {}): Schema {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties,
+    ...(opts.required ? { required: opts.required } : {}),
+    ...('default' in opts ? { default: opts.default } : {}),
+    expected: 'a mapping',
+  };
+}
+const list = (items: Schema, minItems: number, expected: string, def?: unknown): Schema => ({
+  type: 'array',
+  items,
+  minItems,
+  ...(def === undefined ? {} : { default: def }),
+  expected,
+});
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const BALANCE_ALGORITHMS = ['round-robin', 'least-conn', 'source', 'random'] as const;
+export const SCHEDULING_POLICIES = ['kernel', 'round-robin'] as const;
+export const MAX_WORKERS = 64;
+/** Upstream names appear in logs, metrics labels and the admin API. */
+const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
+// header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
+const HASH_KEY_PATTERN = "^(source-ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$";
+/** A status code, or a class of them written "2xx". */
+const STATUS_ITEM = { type: ['integer', 'string'], minimum: 100, maximum: 599, pattern: '^[1-5]xx$' };
+const STATUS_EXPECTED = 'an HTTP status 100..599 or a class like "2xx"';
+
+const server = object(
+  {
+    address: hostPort,
+    weight: int(1, 1000, 1),
+  },
+  { required: ['address'] },
+);
+
+const health = object({
+  path: { type: 'string', pattern: '^/', default: '/healthz', expected: 'a path starting with "/"' },
+  interval: duration('2s'),
+  timeout: duration('1s'),
+  rise: int(1, 100, 2),
+  fall: int(1, 100, 3),
+  expect_status: {
+    ...STATUS_ITEM,
+    type: ['integer', 'string', 'array'],
+    items: { ...STATUS_ITEM, expected: STATUS_EXPECTED },
+    minItems: 1,
+    default: ['2xx', '3xx'],
+    expected: `${STATUS_EXPECTED}, or a list of them`,
+  },
+});
+
+const upstream = object(
+  {
+    balance: oneOf(BALANCE_ALGORITHMS, 'round-robin'),
+    hash: object(
+      {
+        key: { type: 'string', pattern: HASH_KEY_PATTERN, default: 'source-ip', expected: 'source-ip, header:NAME or cookie:NAME' },
+        balance_factor: { type: 'number', exclusiveMinimum: 1, expected: 'a number greater than 1' },
+      },
+      { default: {} },
+    ),
+    servers: list(server, 1, 'a list of at least one server'),
+    health,
+    retries: int(0, 10, 1),
+    timeouts: object(
+      { connect: duration('2s'), response: duration('30s'), idle: duration('60s') },
+      { default: {} },
+    ),
+    max_idle_per_server: int(0, 10000, 64),
+  },
+  { required: ['servers'] },
+);
+
+const route = object(
+  {
+    name: { type: 'string', minLength: 1, expected: 'a non-empty string' },
+    match: object(
+      {
+        host: { ...host('*'), expected: 'a host name or "*"' },
+        path: { type: 'string', pattern: '^/', expected: 'a path starting with "/"' },
+      },
+      { required: ['path'] },
+    ),
+    upstream: { type: 'string', minLength: 1, expected: 'the name of an upstream' },
+  },
+  { required: ['match', 'upstream'] },
+);
+
+export const configSchema: Schema = object(
+  {
+    workers: {
+      type: ['integer', 'string'],
+      minimum: 1,
+      maximum: MAX_WORKERS,
+      pattern: '^auto$',
+      default: 'auto',
+      expected: `an integer 1..${MAX_WORKERS} or "auto"`,
+    },
+    scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
+    listen: list(object({ host: host('127.0.0.1'), port: port() }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
+      { host: '127.0.0.1', port: 8080 },
+    ]),
+    admin: object(
+      {
+        host: host('127.0.0.1'),
+        port: port(9090),
+        token: { type: 'string', minLength: 1, expected: 'a non-empty bearer token' },
+      },
+      { required: ['token'] },
+    ),
+    logging: object({ level: oneOf(LOG_LEVELS, 'info'), access: { type: 'boolean', default: true, expected: 'true or false' } }, { default: {} }),
+    limits: object(
+      {
+        max_header_bytes: size(16384),
+        max_url_bytes: size(8192),
+        max_body_bytes: size(10485760),
+        headers_timeout: duration('10s'),
+        request_timeout: duration('60s'),
+        keepalive_timeout: duration('60s'),
+      },
+      { default: {} },
+    ),
+    trusted_proxies: list({ type: 'string', minLength: 1, expected: 'a CIDR or IP address' }, 0, 'a list of CIDRs or IP addresses', []),
+    shutdown_timeout: duration('30s'),
+    upstreams: {
+      type: 'object',
+      minProperties: 1,
+      propertyNames: { pattern: NAME_PATTERN },
+      additionalProperties: upstream,
+      expected: 'a mapping of upstream names to upstreams',
+    },
+    routes: list(route, 1, 'a list of at least one route'),
+    demo_backends: list(hostPort, 0, 'a list of host:port addresses', []),
+  },
+  { required: ['admin', 'upstreams', 'routes'] },
+);
+
+/** The file's content once the schema passed and defaults were filled in. */
+export interface RawConfig {
+  workers: number | 'auto';
+  scheduling: (typeof SCHEDULING_POLICIES)[number];
+  listen: { host: string; port: number }[];
+  admin: { host: string; port: number; token: string };
+  logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
+  limits: Record<
+    'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout',
+    string | number
+  >;
+  trusted_proxies: string[];
+  shutdown_timeout: string | number;
+  upstreams: Record<string, RawUpstream>;
+  routes: { name?: string; match: { host: string; path: string }; upstream: string }[];
+  demo_backends: string[];
+}
+
+export interface RawUpstream {
+  balance: (typeof BALANCE_ALGORITHMS)[number];
+  hash: { key: string; balance_factor?: number };
+  servers: { address: string; weight: number }[];
+  health?: {
+    path: string;
+    interval: string | number;
+    timeout: string | number;
+    rise: number;
+    fall: number;
+    expect_status: number | string | (number | string)[];
+  };
+  retries: number;
+  timeouts: Record<'connect' | 'response' | 'idle', string | number>;
+  max_idle_per_server: number;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, allowUnionTypes: true, strict: true });
+ajv.addKeyword({ keyword: 'expected', schemaType: 'string' });
+const validate = ajv.compile(configSchema);
+
+/**
+ * Checks `data` against the schema, filling in defaults in place (so pass a
+ * fresh copy). Returns the issues; empty means `data` is a RawConfig.
+ */
+export function validateSchema(data: unknown): Issue[] {
+  if (validate(data)) return [];
+  const issues: Issue[] = [];
+  const seen = new Set<string>();
+  for (const err of validate.errors ?? []) {
+    const issue = toIssue(err, data);
+    if (!issue) continue;
+    // One message per node: a value can fail several keywords at once.
+    const id = JSON.stringify(issue.path);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    issues.push(issue);
+  }
+  return issues;
+}
+
+function toIssue(err: ErrorObject, root: unknown): Issue | undefined {
+  const path = pointerToPath(err.instancePath, root);
+  const schema = (err.parentSchema ?? {}) as Schema;
+  switch (err.keyword) {
+    case 'additionalProperties': {
+      const known = Object.keys((schema.properties ?? {}) as Schema);
+      const key = (err.params as { additionalProperty: string }).additionalProperty;
+      return { path: [...path, key], at: 'key', message: `unknown key (expected one of: ${known.join(', ')})` };
+    }
+    case 'required': {
+      const key = (err.params as { missingProperty: string }).missingProperty;
+      return { path: [...path, key], message: 'required key is missing' };
+    }
+    case 'propertyNames':
+      // Reported by the nested `pattern` error, which carries the name.
+      return undefined;
+    case 'pattern':
+      if (err.propertyName !== undefined) {
+        return {
+          path: [...path, err.propertyName],
+          at: 'key',
+          message: `expected a name of letters, digits, "_", "-" and ".", got ${JSON.stringify(err.propertyName)}`,
+        };
+      }
+      break;
+  }
+  const expected = typeof schema.expected === 'string' ? schema.expected : (err.message ?? 'a valid value');
+  return { path, message: `expected ${expected}, got ${describeValue(err.data)}` };
+}
+
+/** "/upstreams/app/servers/1" → ["upstreams", "app", "servers", 1], using the data to tell list indexes. */
+function pointerToPath(pointer: string, root: unknown): PathSegment[] {
+  if (pointer === '') return [];
+  const path: PathSegment[] = [];
+  let node = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(node)) {
+      path.push(Number(seg));
+      node = node[Number(seg)];
+    } else {
+      path.push(seg);
+      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[seg] : undefined;
+    }
+  }
+  return path;
+}
