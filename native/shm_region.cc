@@ -1,0 +1,255 @@
+#include "shm_region.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+
+namespace switchyard {
+namespace {
+
+constexpr uint64_t AlignUp(uint64_t n) { return (n + kLineBytes - 1) / kLineBytes * kLineBytes; }
+
+std::string Errno(const char* what, const std::string& name) {
+  return std::string(what) + " " + name + ": " + std::strerror(errno);
+}
+
+// Parses "switchyard-<pid>" or "switchyard-<pid>-<gen>"; returns the pid or 0.
+pid_t StalePid(const char* entry) {
+  static const char kPrefix[] = "switchyard-";
+  if (std::strncmp(entry, kPrefix, sizeof kPrefix - 1) != 0) return 0;
+  const char* p = entry + sizeof kPrefix - 1;
+  uint64_t pid = 0;
+  const char* digits = p;
+  while (*p >= '0' && *p <= '9' && pid < 0x7fffffff) pid = pid * 10 + static_cast<uint64_t>(*p++ - '0');
+  if (p == digits || pid == 0 || pid >= 0x7fffffff) return 0;
+  if (*p == '-') {
+    const char* gen = ++p;
+    while (*p >= '0' && *p <= '9') ++p;
+    if (p == gen) return 0;
+  }
+  return *p == '\0' ? static_cast<pid_t>(pid) : 0;
+}
+
+}  // namespace
+
+bool ShmRegion::ValidName(const std::string& name) {
+  return name.size() >= 2 && name.size() <= 255 && name[0] == '/' &&
+         name.find('/', 1) == std::string::npos && name.find('\0') == std::string::npos;
+}
+
+ShmRegion::ShmRegion(std::string name, uint8_t* base, size_t size)
+    : name_(std::move(name)), base_(base), size_(size), header_(reinterpret_cast<ShmHeader*>(base)) {}
+
+ShmRegion::~ShmRegion() { munmap(base_, size_); }
+
+std::shared_ptr<ShmRegion> ShmRegion::Create(const std::string& name,
+                                             const std::vector<std::string>& ids, uint32_t slots,
+                                             uint32_t generation, std::string* error) {
+  if (!ValidName(name)) {
+    *error = "invalid shared-memory name: " + name;
+    return nullptr;
+  }
+  if (slots == 0 || slots > 4096 || ids.size() > 1u << 20) {
+    *error = "slots must be 1..4096 and servers at most 2^20";
+    return nullptr;
+  }
+  const uint64_t n = ids.size();
+  uint64_t id_bytes = (n + 1) * sizeof(uint32_t);
+  for (const std::string& id : ids) id_bytes += id.size();
+  if (id_bytes > 0xffffffffULL) {
+    *error = "server identities too long";
+    return nullptr;
+  }
+  const uint64_t header_bytes = AlignUp(sizeof(ShmHeader));
+  const uint64_t ids_offset = header_bytes;
+  const uint64_t health_offset = AlignUp(ids_offset + id_bytes);
+  const uint64_t counters_offset = health_offset + n * kLineBytes;
+  const uint64_t total = counters_offset + n * slots * kLineBytes;
+
+  const int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (fd < 0) {
+    *error = Errno("shm_open", name);
+    return nullptr;
+  }
+  void* mem = MAP_FAILED;
+  if (ftruncate(fd, static_cast<off_t>(total)) == 0) {
+    mem = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  }
+  if (mem == MAP_FAILED) {
+    *error = Errno("ftruncate/mmap", name);
+    close(fd);
+    shm_unlink(name.c_str());
+    return nullptr;
+  }
+  close(fd);
+
+  // The file starts zeroed: counters are 0, ejection deadlines are 0.
+  std::shared_ptr<ShmRegion> region(new ShmRegion(name, static_cast<uint8_t*>(mem), total));
+  ShmHeader* h = region->header_;
+  h->version = kShmVersion;
+  h->header_bytes = static_cast<uint32_t>(header_bytes);
+  h->line_bytes = kLineBytes;
+  h->servers = static_cast<uint32_t>(n);
+  h->slots = slots;
+  h->generation = generation;
+  h->creator_pid = static_cast<uint32_t>(getpid());
+  h->ids_offset = ids_offset;
+  h->ids_bytes = id_bytes;
+  h->health_offset = health_offset;
+  h->counters_offset = counters_offset;
+  h->total_bytes = total;
+
+  auto* offsets = reinterpret_cast<uint32_t*>(region->base_ + ids_offset);
+  char* bytes = reinterpret_cast<char*>(offsets + n + 1);
+  uint32_t at = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    offsets[i] = at;
+    std::memcpy(bytes + at, ids[i].data(), ids[i].size());
+    at += static_cast<uint32_t>(ids[i].size());
+  }
+  offsets[n] = at;
+  for (uint32_t i = 0; i < n; ++i) region->SetState(i, kStateHealthy);
+  h->magic.store(kShmMagic, std::memory_order_release);
+  return region;
+}
+
+std::shared_ptr<ShmRegion> ShmRegion::Attach(const std::string& name, std::string* error) {
+  if (!ValidName(name)) {
+    *error = "invalid shared-memory name: " + name;
+    return nullptr;
+  }
+  const int fd = shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0) {
+    *error = Errno("shm_open", name);
+    return nullptr;
+  }
+  struct stat st;
+  void* mem = MAP_FAILED;
+  if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= sizeof(ShmHeader)) {
+    mem = mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  }
+  const int saved = errno;
+  close(fd);
+  if (mem == MAP_FAILED) {
+    errno = saved;
+    *error = Errno("fstat/mmap (too small?)", name);
+    return nullptr;
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  std::shared_ptr<ShmRegion> region(new ShmRegion(name, static_cast<uint8_t*>(mem), size));
+  const ShmHeader* h = region->header_;
+  const uint64_t n = h->servers;
+  const bool ok =
+      h->magic.load(std::memory_order_acquire) == kShmMagic && h->version == kShmVersion &&
+      h->line_bytes == kLineBytes && h->total_bytes == size && h->slots > 0 &&
+      h->slots <= 4096 && n <= 1u << 20 &&
+      h->ids_offset >= sizeof(ShmHeader) && h->ids_bytes >= (n + 1) * sizeof(uint32_t) &&
+      h->ids_offset <= size && h->ids_bytes <= size &&
+      h->health_offset >= h->ids_offset + h->ids_bytes && h->health_offset % kLineBytes == 0 &&
+      h->counters_offset == h->health_offset + n * kLineBytes &&
+      h->counters_offset + n * h->slots * kLineBytes == size &&
+      region->IdOffsets()[n] == h->ids_bytes - (n + 1) * sizeof(uint32_t);
+  if (!ok) {
+    *error = "not a Switchyard segment of version " + std::to_string(kShmVersion) + ": " + name;
+    return nullptr;
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    if (region->IdOffsets()[i] > region->IdOffsets()[i + 1]) {
+      *error = "corrupt identity table in " + name;
+      return nullptr;
+    }
+  }
+  return region;
+}
+
+bool ShmRegion::Unlink(const std::string& name, bool* existed, std::string* error) {
+  *existed = false;
+  if (!ValidName(name)) {
+    *error = "invalid shared-memory name: " + name;
+    return false;
+  }
+  if (shm_unlink(name.c_str()) == 0) {
+    *existed = true;
+    return true;
+  }
+  if (errno == ENOENT) return true;
+  *error = Errno("shm_unlink", name);
+  return false;
+}
+
+std::vector<std::string> ShmRegion::SweepStale() {
+  std::vector<std::string> removed;
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return removed;
+  while (const dirent* e = readdir(dir)) {
+    const pid_t pid = StalePid(e->d_name);
+    // EPERM means the process exists under another user: not stale.
+    if (pid == 0 || kill(pid, 0) == 0 || errno != ESRCH) continue;
+    const std::string name = std::string("/") + e->d_name;
+    if (shm_unlink(name.c_str()) == 0) removed.push_back(name);
+  }
+  closedir(dir);
+  return removed;
+}
+
+uint64_t ShmRegion::NowUnixMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+std::string ShmRegion::Identity(uint32_t server) const {
+  const uint32_t* offsets = IdOffsets();
+  const char* bytes = reinterpret_cast<const char*>(offsets + header_->servers + 1);
+  return std::string(bytes + offsets[server], offsets[server + 1] - offsets[server]);
+}
+
+int64_t ShmRegion::Sum(Counter c, uint32_t server) const {
+  uint64_t total = 0;
+  for (uint32_t slot = 0, n = header_->slots; slot < n; ++slot) {
+    total += Line(server, slot).value[c].load(std::memory_order_relaxed);
+  }
+  return static_cast<int64_t>(total);
+}
+
+void ShmRegion::ZeroSlot(uint32_t slot) {
+  for (uint32_t s = 0, n = header_->servers; s < n; ++s) {
+    for (auto& v : Line(s, slot).value) v.store(0, std::memory_order_relaxed);
+  }
+}
+
+uint32_t ShmRegion::CopyFrom(const ShmRegion& from, int64_t slot) {
+  std::unordered_map<std::string, uint32_t> old_index;
+  for (uint32_t i = 0; i < from.servers(); ++i) old_index.emplace(from.Identity(i), i);
+  const uint32_t common_slots = std::min(slots(), from.slots());
+  uint32_t matched = 0;
+  for (uint32_t s = 0; s < servers(); ++s) {
+    const auto it = old_index.find(Identity(s));
+    if (it == old_index.end()) continue;
+    ++matched;
+    const uint32_t o = it->second;
+    for (uint32_t w = 0; w < common_slots; ++w) {
+      if (slot >= 0 && w != slot) continue;
+      for (uint32_t c = 0; c < kCounterCount; ++c) {
+        Line(s, w).value[c].store(from.Line(o, w).value[c].load(std::memory_order_relaxed),
+                                  std::memory_order_relaxed);
+      }
+    }
+    if (slot < 0) {
+      SetState(s, from.State(o));
+      SetEjectUntil(s, from.EjectUntil(o));
+    }
+  }
+  return matched;
+}
+
+}  // namespace switchyard

@@ -1,0 +1,235 @@
+// The shared-memory region through src/native.ts, with a second real process.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Counter, SharedRegion, regionName } from '../../src/native.js';
+
+const NATIVE_TS = fileURLToPath(new URL('../../src/native.ts', import.meta.url));
+const ids = ['127.0.0.1:9001', '127.0.0.1:9002', '127.0.0.1:9003'];
+let seq = 0;
+const testName = (): string => `/switchyard-test-${process.pid}-${++seq}`;
+
+// Runs an ES module snippet in a fresh node process (with tsx, so it can
+// import src/native.ts) and returns its stdout parsed as JSON.
+async function inChild(code: string, nativeTs = NATIVE_TS): Promise<unknown> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '-e', `import * as native from ${JSON.stringify(nativeTs)};\n${code}`],
+    { timeout: 20_000 },
+  );
+  return JSON.parse(stdout);
+}
+
+// Disposes of a region whatever the test did.
+function cleanup(...regions: SharedRegion[]): void {
+  for (const r of regions) {
+    r.close();
+    r.unlink();
+  }
+}
+
+test('a second process attaches by name and shares the counters', async () => {
+  const region = SharedRegion.create(ids, { name: testName(), slots: 4 });
+  try {
+    region.addActiveConnections(1, 0, 3);
+    region.add(Counter.RequestsTotal, 2, 0, 10);
+    const seen = await inChild(`
+      const r = native.SharedRegion.attach(${JSON.stringify(region.name)}, ${JSON.stringify(ids)});
+      const before = r.activeConnections(1);
+      r.addActiveConnections(1, 2, 4);
+      r.add(native.Counter.RequestsTotal, 2, 2, 5);
+      r.setHealthy(0, false);
+      r.close();
+      console.log(JSON.stringify({ before, slots: r.slots, identities: r.identities }));
+    `);
+    assert.deepEqual(seen, { before: 3, slots: 4, identities: ids });
+    assert.equal(region.activeConnections(1), 7);
+    assert.equal(region.read(Counter.ActiveConnections, 1, 2), 4);
+    assert.equal(region.requestsTotal(2), 15);
+    assert.equal(region.healthy(0), false);
+  } finally {
+    cleanup(region);
+  }
+});
+
+test('attach checks the expected identities and rejects unknown names', () => {
+  const region = SharedRegion.create(ids, { name: testName(), slots: 2 });
+  try {
+    assert.throws(() => SharedRegion.attach(region.name, ['127.0.0.1:9001']), /expected/);
+    assert.throws(() => SharedRegion.attach(`/switchyard-test-${process.pid}-missing`), /No such file/);
+    assert.throws(() => SharedRegion.attach('no-slash'), /invalid shared-memory name/);
+  } finally {
+    cleanup(region);
+  }
+});
+
+test('counters: per slot, summed over slots, negative deltas, zeroSlot', () => {
+  const region = SharedRegion.create(ids, { name: testName(), slots: 8 });
+  try {
+    for (let slot = 0; slot < 8; slot++) {
+      region.addActiveRequests(0, slot, slot + 1);
+      region.add(Counter.Failures, 0, slot, 1);
+    }
+    region.addActiveRequests(0, 3, -2);
+    assert.equal(region.activeRequests(0), 36 - 2);
+    assert.equal(region.read(Counter.ActiveRequests, 0, 3), 2);
+    assert.equal(region.failures(0), 8);
+    assert.equal(region.activeRequests(1), 0);
+
+    region.zeroSlot(5);
+    assert.equal(region.read(Counter.ActiveRequests, 0, 5), 0);
+    assert.equal(region.activeRequests(0), 34 - 6);
+    assert.equal(region.failures(0), 7);
+
+    // Zero-copy view: (server * slots + slot) * 8 + counter.
+    const view = region.countersView();
+    assert.equal(view[(0 * 8 + 2) * 8 + Counter.ActiveRequests], 3n);
+    region.addActiveRequests(0, 2, 1);
+    assert.equal(view[(0 * 8 + 2) * 8 + Counter.ActiveRequests], 4n);
+    region.close();
+    // The view keeps the mapping alive after close().
+    assert.equal(view[(0 * 8 + 2) * 8 + Counter.ActiveRequests], 4n);
+    assert.throws(() => region.activeRequests(0), /closed/);
+  } finally {
+    cleanup(region);
+  }
+});
+
+test('health words: healthy, drained, ejection deadline, eligibility', () => {
+  const region = SharedRegion.create(ids, { name: testName(), slots: 1 });
+  try {
+    assert.ok(ids.every((_, i) => region.healthy(i) && !region.drained(i) && region.eligible(i)));
+    region.setHealthy(0, false);
+    region.setDrained(1, true);
+    region.setEjectedUntil(2, Date.now() + 60_000);
+    assert.deepEqual([0, 1, 2].map((i) => region.eligible(i)), [false, false, false]);
+    assert.equal(region.healthy(1), true);
+    assert.equal(region.drained(0), false);
+    region.setHealthy(0, true);
+    region.setDrained(1, false);
+    region.setEjectedUntil(2, Date.now() - 1);
+    assert.deepEqual([0, 1, 2].map((i) => region.eligible(i)), [true, true, true]);
+  } finally {
+    cleanup(region);
+  }
+});
+
+test('bad arguments throw TypeError / RangeError, never abort', () => {
+  const region = SharedRegion.create(ids, { name: testName(), slots: 2 });
+  try {
+    assert.throws(() => region.addActiveConnections(3, 0, 1), RangeError);
+    assert.throws(() => region.addActiveConnections(0, 2, 1), RangeError);
+    assert.throws(() => region.addActiveConnections(0, 0, 1.5), TypeError);
+    assert.throws(() => region.add(7 as Counter, 0, 0, 1), TypeError);
+    assert.throws(() => region.sum(Counter.Failures, -1), TypeError);
+    assert.throws(() => region.setEjectedUntil(0, -5), TypeError);
+    assert.throws(() => SharedRegion.create(ids, { name: testName(), slots: 0 }), /slots/);
+    assert.throws(() => SharedRegion.create(ids, { name: region.name }), /File exists/);
+  } finally {
+    cleanup(region);
+  }
+});
+
+test('unlink removes the name; existing mappings keep working', () => {
+  const region = SharedRegion.create(ids, { name: testName(), slots: 1 });
+  const other = SharedRegion.attach(region.name);
+  try {
+    assert.equal(region.unlink(), true);
+    assert.equal(region.unlink(), false);
+    assert.equal(existsSync(`/dev/shm${region.name}`), false);
+    assert.throws(() => SharedRegion.attach(region.name), /No such file/);
+    region.addActiveConnections(0, 0, 1);
+    assert.equal(other.activeConnections(0), 1);
+  } finally {
+    region.close();
+    other.close();
+  }
+});
+
+test('sweepStale removes segments of dead pids only', async () => {
+  // A pid that certainly existed and has exited.
+  const child = spawn(process.execPath, ['-e', '']);
+  const deadPid = child.pid!;
+  await new Promise((resolve) => child.on('exit', resolve));
+  const dead = [regionName(deadPid), regionName(deadPid, 3)];
+  const alive = regionName(process.pid, 999_999);
+  const regions = [...dead, alive].map((name) => SharedRegion.create(ids, { name, slots: 1 }));
+  try {
+    const removed = SharedRegion.sweepStale();
+    for (const name of dead) {
+      assert.ok(removed.includes(name), `${name} swept`);
+      assert.equal(existsSync(`/dev/shm${name}`), false);
+    }
+    assert.ok(!removed.includes(alive));
+    assert.ok(existsSync(`/dev/shm${alive}`));
+  } finally {
+    for (const r of regions) cleanup(r);
+  }
+});
+
+test('reload: createNext keeps counts and health of staying servers; copySlotFrom moves a slot', () => {
+  const old = SharedRegion.create(ids, { name: regionName(process.pid, 500_000), generation: 0, slots: 4 });
+  let next: SharedRegion | undefined;
+  try {
+    old.addActiveConnections(0, 1, 2); // 127.0.0.1:9001 stays
+    old.addActiveConnections(1, 1, 5); // 127.0.0.1:9002 goes
+    old.add(Counter.RequestsTotal, 2, 3, 40); // 127.0.0.1:9003 stays
+    old.setDrained(2, true);
+    const newIds = ['127.0.0.1:9003', '127.0.0.1:9004', '127.0.0.1:9001'];
+    next = old.createNext(newIds);
+    assert.equal(next.name, regionName(process.pid, 1));
+    assert.equal(next.generation, 1);
+    assert.deepEqual(next.identities, newIds);
+    assert.equal(next.activeConnections(2), 2);
+    assert.equal(next.requestsTotal(0), 40);
+    assert.equal(next.drained(0), true);
+    assert.equal(next.activeConnections(1), 0);
+    assert.equal(next.healthy(1), true);
+
+    // A worker in slot 1 changed its counts before switching: it copies its slot.
+    old.addActiveConnections(0, 1, -1);
+    old.add(Counter.RequestsTotal, 2, 1, 1);
+    old.add(Counter.RequestsTotal, 2, 3, 100); // another slot: not copied now
+    assert.equal(next.copySlotFrom(old, 1), 2);
+    assert.equal(next.activeConnections(2), 1);
+    assert.equal(next.requestsTotal(0), 41);
+  } finally {
+    cleanup(old);
+    if (next) cleanup(next);
+  }
+});
+
+test('create with the default name replaces a leftover of this pid', () => {
+  const leftover = SharedRegion.create(['x:1'], { name: regionName(process.pid, 700_000), slots: 1 });
+  leftover.close();
+  const region = SharedRegion.create(ids, { generation: 700_000, slots: 1 });
+  try {
+    assert.equal(region.name, regionName(process.pid, 700_000));
+    assert.deepEqual(SharedRegion.attach(region.name).identities, ids);
+  } finally {
+    cleanup(region);
+  }
+});
+
+test('a missing addon fails with a message saying to run npm install', async () => {
+  // The loader looks for build/ next to its own directory: copy it where there is none.
+  const root = mkdtempSync(path.join(tmpdir(), 'switchyard-noaddon-'));
+  try {
+    mkdirSync(path.join(root, 'src'));
+    writeFileSync(path.join(root, 'package.json'), '{"type":"module"}');
+    const copy = path.join(root, 'src', 'native.ts');
+    copyFileSync(NATIVE_TS, copy);
+    const seen = await inChild(
+      `try { native.chooseSize(1); console.log('null'); } catch (e) { console.log(JSON.stringify(e.message)); }`,
+      copy,
+    );
+    assert.match(String(seen), /addon is missing[\s\S]*npm install[\s\S]*npm rebuild/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
