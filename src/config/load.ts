@@ -28,15 +28,7 @@ export interface ConfigOverrides {
  * path with `*` for any one key; `values` narrows it to those values.
  * Shrink this list as features land.
  */
-export const NOT_IMPLEMENTED: readonly { path: string; values?: readonly string[]; note: string }[] = [
-  { path: 'upstreams.*.health', note: 'active health checks' },
-  { path: 'upstreams.*.hash.balance_factor', note: 'bounded-load hashing' },
-  {
-    path: 'upstreams.*.balance',
-    values: ['least-conn', 'source', 'random'],
-    note: 'comes with the native addon; round-robin is used until then',
-  },
-];
+export const NOT_IMPLEMENTED: readonly { path: string; values?: readonly string[]; note: string }[] = [];
 
 export function loadConfig(file: string, overrides: ConfigOverrides = {}): LoadResult {
   let text: string;

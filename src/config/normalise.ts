@@ -69,6 +69,7 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
       fall: h.fall,
       expectStatus: expandStatuses(h.expect_status),
     };
+    if (h.slow_start !== undefined) health.slowStartMs = parseDuration(h.slow_start);
     out.health = health;
   }
   return out;

@@ -14,11 +14,11 @@ import type { Issue, PathSegment } from './errors.js';
 
 type Schema = Record<string, unknown>;
 
-const duration = (def: string): Schema => ({
+const duration = (def?: string): Schema => ({
   type: ['string', 'integer'],
   pattern: DURATION_PATTERN,
   minimum: 1,
-  default: def,
+  ...(def === undefined ? {} : { default: def }),
   expected: 'a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds',
 });
 const size = (def: number): Schema => ({
@@ -103,6 +103,8 @@ const health = object({
     default: ['2xx', '3xx'],
     expected: `${STATUS_EXPECTED}, or a list of them`,
   },
+  // No default: absent means a recovered server takes its full weight at once.
+  slow_start: duration(),
 });
 
 const upstream = object(
@@ -220,6 +222,7 @@ export interface RawUpstream {
     rise: number;
     fall: number;
     expect_status: number | string | (number | string)[];
+    slow_start?: string | number;
   };
   retries: number;
   timeouts: Record<'connect' | 'response' | 'idle', string | number>;

@@ -48,6 +48,8 @@ export interface HealthConfig {
   rise: number;
   fall: number;
   expectStatus: number[];
+  /** Ramp time of a server's weight after it comes back up; absent = no ramp. */
+  slowStartMs?: number;
 }
 
 export interface HashConfig {

@@ -95,6 +95,15 @@ describe('config: valid files', () => {
     assert.equal(mixed.config.upstreams.app!.health!.expectStatus.length, 102);
   });
 
+  it('slow_start: absent by default, a duration when given, never zero', () => {
+    const withHealth = (h: string) => MINIMAL.replace('    servers:', `    health: ${h}\n    servers:`);
+    assert.equal(parseConfigText(withHealth('{}'), FILE).config.upstreams.app!.health!.slowStartMs, undefined);
+    assert.equal(parseConfigText(withHealth('{ slow_start: 10s }'), FILE).config.upstreams.app!.health!.slowStartMs, 10_000);
+    assert.deepEqual(errorsOf(withHealth('{ slow_start: 0s }')), [
+      `${FILE}:4:27 upstreams.app.health.slow_start: expected a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds, got "0s"`,
+    ]);
+  });
+
   it('converts durations and sizes in every accepted form', () => {
     assert.equal(parseDuration('500ms'), 500);
     assert.equal(parseDuration('2s'), 2000);
@@ -179,23 +188,12 @@ routes:
 });
 
 describe('config: warnings for keys not implemented yet', () => {
-  it('lists them all in one string, grouped by feature', () => {
-    const text = MINIMAL.replace('    servers:', '    balance: least-conn\n    hash: { balance_factor: 1.5 }\n    health: {}\n    servers:');
-    const { warnings } = parseConfigText(text, FILE);
-    assert.deepEqual(warnings, [
-      `${FILE}: accepted but not implemented yet: upstreams.app.health (active health checks); ` +
-        'upstreams.app.hash.balance_factor (bounded-load hashing); ' +
-        'upstreams.app.balance: least-conn (comes with the native addon; round-robin is used until then)',
-    ]);
-  });
-
-  it('is driven by the one exported list', () => {
-    assert.deepEqual(
-      NOT_IMPLEMENTED.map((f) => f.path),
-      ['upstreams.*.health', 'upstreams.*.hash.balance_factor', 'upstreams.*.balance'],
-    );
-    // round-robin is implemented: no warning for it even when written out.
-    assert.deepEqual(parseConfigText(MINIMAL.replace('    servers:', '    balance: round-robin\n    servers:'), FILE).warnings, []);
+  it('none are left: every algorithm, bounded loads and health checks run', () => {
+    assert.deepEqual(NOT_IMPLEMENTED, []);
+    for (const balance of ['round-robin', 'least-conn', 'source', 'random']) {
+      const text = MINIMAL.replace('    servers:', `    balance: ${balance}\n    hash: { balance_factor: 1.5 }\n    health: {}\n    servers:`);
+      assert.deepEqual(parseConfigText(text, FILE).warnings, [], balance);
+    }
   });
 });
 

@@ -1,0 +1,114 @@
+// The primary's side of metrics: its own registry (server health from the
+// active checker, worker count and restarts) and `clusterMetricsText`, which
+// asks every worker for its snapshot and renders one Prometheus text with
+// each series summed over the workers (prom-client's AggregatorRegistry).
+//
+// prom-client's own `clusterMetrics()` IPC is not used: it waits for every
+// worker in `cluster.workers` and fails the whole scrape after 5 s if one of
+// them exits or is still starting, which is routine during a rolling reload.
+// Here each worker gets its own short deadline, a worker that exits counts as
+// answered-without-data, and the scrape says how many answers were missing.
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import type { ServerHealth } from '../health/active-checker.js';
+import { METRICS_REQUEST, METRICS_RESPONSE, type MetricJson, type MetricsRequest, type MetricsResponse } from './worker-metrics.js';
+
+export interface ClusterMetricsSources {
+  /** Every configured server with its active-health state (ActiveHealthChecker.servers()). */
+  health(): Iterable<ServerHealth>;
+  /** Workers serving now. */
+  workers(): number;
+  /** Workers respawned after dying, since start; must never decrease. */
+  restarts(): number;
+}
+
+/** The primary's own metrics, read from `sources` at scrape time (nothing to update elsewhere). */
+export function createPrimaryRegistry(sources: ClusterMetricsSources): Registry {
+  const registry = new Registry();
+  new Gauge({
+    name: 'switchyard_upstream_server_healthy',
+    help: '1 if the server passes its active health checks (or has none), else 0.',
+    labelNames: ['upstream', 'server'],
+    registers: [registry],
+    collect() {
+      // Reset first: servers removed by a reload must disappear.
+      this.reset();
+      for (const s of sources.health()) this.set({ upstream: s.upstream, server: s.address }, s.healthy ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_workers',
+    help: 'Worker processes serving.',
+    registers: [registry],
+    collect() {
+      this.set(sources.workers());
+    },
+  });
+  new Counter({
+    name: 'switchyard_worker_restarts_total',
+    help: 'Workers respawned after dying unexpectedly.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.restarts());
+    },
+  });
+  return registry;
+}
+
+export const WORKER_ANSWER_TIMEOUT_MS = 1_000;
+
+let nextRequestId = 1;
+
+/**
+ * One Prometheus text: every worker's metrics summed per series, plus the
+ * primary's registry. `workers` defaults to every connected cluster worker;
+ * pass only the ready ones to skip workers still starting (they have nothing
+ * to report and would only run into the deadline).
+ */
+export async function clusterMetricsText(
+  primaryRegistry: Registry,
+  workers: readonly Worker[] = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w),
+  timeoutMs = WORKER_ANSWER_TIMEOUT_MS,
+): Promise<string> {
+  const [answers, own] = await Promise.all([collectFromWorkers(workers, timeoutMs), primaryRegistry.getMetricsAsJSON()]);
+  const missing = answers.filter((a) => a === undefined).length;
+  const scrape: MetricJson = {
+    name: 'switchyard_metrics_workers_missing',
+    help: 'Workers that did not answer this scrape in time: their counts are absent from the sums.',
+    type: 'gauge',
+    aggregator: 'sum',
+    values: [{ value: missing, labels: {} }],
+  };
+  const all = [...answers.filter((a): a is MetricJson[] => a !== undefined), own, [scrape]];
+  return AggregatorRegistry.aggregate(all).metrics();
+}
+
+/** Each worker's snapshot, or undefined for one that exited, was not connected or missed the deadline. */
+function collectFromWorkers(workers: readonly Worker[], timeoutMs: number): Promise<(MetricJson[] | undefined)[]> {
+  return Promise.all(
+    workers.map(
+      (worker) =>
+        new Promise<MetricJson[] | undefined>((resolve) => {
+          if (!worker.isConnected()) return resolve(undefined);
+          const id = nextRequestId++;
+          const done = (metrics?: MetricJson[]) => {
+            clearTimeout(timer);
+            worker.off('message', onMessage);
+            worker.off('exit', onExit);
+            resolve(metrics);
+          };
+          const onMessage = (m: unknown) => {
+            const r = m as Partial<MetricsResponse> | null;
+            if (r?.type === METRICS_RESPONSE && r.id === id) done(r.metrics);
+          };
+          const onExit = () => done();
+          const timer = setTimeout(done, timeoutMs);
+          worker.on('message', onMessage);
+          worker.on('exit', onExit);
+          const request: MetricsRequest = { type: METRICS_REQUEST, id };
+          worker.send(request);
+        }),
+    ),
+  );
+}

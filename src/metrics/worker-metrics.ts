@@ -1,0 +1,176 @@
+// The metrics one worker's data path records. The hot path only bumps plain
+// numbers in series built ahead of time from the config: prom-client's own
+// `labels(...).inc()` hashes the label object on every call and measured
+// ~2.3 µs per request (counter + histogram) against ~10 ns for this. The
+// series are turned into prom-client's JSON form only when the primary asks
+// (`snapshot()`), where prom-client's AggregatorRegistry sums every worker's.
+import cluster from 'node:cluster';
+import type { Config } from '../config/types.js';
+
+/** One metric in the form of prom-client's `registry.getMetricsAsJSON()`, which `AggregatorRegistry.aggregate` reads. */
+export interface MetricJson {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge' | 'histogram';
+  aggregator: 'sum';
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
+/** IPC between the primary (cluster-metrics.ts) and each worker; other listeners ignore these types. */
+export const METRICS_REQUEST = 'switchyard:metrics-request';
+export const METRICS_RESPONSE = 'switchyard:metrics';
+export type MetricsRequest = { type: typeof METRICS_REQUEST; id: number };
+export type MetricsResponse = { type: typeof METRICS_RESPONSE; id: number; metrics: MetricJson[] };
+
+/** Seconds: from a cache hit on loopback (1 ms) to the default response timeout (30 s) and beyond. */
+export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
+
+/**
+ * Label values per status: index 0..4 are 1xx..5xx; "other" counts requests
+ * that ended without a valid status (e.g. the client left before the answer).
+ */
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
+const OTHER = 5;
+
+/** Label value for "none": no route matched, no upstream or no server was picked. */
+const NONE = '';
+
+/** Requests of one (route, upstream) pair: counts per server and status class, and one latency histogram. */
+interface UpstreamSeries {
+  readonly servers: Map<string, Float64Array>;
+  /** Non-cumulative: buckets[i] counts durations in (le[i-1], le[i]]; the last slot is +Inf. */
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+export class WorkerMetrics {
+  /** route name → upstream name → series. */
+  private readonly routes = new Map<string, Map<string, UpstreamSeries>>();
+  private readonly retries = new Map<string, number>();
+  /** upstream → server address → ejections. */
+  private readonly ejections = new Map<string, Map<string, number>>();
+  private activeConnections = 0;
+
+  /**
+   * Pre-creates every series the config can produce, so they are exported
+   * (at 0) from the start and the hot path only finds them. In a cluster
+   * worker it also answers the primary's metrics requests, unless told not to.
+   */
+  constructor(config: Config, opts: { answerPrimary?: boolean } = {}) {
+    this.series(NONE, NONE, NONE);
+    for (const route of config.routes) {
+      const servers = config.upstreams[route.upstream]?.servers ?? [];
+      this.series(route.name, route.upstream, NONE);
+      for (const s of servers) this.series(route.name, route.upstream, s.address);
+    }
+    for (const [name, upstream] of Object.entries(config.upstreams)) {
+      this.retries.set(name, 0);
+      this.ejections.set(name, new Map(upstream.servers.map((s) => [s.address, 0])));
+    }
+    if (opts.answerPrimary ?? cluster.isWorker) this.answerPrimary();
+  }
+
+  /**
+   * One finished request. Pass undefined for what does not apply (no route
+   * matched, no server picked); `status` is what the client got, 0 if nothing.
+   */
+  requestDone(route: string | undefined, upstream: string | undefined, server: string | undefined, status: number, durationSeconds: number): void {
+    const r = route ?? NONE;
+    const u = upstream ?? NONE;
+    const s = server ?? NONE;
+    const series = this.routes.get(r)?.get(u) ?? this.series(r, u, s);
+    const counts = series.servers.get(s) ?? this.series(r, u, s).servers.get(s)!;
+    const cls = (status / 100) | 0;
+    counts[cls >= 1 && cls <= 5 ? cls - 1 : OTHER]!++;
+
+    const d = durationSeconds >= 0 ? durationSeconds : 0;
+    let i = 0;
+    while (i < DURATION_BUCKETS.length && d > DURATION_BUCKETS[i]!) i++;
+    series.buckets[i]!++;
+    series.sum += d;
+    series.count++;
+  }
+
+  /** A retry of a request to another server of `upstream`. */
+  retry(upstream: string): void {
+    this.retries.set(upstream, (this.retries.get(upstream) ?? 0) + 1);
+  }
+
+  /** This worker ejected `server` (passive health). */
+  ejection(upstream: string, server: string): void {
+    let servers = this.ejections.get(upstream);
+    if (!servers) this.ejections.set(upstream, (servers = new Map()));
+    servers.set(server, (servers.get(server) ?? 0) + 1);
+  }
+
+  /** Client connections open in this worker now. */
+  setActiveConnections(n: number): void {
+    this.activeConnections = n;
+  }
+
+  /** Everything recorded so far, in prom-client's JSON form. */
+  snapshot(): MetricJson[] {
+    const requests: MetricJson['values'] = [];
+    const durations: MetricJson['values'] = [];
+    for (const [route, upstreams] of this.routes) {
+      for (const [upstream, series] of upstreams) {
+        for (const [server, counts] of series.servers) {
+          counts.forEach((value, i) => {
+            // The five real classes always (so series exist from the start), "other" once it happened.
+            if (i < OTHER || value > 0) requests.push({ value, labels: { route, upstream, server, status_class: STATUS_CLASSES[i]! } });
+          });
+        }
+        let cumulative = 0;
+        series.buckets.forEach((n, i) => {
+          cumulative += n;
+          const le = i < DURATION_BUCKETS.length ? DURATION_BUCKETS[i]! : '+Inf';
+          durations.push({ value: cumulative, labels: { route, upstream, le }, metricName: 'switchyard_request_duration_seconds_bucket' });
+        });
+        durations.push({ value: series.sum, labels: { route, upstream }, metricName: 'switchyard_request_duration_seconds_sum' });
+        durations.push({ value: series.count, labels: { route, upstream }, metricName: 'switchyard_request_duration_seconds_count' });
+      }
+    }
+    const ejections: MetricJson['values'] = [];
+    for (const [upstream, servers] of this.ejections) {
+      for (const [server, value] of servers) ejections.push({ value, labels: { upstream, server } });
+    }
+    return [
+      metric('switchyard_requests_total', 'counter', 'Requests answered, by route, upstream, server and status class ("" = none).', requests),
+      metric('switchyard_request_duration_seconds', 'histogram', 'Time from request head to the end of the response.', durations),
+      metric('switchyard_active_connections', 'gauge', 'Open client connections.', [{ value: this.activeConnections, labels: {} }]),
+      metric(
+        'switchyard_upstream_retries_total',
+        'counter',
+        'Requests retried on another server.',
+        [...this.retries].map(([upstream, value]) => ({ value, labels: { upstream } })),
+      ),
+      metric('switchyard_upstream_ejections_total', 'counter', 'Servers ejected by passive health checks.', ejections),
+    ];
+  }
+
+  /** Finds or creates the series of (route, upstream) and the counts of `server` in it. */
+  private series(route: string, upstream: string, server: string): UpstreamSeries {
+    let upstreams = this.routes.get(route);
+    if (!upstreams) this.routes.set(route, (upstreams = new Map()));
+    let series = upstreams.get(upstream);
+    if (!series) {
+      series = { servers: new Map(), buckets: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 };
+      upstreams.set(upstream, series);
+    }
+    if (!series.servers.has(server)) series.servers.set(server, new Float64Array(STATUS_CLASSES.length));
+    return series;
+  }
+
+  private answerPrimary(): void {
+    process.on('message', (m: unknown) => {
+      if ((m as Partial<MetricsRequest> | null)?.type !== METRICS_REQUEST || !process.connected) return;
+      const response: MetricsResponse = { type: METRICS_RESPONSE, id: (m as MetricsRequest).id, metrics: this.snapshot() };
+      process.send?.(response);
+    });
+  }
+}
+
+function metric(name: string, type: MetricJson['type'], help: string, values: MetricJson['values']): MetricJson {
+  return { name, help, type, aggregator: 'sum', values };
+}
