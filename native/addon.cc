@@ -199,6 +199,29 @@ Napi::Value RegionEligible(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, r->Eligible(server));
 }
 
+// A view on the servers of one upstream (region servers first..first+count-1):
+// one call fills `out` (a Float64Array in JS, over this memory) with -1 per
+// ineligible server and, for readLoads, the active requests of the others,
+// so a balancer's pick crosses into C++ once whatever the number of servers.
+struct ViewState {
+  std::shared_ptr<ShmRegion> region;
+  uint32_t first = 0;
+  uint32_t count = 0;
+  std::vector<double> out;
+};
+
+// readHealth() → eligible servers; out[i] = -1 (not eligible) or 0
+Napi::Value ViewReadHealth(const Napi::CallbackInfo& info) {
+  ViewState& v = FastState<ViewState>(info);
+  return Napi::Number::New(info.Env(), v.region->ReadServers(v.first, v.count, kCounterCount, v.out.data()));
+}
+
+// readLoads() → eligible servers; out[i] = -1 or active requests over all slots
+Napi::Value ViewReadLoads(const Napi::CallbackInfo& info) {
+  ViewState& v = FastState<ViewState>(info);
+  return Napi::Number::New(info.Env(), v.region->ReadServers(v.first, v.count, kActiveRequests, v.out.data()));
+}
+
 class Region : public Napi::ObjectWrap<Region> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -219,6 +242,7 @@ class Region : public Napi::ObjectWrap<Region> {
             InstanceMethod<&Region::SetEjectUntil>("setEjectUntil"),
             InstanceMethod<&Region::CopyFrom>("copyFrom"),
             InstanceMethod<&Region::CountersBuffer>("countersBuffer"),
+            InstanceMethod<&Region::View>("view"),
         });
   }
 
@@ -399,6 +423,34 @@ class Region : public Napi::ObjectWrap<Region> {
         [](Napi::Env, void*, std::shared_ptr<ShmRegion>* hint) { delete hint; }, keep);
   }
 
+  // view(first, count) → { readHealth, readLoads, buffer }. The view holds
+  // the mapping (like a bound Maglev table) until it is garbage-collected.
+  Napi::Value View(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ShmRegion* r = OpenRegion(env, *ref_);
+    uint32_t first, count;
+    if (!r) return env.Undefined();
+    if (!GetU32(env, info[0], &first) || !GetU32(env, info[1], &count)) {
+      return ThrowType(env, "view(first, count) needs unsigned integers");
+    }
+    if (static_cast<uint64_t>(first) + count > r->servers()) {
+      return ThrowRange(env, "first + count exceeds the region's servers");
+    }
+    auto state = std::make_shared<ViewState>();
+    state->region = ref_->region;
+    state->first = first;
+    state->count = count;
+    state->out.assign(count + 1, 0.0);  // never empty: the buffer needs a data pointer
+    Napi::Object view = Napi::Object::New(env);
+    DefineFast<ViewReadHealth>(env, view, "readHealth", state);
+    DefineFast<ViewReadLoads>(env, view, "readLoads", state);
+    auto* keep = new std::shared_ptr<ViewState>(state);
+    view.Set("buffer", Napi::ArrayBuffer::New(
+                           env, state->out.data(), count * sizeof(double),
+                           [](Napi::Env, void*, std::shared_ptr<ViewState>* hint) { delete hint; }, keep));
+    return view;
+  }
+
   std::shared_ptr<RegionRef> ref_;
 };
 
@@ -408,16 +460,51 @@ class Region : public Napi::ObjectWrap<Region> {
 
 struct MaglevState {
   MaglevTable table;
+  std::vector<uint32_t> weights;
   std::shared_ptr<ShmRegion> health;  // strategy (b) when set
   uint32_t health_base = 0;
+  double balance_factor = 0;  // > 0: bounded loads (needs health)
+  std::vector<double> loads;  // scratch of PickBounded, one per server
 
-  int32_t Pick(uint64_t hash) const {
-    if (!health) return table.Lookup(hash);
+  // `exclude` (may be null): servers this request already tried (retries);
+  // the key walks past them exactly as past an ineligible server.
+  int32_t Pick(uint64_t hash, const uint8_t* exclude) {
+    if (!health) {
+      if (exclude == nullptr) return table.Lookup(hash);
+      return table.LookupEligible(hash, [&](uint32_t s) { return !exclude[s]; });
+    }
+    if (balance_factor > 0) return PickBounded(hash, exclude);
     const ShmRegion& r = *health;
     const uint32_t base = health_base;
-    return table.LookupEligible(hash, [&](uint32_t s) { return r.Eligible(base + s); });
+    return table.LookupEligible(
+        hash, [&](uint32_t s) { return (exclude == nullptr || !exclude[s]) && r.Eligible(base + s); });
+  }
+
+  // Bounded loads (maglev.h LookupBounded) over every worker's counts, read
+  // now: every worker sees the same loads, so they agree on the walk.
+  int32_t PickBounded(uint64_t hash, const uint8_t* exclude) {
+    const uint32_t n = static_cast<uint32_t>(table.servers());
+    loads.resize(n);
+    health->ReadServers(health_base, n, kActiveRequests, loads.data());
+    return table.LookupBounded(hash, loads.data(), weights.data(), balance_factor, exclude);
   }
 };
+
+// The optional exclude mask of a lookup: undefined, or a Uint8Array with one
+// byte per server (non-zero = skip). False with a TypeError pending if bad.
+bool ExcludeArg(Napi::Env env, const Napi::Value& v, const MaglevState& m, const uint8_t** out) {
+  *out = nullptr;
+  if (v.IsUndefined()) return true;
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    Napi::Uint8Array mask = v.As<Napi::Uint8Array>();
+    if (mask.ElementLength() >= m.table.servers()) {
+      *out = mask.Data();
+      return true;
+    }
+  }
+  ThrowType(env, "exclude must be a Uint8Array with one byte per server");
+  return false;
+}
 
 // lookupIp(ip): a string that is not an IP address is hashed as a key, so
 // the data path always gets an answer.
@@ -425,9 +512,12 @@ Napi::Value MaglevLookupIp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Utf8Arg ip(env, info[0]);
   if (!ip.ok()) return ThrowType(env, "ip must be a string");
+  MaglevState& m = FastState<MaglevState>(info);
+  const uint8_t* exclude;
+  if (!ExcludeArg(env, info[1], m, &exclude)) return env.Undefined();
   uint64_t h;
   if (!HashIpString(ip.data(), &h)) h = HashBytes(ip.data(), ip.size());
-  return Napi::Number::New(env, FastState<MaglevState>(info).Pick(h));
+  return Napi::Number::New(env, m.Pick(h, exclude));
 }
 
 // lookupIpv4(addr): a.b.c.d as the integer a<<24|b<<16|c<<8|d
@@ -435,14 +525,20 @@ Napi::Value MaglevLookupIpv4(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t addr;
   if (!GetU32(env, info[0], &addr)) return ThrowType(env, "addr must be an unsigned 32-bit integer");
-  return Napi::Number::New(env, FastState<MaglevState>(info).Pick(HashIpv4(addr)));
+  MaglevState& m = FastState<MaglevState>(info);
+  const uint8_t* exclude;
+  if (!ExcludeArg(env, info[1], m, &exclude)) return env.Undefined();
+  return Napi::Number::New(env, m.Pick(HashIpv4(addr), exclude));
 }
 
 Napi::Value MaglevLookupKey(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Utf8Arg key(env, info[0]);
   if (!key.ok()) return ThrowType(env, "key must be a string");
-  return Napi::Number::New(env, FastState<MaglevState>(info).Pick(HashBytes(key.data(), key.size())));
+  MaglevState& m = FastState<MaglevState>(info);
+  const uint8_t* exclude;
+  if (!ExcludeArg(env, info[1], m, &exclude)) return env.Undefined();
+  return Napi::Number::New(env, m.Pick(HashBytes(key.data(), key.size()), exclude));
 }
 
 class Maglev : public Napi::ObjectWrap<Maglev> {
@@ -493,6 +589,7 @@ class Maglev : public Napi::ObjectWrap<Maglev> {
       ThrowType(env, error);
       return;
     }
+    state_->weights = std::move(weights);
     Napi::Object self = info.This().As<Napi::Object>();
     DefineFast<MaglevLookupIp>(env, self, "lookupIp", state_);
     DefineFast<MaglevLookupIpv4>(env, self, "lookupIpv4", state_);
@@ -512,12 +609,22 @@ class Maglev : public Napi::ObjectWrap<Maglev> {
     return out;
   }
 
-  // bindHealth(region, base) or bindHealth(null)
+  // bindHealth(region, base, balanceFactor = 0) or bindHealth(null).
+  // balanceFactor > 0 (at least 1) turns on bounded loads.
   Napi::Value BindHealth(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info[0].IsNull() || info[0].IsUndefined()) {
       state_->health.reset();
+      state_->balance_factor = 0;
       return env.Undefined();
+    }
+    double factor = 0;
+    if (!info[2].IsUndefined()) {
+      if (!info[2].IsNumber()) return ThrowType(env, "balanceFactor must be a number");
+      factor = info[2].As<Napi::Number>().DoubleValue();
+      if (!(factor == 0 || (factor >= 1 && factor <= 1e6))) {
+        return ThrowType(env, "balanceFactor must be 0 (off) or a number from 1 to 1e6");
+      }
     }
     std::shared_ptr<ShmRegion> region = Region::From(info[0]);
     if (!region) return ThrowType(env, "bindHealth needs an open Region or null");
@@ -528,6 +635,7 @@ class Maglev : public Napi::ObjectWrap<Maglev> {
     }
     state_->health = std::move(region);
     state_->health_base = base;
+    state_->balance_factor = factor;
     return env.Undefined();
   }
 

@@ -1,6 +1,7 @@
 #include "maglev.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace switchyard {
@@ -89,6 +90,22 @@ bool MaglevTable::Build(const std::vector<std::string>& ids, const std::vector<u
   claims_ = std::move(claims);
   servers_ = n;
   return true;
+}
+
+int32_t MaglevTable::LookupBounded(uint64_t hash, const double* loads, const uint32_t* weights,
+                                   double factor, const uint8_t* exclude) const {
+  double total = 0, weight = 0;
+  for (size_t s = 0; s < servers_; ++s) {
+    if (loads[s] < 0) continue;
+    total += loads[s];
+    weight += weights[s];
+  }
+  if (weight == 0) return -1;
+  const double per_weight = factor * (total + 1) / weight;
+  auto usable = [&](uint32_t i) { return loads[i] >= 0 && (exclude == nullptr || !exclude[i]); };
+  const int32_t under = LookupEligible(
+      hash, [&](uint32_t i) { return usable(i) && loads[i] < std::ceil(per_weight * weights[i]); });
+  return under >= 0 ? under : LookupEligible(hash, usable);
 }
 
 }  // namespace switchyard

@@ -28,6 +28,10 @@
 //      up to kMaxProbes times, then servers are scanned from hash mod n.
 //      Only keys of ineligible servers move, and they spread over the rest in
 //      proportion to their table share.
+//
+// Bounded loads (LookupBounded; Mirrokni, Thorup, Zadimoghaddam, "Consistent
+// Hashing with Bounded Loads", SODA 2018; HAProxy's hash-balance-factor): the
+// same walk as (b), past servers at their bound too.
 #pragma once
 
 #include <cstdint>
@@ -81,6 +85,16 @@ class MaglevTable {
     }
     return -1;
   }
+
+  // Bounded loads. loads[i]: server i's active requests, or < 0 if it is not
+  // eligible; weights as given to Build(); exclude (may be null): non-zero
+  // for servers to skip (a retry's earlier tries). Server s may take the key
+  // while loads[s] < ceil(factor x (total + 1) x w_s / W), total and W over
+  // the eligible servers, the +1 being this request. The bounds sum to more
+  // than total + 1, so some server is under its bound; if exclusion leaves
+  // none, the bound is dropped. Returns -1 if no server can take the key.
+  int32_t LookupBounded(uint64_t hash, const double* loads, const uint32_t* weights, double factor,
+                        const uint8_t* exclude) const;
 
  private:
   std::vector<int32_t> entries_;

@@ -213,9 +213,48 @@ std::string ShmRegion::Identity(uint32_t server) const {
   return std::string(bytes + offsets[server], offsets[server + 1] - offsets[server]);
 }
 
+void ShmRegion::RaiseSlotsUsed(uint32_t used) {
+  uint32_t seen = header_->slots_used.load(std::memory_order_relaxed);
+  while (seen < used &&
+         !header_->slots_used.compare_exchange_weak(seen, used, std::memory_order_relaxed)) {
+  }
+}
+
+uint32_t ShmRegion::ReadServers(uint32_t first, uint32_t count, uint32_t c, double* out) const {
+  const uint32_t used = SlotsUsed();
+  uint64_t now = 0;  // read lazily: only when some server has an ejection deadline
+  uint32_t eligible = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint32_t server = first + i;
+    bool ok = (State(server) & (kStateHealthy | kStateDrained)) == kStateHealthy;
+    if (ok) {
+      const uint64_t until = EjectUntil(server);
+      if (until != 0) {
+        if (now == 0) now = NowUnixMs();
+        ok = until <= now;
+      }
+    }
+    if (!ok) {
+      out[i] = -1;
+      continue;
+    }
+    ++eligible;
+    uint64_t total = 0;
+    if (c < kCounterCount) {
+      for (uint32_t slot = 0; slot < used; ++slot) {
+        total += Line(server, slot).value[c].load(std::memory_order_relaxed);
+      }
+    }
+    // A transiently negative sum (a decrement seen before its increment) reads as 0.
+    const int64_t signed_total = static_cast<int64_t>(total);
+    out[i] = signed_total > 0 ? static_cast<double>(signed_total) : 0;
+  }
+  return eligible;
+}
+
 int64_t ShmRegion::Sum(Counter c, uint32_t server) const {
   uint64_t total = 0;
-  for (uint32_t slot = 0, n = header_->slots; slot < n; ++slot) {
+  for (uint32_t slot = 0, n = SlotsUsed(); slot < n; ++slot) {
     total += Line(server, slot).value[c].load(std::memory_order_relaxed);
   }
   return static_cast<int64_t>(total);
@@ -231,6 +270,7 @@ uint32_t ShmRegion::CopyFrom(const ShmRegion& from, int64_t slot) {
   std::unordered_map<std::string, uint32_t> old_index;
   for (uint32_t i = 0; i < from.servers(); ++i) old_index.emplace(from.Identity(i), i);
   const uint32_t common_slots = std::min(slots(), from.slots());
+  RaiseSlotsUsed(slot >= 0 ? static_cast<uint32_t>(slot) + 1 : std::min(common_slots, from.SlotsUsed()));
   uint32_t matched = 0;
   for (uint32_t s = 0; s < servers(); ++s) {
     const auto it = old_index.find(Identity(s));

@@ -29,8 +29,9 @@
 
 namespace switchyard {
 
-static_assert(std::atomic<uint64_t>::is_always_lock_free,
-              "shared-memory counters need lock-free 64-bit atomics");
+static_assert(std::atomic<uint64_t>::is_always_lock_free &&
+                  std::atomic<uint32_t>::is_always_lock_free,
+              "shared-memory counters need lock-free 32- and 64-bit atomics");
 
 enum Counter : uint32_t {
   kActiveConnections = 0,
@@ -57,7 +58,11 @@ struct ShmHeader {
   uint32_t slots;
   uint32_t generation;
   uint32_t creator_pid;
-  uint32_t reserved;
+  // 1 + the highest slot any counter was ever written in (Add, CopyFrom):
+  // sums read only slots below it, so a region sized for 64 workers costs
+  // what the workers actually running cost. It only grows; a zeroed slot
+  // below it reads as 0.
+  std::atomic<uint32_t> slots_used;
   uint64_t ids_offset;
   uint64_t ids_bytes;
   uint64_t health_offset;
@@ -105,8 +110,16 @@ class ShmRegion {
   uint32_t generation() const { return header_->generation; }
   std::string Identity(uint32_t server) const;
 
+  // Slots a sum must read: min(slots_used, slots).
+  uint32_t SlotsUsed() const {
+    const uint32_t used = header_->slots_used.load(std::memory_order_relaxed);
+    return used < header_->slots ? used : header_->slots;
+  }
+
   // Callers check server < servers() and slot < slots().
   void Add(Counter c, uint32_t server, uint32_t slot, int64_t delta) {
+    // One relaxed load of a read-mostly line; the raise happens once per slot.
+    if (slot >= header_->slots_used.load(std::memory_order_relaxed)) RaiseSlotsUsed(slot + 1);
     Line(server, slot).value[c].fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
   }
   int64_t Read(Counter c, uint32_t server, uint32_t slot) const {
@@ -134,6 +147,13 @@ class ShmRegion {
     const uint64_t until = EjectUntil(server);
     return until == 0 || until <= NowUnixMs();
   }
+  // For servers first..first+count-1 (the caller checks the range), writes
+  // out[i] = -1 if the server is not eligible, else the counter `c` summed
+  // over the used slots, or 0 when c is kCounterCount (health only). One
+  // pass for a balancer's pick; the clock is read at most once. Returns the
+  // number of eligible servers.
+  uint32_t ReadServers(uint32_t first, uint32_t count, uint32_t c, double* out) const;
+
   // Unix time in ms, the clock of JS Date.now() that ejection deadlines use.
   static uint64_t NowUnixMs();
 
@@ -159,6 +179,7 @@ class ShmRegion {
   HealthLine& Health(uint32_t server) const {
     return reinterpret_cast<HealthLine*>(base_ + header_->health_offset)[server];
   }
+  void RaiseSlotsUsed(uint32_t used);
   const uint32_t* IdOffsets() const {
     return reinterpret_cast<const uint32_t*>(base_ + header_->ids_offset);
   }

@@ -3,6 +3,8 @@
 //
 //   SharedRegion  the POSIX shared-memory segment (native/shm_region.h):
 //                 per-server x per-worker-slot counters, per-server health.
+//   ServerView    one upstream's servers in the region, read in one call
+//                 (health, active requests): what balancers pick from.
 //   MaglevTable   an immutable Maglev consistent-hash table (native/maglev.h).
 //   hashKey / hashIp / chooseSize: the key hash and table size, for tests.
 //
@@ -36,6 +38,13 @@ interface NativeRegion {
   eligible(server: number): boolean;
   copyFrom(other: NativeRegion, slot: number): number;
   countersBuffer(): ArrayBuffer;
+  view(first: number, count: number): NativeView;
+}
+
+interface NativeView {
+  readHealth(): number;
+  readLoads(): number;
+  buffer: ArrayBuffer;
 }
 
 interface NativeRegionStatic {
@@ -48,10 +57,10 @@ interface NativeRegionStatic {
 interface NativeMaglev {
   size(): number;
   entries(): Int32Array;
-  bindHealth(region: NativeRegion | null, base?: number): void;
-  lookupIp(ip: string): number;
-  lookupIpv4(addr: number): number;
-  lookupKey(key: string): number;
+  bindHealth(region: NativeRegion | null, base?: number, balanceFactor?: number): void;
+  lookupIp(ip: string, exclude?: Uint8Array): number;
+  lookupIpv4(addr: number, exclude?: Uint8Array): number;
+  lookupKey(key: string, exclude?: Uint8Array): number;
 }
 
 interface NativeAddon {
@@ -293,6 +302,15 @@ export class SharedRegion {
     return new BigUint64Array(this.native.countersBuffer());
   }
 
+  /**
+   * A view on servers first..first+count-1 (one upstream) for balancers: one
+   * N-API call reads the health, or health and active requests, of all of
+   * them. Keeps the mapping alive, like countersView().
+   */
+  view(first: number, count: number): ServerView {
+    return new ServerView(this.native.view(first, count), count);
+  }
+
   /** Drops this handle; other handles, views and bound tables keep the mapping. */
   close(): void {
     this.native.close();
@@ -303,6 +321,36 @@ export class SharedRegion {
     return SharedRegion.unlink(this.name);
   }
 
+}
+
+/**
+ * Per-server state of one upstream, read from the region in one call.
+ * After readHealth(), state[i] is -1 for a server that may not take traffic
+ * (unhealthy, drained, ejected) and 0 otherwise; after readLoads(), the
+ * eligible servers hold their active requests summed over all workers'
+ * slots instead of 0. Sums read only the slots ever written (a region-wide
+ * high-water mark), so they cost what the running workers cost.
+ */
+export class ServerView {
+  readonly state: Float64Array;
+
+  /** @internal Made by SharedRegion.view(). */
+  constructor(
+    private readonly native: NativeView,
+    readonly count: number,
+  ) {
+    this.state = new Float64Array(native.buffer, 0, count);
+  }
+
+  /** Fills `state` with -1 / 0; returns the number of eligible servers. */
+  readHealth(): number {
+    return this.native.readHealth();
+  }
+
+  /** Fills `state` with -1 / active requests; returns the number of eligible servers. */
+  readLoads(): number {
+    return this.native.readLoads();
+  }
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
@@ -339,24 +387,31 @@ export class MaglevTable {
    * eligible (unhealthy, drained, ejected), reading server `base + i` for
    * table server i, and take the key's next preference instead. null unbinds.
    * The table keeps that region mapped: rebind (or rebuild) after a region swap.
+   *
+   * `balanceFactor` (> 1, e.g. 1.25; absent = off) bounds loads: a server
+   * whose active requests (all workers) reach ceil(factor x (total + 1) x
+   * weight / eligible weight) passes the key to its next preference.
    */
-  useHealth(region: SharedRegion | null, base = 0): void {
-    this.native.bindHealth(region ? regionHandles.get(region)! : null, base);
+  useHealth(region: SharedRegion | null, base = 0, opts: { balanceFactor?: number } = {}): void {
+    this.native.bindHealth(region ? regionHandles.get(region)! : null, base, opts.balanceFactor);
   }
 
+  // `exclude` (optional, all lookups): a Uint8Array with one byte per server,
+  // non-zero for servers to walk past (already tried by this request).
+
   /** Client address ("1.2.3.4", "::1", "::ffff:1.2.3.4"); a non-address string is hashed as a key. */
-  lookupIp(ip: string): number {
-    return this.native.lookupIp(ip);
+  lookupIp(ip: string, exclude?: Uint8Array): number {
+    return this.native.lookupIp(ip, exclude);
   }
 
   /** IPv4 as the integer a<<24|b<<16|c<<8|d (no string parse). */
-  lookupIpv4(addr: number): number {
-    return this.native.lookupIpv4(addr);
+  lookupIpv4(addr: number, exclude?: Uint8Array): number {
+    return this.native.lookupIpv4(addr, exclude);
   }
 
   /** Any string key (header / cookie value). */
-  lookupKey(key: string): number {
-    return this.native.lookupKey(key);
+  lookupKey(key: string, exclude?: Uint8Array): number {
+    return this.native.lookupKey(key, exclude);
   }
 
   /** A copy of the table (server index per entry), for tests. */
