@@ -136,7 +136,7 @@ export class ClientConnection implements Expirable {
 
   private rejectAndClose(reason: ProxyErrorReason): void {
     const id = this.worker.nextRequestId();
-    this.worker.onRequestDone(undefined, undefined, STATUS_FOR[reason]);
+    this.worker.onRequestDone(undefined, undefined, STATUS_FOR[reason], undefined, Date.now());
     this.socket.end(errorResponse(reason, id, false), 'latin1');
     this.destroySoon();
   }

@@ -234,7 +234,7 @@ export class Exchange implements UpstreamListener {
 
   private connect(): void {
     const upstream = this.upstream!;
-    const ctx = { clientIp: this.client.clientIp(this.info) };
+    const ctx = { clientIp: this.client.clientIp(this.info), key: upstream.hashKeyOf?.(this.raw) };
     const server = upstream.balancer.pick(ctx, this.tried);
     if (server === undefined) return this.fail(this.tried === undefined ? 'no-healthy-server' : 'upstream-connect-failed');
     (this.tried ??= new Set()).add(server);
@@ -282,7 +282,6 @@ export class Exchange implements UpstreamListener {
     }
     conn.socket.uncork();
     conn.deadline = now() + upstream.config.timeouts.responseMs;
-    conn.onDeadline = () => this.onUpstreamTimeout();
     this.client.refreshReading();
   }
 
@@ -332,7 +331,6 @@ export class Exchange implements UpstreamListener {
     );
     client.socket.write(head, 'latin1');
     conn.deadline = now() + this.upstream!.config.timeouts.idleMs;
-    conn.onDeadline = () => this.abortResponse('upstream idle timeout during response body');
     return isHead ? 1 : undefined;
   }
 
@@ -410,8 +408,8 @@ export class Exchange implements UpstreamListener {
     this.fail('upstream-reset', error.message);
   }
 
-  private onUpstreamTimeout(): void {
-    if (this.responseStarted) return this.abortResponse('upstream idle timeout');
+  onUpstreamDeadline(): void {
+    if (this.responseStarted) return this.abortResponse(`upstream idle for ${this.upstream!.config.timeouts.idleMs}ms during the response body`);
     const conn = this.conn;
     this.conn = undefined;
     if (conn !== undefined) {
@@ -469,7 +467,7 @@ export class Exchange implements UpstreamListener {
 
   private record(status: number): void {
     const worker = this.client.worker;
-    worker.onRequestDone(this.upstream, this.server, status);
+    worker.onRequestDone(this.upstream, this.server, status, this.routeName, this.startedAt);
     if (worker.accessLog) {
       worker.log.info(
         {

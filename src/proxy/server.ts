@@ -6,6 +6,16 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection } from './client-connection.js';
+import { Counter, SharedRegion } from '../native.js';
+import { regionLayout } from '../balancer/layout.js';
+
+/** A region only this process maps: unlinked at once, so nothing is left in /dev/shm. */
+function privateRegion(config: Config, slot: number): SharedRegion {
+  const name = `/switchyard-private-${process.pid}-${Date.now()}`;
+  const region = SharedRegion.create(regionLayout(config).identities, { name, slots: slot + 1 });
+  region.unlink();
+  return region;
+}
 
 export interface ServerStats {
   active: number;
@@ -28,8 +38,17 @@ export interface ProxyWorker {
   stats(): WorkerStats;
 }
 
-export async function startProxyWorker(config: Config, log: Logger, workerIndex: number): Promise<ProxyWorker> {
-  const runtime = new WorkerRuntime(config, log, workerIndex);
+export interface WorkerPlacement {
+  /** The primary's shared region, attached by this worker; absent: a private one (tests, tools). */
+  region?: SharedRegion;
+  /** Counter slot in the region; defaults to the worker index. */
+  slot?: number;
+}
+
+export async function startProxyWorker(config: Config, log: Logger, workerIndex: number, placement: WorkerPlacement = {}): Promise<ProxyWorker> {
+  const slot = placement.slot ?? workerIndex;
+  const region = placement.region ?? privateRegion(config, slot);
+  const runtime = new WorkerRuntime(config, log, workerIndex, region, slot);
   const servers = await Promise.all(config.listen.map((l) => listen(runtime, l.host, l.port)));
 
   return {
@@ -51,7 +70,13 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       const upstreams: WorkerStats['upstreams'] = {};
       for (const [name, upstream] of runtime.upstreams) {
         const servers: Record<string, ServerStats> = {};
-        upstream.servers.forEach((s, i) => (servers[s.address] = { ...upstream.counters[i]! }));
+        for (const s of upstream.servers) {
+          servers[s.address] = {
+            active: upstream.read(Counter.ActiveRequests, s),
+            requests: upstream.read(Counter.RequestsTotal, s),
+            failures: upstream.read(Counter.Failures, s),
+          };
+        }
         upstreams[name] = servers;
       }
       return { requests: runtime.requests, activeConnections: runtime.connections.size, activeRequests: runtime.activeRequests(), upstreams };
@@ -66,7 +91,7 @@ function listen(runtime: WorkerRuntime, host: string, port: number): Promise<net
       socket.destroy();
       return;
     }
-    runtime.connections.add(new ClientConnection(socket, runtime));
+    runtime.onConnectionOpened(new ClientConnection(socket, runtime));
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -17,6 +17,8 @@ export interface UpstreamListener {
   onUpstreamUpgraded(rest: Buffer): void;
   onUpstreamFailure(error: Error | ParseError, kind: 'connect' | 'io' | 'parse' | 'closed'): void;
   onUpstreamDrain(): void;
+  /** The deadline the exchange set in `deadline` has passed. */
+  onUpstreamDeadline(): void;
   beforeUpstreamData(): void;
   afterUpstreamData(): void;
 }
@@ -28,11 +30,16 @@ export interface PoolOptions {
   maxHeaderBytes: number;
 }
 
+/** Told when connections to a server open and close (shared-memory counters). */
+export interface ConnectionCounter {
+  onConnectionCount(server: ServerSlot, delta: number): void;
+}
+
 export class UpstreamPool {
   private readonly idle: UpstreamConnection[] = [];
   private closed = false;
 
-  constructor(readonly server: ServerSlot, readonly options: PoolOptions) {}
+  constructor(readonly server: ServerSlot, readonly options: PoolOptions, readonly counter: ConnectionCounter) {}
 
   /** A connected idle connection if there is one, else a new one (connecting). */
   acquire(listener: UpstreamListener, fresh: boolean): UpstreamConnection {
@@ -90,7 +97,6 @@ export class UpstreamConnection implements Expirable {
   private idleDeadline = 0;
   /** Set by the exchange: absolute time by which it needs response progress. */
   deadline = 0;
-  onDeadline: (() => void) | undefined;
 
   constructor(private readonly pool: UpstreamPool, options: PoolOptions) {
     const { host, port } = pool.server;
@@ -106,6 +112,7 @@ export class UpstreamConnection implements Expirable {
     });
     this.connectDeadline = now() + options.connectTimeoutMs;
     this.socket = net.connect({ host, port, noDelay: true });
+    pool.counter.onConnectionCount(pool.server, 1);
     this.socket.on('connect', () => {
       this.connected = true;
       this.connectDeadline = 0;
@@ -132,7 +139,6 @@ export class UpstreamConnection implements Expirable {
   /** Back in the pool: nothing may arrive until the next request. */
   detach(idleDeadline: number): void {
     this.listener = undefined;
-    this.onDeadline = undefined;
     this.deadline = 0;
     this.reused = true;
     this.idleDeadline = idleDeadline;
@@ -158,6 +164,8 @@ export class UpstreamConnection implements Expirable {
     untrack(this);
     this.pool.forget(this);
     this.parser.free();
+    // Still an open connection to the server: the tunnel gives the count back when it closes.
+    this.socket.once('close', () => this.pool.counter.onConnectionCount(this.pool.server, -1));
   }
 
   checkDeadlines(t: number): void {
@@ -167,7 +175,7 @@ export class UpstreamConnection implements Expirable {
       this.destroy();
     } else if (this.deadline !== 0 && t >= this.deadline) {
       this.deadline = 0;
-      this.onDeadline?.();
+      this.listener?.onUpstreamDeadline();
     }
   }
 
@@ -210,7 +218,10 @@ export class UpstreamConnection implements Expirable {
     this.listener = undefined;
     untrack(this);
     this.pool.forget(this);
-    if (!this.upgraded) this.socket.destroy();
+    if (!this.upgraded) {
+      this.socket.destroy();
+      this.pool.counter.onConnectionCount(this.pool.server, -1);
+    }
     this.parser.free();
   }
 }

@@ -7,7 +7,10 @@ import type { Logger } from 'pino';
 import type { Config, LimitsConfig } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
+import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { UpstreamRuntime } from './upstream-runtime.js';
+import { regionLayout } from '../balancer/layout.js';
+import { Counter, type SharedRegion } from '../native.js';
 import type { ClientConnection } from './client-connection.js';
 
 export class WorkerRuntime {
@@ -17,6 +20,7 @@ export class WorkerRuntime {
   readonly accessLog: boolean;
   readonly connections = new Set<ClientConnection>();
   closing = false;
+  readonly metrics: WorkerMetrics;
   requests = 0;
   private readonly trusted = new BlockList();
   private readonly hasTrusted: boolean;
@@ -25,11 +29,14 @@ export class WorkerRuntime {
   private idCounter = 0;
   private onIdle: (() => void) | undefined;
 
-  constructor(config: Config, readonly log: Logger, workerIndex: number) {
+  constructor(config: Config, readonly log: Logger, workerIndex: number, region: SharedRegion, slot: number) {
     this.limits = config.limits;
+    this.metrics = new WorkerMetrics(config);
     this.accessLog = config.logging.access && log.isLevelEnabled('info');
+    const layout = regionLayout(config);
     for (const [name, upstream] of Object.entries(config.upstreams)) {
-      this.upstreams.set(name, new UpstreamRuntime(upstream, workerIndex, config.limits.maxHeaderBytes));
+      const placement = { region, base: layout.base.get(name)!, slot, workerIndex };
+      this.upstreams.set(name, new UpstreamRuntime(upstream, placement, config.limits.maxHeaderBytes));
     }
     this.router = new Router(config.routes, (route) => this.upstreams.get(route.upstream)!);
     for (const entry of config.trustedProxies) addTrusted(this.trusted, entry);
@@ -46,12 +53,20 @@ export class WorkerRuntime {
     return family !== undefined && this.trusted.check(address, family);
   }
 
-  onRequestDone(_upstream: UpstreamRuntime | undefined, _server: ServerSlot | undefined, _status: number): void {
+  /** Every request ends here exactly once, answered, failed or aborted. */
+  onRequestDone(upstream: UpstreamRuntime | undefined, server: ServerSlot | undefined, status: number, route: string | undefined, startedAt: number): void {
     this.requests++;
+    this.metrics.requestDone(route, upstream?.config.name, server?.address, status, (Date.now() - startedAt) / 1000);
+  }
+
+  onConnectionOpened(conn: ClientConnection): void {
+    this.connections.add(conn);
+    this.metrics.setActiveConnections(this.connections.size);
   }
 
   onConnectionClosed(conn: ClientConnection): void {
     this.connections.delete(conn);
+    this.metrics.setActiveConnections(this.connections.size);
     if (this.connections.size === 0) this.onIdle?.();
   }
 
@@ -61,9 +76,10 @@ export class WorkerRuntime {
     return new Promise((resolve) => (this.onIdle = resolve));
   }
 
+  /** This worker's upstream requests in flight. */
   activeRequests(): number {
     let n = 0;
-    for (const upstream of this.upstreams.values()) for (const c of upstream.counters) n += c.active;
+    for (const upstream of this.upstreams.values()) for (const s of upstream.servers) n += upstream.read(Counter.ActiveRequests, s);
     return n;
   }
 }
