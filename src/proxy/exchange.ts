@@ -106,6 +106,9 @@ export class Exchange implements UpstreamListener {
     if (this.method === 'CONNECT') return 'connect-method';
     if (info.hostCount > 1 || (this.versionMinor >= 1 && info.hostCount === 0)) return 'bad-host';
     if (info.host !== undefined && !VALID_HOST.test(info.host)) return 'bad-host';
+    // llhttp reports a bad final coding only after the head callback, so check it here,
+    // before anything is forwarded. Codings other than chunked are not supported (RFC 9112 §6.1).
+    if (info.transferEncoding !== undefined && info.transferEncoding.trim().toLowerCase() !== 'chunked') return 'bad-request';
     if (this.url.length > client.worker.limits.maxUrlBytes) return 'url-too-long';
     if (this.url.charCodeAt(0) !== 0x2f /* / */) {
       if (this.url === '*' && this.method === 'OPTIONS') this.target = '*';

@@ -27,6 +27,8 @@ export interface RequestHeadInfo {
   upgrade: string | undefined;
   contentLength: number;
   chunked: boolean;
+  /** Transfer-Encoding lines seen, joined: anything but plain "chunked" is refused. */
+  transferEncoding: string | undefined;
   /** Lower-cased tokens of Connection: these headers are hop-by-hop too. */
   connectionTokens: string[] | undefined;
 }
@@ -44,6 +46,7 @@ export function inspectRequestHeaders(raw: readonly string[]): RequestHeadInfo {
     upgrade: undefined,
     contentLength: -1,
     chunked: false,
+    transferEncoding: undefined,
     connectionTokens: undefined,
   };
   for (let i = 0; i < raw.length; i += 2) {
@@ -82,7 +85,10 @@ export function inspectRequestHeaders(raw: readonly string[]): RequestHeadInfo {
       case 17: {
         const lower = name.toLowerCase();
         if (lower === 'x-forwarded-proto') info.forwardedProto ??= value;
-        else if (lower === 'transfer-encoding') info.chunked = true; // llhttp has already required it to end in "chunked"
+        else if (lower === 'transfer-encoding') {
+          info.chunked = true;
+          info.transferEncoding = info.transferEncoding === undefined ? value : `${info.transferEncoding}, ${value}`;
+        }
         break;
       }
     }
