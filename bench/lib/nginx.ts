@@ -1,0 +1,70 @@
+// nginx configuration for both of its roles: a fixed-body backend and a proxy.
+// Every instance gets its own prefix under the bench's temp dir (pid, logs,
+// temp paths), runs in the foreground and writes no access log.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The directives every instance shares; `inner` goes inside `http {}`. */
+function conf(prefix: string, workers: number, inner: string): string {
+  for (const d of ['logs', 'tmp']) mkdirSync(join(prefix, d), { recursive: true });
+  const tmp = join(prefix, 'tmp');
+  // As root, nginx drops its workers to "nobody", who cannot read the bench's
+  // private temp dir; run them as the invoking user instead.
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+  return `${user}daemon off;
+master_process on;
+worker_processes ${workers};
+pid ${join(prefix, 'nginx.pid')};
+error_log ${join(prefix, 'logs/error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 60s;
+  keepalive_requests 1000000;
+  client_max_body_size 16m;
+  client_body_buffer_size 64k;
+  client_body_temp_path ${tmp}/body;
+  proxy_temp_path ${tmp}/proxy;
+  fastcgi_temp_path ${tmp}/fastcgi;
+  uwsgi_temp_path ${tmp}/uwsgi;
+  scgi_temp_path ${tmp}/scgi;
+${inner}
+}
+`;
+}
+
+/**
+ * A backend: /100b from the config, /16k and /1m as files from `www`, and
+ * POST /post read into memory (client_body_buffer_size > 4 KB) and answered 200.
+ */
+export function backendConf(prefix: string, www: string, port: number): string {
+  return conf(prefix, 1, `  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location = /100b { return 200 "${'a'.repeat(100)}"; }
+    location = /post { return 200 "ok\\n"; }
+    location / { root ${www}; }
+  }`);
+}
+
+/** nginx as the reverse proxy under test: 2 workers, keep-alive upstream pool. */
+export function proxyConf(prefix: string, port: number, backends: number[]): string {
+  const servers = backends.map((p) => `    server 127.0.0.1:${p};`).join('\n');
+  return conf(prefix, 2, `  upstream app {
+${servers}
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # Stream large bodies through memory buffers instead of temp files.
+      proxy_max_temp_file_size 0;
+    }
+  }`);
+}

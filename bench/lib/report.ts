@@ -1,0 +1,159 @@
+// Turns per-round cells into medians and same-run ratios, prints one table and
+// writes JSON + markdown copies to bench/results/.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VARIANTS } from './scenarios.js';
+
+export interface Cell {
+  round: number;
+  scenario: string;
+  system: string;
+  rps?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  requests?: number;
+  errors?: number;
+  non2xx?: number;
+  /** Proxy tree CPU (user + system) per completed request. */
+  cpuUsPerReq?: number;
+  rssSumMB?: number;
+  rssMaxMB?: number;
+  /** Why the cell has no numbers. */
+  failed?: string;
+}
+
+export interface Row {
+  scenario: string;
+  system: string;
+  rounds: number;
+  rps?: number;
+  /** (max - min) / median of req/s over the rounds, in percent. */
+  rpsSpreadPct?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  /** Summed over all rounds, so that any failure shows. */
+  errors: number;
+  non2xx: number;
+  cpuUsPerReq?: number;
+  rssSumMB?: number;
+  rssMaxMB?: number;
+  /** "switchyard ÷ row" for peers, "row ÷ switchyard" for balancing variants. */
+  ratioBasis?: string;
+  rpsRatio?: number;
+  cpuRatio?: number;
+  failed?: string;
+}
+
+export function median(xs: (number | undefined)[]): number | undefined {
+  const v = xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid] : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+const div = (a?: number, b?: number): number | undefined => (a !== undefined && b ? a / b : undefined);
+
+export function summarise(cells: Cell[], order: { scenarios: string[]; systems: string[] }): Row[] {
+  const rows: Row[] = [];
+  for (const scenario of order.scenarios) {
+    const inScenario: Row[] = [];
+    for (const system of order.systems) {
+      const mine = cells.filter((c) => c.scenario === scenario && c.system === system);
+      if (mine.length === 0) continue;
+      const ok = mine.filter((c) => !c.failed);
+      const rps = median(ok.map((c) => c.rps));
+      const rpsList = ok.map((c) => c.rps ?? 0);
+      inScenario.push({
+        scenario,
+        system,
+        rounds: ok.length,
+        rps,
+        rpsSpreadPct: rps && ok.length > 1 ? ((Math.max(...rpsList) - Math.min(...rpsList)) / rps) * 100 : undefined,
+        p50Ms: median(ok.map((c) => c.p50Ms)),
+        p99Ms: median(ok.map((c) => c.p99Ms)),
+        errors: ok.reduce((a, c) => a + (c.errors ?? 0), 0),
+        non2xx: ok.reduce((a, c) => a + (c.non2xx ?? 0), 0),
+        cpuUsPerReq: median(ok.map((c) => c.cpuUsPerReq)),
+        rssSumMB: median(ok.map((c) => c.rssSumMB)),
+        rssMaxMB: median(ok.map((c) => c.rssMaxMB)),
+        failed: ok.length === 0 ? mine[0]!.failed : undefined,
+      });
+    }
+    const sy = inScenario.find((r) => r.system === 'switchyard' && !r.failed);
+    if (sy) {
+      for (const r of inScenario) {
+        if (r === sy || r.failed) continue;
+        if (VARIANTS.includes(r.system)) {
+          Object.assign(r, { ratioBasis: 'row÷SY-rr', rpsRatio: div(r.rps, sy.rps), cpuRatio: div(r.cpuUsPerReq, sy.cpuUsPerReq) });
+        } else {
+          Object.assign(r, { ratioBasis: 'SY÷row', rpsRatio: div(sy.rps, r.rps), cpuRatio: div(sy.cpuUsPerReq, r.cpuUsPerReq) });
+        }
+      }
+    }
+    rows.push(...inScenario);
+  }
+  return rows;
+}
+
+const fmt = (v: number | undefined, digits: number): string => (v === undefined ? '-' : v.toFixed(digits));
+
+const COLUMNS: [string, (r: Row) => string][] = [
+  ['scenario', (r) => r.scenario],
+  ['system', (r) => r.system],
+  ['req/s', (r) => (r.failed ? 'FAILED' : fmt(r.rps, 0))],
+  ['±%', (r) => fmt(r.rpsSpreadPct, 0)],
+  ['p50 ms', (r) => fmt(r.p50Ms, 2)],
+  ['p99 ms', (r) => fmt(r.p99Ms, 2)],
+  ['err', (r) => String(r.errors)],
+  ['non2xx', (r) => String(r.non2xx)],
+  ['CPU µs/req', (r) => fmt(r.cpuUsPerReq, 1)],
+  ['RSS sum MB', (r) => fmt(r.rssSumMB, 1)],
+  ['RSS max MB', (r) => fmt(r.rssMaxMB, 1)],
+  ['ratio', (r) => r.ratioBasis ?? ''],
+  ['req/s ×', (r) => fmt(r.rpsRatio, 2)],
+  ['CPU ×', (r) => fmt(r.cpuRatio, 2)],
+];
+
+export const LEGEND = `req/s, latency, CPU and RSS are medians over rounds; ±% = (max-min)/median of req/s; err/non2xx summed over rounds.
+CPU µs/req = utime+stime of the proxy's whole process tree (from /proc) / completed requests; RSS sampled every 100 ms.
+ratio SY÷row: Switchyard (round-robin) divided by that row, same scenario, same run (req/s × > 1: Switchyard faster; CPU × < 1: Switchyard cheaper).
+ratio row÷SY-rr: that balancing variant divided by Switchyard round-robin.`;
+
+export function table(rows: Row[], markdown: boolean): string {
+  const cells = rows.map((r) => COLUMNS.map(([, get]) => get(r)));
+  const heads = COLUMNS.map(([h]) => h);
+  if (markdown) {
+    const line = (xs: string[]): string => `| ${xs.join(' | ')} |`;
+    return [line(heads), line(heads.map((_, i) => (i < 2 ? '---' : '---:'))), ...cells.map(line)].join('\n');
+  }
+  const widths = heads.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (xs: string[]): string => xs.map((x, i) => (i < 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+  const out = [line(heads), widths.map((w) => '-'.repeat(w)).join('  ')];
+  let last = '';
+  for (const [i, c] of cells.entries()) {
+    if (last && rows[i]!.scenario !== last) out.push('');
+    last = rows[i]!.scenario;
+    out.push(line(c));
+  }
+  return out.join('\n');
+}
+
+export function writeResults(
+  dir: string,
+  meta: Record<string, unknown>,
+  cells: Cell[],
+  rows: Row[],
+  notes: string[],
+): { json: string; md: string } {
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const json = join(dir, `bench-${stamp}.json`);
+  const md = join(dir, `bench-${stamp}.md`);
+  writeFileSync(json, JSON.stringify({ meta, notes, rows, cells }, null, 2) + '\n');
+  const metaLines = Object.entries(meta).map(([k, v]) => `- ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  writeFileSync(
+    md,
+    `# Switchyard bench, ${new Date().toISOString()}\n\n${metaLines.join('\n')}\n\n${table(rows, true)}\n\n${LEGEND}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`,
+  );
+  return { json, md };
+}

@@ -1,0 +1,38 @@
+// What each cell sends. The backends serve the paths (see nginx.ts and
+// servers/node-backend.mjs); `systems` narrows a scenario to some systems.
+
+export interface Scenario {
+  name: string;
+  description: string;
+  path: string;
+  method: 'GET' | 'POST';
+  bodyBytes?: number;
+  /** Response body size every backend sends for `path`. */
+  expectBytes: number;
+  newConnectionPerRequest?: boolean;
+  /** Only these systems run it; undefined means every non-variant system. */
+  systems?: string[];
+}
+
+/** Switchyard's balancing variants: they run only where a scenario names them. */
+export const VARIANTS = ['switchyard-source', 'switchyard-least-conn'];
+
+export const SCENARIOS: Scenario[] = [
+  { name: '100b', description: 'GET 100 B, keep-alive', path: '/100b', method: 'GET', expectBytes: 100 },
+  { name: '16k', description: 'GET 16 KB, keep-alive', path: '/16k', method: 'GET', expectBytes: 16 * 1024 },
+  { name: '1m', description: 'GET 1 MB, keep-alive', path: '/1m', method: 'GET', expectBytes: 1024 * 1024 },
+  { name: 'close', description: 'GET 100 B, new connection per request', path: '/100b', method: 'GET', expectBytes: 100, newConnectionPerRequest: true },
+  { name: 'post-4k', description: 'POST 4 KB body, keep-alive', path: '/post', method: 'POST', bodyBytes: 4096, expectBytes: 3 },
+  {
+    name: 'balance',
+    description: 'GET 100 B keep-alive: Switchyard round-robin vs source vs least-conn (one client IP: source pins to one backend)',
+    path: '/100b',
+    method: 'GET',
+    expectBytes: 100,
+    systems: ['switchyard', ...VARIANTS],
+  },
+];
+
+export function runsIn(scenario: Scenario, system: string): boolean {
+  return scenario.systems ? scenario.systems.includes(system) : !VARIANTS.includes(system);
+}

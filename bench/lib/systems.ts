@@ -1,0 +1,152 @@
+// The systems under test. Each starts as a 2-worker (or 2-thread) setup on a
+// fresh loopback port in front of the two backends and is stopped after its
+// cells; `pid` is the root of the process tree whose CPU and memory are billed
+// to it (none for `direct`, which is the backend itself).
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { proxyConf } from './nginx.js';
+import { freePort } from './ports.js';
+import { startProcess } from './process.js';
+import { hasPackage, type Tools } from './tools.js';
+
+export interface Running {
+  port: number;
+  /** Root of the measured process tree; undefined when nothing is measured. */
+  pid?: number;
+  stop(): Promise<void>;
+  /** What it wrote on stderr so far (warnings worth a note). */
+  stderr(): string;
+}
+
+export interface StartContext {
+  tmp: string;
+  backends: number[];
+  tools: Tools;
+}
+
+export interface SystemDef {
+  name: string;
+  description: string;
+  /** Why it cannot run here, or undefined when it can. */
+  unavailable(tools: Tools): string | undefined;
+  start(ctx: StartContext): Promise<Running>;
+}
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const SWITCHYARD_CLI = join(REPO, 'dist/cli.js');
+const READY_PATH = '/100b';
+
+const script = (rel: string): string => fileURLToPath(new URL(`../${rel}`, import.meta.url));
+
+/** A Node script taking `PORT HOST:PORT,HOST:PORT` (bench/servers, bench/candidates). */
+function nodeScript(name: string, description: string, rel: string, pkg?: string): SystemDef {
+  return {
+    name,
+    description,
+    unavailable: () => (!pkg || hasPackage(pkg) ? undefined : `npm package ${pkg} is not installed`),
+    async start({ backends }) {
+      const port = await freePort();
+      const list = backends.map((p) => `127.0.0.1:${p}`).join(',');
+      const proc = await startProcess(name, process.execPath, [script(rel), String(port), list], { port, path: READY_PATH });
+      return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+    },
+  };
+}
+
+/** The config Switchyard is run with (format: /work/shared/design.md, "Config"). */
+export function switchyardYaml(port: number, adminPort: number, backends: number[], balance: string): string {
+  const servers = backends.map((p) => `      - { address: 127.0.0.1:${p}, weight: 1 }`).join('\n');
+  return `workers: 2
+listen:
+  - { host: 127.0.0.1, port: ${port} }
+admin: { host: 127.0.0.1, port: ${adminPort}, token: bench }
+logging: { level: warn, access: false }
+shutdown_timeout: 2s
+upstreams:
+  app:
+    balance: ${balance}
+    servers:
+${servers}
+routes:
+  - match: { host: "*", path: / }
+    upstream: app
+`;
+}
+
+function switchyard(name: string, balance: string): SystemDef {
+  return {
+    name,
+    description: `Switchyard, 2 workers, balance ${balance}`,
+    unavailable: () => (existsSync(SWITCHYARD_CLI) ? undefined : 'dist/cli.js missing (run npm run build)'),
+    async start({ tmp, backends }) {
+      const port = await freePort();
+      const file = join(tmp, `${name}.yaml`);
+      writeFileSync(file, switchyardYaml(port, await freePort(), backends, balance));
+      const proc = await startProcess(name, process.execPath, [SWITCHYARD_CLI, '--config', file], { port, path: READY_PATH }, REPO);
+      return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+    },
+  };
+}
+
+export const SYSTEMS: SystemDef[] = [
+  {
+    name: 'direct',
+    description: 'straight to backend 0 (the ceiling; nothing measured)',
+    unavailable: () => undefined,
+    start: async ({ backends }) => ({ port: backends[0]!, stop: async () => {}, stderr: () => '' }),
+  },
+  switchyard('switchyard', 'round-robin'),
+  switchyard('switchyard-source', 'source'),
+  switchyard('switchyard-least-conn', 'least-conn'),
+  {
+    name: 'nginx',
+    description: 'nginx proxy, worker_processes 2, upstream keepalive 64',
+    unavailable: (t) => (t.nginx ? undefined : 'nginx not installed (bench/install-peers.sh)'),
+    async start({ tmp, backends, tools }) {
+      const port = await freePort();
+      const prefix = join(tmp, 'nginx-proxy');
+      const file = join(tmp, 'nginx-proxy.conf');
+      writeFileSync(file, proxyConf(prefix, port, backends));
+      const args = ['-p', prefix, '-e', join(prefix, 'logs/error.log'), '-c', file];
+      const proc = await startProcess('nginx', tools.nginx!, args, { port, path: READY_PATH });
+      return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+    },
+  },
+  {
+    name: 'haproxy',
+    description: 'HAProxy, nbthread 2, mode http, http-reuse always',
+    unavailable: (t) => (t.haproxy ? undefined : 'haproxy not installed (bench/install-peers.sh)'),
+    async start({ tmp, backends, tools }) {
+      const port = await freePort();
+      const file = join(tmp, 'haproxy.cfg');
+      const servers = backends.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n');
+      writeFileSync(
+        file,
+        `global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend be
+backend be
+  balance roundrobin
+${servers}
+`,
+      );
+      // -db: foreground, no master process; the one process holds both threads.
+      const proc = await startProcess('haproxy', tools.haproxy!, ['-db', '-f', file], { port, path: READY_PATH });
+      return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+    },
+  },
+  nodeScript('http-proxy', 'node-http-proxy, 2-worker node:cluster, keep-alive agent', 'servers/http-proxy.mjs', 'http-proxy'),
+  nodeScript('fastify', '@fastify/http-proxy on fastify 5, 2-worker node:cluster', 'servers/fastify-proxy.mjs', '@fastify/http-proxy'),
+  nodeScript('cand-http-agent', 'candidate: node:http + http.request, keep-alive agent', 'candidates/http-agent.mjs'),
+  nodeScript('cand-undici', 'candidate: node:http + undici Pool.dispatch', 'candidates/undici-pool.mjs', 'undici'),
+];
