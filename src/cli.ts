@@ -1,1 +1,105 @@
-export {};
+#!/usr/bin/env node
+// The `switchyard` command. The same file is the entry of every cluster
+// worker (node:cluster re-runs process.argv[1]); workers go straight to the
+// worker loop and ignore the command line.
+import cluster from 'node:cluster';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Config } from './config/types.js';
+import type { ConfigOverrides } from './config/load.js';
+import { VERSION } from './version.js';
+
+const USAGE = `Usage: switchyard [options]
+
+Options:
+  --config FILE   run with this config (default: config/switchyard.yaml)
+  --check FILE    validate FILE, print a summary and exit (1 on errors)
+  --workers N     override the number of worker processes
+  --version       print the version and exit
+  --help          print this help and exit
+`;
+
+/** Exit codes: 0 ok, 1 config or start-up error, 2 bad command line. */
+async function main(argv: string[]): Promise<number | undefined> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string' },
+        check: { type: 'string' },
+        workers: { type: 'string' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`switchyard: ${(err as Error).message}\nTry 'switchyard --help'.\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`switchyard ${VERSION}\n`);
+    return 0;
+  }
+  const overrides: ConfigOverrides = {};
+  if (values.workers !== undefined) {
+    // The range is checked with the config, like `workers:`.
+    if (!/^(\d+|auto)$/.test(values.workers)) {
+      process.stderr.write(`switchyard: --workers expects a number or "auto", got ${JSON.stringify(values.workers)}\n`);
+      return 2;
+    }
+    overrides.workers = values.workers === 'auto' ? 'auto' : Number(values.workers);
+  }
+
+  // Loaded only here, so --help and --version work even before a build of the rest.
+  const { loadConfig } = await import('./config/load.js');
+  const { ConfigError } = await import('./config/errors.js');
+  const file = path.resolve(values.check ?? values.config ?? 'config/switchyard.yaml');
+  let loaded;
+  try {
+    loaded = loadConfig(file, overrides);
+  } catch (err) {
+    const errors = err instanceof ConfigError ? err.errors : [(err as Error).message];
+    process.stderr.write(errors.map((e) => e + '\n').join(''));
+    return 1;
+  }
+  for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+
+  if (values.check !== undefined) {
+    const { summarizeConfig } = await import('./config/summary.js');
+    process.stdout.write(summarizeConfig(loaded.config) + '\n');
+    return 0;
+  }
+  return run(loaded.config, file, overrides);
+}
+
+async function run(config: Config, file: string, overrides: ConfigOverrides): Promise<number | undefined> {
+  const { Primary } = await import('./cluster/primary.js');
+  const primary = new Primary(config, { file, overrides });
+  const stop = () => void primary.shutdown().then(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => void primary.reload());
+  try {
+    await primary.start();
+  } catch (err) {
+    process.stderr.write(`switchyard: ${(err as Error).message}\n`);
+    await primary.shutdown();
+    return 1;
+  }
+  return undefined; // keeps running until a signal
+}
+
+if (cluster.isPrimary) {
+  const code = await main(process.argv.slice(2));
+  if (code !== undefined) process.exit(code);
+} else {
+  const { runWorker } = await import('./cluster/worker.js');
+  runWorker();
+}

@@ -1,0 +1,34 @@
+// The IPC messages between the primary and its workers. Node's own cluster
+// messages travel on the same channel but are never emitted as 'message', so
+// anything without a known `type` is ignored.
+import type { Config } from '../config/types.js';
+import type { WorkerStats } from '../proxy/server.js';
+
+/**
+ * The primary sends the validated config over IPC rather than letting each
+ * worker re-read the file: a worker respawned after a crash then runs the
+ * config the primary holds, even if the file was since edited into an invalid
+ * one, and a reload cannot race an edit between validation and fork.
+ */
+export type PrimaryMessage =
+  | { type: 'config'; config: Config }
+  | { type: 'stats-request'; id: number }
+  | { type: 'shutdown' };
+
+export type WorkerMessage =
+  /** The worker listens for messages and asks for its config. */
+  | { type: 'hello' }
+  /** The data path is listening. */
+  | { type: 'ready' }
+  | { type: 'stats'; id: number; stats: WorkerStats };
+
+export function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+export function isPrimaryMessage(m: unknown): m is PrimaryMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+/** Environment variable carrying a worker's slot (0..workers-1), reused by its replacement. */
+export const WORKER_INDEX_ENV = 'SWITCHYARD_WORKER_INDEX';

@@ -1,0 +1,440 @@
+// The primary process: forks one worker per slot, respawns the ones that die
+// (with backoff, until the cluster crash-loops), replaces them one at a time on
+// reload, and shuts them down gracefully. It never serves proxy traffic.
+import cluster, { type Worker } from 'node:cluster';
+import { loadConfig, type ConfigOverrides } from '../config/load.js';
+import { ConfigError } from '../config/errors.js';
+import type { Config } from '../config/types.js';
+import type { WorkerStats } from '../proxy/server.js';
+import { createLogger, type Logger } from '../log.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { buildStatus } from '../admin/status.js';
+import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
+import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
+
+export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
+
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'backoff' | 'stopped';
+
+export interface WorkerInfo {
+  slot: number;
+  pid: number | null;
+  uptimeSeconds: number;
+  restarts: number;
+  state: WorkerState;
+}
+
+export interface WorkerStatsResult {
+  slot: number;
+  pid: number;
+  /** Undefined when the worker did not answer in time. */
+  stats?: WorkerStats;
+}
+
+export interface PrimaryOptions {
+  /** Absolute path of the config file, re-read on reload. */
+  file: string;
+  overrides: ConfigOverrides;
+}
+
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+/** A worker that lived this long resets its slot's backoff. */
+const STABLE_MS = 10_000;
+/** This many unexpected deaths across the cluster within CRASH_WINDOW_MS stop respawning. */
+const CRASH_LOOP_DEATHS = 5;
+const CRASH_WINDOW_MS = 10_000;
+/** How long a new worker may take to report ready before it counts as failed. */
+const READY_TIMEOUT_MS = 30_000;
+/** Grace added to shutdown_timeout before workers still alive are killed. */
+const HARD_KILL_GRACE_MS = 2_000;
+const STATS_TIMEOUT_MS = 1_000;
+
+interface Entry {
+  worker: Worker;
+  slot: number;
+  pid: number;
+  startedAt: number;
+  state: 'starting' | 'ready' | 'draining';
+  config: Config;
+  /** Settled by the 'ready' message, or by exit/timeout before it. */
+  ready: Promise<void>;
+  onReady(): void;
+  onFail(reason: string): void;
+}
+
+interface Slot {
+  index: number;
+  current?: Entry;
+  /** The replacement being started by a reload; becomes current once ready. */
+  candidate?: Entry;
+  restarts: number;
+  nextBackoffMs: number;
+  respawnTimer?: NodeJS.Timeout;
+  /** Not respawned: the cluster is crash-looping. */
+  stopped: boolean;
+}
+
+export class Primary {
+  readonly startedAt = Date.now();
+  private config: Config;
+  private readonly log: Logger;
+  private slots: Slot[] = [];
+  private readonly draining = new Set<Entry>();
+  private deaths: number[] = [];
+  private crashLoop = false;
+  private shuttingDown: Promise<void> | undefined;
+  private reloadChain: Promise<unknown> = Promise.resolve();
+  private admin: AdminServer | undefined;
+  private demo: DemoBackends | undefined;
+  private nextStatsId = 1;
+  private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
+  /** Settles start(): every slot ready, or a crash loop first. */
+  private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
+
+  constructor(
+    config: Config,
+    private readonly options: PrimaryOptions,
+  ) {
+    this.config = config;
+    this.log = createLogger(config.logging, { role: 'primary' });
+  }
+
+  /** Starts demo backends, workers (resolving once all are ready) and the admin API. */
+  async start(): Promise<void> {
+    // Read by node:cluster at the first fork only.
+    cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+    this.demo = await startDemoBackends(this.config.demoBackends, this.log);
+    const allReady = new Promise<void>((resolve, reject) => (this.startWaiter = { resolve, reject }));
+    // A SIGHUP during start-up reloads once every first worker is up.
+    this.reloadChain = allReady.catch(() => undefined);
+    for (let i = 0; i < this.config.workers; i++) {
+      const slot = this.newSlot(i);
+      this.slots.push(slot);
+      slot.current = this.fork(slot);
+    }
+    await allReady;
+    const { host, port } = this.config.admin;
+    this.admin = await startAdminServer(
+      { host, port },
+      {
+        token: () => this.config.admin.token,
+        status: () => this.status(),
+        reload: () => this.reload(),
+      },
+      this.log,
+    );
+    this.log.info(
+      { workers: this.config.workers, scheduling: this.config.scheduling, listen: this.config.listen, admin: `${host}:${port}` },
+      'switchyard started',
+    );
+  }
+
+  /** Re-reads the config file; if valid, replaces the workers one slot at a time. */
+  reload(): Promise<ReloadResult> {
+    const result = this.reloadChain.then(() => this.doReload());
+    this.reloadChain = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Drains every worker, then stops the admin API and demo backends. Idempotent. */
+  shutdown(): Promise<void> {
+    this.shuttingDown ??= this.doShutdown();
+    return this.shuttingDown;
+  }
+
+  workers(): WorkerInfo[] {
+    const now = Date.now();
+    const info = (e: Entry, restarts: number): WorkerInfo => ({
+      slot: e.slot,
+      pid: e.pid,
+      uptimeSeconds: Math.round((now - e.startedAt) / 1000),
+      restarts,
+      state: e.state,
+    });
+    const out: WorkerInfo[] = [];
+    for (const slot of this.slots) {
+      if (slot.current) out.push(info(slot.current, slot.restarts));
+      else out.push({ slot: slot.index, pid: null, uptimeSeconds: 0, restarts: slot.restarts, state: slot.stopped ? 'stopped' : 'backoff' });
+      if (slot.candidate) out.push(info(slot.candidate, 0));
+    }
+    for (const e of this.draining) out.push(info(e, 0));
+    return out;
+  }
+
+  /** Asks every serving worker for its counters; one that does not answer in time has no `stats`. */
+  collectStats(timeoutMs = STATS_TIMEOUT_MS): Promise<WorkerStatsResult[]> {
+    const entries = this.liveEntries().filter((e) => e.state !== 'starting');
+    return Promise.all(
+      entries.map(
+        (e) =>
+          new Promise<WorkerStatsResult>((resolve) => {
+            const id = this.nextStatsId++;
+            const done = (stats?: WorkerStats) => {
+              clearTimeout(timer);
+              this.pendingStats.delete(id);
+              resolve({ slot: e.slot, pid: e.pid, stats });
+            };
+            const timer = setTimeout(() => done(), timeoutMs);
+            this.pendingStats.set(id, done);
+            if (!this.send(e, { type: 'stats-request', id })) done();
+          }),
+      ),
+    );
+  }
+
+  async status(): Promise<object> {
+    return buildStatus({
+      config: this.config,
+      startedAt: this.startedAt,
+      crashLoop: this.crashLoop,
+      workers: this.workers(),
+      stats: await this.collectStats(),
+    });
+  }
+
+  // ---- workers -------------------------------------------------------------
+
+  private newSlot(index: number): Slot {
+    return { index, restarts: 0, nextBackoffMs: BACKOFF_MIN_MS, stopped: false };
+  }
+
+  private fork(slot: Slot): Entry {
+    const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index) });
+    let onReady!: () => void;
+    let onFail!: (reason: string) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      onReady = resolve;
+      onFail = (reason) => reject(new Error(reason));
+    });
+    ready.catch(() => undefined); // observed only by reloads
+    const entry: Entry = {
+      worker,
+      slot: slot.index,
+      pid: worker.process.pid ?? -1,
+      startedAt: Date.now(),
+      state: 'starting',
+      config: this.config,
+      ready,
+      onReady,
+      onFail,
+    };
+    worker.on('message', (m: unknown) => this.onMessage(entry, m));
+    worker.on('exit', (code: number | null, signal: string | null) => this.onExit(entry, code, signal));
+    // Sending to a worker that just died emits 'error'; its 'exit' follows.
+    worker.on('error', (err) => this.log.debug({ err, workerPid: entry.pid }, 'worker channel error'));
+    this.log.info({ slot: slot.index, workerPid: entry.pid }, 'worker forked');
+    return entry;
+  }
+
+  private onMessage(entry: Entry, m: unknown): void {
+    if (!isWorkerMessage(m)) return;
+    switch (m.type) {
+      case 'hello':
+        this.send(entry, { type: 'config', config: entry.config });
+        break;
+      case 'ready':
+        if (entry.state === 'starting') entry.state = 'ready';
+        this.log.info({ slot: entry.slot, workerPid: entry.pid }, 'worker ready');
+        entry.onReady();
+        this.checkStarted();
+        break;
+      case 'stats':
+        this.pendingStats.get(m.id)?.(m.stats);
+        break;
+    }
+  }
+
+  private onExit(entry: Entry, code: number | null, signal: string | null): void {
+    entry.onFail(`worker ${entry.pid} exited before it was ready (code ${code}, signal ${signal})`);
+    const slot = this.slots[entry.slot];
+    const fields = { slot: entry.slot, workerPid: entry.pid, code, signal };
+    if (this.draining.delete(entry) || this.shuttingDown) {
+      if (code === 0) this.log.info(fields, 'worker exited');
+      else this.log.warn(fields, 'worker exited uncleanly while shutting down');
+      return;
+    }
+    if (slot?.candidate === entry) {
+      slot.candidate = undefined; // the reload waiting on it reports the failure
+      return;
+    }
+    if (slot?.current !== entry) return;
+    slot.current = undefined;
+    this.log.warn(fields, 'worker died unexpectedly');
+    if (this.crashLoop) {
+      slot.stopped = true;
+      return;
+    }
+
+    const now = Date.now();
+    this.deaths = this.deaths.filter((t) => now - t < CRASH_WINDOW_MS);
+    this.deaths.push(now);
+    if (this.deaths.length >= CRASH_LOOP_DEATHS) {
+      this.enterCrashLoop();
+      return;
+    }
+    if (now - entry.startedAt >= STABLE_MS) slot.nextBackoffMs = BACKOFF_MIN_MS;
+    const delay = slot.nextBackoffMs;
+    slot.nextBackoffMs = Math.min(delay * 2, BACKOFF_MAX_MS);
+    this.log.info({ slot: slot.index, delayMs: delay }, 'respawning worker');
+    slot.respawnTimer = setTimeout(() => {
+      slot.respawnTimer = undefined;
+      slot.restarts++;
+      slot.current = this.fork(slot);
+    }, delay);
+  }
+
+  private enterCrashLoop(): void {
+    this.crashLoop = true;
+    for (const slot of this.slots) {
+      clearTimeout(slot.respawnTimer);
+      slot.respawnTimer = undefined;
+      if (!slot.current) slot.stopped = true;
+    }
+    this.log.error(
+      { deaths: this.deaths.length, windowMs: CRASH_WINDOW_MS, surviving: this.liveEntries().length },
+      'workers are crash-looping: respawning stopped (fix the cause, then reload or restart)',
+    );
+    this.startWaiter?.reject(new Error('workers crashed repeatedly while starting; see the log for their errors'));
+    this.startWaiter = undefined;
+  }
+
+  private checkStarted(): void {
+    if (this.startWaiter && this.slots.every((s) => s.current?.state === 'ready')) {
+      this.startWaiter.resolve();
+      this.startWaiter = undefined;
+    }
+  }
+
+  /** Tells a worker to stop accepting and finish its requests; its exit is expected from now on. */
+  private retire(entry: Entry): void {
+    entry.state = 'draining';
+    this.draining.add(entry);
+    if (!this.send(entry, { type: 'shutdown' })) entry.worker.process.kill('SIGTERM');
+  }
+
+  private send(entry: Entry, message: PrimaryMessage): boolean {
+    if (!entry.worker.isConnected()) return false;
+    entry.worker.send(message);
+    return true;
+  }
+
+  private liveEntries(): Entry[] {
+    const out: Entry[] = [...this.draining];
+    for (const s of this.slots) {
+      if (s.current) out.push(s.current);
+      if (s.candidate) out.push(s.candidate);
+    }
+    return out;
+  }
+
+  // ---- reload --------------------------------------------------------------
+
+  private async doReload(): Promise<ReloadResult> {
+    if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
+    let next: Config;
+    try {
+      const loaded = loadConfig(this.options.file, this.options.overrides);
+      for (const w of loaded.warnings) this.log.warn({ file: this.options.file }, w);
+      next = loaded.config;
+    } catch (err) {
+      const errors = err instanceof ConfigError ? [...err.errors] : [(err as Error).message];
+      this.log.error({ file: this.options.file, errors }, 'reload rejected: the config is invalid; nothing changed');
+      return { ok: false, errors };
+    }
+
+    const previous = this.config;
+    this.config = next;
+    this.log.level = next.logging.level;
+    this.warnUnappliable(previous, next);
+    if (!sameDemoBackends(previous.demoBackends, next.demoBackends)) {
+      await this.demo?.close();
+      this.demo = await startDemoBackends(next.demoBackends, this.log);
+    }
+    // A reload is the operator's answer to a crash loop: start afresh.
+    this.crashLoop = false;
+    this.deaths = [];
+
+    for (let i = 0; i < next.workers; i++) {
+      if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
+      const slot = (this.slots[i] ??= this.newSlot(i));
+      clearTimeout(slot.respawnTimer);
+      slot.respawnTimer = undefined;
+      slot.stopped = false;
+      const candidate = this.fork(slot);
+      slot.candidate = candidate;
+      const timer = setTimeout(() => {
+        candidate.onFail(`worker ${candidate.pid} was not ready within ${READY_TIMEOUT_MS} ms`);
+        candidate.worker.process.kill('SIGKILL');
+      }, READY_TIMEOUT_MS);
+      try {
+        await candidate.ready;
+      } catch (err) {
+        return this.abortReload(slot, previous, (err as Error).message);
+      } finally {
+        clearTimeout(timer);
+      }
+      slot.candidate = undefined;
+      if (slot.current) this.retire(slot.current);
+      slot.current = candidate;
+      // The new worker counts as the slot's fresh start.
+      slot.nextBackoffMs = BACKOFF_MIN_MS;
+    }
+    for (const slot of this.slots.splice(next.workers)) {
+      clearTimeout(slot.respawnTimer);
+      if (slot.current) this.retire(slot.current);
+    }
+    this.log.info({ workers: next.workers }, 'reload complete');
+    return { ok: true };
+  }
+
+  /** A replacement failed to start: later slots keep their workers, and respawns use the old config. */
+  private abortReload(slot: Slot, previous: Config, reason: string): ReloadResult {
+    slot.candidate = undefined;
+    this.config = previous;
+    this.log.level = previous.logging.level;
+    if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
+    const error =
+      `slot ${slot.index}: ${reason}; ` +
+      (slot.index === 0 ? 'no worker was replaced' : `slots 0-${slot.index - 1} run the new config, the others the old one`);
+    this.log.error({ error }, 'reload failed');
+    return { ok: false, errors: [error] };
+  }
+
+  private warnUnappliable(previous: Config, next: Config): void {
+    if (previous.scheduling !== next.scheduling) {
+      this.log.warn({ scheduling: next.scheduling }, 'scheduling changes take effect only after a restart');
+    }
+    if (previous.admin.host !== next.admin.host || previous.admin.port !== next.admin.port) {
+      this.log.warn({ admin: next.admin.host + ':' + next.admin.port }, 'admin address changes take effect only after a restart');
+    }
+  }
+
+  // ---- shutdown ------------------------------------------------------------
+
+  private async doShutdown(): Promise<void> {
+    this.log.info('shutting down: draining workers');
+    this.startWaiter?.reject(new Error('shut down while starting'));
+    this.startWaiter = undefined;
+    for (const slot of this.slots) clearTimeout(slot.respawnTimer);
+    const entries = this.liveEntries();
+    const exited = entries.map((e) =>
+      e.worker.isDead() ? Promise.resolve() : new Promise<void>((resolve) => e.worker.once('exit', () => resolve())),
+    );
+    for (const e of entries) {
+      if (e.state !== 'draining') this.retire(e);
+    }
+    const hardKill = setTimeout(() => {
+      for (const e of entries) {
+        if (!e.worker.isDead()) {
+          this.log.warn({ workerPid: e.pid }, 'worker did not finish draining in time: killing it');
+          e.worker.process.kill('SIGKILL');
+        }
+      }
+    }, this.config.shutdownTimeoutMs + HARD_KILL_GRACE_MS);
+    await Promise.all(exited);
+    clearTimeout(hardKill);
+    await Promise.all([this.admin?.close(), this.demo?.close()]);
+    this.log.info('shutdown complete');
+  }
+}

@@ -1,0 +1,73 @@
+// A cluster worker: receives its config from the primary, runs the data path,
+// answers stats requests and drains on shutdown. The primary orchestrates
+// every lifecycle step; a worker never decides to restart itself.
+import type { Config } from '../config/types.js';
+import { startProxyWorker, type ProxyWorker } from '../proxy/server.js';
+import { createLogger, type Logger } from '../log.js';
+import { isPrimaryMessage, WORKER_INDEX_ENV, type WorkerMessage } from './messages.js';
+
+export function runWorker(): void {
+  const index = Number(process.env[WORKER_INDEX_ENV] ?? 0);
+  // Until the config arrives, log fatal errors at the default level.
+  let log: Logger = createLogger({ level: 'info', access: false }, { role: 'worker', slot: index });
+  let configured = false;
+  /** Set once listening; with it, the drain deadline of the config it runs. */
+  let proxy: ProxyWorker | undefined;
+  let drainTimeoutMs = 0;
+  let stopping = false;
+
+  const send = (m: WorkerMessage) => {
+    if (process.connected) process.send?.(m);
+  };
+
+  const fatal = (err: unknown, msg: string) => {
+    log.fatal({ err }, msg);
+    process.exit(1); // the primary respawns the slot
+  };
+  process.on('uncaughtException', (err) => fatal(err, 'uncaught exception'));
+  process.on('unhandledRejection', (err) => fatal(err, 'unhandled promise rejection'));
+
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    if (!proxy) process.exit(0); // not listening yet: nothing to drain
+    const started = Date.now();
+    await proxy.stopAccepting();
+    await proxy.drain(drainTimeoutMs);
+    log.info({ drainMs: Date.now() - started }, 'worker drained');
+    process.exit(0);
+  };
+
+  const start = async (c: Config) => {
+    configured = true;
+    log = createLogger(c.logging, { role: 'worker', slot: index });
+    try {
+      proxy = await startProxyWorker(c, log, index);
+      drainTimeoutMs = c.shutdownTimeoutMs;
+    } catch (err) {
+      fatal(err, 'worker could not start');
+      return;
+    }
+    send({ type: 'ready' });
+  };
+
+  process.on('message', (m: unknown) => {
+    if (!isPrimaryMessage(m)) return;
+    switch (m.type) {
+      case 'config':
+        if (!configured) void start(m.config);
+        break;
+      case 'stats-request':
+        if (proxy) send({ type: 'stats', id: m.id, stats: proxy.stats() });
+        break;
+      case 'shutdown':
+        void shutdown();
+        break;
+    }
+  });
+  // Ctrl-C reaches the whole process group; the primary turns it into an
+  // orderly shutdown message. A direct SIGTERM means the same as that message.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => void shutdown());
+  send({ type: 'hello' });
+}
