@@ -12,8 +12,8 @@ export interface AdminHandlers {
   token(): string;
   status(): Promise<object>;
   reload(): Promise<ReloadResult>;
-  /** Prometheus text summed over the workers (metrics/cluster-metrics.ts); without it, /metrics is 404. */
-  metrics?(): Promise<string>;
+  /** Prometheus text summed over the workers (metrics/cluster-metrics.ts). */
+  metrics(): Promise<string>;
 }
 
 /** The Prometheus text exposition format, version 0.0.4. */
@@ -47,7 +47,6 @@ const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.S
   '/metrics': {
     method: 'GET',
     async run(h, res) {
-      if (!h.metrics) return send(res, 404, { error: 'metrics are not enabled' });
       const text = await h.metrics();
       res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
       res.end(text);

@@ -3,6 +3,7 @@
 import type { Config } from '../config/types.js';
 import type { WorkerInfo, WorkerStatsResult } from '../cluster/primary.js';
 import { VERSION } from '../version.js';
+import type { ServerCounts } from '../cluster/shared-state.js';
 
 export interface StatusInput {
   config: Config;
@@ -10,13 +11,20 @@ export interface StatusInput {
   crashLoop: boolean;
   workers: WorkerInfo[];
   stats: WorkerStatsResult[];
+  /** Per-server counts summed over all workers, from shared memory. */
+  serverCounts(upstream: string, index: number): ServerCounts | undefined;
 }
 
 export interface ServerStatus {
   address: string;
   weight: number;
   healthy: boolean;
+  drained: boolean;
+  /** Upstream requests in flight, all workers. */
   active: number;
+  /** Open upstream connections (pooled or busy), all workers. */
+  activeConnections: number;
+  /** Since the workers now alive started. */
   requests: number;
   failures: number;
 }
@@ -30,16 +38,18 @@ export function buildStatus(input: StatusInput) {
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     upstreams[name] = {
       balance: upstream.balance,
-      servers: upstream.servers.map((server) => {
-        const s: ServerStatus = { address: server.address, weight: server.weight, healthy: true, active: 0, requests: 0, failures: 0 };
-        for (const w of answered) {
-          const c = w.upstreams[name]?.[server.address];
-          if (!c) continue;
-          s.active += c.active;
-          s.requests += c.requests;
-          s.failures += c.failures;
-        }
-        return s;
+      servers: upstream.servers.map((server, index) => {
+        const c = input.serverCounts(name, index);
+        return {
+          address: server.address,
+          weight: server.weight,
+          healthy: c?.healthy ?? true,
+          drained: c?.drained ?? false,
+          active: c?.active ?? 0,
+          activeConnections: c?.activeConnections ?? 0,
+          requests: c?.requests ?? 0,
+          failures: c?.failures ?? 0,
+        };
       }),
     };
   }

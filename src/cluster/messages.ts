@@ -11,7 +11,8 @@ import type { WorkerStats } from '../proxy/server.js';
  * one, and a reload cannot race an edit between validation and fork.
  */
 export type PrimaryMessage =
-  | { type: 'config'; config: Config }
+  /** The config to run, and the shared region to attach with this worker's own counter slot. */
+  | { type: 'config'; config: Config; region: { name: string; slot: number } }
   | { type: 'stats-request'; id: number }
   | { type: 'shutdown' };
 

@@ -10,6 +10,9 @@ import { createLogger, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { buildStatus } from '../admin/status.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
+import { SharedState } from './shared-state.js';
+import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
+import { clusterMetricsText, createPrimaryRegistry } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
@@ -57,6 +60,9 @@ interface Entry {
   startedAt: number;
   state: 'starting' | 'ready' | 'draining';
   config: Config;
+  /** The worker's counter slot in the shared region, and the region it maps. */
+  counterSlot: number;
+  regionName: string;
   /** Settled by the 'ready' message, or by exit/timeout before it. */
   ready: Promise<void>;
   onReady(): void;
@@ -88,6 +94,13 @@ export class Primary {
   private admin: AdminServer | undefined;
   private demo: DemoBackends | undefined;
   private nextStatsId = 1;
+  private shared: SharedState | undefined;
+  private health: ActiveHealthChecker | undefined;
+  private readonly metricsRegistry = createPrimaryRegistry({
+    health: () => this.health?.servers() ?? [],
+    workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
+    restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
+  });
   private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
@@ -105,6 +118,10 @@ export class Primary {
     // Read by node:cluster at the first fork only.
     cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
     this.demo = await startDemoBackends(this.config.demoBackends, this.log);
+    const shared = new SharedState(this.config, this.log);
+    this.shared = shared;
+    // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
+    process.once('exit', () => shared.close());
     const allReady = new Promise<void>((resolve, reject) => (this.startWaiter = { resolve, reject }));
     // A SIGHUP during start-up reloads once every first worker is up.
     this.reloadChain = allReady.catch(() => undefined);
@@ -114,6 +131,7 @@ export class Primary {
       slot.current = this.fork(slot);
     }
     await allReady;
+    this.health = startHealthChecks(this.config, this.log, shared);
     const { host, port } = this.config.admin;
     this.admin = await startAdminServer(
       { host, port },
@@ -121,6 +139,8 @@ export class Primary {
         token: () => this.config.admin.token,
         status: () => this.status(),
         reload: () => this.reload(),
+        // Workers still starting have no counts yet: asking them would only wait for the deadline.
+        metrics: () => clusterMetricsText(this.metricsRegistry, this.liveEntries().filter((e) => e.state !== 'starting').map((e) => e.worker)),
       },
       this.log,
     );
@@ -190,6 +210,7 @@ export class Primary {
       crashLoop: this.crashLoop,
       workers: this.workers(),
       stats: await this.collectStats(),
+      serverCounts: (upstream, index) => this.shared?.counts(upstream, index),
     });
   }
 
@@ -200,6 +221,8 @@ export class Primary {
   }
 
   private fork(slot: Slot): Entry {
+    const shared = this.shared!;
+    const counterSlot = shared.allocateSlot();
     const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index) });
     let onReady!: () => void;
     let onFail!: (reason: string) => void;
@@ -215,6 +238,8 @@ export class Primary {
       startedAt: Date.now(),
       state: 'starting',
       config: this.config,
+      counterSlot,
+      regionName: shared.regionName,
       ready,
       onReady,
       onFail,
@@ -231,7 +256,7 @@ export class Primary {
     if (!isWorkerMessage(m)) return;
     switch (m.type) {
       case 'hello':
-        this.send(entry, { type: 'config', config: entry.config });
+        this.send(entry, { type: 'config', config: entry.config, region: { name: entry.regionName, slot: entry.counterSlot } });
         break;
       case 'ready':
         if (entry.state === 'starting') entry.state = 'ready';
@@ -246,6 +271,8 @@ export class Primary {
   }
 
   private onExit(entry: Entry, code: number | null, signal: string | null): void {
+    // Before anything can replace it: a dead worker's in-flight counts must not linger.
+    this.shared?.releaseSlot(entry.counterSlot);
     entry.onFail(`worker ${entry.pid} exited before it was ready (code ${code}, signal ${signal})`);
     const slot = this.slots[entry.slot];
     const fields = { slot: entry.slot, workerPid: entry.pid, code, signal };
@@ -345,6 +372,8 @@ export class Primary {
 
     const previous = this.config;
     this.config = next;
+    this.shared?.applyConfig(next);
+    this.health?.replace(next);
     this.log.level = next.logging.level;
     this.warnUnappliable(previous, next);
     if (!sameDemoBackends(previous.demoBackends, next.demoBackends)) {
@@ -392,6 +421,8 @@ export class Primary {
   private abortReload(slot: Slot, previous: Config, reason: string): ReloadResult {
     slot.candidate = undefined;
     this.config = previous;
+    this.shared?.applyConfig(previous);
+    this.health?.replace(previous);
     this.log.level = previous.logging.level;
     if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
     const error =
@@ -414,6 +445,7 @@ export class Primary {
 
   private async doShutdown(): Promise<void> {
     this.log.info('shutting down: draining workers');
+    this.health?.stop();
     this.startWaiter?.reject(new Error('shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);
@@ -435,6 +467,7 @@ export class Primary {
     await Promise.all(exited);
     clearTimeout(hardKill);
     await Promise.all([this.admin?.close(), this.demo?.close()]);
+    this.shared?.close();
     this.log.info('shutdown complete');
   }
 }

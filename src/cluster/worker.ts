@@ -4,6 +4,8 @@
 import type { Config } from '../config/types.js';
 import { startProxyWorker, type ProxyWorker } from '../proxy/server.js';
 import { createLogger, type Logger } from '../log.js';
+import { SharedRegion } from '../native.js';
+import { regionLayout } from '../balancer/layout.js';
 import { isPrimaryMessage, WORKER_INDEX_ENV, type WorkerMessage } from './messages.js';
 
 export function runWorker(): void {
@@ -38,11 +40,12 @@ export function runWorker(): void {
     process.exit(0);
   };
 
-  const start = async (c: Config) => {
+  const start = async (c: Config, shared: { name: string; slot: number }) => {
     configured = true;
     log = createLogger(c.logging, { role: 'worker', slot: index });
     try {
-      proxy = await startProxyWorker(c, log, index);
+      const region = SharedRegion.attach(shared.name, regionLayout(c).identities);
+      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot });
       drainTimeoutMs = c.shutdownTimeoutMs;
     } catch (err) {
       fatal(err, 'worker could not start');
@@ -55,7 +58,7 @@ export function runWorker(): void {
     if (!isPrimaryMessage(m)) return;
     switch (m.type) {
       case 'config':
-        if (!configured) void start(m.config);
+        if (!configured) void start(m.config, m.region);
         break;
       case 'stats-request':
         if (proxy) send({ type: 'stats', id: m.id, stats: proxy.stats() });

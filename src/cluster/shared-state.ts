@@ -1,0 +1,135 @@
+// The primary's side of the shared-memory region: creates it (after sweeping
+// segments left by a killed primary), hands each worker process a counter
+// slot of its own, zeroes a slot when its worker exits (so a dead worker can
+// leak no counts), writes health bits, and replaces the region when a reload
+// changes the server list.
+//
+// Slots belong to worker processes, not to worker indexes: during a rolling
+// reload an old worker drains while its replacement already serves, and both
+// must count without touching each other's slot.
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { Counter, SharedRegion } from '../native.js';
+import { regionLayout, type RegionLayout } from '../balancer/layout.js';
+import type { HealthSink } from '../health/active-checker.js';
+
+/** Enough for the largest cluster (64 workers) plus its replacements during a reload. */
+const SLOTS = 144;
+
+export interface ServerCounts {
+  healthy: boolean;
+  drained: boolean;
+  active: number;
+  activeConnections: number;
+  requests: number;
+  failures: number;
+}
+
+export class SharedState implements HealthSink {
+  private region: SharedRegion;
+  private layout: RegionLayout;
+  /** Earlier generations still mapped by draining workers, with the slots that use them. */
+  private readonly retired = new Map<SharedRegion, Set<number>>();
+  /** Slot → the region generation its worker attached. */
+  private readonly slotRegion = new Map<number, SharedRegion>();
+
+  constructor(config: Config, private readonly log: Logger) {
+    const stale = SharedRegion.sweepStale();
+    if (stale.length > 0) log.warn({ segments: stale }, 'removed shared-memory segments left by a primary that did not exit cleanly');
+    this.layout = regionLayout(config);
+    this.region = SharedRegion.create(this.layout.identities, { slots: SLOTS });
+  }
+
+  get regionName(): string {
+    return this.region.name;
+  }
+
+  /** A free slot for a new worker, in the current region. */
+  allocateSlot(): number {
+    for (let slot = 0; slot < SLOTS; slot++) {
+      if (!this.slotRegion.has(slot)) {
+        this.slotRegion.set(slot, this.region);
+        return slot;
+      }
+    }
+    throw new Error(`no free counter slot: more than ${SLOTS} worker processes alive`);
+  }
+
+  /** The worker in `slot` exited: its counts go (in every generation it touched), the slot is free again. */
+  releaseSlot(slot: number): void {
+    const region = this.slotRegion.get(slot);
+    if (region === undefined) return;
+    this.slotRegion.delete(slot);
+    this.region.zeroSlot(slot);
+    if (region !== this.region) {
+      region.zeroSlot(slot);
+      const users = this.retired.get(region);
+      users?.delete(slot);
+      if (users !== undefined && users.size === 0) this.dropRetired(region);
+    }
+  }
+
+  /** Reload: a new region generation if the server list changed; health and counts of staying servers carry over. */
+  applyConfig(config: Config): void {
+    const layout = regionLayout(config);
+    if (sameList(layout.identities, this.layout.identities)) {
+      this.layout = layout;
+      return;
+    }
+    const previous = this.region;
+    this.region = previous.createNext(layout.identities, { slots: SLOTS });
+    this.layout = layout;
+    const users = new Set<number>();
+    for (const [slot, region] of this.slotRegion) if (region === previous) users.add(slot);
+    if (users.size === 0) this.dropRetired(previous);
+    else this.retired.set(previous, users);
+    this.log.info({ region: this.region.name, servers: layout.identities.length }, 'server list changed: new shared region generation');
+  }
+
+  setHealthy(upstream: string, serverIndex: number, healthy: boolean): void {
+    const index = this.index(upstream, serverIndex);
+    if (index !== undefined) this.region.setHealthy(index, healthy);
+  }
+
+  setDrained(upstream: string, serverIndex: number, drained: boolean): void {
+    const index = this.index(upstream, serverIndex);
+    if (index !== undefined) this.region.setDrained(index, drained);
+  }
+
+  /** Counts summed over every worker slot, read straight from shared memory. */
+  counts(upstream: string, serverIndex: number): ServerCounts | undefined {
+    const index = this.index(upstream, serverIndex);
+    if (index === undefined) return undefined;
+    const r = this.region;
+    return {
+      healthy: r.healthy(index),
+      drained: r.drained(index),
+      active: r.sum(Counter.ActiveRequests, index),
+      activeConnections: r.sum(Counter.ActiveConnections, index),
+      requests: r.sum(Counter.RequestsTotal, index),
+      failures: r.sum(Counter.Failures, index),
+    };
+  }
+
+  /** Unlinks every generation; mappings in exiting workers stay valid until they go. */
+  close(): void {
+    for (const region of this.retired.keys()) this.dropRetired(region);
+    this.region.unlink();
+    this.region.close();
+  }
+
+  private index(upstream: string, serverIndex: number): number | undefined {
+    const base = this.layout.base.get(upstream);
+    return base === undefined ? undefined : base + serverIndex;
+  }
+
+  private dropRetired(region: SharedRegion): void {
+    this.retired.delete(region);
+    region.unlink();
+    region.close();
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
