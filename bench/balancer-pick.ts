@@ -37,6 +37,9 @@ function upstream(balance: BalanceAlgorithm, servers: ServerSlot[], balanceFacto
     hash: balanceFactor === undefined ? { key: 'source-ip' } : { key: 'source-ip', balanceFactor },
     servers,
     retries: 1,
+    retryBudget: { percent: 20, minPerSecond: 5 },
+    retryBodyBytes: 65536,
+    outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
     timeouts: { connectMs: 1000, responseMs: 1000, idleMs: 1000 },
     maxIdlePerServer: 1,
   };

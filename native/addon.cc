@@ -144,7 +144,7 @@ bool SlotArg(Napi::Env env, const ShmRegion& r, napi_value v, uint32_t* out) {
 }
 bool CounterArg(Napi::Env env, napi_value v, Counter* out) {
   uint32_t c;
-  if (!GetU32(env, v, &c) || c >= kCounterCount) return ThrowType(env, "counter must be 0..3"), false;
+  if (!GetU32(env, v, &c) || c >= kCounterCount) return ThrowType(env, "counter must be 0..4"), false;
   *out = static_cast<Counter>(c);
   return true;
 }
@@ -240,6 +240,11 @@ class Region : public Napi::ObjectWrap<Region> {
             InstanceMethod<&Region::SetState>("setState"),
             InstanceMethod<&Region::EjectUntil>("ejectUntil"),
             InstanceMethod<&Region::SetEjectUntil>("setEjectUntil"),
+            InstanceMethod<&Region::RecordFailure>("recordFailure"),
+            InstanceMethod<&Region::RecordSuccess>("recordSuccess"),
+            InstanceMethod<&Region::Ejections>("ejections"),
+            InstanceMethod<&Region::TryEject>("tryEject"),
+            InstanceMethod<&Region::SetRampPermille>("setRampPermille"),
             InstanceMethod<&Region::CopyFrom>("copyFrom"),
             InstanceMethod<&Region::CountersBuffer>("countersBuffer"),
             InstanceMethod<&Region::View>("view"),
@@ -397,6 +402,56 @@ class Region : public Napi::ObjectWrap<Region> {
     return env.Undefined();
   }
 
+  // recordFailure(server) -> the failure streak including this one
+  Napi::Value RecordFailure(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ShmRegion* r = OpenRegion(env, *ref_);
+    uint32_t server;
+    if (!r || !ServerArg(env, *r, info[0], &server)) return env.Undefined();
+    return Napi::Number::New(env, static_cast<double>(r->RecordFailure(server)));
+  }
+
+  Napi::Value RecordSuccess(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ShmRegion* r = OpenRegion(env, *ref_);
+    uint32_t server;
+    if (!r || !ServerArg(env, *r, info[0], &server)) return env.Undefined();
+    r->RecordSuccess(server);
+    return env.Undefined();
+  }
+
+  Napi::Value Ejections(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ShmRegion* r = OpenRegion(env, *ref_);
+    uint32_t server;
+    if (!r || !ServerArg(env, *r, info[0], &server)) return env.Undefined();
+    return Napi::Number::New(env, static_cast<double>(r->Ejections(server)));
+  }
+
+  // setRampPermille(server, permille): slow start; 1000 (or more) = full weight
+  Napi::Value SetRampPermille(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ShmRegion* r = OpenRegion(env, *ref_);
+    uint32_t server, permille;
+    if (!r || !ServerArg(env, *r, info[0], &server)) return env.Undefined();
+    if (!GetU32(env, info[1], &permille)) return ThrowType(env, "permille must be an unsigned integer");
+    r->SetRampPermille(server, permille);
+    return env.Undefined();
+  }
+
+  // tryEject(server, streakSeen, untilUnixMs) -> true if this call ejected it
+  Napi::Value TryEject(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ShmRegion* r = OpenRegion(env, *ref_);
+    uint32_t server;
+    int64_t streak, until;
+    if (!r || !ServerArg(env, *r, info[0], &server)) return env.Undefined();
+    if (!GetSafeInt(env, info[1], &streak) || streak < 0 || !GetSafeInt(env, info[2], &until) || until < 0) {
+      return ThrowType(env, "streakSeen and untilUnixMs must be non-negative integers");
+    }
+    return Napi::Boolean::New(env, r->TryEject(server, static_cast<uint64_t>(streak), static_cast<uint64_t>(until)));
+  }
+
   // copyFrom(other, slot): slot -1 = all slots and health words
   Napi::Value CopyFrom(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -440,13 +495,14 @@ class Region : public Napi::ObjectWrap<Region> {
     state->region = ref_->region;
     state->first = first;
     state->count = count;
-    state->out.assign(count + 1, 0.0);  // never empty: the buffer needs a data pointer
+    // [state per server][weight factor per server]; never empty: the buffer needs a data pointer.
+    state->out.assign(2 * static_cast<size_t>(count) + 1, 0.0);
     Napi::Object view = Napi::Object::New(env);
     DefineFast<ViewReadHealth>(env, view, "readHealth", state);
     DefineFast<ViewReadLoads>(env, view, "readLoads", state);
     auto* keep = new std::shared_ptr<ViewState>(state);
     view.Set("buffer", Napi::ArrayBuffer::New(
-                           env, state->out.data(), count * sizeof(double),
+                           env, state->out.data(), 2 * static_cast<size_t>(count) * sizeof(double),
                            [](Napi::Env, void*, std::shared_ptr<ViewState>* hint) { delete hint; }, keep));
     return view;
   }
@@ -484,7 +540,7 @@ struct MaglevState {
   // now: every worker sees the same loads, so they agree on the walk.
   int32_t PickBounded(uint64_t hash, const uint8_t* exclude) {
     const uint32_t n = static_cast<uint32_t>(table.servers());
-    loads.resize(n);
+    loads.resize(2 * static_cast<size_t>(n));  // ReadServers also writes the weight factors after the loads
     health->ReadServers(health_base, n, kActiveRequests, loads.data());
     return table.LookupBounded(hash, loads.data(), weights.data(), balance_factor, exclude);
   }

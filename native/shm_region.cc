@@ -236,6 +236,7 @@ uint32_t ShmRegion::ReadServers(uint32_t first, uint32_t count, uint32_t c, doub
     }
     if (!ok) {
       out[i] = -1;
+      out[count + i] = 0;
       continue;
     }
     ++eligible;
@@ -248,6 +249,8 @@ uint32_t ShmRegion::ReadServers(uint32_t first, uint32_t count, uint32_t c, doub
     // A transiently negative sum (a decrement seen before its increment) reads as 0.
     const int64_t signed_total = static_cast<int64_t>(total);
     out[i] = signed_total > 0 ? static_cast<double>(signed_total) : 0;
+    const uint64_t ramp = RampPermille(server);
+    out[count + i] = ramp == 0 ? 1.0 : static_cast<double>(ramp) / 1000.0;
   }
   return eligible;
 }
@@ -287,6 +290,8 @@ uint32_t ShmRegion::CopyFrom(const ShmRegion& from, int64_t slot) {
     if (slot < 0) {
       SetState(s, from.State(o));
       SetEjectUntil(s, from.EjectUntil(o));
+      SetEjections(s, from.Ejections(o));
+      SetRampPermille(s, from.RampPermille(o));
     }
   }
   return matched;

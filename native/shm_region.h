@@ -38,7 +38,8 @@ enum Counter : uint32_t {
   kActiveRequests = 1,
   kRequestsTotal = 2,
   kFailures = 3,
-  kCounterCount = 4,
+  kRetries = 4,  // retry attempts sent to the server (the cluster-wide retry budget)
+  kCounterCount = 5,
 };
 
 // Health state bits (written by the primary, read by workers).
@@ -46,7 +47,7 @@ constexpr uint64_t kStateHealthy = 1u << 0;
 constexpr uint64_t kStateDrained = 1u << 1;
 
 constexpr uint64_t kShmMagic = 0x314d485359575300ULL;  // "\0SWYSHM1" little-endian
-constexpr uint32_t kShmVersion = 1;
+constexpr uint32_t kShmVersion = 2;
 constexpr uint32_t kLineBytes = 64;
 
 struct ShmHeader {
@@ -73,6 +74,13 @@ struct ShmHeader {
 struct alignas(kLineBytes) HealthLine {
   std::atomic<uint64_t> state;
   std::atomic<uint64_t> eject_until_ms;  // Unix ms (Date.now()); 0 = not ejected
+  // Passive health: consecutive failures seen by any worker (a success
+  // resets it), and how often the server was ejected (the backoff grows).
+  std::atomic<uint64_t> fail_streak;
+  std::atomic<uint64_t> ejections;
+  // Slow start: the share of its weight a recovering server takes, in
+  // permille; 0 (the zeroed default) means its full weight.
+  std::atomic<uint64_t> ramp_permille;
 };
 
 struct alignas(kLineBytes) CounterLine {
@@ -140,6 +148,38 @@ class ShmRegion {
   void SetEjectUntil(uint32_t server, uint64_t unix_ms) {
     Health(server).eject_until_ms.store(unix_ms, std::memory_order_release);
   }
+  uint64_t RampPermille(uint32_t server) const {
+    return Health(server).ramp_permille.load(std::memory_order_relaxed);
+  }
+  void SetRampPermille(uint32_t server, uint64_t permille) {
+    Health(server).ramp_permille.store(permille >= 1000 ? 0 : permille, std::memory_order_relaxed);
+  }
+  // A failure from any worker; returns the streak including it.
+  uint64_t RecordFailure(uint32_t server) {
+    return Health(server).fail_streak.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+  // A success ends the streak. Loaded first so the common case does not
+  // dirty a line every worker reads.
+  void RecordSuccess(uint32_t server) {
+    auto& streak = Health(server).fail_streak;
+    if (streak.load(std::memory_order_relaxed) != 0) streak.store(0, std::memory_order_relaxed);
+  }
+  uint64_t Ejections(uint32_t server) const {
+    return Health(server).ejections.load(std::memory_order_relaxed);
+  }
+  void SetEjections(uint32_t server, uint64_t n) {
+    Health(server).ejections.store(n, std::memory_order_relaxed);
+  }
+  // Ejects the server until `until_ms` unless another worker already did
+  // (the streak is claimed by whoever resets it first): returns whether this
+  // call ejected it, so each ejection is counted and logged once.
+  bool TryEject(uint32_t server, uint64_t streak_seen, uint64_t until_ms) {
+    auto& h = Health(server);
+    if (!h.fail_streak.compare_exchange_strong(streak_seen, 0, std::memory_order_acq_rel)) return false;
+    h.ejections.fetch_add(1, std::memory_order_relaxed);
+    h.eject_until_ms.store(until_ms, std::memory_order_release);
+    return true;
+  }
   // Healthy, not drained, and not ejected now. The clock is read only when
   // an ejection deadline is set, so the common case is two loads.
   bool Eligible(uint32_t server) const {
@@ -149,7 +189,8 @@ class ShmRegion {
   }
   // For servers first..first+count-1 (the caller checks the range), writes
   // out[i] = -1 if the server is not eligible, else the counter `c` summed
-  // over the used slots, or 0 when c is kCounterCount (health only). One
+  // over the used slots, or 0 when c is kCounterCount (health only); and
+  // out[count + i] = the server's weight factor in (0, 1] (slow start). One
   // pass for a balancer's pick; the clock is read at most once. Returns the
   // number of eligible servers.
   uint32_t ReadServers(uint32_t first, uint32_t count, uint32_t c, double* out) const;

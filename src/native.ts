@@ -35,6 +35,11 @@ interface NativeRegion {
   setState(server: number, bits: number): void;
   ejectUntil(server: number): number;
   setEjectUntil(server: number, unixMs: number): void;
+  recordFailure(server: number): number;
+  recordSuccess(server: number): void;
+  ejections(server: number): number;
+  tryEject(server: number, streakSeen: number, untilUnixMs: number): boolean;
+  setRampPermille(server: number, permille: number): void;
   eligible(server: number): boolean;
   copyFrom(other: NativeRegion, slot: number): number;
   countersBuffer(): ArrayBuffer;
@@ -110,6 +115,8 @@ export const Counter = {
   ActiveRequests: 1,
   RequestsTotal: 2,
   Failures: 3,
+  /** Retry attempts sent to the server: the cluster-wide retry budget reads these. */
+  Retries: 4,
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
@@ -285,6 +292,34 @@ export class SharedRegion {
   }
 
   /** Healthy, not drained, not ejected now: may take new traffic. */
+  /** Passive health: a failure seen by any worker; returns the consecutive-failure streak. */
+  recordFailure(server: number): number {
+    return this.native.recordFailure(server);
+  }
+
+  /** A success ends the server's failure streak. */
+  recordSuccess(server: number): void {
+    this.native.recordSuccess(server);
+  }
+
+  /** Slow start: the share of its weight the server takes, (0, 1]; 1 ends the ramp. */
+  setWeightFactor(server: number, factor: number): void {
+    this.native.setRampPermille(server, Math.max(1, Math.min(1000, Math.round(factor * 1000))));
+  }
+
+  /** How many times the server has been ejected (the ejection time grows with it). */
+  ejections(server: number): number {
+    return this.native.ejections(server);
+  }
+
+  /**
+   * Ejects the server until `untilUnixMs` if its streak is still
+   * `streakSeen` (claiming it); false when another worker got there first.
+   */
+  tryEject(server: number, streakSeen: number, untilUnixMs: number): boolean {
+    return this.native.tryEject(server, streakSeen, untilUnixMs);
+  }
+
   eligible(server: number): boolean {
     return this.native.eligible(server);
   }
@@ -333,6 +368,8 @@ export class SharedRegion {
  */
 export class ServerView {
   readonly state: Float64Array;
+  /** After either read: each server's weight factor, (0, 1] while eligible (slow start), 0 otherwise. */
+  readonly factor: Float64Array;
 
   /** @internal Made by SharedRegion.view(). */
   constructor(
@@ -340,6 +377,7 @@ export class ServerView {
     readonly count: number,
   ) {
     this.state = new Float64Array(native.buffer, 0, count);
+    this.factor = new Float64Array(native.buffer, count * 8, count);
   }
 
   /** Fills `state` with -1 / 0; returns the number of eligible servers. */

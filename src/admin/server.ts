@@ -14,6 +14,8 @@ export interface AdminHandlers {
   reload(): Promise<ReloadResult>;
   /** Prometheus text summed over the workers (metrics/cluster-metrics.ts). */
   metrics(): Promise<string>;
+  /** Drain (no new requests; in-flight ones finish) or re-enable a server; false if there is no such server. */
+  setDrained(upstream: string, address: string, drained: boolean): boolean;
 }
 
 /** The Prometheus text exposition format, version 0.0.4. */
@@ -61,6 +63,24 @@ const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.S
   },
 };
 
+/** POST /servers/{upstream}/{address}/drain | /enable (the address may be URL-encoded, e.g. [::1]:80). */
+const SERVER_ACTION = /^\/servers\/([^/]+)\/([^/]+)\/(drain|enable)$/;
+
+function serverAction(h: AdminHandlers, req: http.IncomingMessage, res: http.ServerResponse, m: RegExpExecArray): void {
+  if (req.method !== 'POST') return send(res, 405, { error: 'server actions accept POST only' }, { allow: 'POST' });
+  let upstream: string;
+  let address: string;
+  try {
+    upstream = decodeURIComponent(m[1]!);
+    address = decodeURIComponent(m[2]!);
+  } catch {
+    return send(res, 400, { error: 'malformed percent-encoding in the path' });
+  }
+  const drained = m[3] === 'drain';
+  if (!h.setDrained(upstream, address, drained)) return send(res, 404, { error: `no server ${address} in upstream ${upstream}` });
+  send(res, 200, { ok: true, upstream, address, drained });
+}
+
 export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log: Logger): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
     req.resume(); // no endpoint reads a body
@@ -71,6 +91,8 @@ export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log:
       return;
     }
     const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const action = SERVER_ACTION.exec(path);
+    if (action) return serverAction(handlers, req, res, action);
     const route = ROUTES[path];
     if (!route) {
       send(res, 404, { error: `no such endpoint: ${path}` });

@@ -24,6 +24,7 @@ export class LeastConnBalancer implements Balancer {
     this.scores = servers.map(() => 0);
     let totalWeight = 0;
     for (const s of servers) totalWeight += s.weight;
+    loads.readLoads();
     for (let i = 0; i < offset % Math.max(1, totalWeight); i++) this.breakTie(-1, undefined);
   }
 
@@ -31,13 +32,18 @@ export class LeastConnBalancer implements Balancer {
     const { servers, loads } = this;
     if (loads.readLoads() === 0) return undefined;
     const load = loads.state;
-    // load/weight compared as load_i * w_best < load_best * w_i: exact in integers.
+    // load/weight compared as load_i * w_best < load_best * w_i (exact in integers outside slow start).
     let best = -1;
     for (let i = 0; i < servers.length; i++) {
       if (load[i]! < 0 || (exclude !== undefined && exclude.has(servers[i]!))) continue;
-      if (best < 0 || load[i]! * servers[best]!.weight < load[best]! * servers[i]!.weight) best = i;
+      if (best < 0 || load[i]! * this.weight(best) < load[best]! * this.weight(i)) best = i;
     }
     return best < 0 ? undefined : servers[this.breakTie(best, exclude)];
+  }
+
+  /** The configured weight, scaled down during slow start (0 when not eligible). */
+  private weight(i: number): number {
+    return this.servers[i]!.weight * this.loads.factor[i]!;
   }
 
   /** Smooth weighted round-robin among the servers tied with `best` (-1: among all). */
@@ -50,10 +56,11 @@ export class LeastConnBalancer implements Balancer {
       const server = servers[i]!;
       if (best >= 0) {
         if (load[i]! < 0 || (exclude !== undefined && exclude.has(server))) continue;
-        if (load[i]! * servers[best]!.weight !== load[best]! * server.weight) continue;
+        if (load[i]! * this.weight(best) !== load[best]! * this.weight(i)) continue;
       }
-      scores[i]! += server.weight;
-      total += server.weight;
+      const weight = this.weight(i);
+      scores[i]! += weight;
+      total += weight;
       if (chosen < 0 || scores[i]! > scores[chosen]!) chosen = i;
     }
     if (chosen >= 0) scores[chosen]! -= total;

@@ -20,17 +20,23 @@ export class RandomBalancer implements Balancer {
     const { servers, health } = this;
     if (health !== undefined && health.readHealth() === 0) return undefined;
     let total = 0;
-    for (let i = 0; i < servers.length; i++) if (this.usable(i, exclude)) total += servers[i]!.weight;
+    for (let i = 0; i < servers.length; i++) if (this.usable(i, exclude)) total += this.weight(i);
     if (total === 0) return undefined;
     let r = this.next() * total;
     let last = -1;
     for (let i = 0; i < servers.length; i++) {
       if (!this.usable(i, exclude)) continue;
       last = i;
-      r -= servers[i]!.weight;
+      r -= this.weight(i);
       if (r < 0) return servers[i];
     }
     return servers[last]; // rounding: r landed exactly on the total
+  }
+
+  /** The configured weight, scaled down during slow start. */
+  private weight(i: number): number {
+    const w = this.servers[i]!.weight;
+    return this.health === undefined ? w : w * this.health.factor[i]!;
   }
 
   private usable(i: number, exclude: ReadonlySet<ServerSlot> | undefined): boolean {

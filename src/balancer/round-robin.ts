@@ -32,8 +32,10 @@ export class RoundRobinBalancer implements Balancer {
       const server = servers[i]!;
       if (health !== undefined && health.state[i]! < 0) continue;
       if (exclude !== undefined && exclude.has(server)) continue;
-      scores[i]! += server.weight;
-      total += server.weight;
+      // Slow start scales a recovering server's weight down for a while.
+      const weight = health === undefined ? server.weight : server.weight * health.factor[i]!;
+      scores[i]! += weight;
+      total += weight;
       if (best < 0 || scores[i]! > scores[best]!) best = i;
     }
     if (best < 0) return undefined;

@@ -139,6 +139,7 @@ export class Primary {
         token: () => this.config.admin.token,
         status: () => this.status(),
         reload: () => this.reload(),
+        setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
         // Workers still starting have no counts yet: asking them would only wait for the deadline.
         metrics: () => clusterMetricsText(this.metricsRegistry, this.liveEntries().filter((e) => e.state !== 'starting').map((e) => e.worker)),
       },
@@ -155,6 +156,15 @@ export class Primary {
     const result = this.reloadChain.then(() => this.doReload());
     this.reloadChain = result.catch(() => undefined);
     return result;
+  }
+
+  /** Admin drain/enable: written to shared memory, so every worker's next pick sees it. */
+  setDrained(upstream: string, address: string, drained: boolean): boolean {
+    const index = this.config.upstreams[upstream]?.servers.findIndex((s) => s.address === address) ?? -1;
+    if (index < 0 || this.shared === undefined) return false;
+    this.shared.setDrained(upstream, index, drained);
+    this.log.info({ upstream, server: address }, drained ? 'server drained' : 'server enabled');
+    return true;
   }
 
   /** Drains every worker, then stops the admin API and demo backends. Idempotent. */

@@ -91,6 +91,12 @@ export class SharedState implements HealthSink {
     if (index !== undefined) this.region.setHealthy(index, healthy);
   }
 
+  /** Slow start (from the health checker): a recovering server's share of its weight. */
+  setWeightFactor(upstream: string, serverIndex: number, factor: number): void {
+    const index = this.index(upstream, serverIndex);
+    if (index !== undefined) this.region.setWeightFactor(index, factor);
+  }
+
   setDrained(upstream: string, serverIndex: number, drained: boolean): void {
     const index = this.index(upstream, serverIndex);
     if (index !== undefined) this.region.setDrained(index, drained);

@@ -52,10 +52,19 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
     hash: up.hash.balance_factor === undefined ? { key: up.hash.key } : { key: up.hash.key, balanceFactor: up.hash.balance_factor },
     servers: up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })),
     retries: up.retries,
+    retryBudget: { percent: up.retry_budget.percent, minPerSecond: up.retry_budget.min_per_second },
+    retryBodyBytes: parseSize(up.retry_body_bytes),
+    outlier: {
+      consecutiveFailures: up.outlier.consecutive_failures,
+      baseEjectionMs: parseDuration(up.outlier.base_ejection),
+      maxEjectionMs: parseDuration(up.outlier.max_ejection),
+      maxEjectionPercent: up.outlier.max_ejection_percent,
+    },
     timeouts: {
       connectMs: parseDuration(up.timeouts.connect),
       responseMs: parseDuration(up.timeouts.response),
       idleMs: parseDuration(up.timeouts.idle),
+      ...(up.timeouts.total === undefined ? {} : { totalMs: parseDuration(up.timeouts.total) }),
     },
     maxIdlePerServer: up.max_idle_per_server,
   };

@@ -120,8 +120,23 @@ const upstream = object(
     servers: list(server, 1, 'a list of at least one server'),
     health,
     retries: int(0, 10, 1),
+    // Retries may add at most `percent` of the upstream's requests (over the last 10 s, all workers), or `min_per_second`.
+    retry_budget: object({ percent: int(0, 100, 20), min_per_second: int(0, 100000, 5) }, { default: {} }),
+    // Request bodies up to this size are kept until the response starts, so a failed attempt can be replayed.
+    retry_body_bytes: { ...size(65536), minimum: 0, expected: 'a size like 64kb, or integer bytes (0: never replay a body)' },
+    // Passive health: consecutive failures (connect errors, resets, timeouts, 5xx) from any worker eject a server.
+    outlier: object(
+      {
+        consecutive_failures: int(1, 100000, 5),
+        base_ejection: duration('10s'),
+        max_ejection: duration('5m'),
+        max_ejection_percent: int(0, 100, 50),
+      },
+      { default: {} },
+    ),
     timeouts: object(
-      { connect: duration('2s'), response: duration('30s'), idle: duration('60s') },
+      // total: optional cap on a whole exchange, retries included (504 before the response starts, abort after).
+      { connect: duration('2s'), response: duration('30s'), idle: duration('60s'), total: duration() },
       { default: {} },
     ),
     max_idle_per_server: int(0, 10000, 64),
@@ -225,7 +240,10 @@ export interface RawUpstream {
     slow_start?: string | number;
   };
   retries: number;
-  timeouts: Record<'connect' | 'response' | 'idle', string | number>;
+  retry_budget: { percent: number; min_per_second: number };
+  retry_body_bytes: string | number;
+  outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
+  timeouts: Record<'connect' | 'response' | 'idle', string | number> & { total?: string | number };
   max_idle_per_server: number;
 }
 

@@ -62,6 +62,25 @@ export interface UpstreamTimeouts {
   connectMs: number;
   responseMs: number;
   idleMs: number;
+  /** Cap on a whole exchange, retries included; absent: none. */
+  totalMs?: number;
+}
+
+/** Passive health (outlier detection), counted in shared memory across workers. */
+export interface OutlierConfig {
+  consecutiveFailures: number;
+  /** Ejection time for the first ejection; doubles with each repeat up to maxEjectionMs. */
+  baseEjectionMs: number;
+  maxEjectionMs: number;
+  /** Never eject a server if that would leave more than this share of the upstream ejected. */
+  maxEjectionPercent: number;
+}
+
+export interface RetryBudgetConfig {
+  /** Retries may add at most this percentage of the upstream's requests... */
+  percent: number;
+  /** ...or this many per second, whichever is larger. */
+  minPerSecond: number;
 }
 
 export interface UpstreamConfig {
@@ -71,6 +90,10 @@ export interface UpstreamConfig {
   servers: ServerConfig[];
   health?: HealthConfig;
   retries: number;
+  retryBudget: RetryBudgetConfig;
+  /** Request bodies up to this size are kept so a failed attempt can be replayed. */
+  retryBodyBytes: number;
+  outlier: OutlierConfig;
   timeouts: UpstreamTimeouts;
   /** Idle keep-alive connections kept per server per worker. */
   maxIdlePerServer: number;

@@ -195,7 +195,19 @@ export class ClientConnection implements Expirable {
     return normaliseAddress(hops[0]!.trim()) || this.peerAddress;
   }
 
-  /** Idle between requests: close it (shutdown). */
+  /**
+   * Shutdown: an idle keep-alive connection is closed only after `graceMs`
+   * without a request. Closing it at once would race a request the client
+   * may already have sent; one that arrives now is answered with
+   * `Connection: close` instead.
+   */
+  closeWhenIdle(graceMs: number): void {
+    if (!this.isIdle()) return;
+    const deadline = now() + graceMs;
+    if (this.idleDeadline === 0 || this.idleDeadline > deadline) this.idleDeadline = deadline;
+  }
+
+  /** Between requests: nothing parsed or answered right now. */
   isIdle(): boolean {
     return this.active === undefined && this.parsing === undefined;
   }

@@ -46,11 +46,22 @@ export class Exchange implements UpstreamListener {
   private conn: UpstreamConnection | undefined;
   private tried: Set<ServerSlot> | undefined;
   private freshRetryUsed = false;
+  /** Why the last attempt failed: the answer when no server is left to retry on. */
+  private lastFailure: ProxyErrorReason = 'upstream-connect-failed';
 
   /** Body chunks that arrived before the upstream was ready (the client is paused meanwhile). */
   private pending: Buffer[] | undefined;
   private requestBodyBytes = 0;
   private bodySentBytes = 0;
+  /**
+   * The body sent so far, kept (up to retry_body_bytes) until the response
+   * starts so an idempotent request can be replayed to another server;
+   * undefined once it outgrew that or when the request may not be retried.
+   */
+  private replay: Buffer[] | undefined;
+  private replayBytes = 0;
+  /** Absolute cap from timeouts.total, or 0. */
+  private totalDeadline = 0;
   requestComplete = false;
   private started = false;
   private headSent = false;
@@ -95,7 +106,9 @@ export class Exchange implements UpstreamListener {
     const matched = this.client.worker.router.match(this.info.host, this.target);
     if (matched === undefined) return this.fail('no-route');
     this.routeName = matched.route.name;
-    this.upstream = matched.target;
+    const upstream = (this.upstream = matched.target);
+    if (upstream.config.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.isUpgrade) this.replay = [];
+    if (upstream.config.timeouts.totalMs !== undefined) this.totalDeadline = now() + upstream.config.timeouts.totalMs;
     if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
     this.connect();
   }
@@ -217,6 +230,11 @@ export class Exchange implements UpstreamListener {
   private sendBodyChunk(chunk: Buffer): void {
     const conn = this.conn!;
     this.bodySentBytes += chunk.length;
+    if (this.replay !== undefined) {
+      this.replayBytes += chunk.length;
+      if (this.replayBytes <= this.upstream!.config.retryBodyBytes) this.replay.push(chunk);
+      else this.replay = undefined;
+    }
     let ok: boolean;
     if (this.info.chunked) {
       conn.socket.cork();
@@ -239,7 +257,7 @@ export class Exchange implements UpstreamListener {
     const upstream = this.upstream!;
     const ctx = { clientIp: this.client.clientIp(this.info), key: upstream.hashKeyOf?.(this.raw) };
     const server = upstream.balancer.pick(ctx, this.tried);
-    if (server === undefined) return this.fail(this.tried === undefined ? 'no-healthy-server' : 'upstream-connect-failed');
+    if (server === undefined) return this.fail(this.tried === undefined ? 'no-healthy-server' : this.lastFailure);
     (this.tried ??= new Set()).add(server);
     this.attachTo(server, this.isUpgrade);
   }
@@ -284,7 +302,7 @@ export class Exchange implements UpstreamListener {
       if (this.requestComplete && info.chunked) conn.write(LAST_CHUNK, 'latin1');
     }
     conn.socket.uncork();
-    conn.deadline = now() + upstream.config.timeouts.responseMs;
+    conn.deadline = this.capped(now() + upstream.config.timeouts.responseMs);
     this.client.refreshReading();
   }
 
@@ -307,6 +325,8 @@ export class Exchange implements UpstreamListener {
     const resp = inspectResponseHeaders(raw);
     this.status = statusCode;
     this.responseStarted = true;
+    this.replay = undefined;
+    this.upstream!.recordOutcome(this.server!, statusCode < 500);
     this.upstreamKeepAlive = upstreamKeepAlive;
     if (upgrade && this.isUpgrade && statusCode === 101) {
       client.socket.write(
@@ -333,7 +353,7 @@ export class Exchange implements UpstreamListener {
       undefined,
     );
     client.socket.write(head, 'latin1');
-    conn.deadline = now() + this.upstream!.config.timeouts.idleMs;
+    conn.deadline = this.capped(now() + this.upstream!.config.timeouts.idleMs);
     return isHead ? 1 : undefined;
   }
 
@@ -341,7 +361,7 @@ export class Exchange implements UpstreamListener {
 
   onUpstreamBody(chunk: Buffer): void {
     const conn = this.conn!;
-    conn.deadline = now() + this.upstream!.config.timeouts.idleMs;
+    conn.deadline = this.capped(now() + this.upstream!.config.timeouts.idleMs);
     this.responseBytes += chunk.length;
     const socket = this.client.socket;
     let ok: boolean;
@@ -389,37 +409,78 @@ export class Exchange implements UpstreamListener {
     const conn = this.conn;
     this.conn = undefined;
     const server = this.server!;
-    this.upstream!.onEnd(server, true);
-    if (this.responseStarted) return this.abortResponse(`upstream ${kind} error after response began: ${error.message}`);
-    if (kind === 'parse') return this.fail('upstream-bad-response', error.message);
-    if (kind === 'connect') {
-      // Never reached the server: safe to try another one for any method.
-      if (this.tried!.size <= this.upstream!.config.retries) {
-        this.client.worker.log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream connect failed, retrying');
-        this.headSent = false;
-        return this.connect();
-      }
-      return this.fail('upstream-connect-failed', error.message);
-    }
-    // A reused keep-alive connection that the server closed just as we wrote:
-    // retry once on a fresh connection when repeating the request is harmless.
-    if (conn.reused && conn.received === 0 && !this.freshRetryUsed && this.bodySentBytes === 0 && this.requestComplete && IDEMPOTENT.has(this.method)) {
+    const upstream = this.upstream!;
+    upstream.onEnd(server, true);
+    // A reused keep-alive connection that the server closed just as we wrote
+    // is not the server failing: retry once on a fresh connection when
+    // repeating the request is harmless.
+    if (kind !== 'connect' && kind !== 'parse' && conn.reused && conn.received === 0 && !this.freshRetryUsed && this.canReplay()) {
       this.freshRetryUsed = true;
-      this.headSent = false;
+      this.rewind();
       return this.attachTo(server, true);
     }
-    this.fail('upstream-reset', error.message);
+    upstream.recordOutcome(server, false);
+    if (this.responseStarted) return this.abortResponse(`upstream ${kind} error after response began: ${error.message}`);
+    if (kind === 'parse') return this.fail('upstream-bad-response', error.message);
+    const log = this.client.worker.log;
+    this.lastFailure = kind === 'connect' ? 'upstream-connect-failed' : 'upstream-reset';
+    if (this.tried!.size <= upstream.config.retries) {
+      if (kind === 'connect') {
+        // Never reached the server: safe to try another one for any method.
+        log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream connect failed, retrying');
+        return this.retry();
+      }
+      if (conn.received === 0 && this.canReplay() && upstream.retryAllowed()) {
+        log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream failed before answering, retrying');
+        return this.retry();
+      }
+    }
+    this.fail(this.lastFailure, error.message);
+  }
+
+  /** Repeating the request is harmless and its body (if any) is still at hand. */
+  private canReplay(): boolean {
+    return IDEMPOTENT.has(this.method) && !this.isUpgrade && (this.bodySentBytes === 0 || this.replay !== undefined);
+  }
+
+  /** Makes the body sent so far pending again, to be sent after the next head. */
+  private rewind(): void {
+    this.headSent = false;
+    if (this.bodySentBytes > 0) {
+      this.pending = [...this.replay!, ...(this.pending ?? [])];
+      this.replay = [];
+      this.replayBytes = 0;
+      this.bodySentBytes = 0;
+    }
+  }
+
+  private retry(): void {
+    this.rewind();
+    const before = this.tried!.size;
+    this.connect();
+    if (this.tried!.size > before && this.server !== undefined) this.upstream!.onRetry(this.server);
   }
 
   onUpstreamDeadline(): void {
-    if (this.responseStarted) return this.abortResponse(`upstream idle for ${this.upstream!.config.timeouts.idleMs}ms during the response body`);
+    const timeouts = this.upstream!.config.timeouts;
+    const total = this.totalDeadline !== 0 && now() >= this.totalDeadline;
+    if (this.responseStarted) {
+      if (!total) this.upstream!.recordOutcome(this.server!, false);
+      return this.abortResponse(total ? `request exceeded timeouts.total (${timeouts.totalMs}ms)` : `upstream idle for ${timeouts.idleMs}ms during the response body`);
+    }
     const conn = this.conn;
     this.conn = undefined;
     if (conn !== undefined) {
       this.upstream!.onEnd(this.server!, true);
+      if (!total) this.upstream!.recordOutcome(this.server!, false);
       conn.destroy();
     }
-    this.fail('upstream-timeout', `no response within ${this.upstream!.config.timeouts.responseMs}ms`);
+    this.fail('upstream-timeout', total ? `request exceeded timeouts.total (${timeouts.totalMs}ms)` : `no response within ${timeouts.responseMs}ms`);
+  }
+
+  /** A deadline no later than timeouts.total allows. */
+  private capped(deadline: number): number {
+    return this.totalDeadline !== 0 && this.totalDeadline < deadline ? this.totalDeadline : deadline;
   }
 
   // ---- endings -----------------------------------------------------------

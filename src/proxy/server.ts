@@ -17,6 +17,9 @@ function privateRegion(config: Config, slot: number): SharedRegion {
   return region;
 }
 
+/** How long an idle keep-alive connection may stay open once the worker drains. */
+const DRAIN_IDLE_GRACE_MS = 1000;
+
 export interface ServerStats {
   active: number;
   requests: number;
@@ -54,8 +57,9 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   return {
     async stopAccepting() {
       runtime.closing = true;
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-      for (const conn of runtime.connections) if (conn.isIdle()) conn.destroy();
+      // close() resolves only once every connection is gone, so don't wait for it here.
+      for (const s of servers) s.close();
+      for (const conn of runtime.connections) conn.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
     },
     async drain(timeoutMs) {
       runtime.closing = true;

@@ -35,7 +35,7 @@ export class WorkerRuntime {
     this.accessLog = config.logging.access && log.isLevelEnabled('info');
     const layout = regionLayout(config);
     for (const [name, upstream] of Object.entries(config.upstreams)) {
-      const placement = { region, base: layout.base.get(name)!, slot, workerIndex };
+      const placement = { region, base: layout.base.get(name)!, slot, workerIndex, log, metrics: this.metrics };
       this.upstreams.set(name, new UpstreamRuntime(upstream, placement, config.limits.maxHeaderBytes));
     }
     this.router = new Router(config.routes, (route) => this.upstreams.get(route.upstream)!);
