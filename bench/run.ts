@@ -1,7 +1,7 @@
 // `npm run bench`: Switchyard against direct, nginx, HAProxy and Node proxies,
 // interleaved over rounds, one table of medians with same-run ratios.
 // Flags and method: bench/README.md.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { startBackends } from './lib/backends.js';
 import { checkOnce } from './lib/check.js';
 import { autocannonDriver, wrkDriver, type Driver, type LoadSpec } from './lib/load.js';
 import { sampleRss, treeCpuMicros } from './lib/proc.js';
+import { startCpuSplit } from './lib/split.js';
 import { stopAll } from './lib/process.js';
 import { LEGEND, summarise, table, writeResults, type Cell } from './lib/report.js';
 import { runsIn, SCENARIOS, type Scenario } from './lib/scenarios.js';
@@ -29,14 +30,25 @@ function pick<T extends { name: string }>(all: T[], wanted: string[] | undefined
 /** Rotates the order of systems each round so none always runs first or last. */
 const rotate = <T>(xs: T[], by: number): T[] => xs.map((_, i) => xs[(i + by) % xs.length]!);
 
-/** Warm-up, then the measured run with the proxy tree's CPU delta and RSS peak over it. */
-async function measure(driver: Driver, spec: LoadSpec, warmupSec: number, pid: number | undefined, tmp: string) {
+/** 1, 5 and 15 minute load averages: other work on the machine skews every number. */
+const loadAvg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/**
+ * Warm-up, then the measured run with the proxy tree's CPU delta and RSS peak
+ * over it, and for a cluster how that CPU divided between primary and workers.
+ */
+async function measure(driver: Driver, spec: LoadSpec, warmupSec: number, running: Running, tmp: string) {
+  const { pid } = running;
   await driver({ ...spec, durationSec: warmupSec }, tmp);
+  // Asked after the warm-up, so a worker replaced during it is not missed.
+  const workers = pid !== undefined && running.workerPids ? await running.workerPids() : undefined;
+  const stopSplit = workers && startCpuSplit(pid!, workers);
   const cpu0 = pid === undefined ? 0 : treeCpuMicros(pid);
   const stopRss = pid === undefined ? undefined : sampleRss(pid);
   const load = await driver(spec, tmp);
   const rss = stopRss?.();
   const cpu = pid === undefined ? undefined : treeCpuMicros(pid) - cpu0;
+  const split = stopSplit?.();
   return {
     rps: load.rps,
     p50Ms: load.p50Ms,
@@ -47,6 +59,8 @@ async function measure(driver: Driver, spec: LoadSpec, warmupSec: number, pid: n
     cpuUsPerReq: cpu !== undefined && load.requests > 0 ? cpu / load.requests : undefined,
     rssSumMB: rss && rss.sumBytes / MB,
     rssMaxMB: rss && rss.maxBytes / MB,
+    primaryCpuPct: split?.primaryCpuPct,
+    workerCpuPct: split?.workerCpuPct,
   };
 }
 
@@ -89,10 +103,13 @@ async function runCell(sys: SystemDef, s: Scenario, round: number, ctx: CellCont
       durationSec: ctx.opts.durationSec,
       newConnectionPerRequest: s.newConnectionPerRequest ?? false,
     };
-    const m = await measure(ctx.driver, spec, ctx.opts.warmupSec, running.pid, ctx.tmp);
+    const m = await measure(ctx.driver, spec, ctx.opts.warmupSec, running, ctx.tmp);
     const cost = m.cpuUsPerReq === undefined ? '' : `, ${m.cpuUsPerReq.toFixed(1)} µs CPU/req, RSS ${m.rssSumMB?.toFixed(0)} MB`;
+    const split = m.workerCpuPct
+      ? `, primary ${m.primaryCpuPct!.toFixed(1)}% CPU, workers ${m.workerCpuPct.map((x) => x.toFixed(0)).join('/')}`
+      : '';
     const errs = m.errors || m.non2xx ? `, ${m.errors} errors, ${m.non2xx} non-2xx` : '';
-    console.log(`${tag} ${m.rps.toFixed(0).padStart(7)} req/s, p99 ${m.p99Ms.toFixed(2)} ms${cost}${errs}`);
+    console.log(`${tag} ${m.rps.toFixed(0).padStart(7)} req/s, p99 ${m.p99Ms.toFixed(2)} ms${cost}${split}${errs}`);
     return { round, scenario: s.name, system: sys.name, ...m };
   } catch (err) {
     return failed((err as Error).message);
@@ -145,8 +162,9 @@ async function main(): Promise<void> {
 
   try {
     const backends = await startBackends(tools, tmp);
-    const meta = {
+    const meta: Record<string, unknown> = {
       date: new Date().toISOString(),
+      loadAvgAtStart: loadAvg(),
       driver: opts.driver,
       connections: opts.connections,
       durationSec: opts.durationSec,
@@ -157,7 +175,7 @@ async function main(): Promise<void> {
       systems: systems.map((s) => `${s.name}: ${s.description}`),
       scenarios: scenarios.map((s) => `${s.name}: ${s.description}`),
     };
-    console.log(`backends: ${backends.kind} on ports ${backends.ports.join(', ')}`);
+    console.log(`backends: ${backends.kind} on ports ${backends.ports.join(', ')}; load average ${meta.loadAvgAtStart}`);
     console.log(`driver: ${opts.driver}, ${opts.connections} connections, ${opts.durationSec} s per cell after ${opts.warmupSec} s warm-up, ${opts.rounds} rounds`);
     console.log(`systems: ${systems.map((s) => s.name).join(', ')}`);
     for (const n of notes.filter((n) => n.startsWith('skipped') || n.includes('not installed'))) console.log(n);
@@ -172,6 +190,8 @@ async function main(): Promise<void> {
       }
     }
     await backends.stop();
+    meta.loadAvgAtEnd = loadAvg();
+    console.log(`load average (1/5/15 min): ${meta.loadAvgAtStart} at start, ${meta.loadAvgAtEnd} at end`);
     for (const [name, text] of ctx.said) notes.push(`${name} wrote on stderr: ${text.replace(/\s*\n\s*/g, ' | ')}`);
 
     const rows = summarise(cells, { scenarios: scenarios.map((s) => s.name), systems: systems.map((s) => s.name) });

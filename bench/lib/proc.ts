@@ -22,6 +22,8 @@ export interface ProcStat {
   ppid: number;
   /** utime + stime + cutime + cstime, in clock ticks. */
   ticks: number;
+  /** utime + stime: the process's own CPU, without reaped children. */
+  ownTicks: number;
   rssBytes: number;
   /** Start time in ticks since boot: with the pid, a process's identity. */
   startTime: number;
@@ -42,6 +44,7 @@ export function readStat(pid: number): ProcStat | undefined {
     pid,
     ppid: Number(f[1]),
     ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
+    ownTicks: Number(f[11]) + Number(f[12]),
     startTime: Number(f[19]),
     rssBytes: Number(f[21]) * PAGE_BYTES,
   };
@@ -72,6 +75,12 @@ export function treeCpuMicros(root: number): number {
   let ticks = 0;
   for (const p of processTree(root)) ticks += p.ticks;
   return (ticks * 1e6) / CLK_TCK;
+}
+
+/** One process's own CPU time in microseconds; undefined when it is gone. */
+export function ownCpuMicros(pid: number): number | undefined {
+  const st = readStat(pid);
+  return st && (st.ownTicks * 1e6) / CLK_TCK;
 }
 
 export interface RssPeak {

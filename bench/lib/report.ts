@@ -18,6 +18,10 @@ export interface Cell {
   cpuUsPerReq?: number;
   rssSumMB?: number;
   rssMaxMB?: number;
+  /** Cluster systems: the primary's own share of the tree's CPU, percent. */
+  primaryCpuPct?: number;
+  /** Cluster systems: each worker's share of the workers' CPU, percent, busiest first. */
+  workerCpuPct?: number[];
   /** Why the cell has no numbers. */
   failed?: string;
 }
@@ -37,7 +41,12 @@ export interface Row {
   cpuUsPerReq?: number;
   rssSumMB?: number;
   rssMaxMB?: number;
-  /** "switchyard ÷ row" for peers, "row ÷ switchyard" for balancing variants. */
+  primaryCpuPct?: number;
+  /** Worker CPU split of the round with the median busiest-worker share. */
+  workerSplit?: number[];
+  /** Worker CPU split of the round whose busiest worker had the most. */
+  worstSplit?: number[];
+  /** "switchyard ÷ row" for peers, "row ÷ switchyard" for variants. */
   ratioBasis?: string;
   rpsRatio?: number;
   cpuRatio?: number;
@@ -49,6 +58,12 @@ export function median(xs: (number | undefined)[]): number | undefined {
   if (v.length === 0) return undefined;
   const mid = v.length >> 1;
   return v.length % 2 ? v[mid] : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/** The split of the round at the median busiest-worker share (lower middle for even counts), and the worst one. */
+function splits(cells: Cell[]): { median?: number[]; worst?: number[] } {
+  const all = cells.flatMap((c) => (c.workerCpuPct?.length ? [c.workerCpuPct] : [])).sort((a, b) => a[0]! - b[0]!);
+  return { median: all[(all.length - 1) >> 1], worst: all[all.length - 1] };
 }
 
 const div = (a?: number, b?: number): number | undefined => (a !== undefined && b ? a / b : undefined);
@@ -63,6 +78,7 @@ export function summarise(cells: Cell[], order: { scenarios: string[]; systems: 
       const ok = mine.filter((c) => !c.failed);
       const rps = median(ok.map((c) => c.rps));
       const rpsList = ok.map((c) => c.rps ?? 0);
+      const split = splits(ok);
       inScenario.push({
         scenario,
         system,
@@ -76,6 +92,9 @@ export function summarise(cells: Cell[], order: { scenarios: string[]; systems: 
         cpuUsPerReq: median(ok.map((c) => c.cpuUsPerReq)),
         rssSumMB: median(ok.map((c) => c.rssSumMB)),
         rssMaxMB: median(ok.map((c) => c.rssMaxMB)),
+        primaryCpuPct: median(ok.map((c) => c.primaryCpuPct)),
+        workerSplit: split.median,
+        worstSplit: split.worst,
         failed: ok.length === 0 ? mine[0]!.failed : undefined,
       });
     }
@@ -84,7 +103,7 @@ export function summarise(cells: Cell[], order: { scenarios: string[]; systems: 
       for (const r of inScenario) {
         if (r === sy || r.failed) continue;
         if (VARIANTS.includes(r.system)) {
-          Object.assign(r, { ratioBasis: 'row÷SY-rr', rpsRatio: div(r.rps, sy.rps), cpuRatio: div(r.cpuUsPerReq, sy.cpuUsPerReq) });
+          Object.assign(r, { ratioBasis: 'row÷SY', rpsRatio: div(r.rps, sy.rps), cpuRatio: div(r.cpuUsPerReq, sy.cpuUsPerReq) });
         } else {
           Object.assign(r, { ratioBasis: 'SY÷row', rpsRatio: div(sy.rps, r.rps), cpuRatio: div(sy.cpuUsPerReq, r.cpuUsPerReq) });
         }
@@ -96,6 +115,8 @@ export function summarise(cells: Cell[], order: { scenarios: string[]; systems: 
 }
 
 const fmt = (v: number | undefined, digits: number): string => (v === undefined ? '-' : v.toFixed(digits));
+
+const fmtSplit = (v: number[] | undefined): string => (v ? v.map((x) => x.toFixed(0)).join('/') : '-');
 
 const COLUMNS: [string, (r: Row) => string][] = [
   ['scenario', (r) => r.scenario],
@@ -109,6 +130,9 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ['CPU µs/req', (r) => fmt(r.cpuUsPerReq, 1)],
   ['RSS sum MB', (r) => fmt(r.rssSumMB, 1)],
   ['RSS max MB', (r) => fmt(r.rssMaxMB, 1)],
+  ['primary CPU %', (r) => fmt(r.primaryCpuPct, 1)],
+  ['worker split', (r) => fmtSplit(r.workerSplit)],
+  ['worst split', (r) => fmtSplit(r.worstSplit)],
   ['ratio', (r) => r.ratioBasis ?? ''],
   ['req/s ×', (r) => fmt(r.rpsRatio, 2)],
   ['CPU ×', (r) => fmt(r.cpuRatio, 2)],
@@ -116,8 +140,10 @@ const COLUMNS: [string, (r: Row) => string][] = [
 
 export const LEGEND = `req/s, latency, CPU and RSS are medians over rounds; ±% = (max-min)/median of req/s; err/non2xx summed over rounds.
 CPU µs/req = utime+stime of the proxy's whole process tree (from /proc) / completed requests; RSS sampled every 100 ms.
-ratio SY÷row: Switchyard (round-robin) divided by that row, same scenario, same run (req/s × > 1: Switchyard faster; CPU × < 1: Switchyard cheaper).
-ratio row÷SY-rr: that balancing variant divided by Switchyard round-robin.`;
+ratio SY÷row: "switchyard" (balance round-robin, scheduling kernel) divided by that row, same scenario, same run (req/s × > 1: Switchyard faster; CPU × < 1: Switchyard cheaper).
+primary CPU % (Switchyard) = the cluster primary's own utime+stime / primary + workers, over the measured run.
+worker split (Switchyard) = each worker's share of the workers' CPU, busiest first, of the round with the median busiest share; worst split = the round with the most uneven one.
+ratio row÷SY: that variant (balance source / least-conn, scheduling round-robin) divided by "switchyard".`;
 
 export function table(rows: Row[], markdown: boolean): string {
   const cells = rows.map((r) => COLUMNS.map(([, get]) => get(r)));

@@ -12,27 +12,42 @@ export interface Scenario {
   newConnectionPerRequest?: boolean;
   /** Only these systems run it; undefined means every non-variant system. */
   systems?: string[];
+  /** Variants that run here too, beside every non-variant system. */
+  variants?: string[];
 }
 
-/** Switchyard's balancing variants: they run only where a scenario names them. */
-export const VARIANTS = ['switchyard-source', 'switchyard-least-conn'];
+/** Switchyard's balancing variants: they run only in the `balance` scenario. */
+export const BALANCE_VARIANTS = ['switchyard-source', 'switchyard-least-conn'];
+/** Switchyard with the other cluster scheduling policy: runs where a scenario lists it in `variants`. */
+export const SCHEDULING_VARIANTS = ['switchyard-sched-rr'];
+/** Systems that run only where a scenario names them; their ratios are taken against `switchyard`. */
+export const VARIANTS = [...BALANCE_VARIANTS, ...SCHEDULING_VARIANTS];
 
 export const SCENARIOS: Scenario[] = [
-  { name: '100b', description: 'GET 100 B, keep-alive', path: '/100b', method: 'GET', expectBytes: 100 },
+  { name: '100b', description: 'GET 100 B, keep-alive', path: '/100b', method: 'GET', expectBytes: 100, variants: SCHEDULING_VARIANTS },
   { name: '16k', description: 'GET 16 KB, keep-alive', path: '/16k', method: 'GET', expectBytes: 16 * 1024 },
   { name: '1m', description: 'GET 1 MB, keep-alive', path: '/1m', method: 'GET', expectBytes: 1024 * 1024 },
-  { name: 'close', description: 'GET 100 B, new connection per request', path: '/100b', method: 'GET', expectBytes: 100, newConnectionPerRequest: true },
-  { name: 'post-4k', description: 'POST 4 KB body, keep-alive', path: '/post', method: 'POST', bodyBytes: 4096, expectBytes: 3 },
+  {
+    name: 'close',
+    description: 'GET 100 B, new connection per request',
+    path: '/100b',
+    method: 'GET',
+    expectBytes: 100,
+    newConnectionPerRequest: true,
+    variants: SCHEDULING_VARIANTS,
+  },
+  { name: 'post-4k', description: 'POST 4 KB body, keep-alive', path: '/post', method: 'POST', bodyBytes: 4096, expectBytes: 3, variants: SCHEDULING_VARIANTS },
   {
     name: 'balance',
     description: 'GET 100 B keep-alive: Switchyard round-robin vs source vs least-conn (one client IP: source pins to one backend)',
     path: '/100b',
     method: 'GET',
     expectBytes: 100,
-    systems: ['switchyard', ...VARIANTS],
+    systems: ['switchyard', ...BALANCE_VARIANTS],
   },
 ];
 
 export function runsIn(scenario: Scenario, system: string): boolean {
-  return scenario.systems ? scenario.systems.includes(system) : !VARIANTS.includes(system);
+  if (scenario.systems) return scenario.systems.includes(system);
+  return !VARIANTS.includes(system) || (scenario.variants?.includes(system) ?? false);
 }

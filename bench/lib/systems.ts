@@ -5,10 +5,12 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { awaitSwitchyardStatus, readyWorkerPids, switchyardStatus } from './admin.js';
 import { proxyConf } from './nginx.js';
 import { freePort } from './ports.js';
 import { startProcess } from './process.js';
 import { hasPackage, type Tools } from './tools.js';
+import type { SchedulingPolicy } from '../../src/config/types.js';
 
 export interface Running {
   port: number;
@@ -17,6 +19,8 @@ export interface Running {
   stop(): Promise<void>;
   /** What it wrote on stderr so far (warnings worth a note). */
   stderr(): string;
+  /** For a cluster whose root `pid` is the primary: its serving workers' pids now. */
+  workerPids?(): Promise<number[]>;
 }
 
 export interface StartContext {
@@ -36,6 +40,7 @@ export interface SystemDef {
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const SWITCHYARD_CLI = join(REPO, 'dist/cli.js');
 const READY_PATH = '/100b';
+const ADMIN_TOKEN = 'bench';
 
 const script = (rel: string): string => fileURLToPath(new URL(`../${rel}`, import.meta.url));
 
@@ -55,12 +60,19 @@ function nodeScript(name: string, description: string, rel: string, pkg?: string
 }
 
 /** The config Switchyard is run with (format: /work/shared/design.md, "Config"). */
-export function switchyardYaml(port: number, adminPort: number, backends: number[], balance: string): string {
+export function switchyardYaml(
+  port: number,
+  adminPort: number,
+  backends: number[],
+  balance: string,
+  scheduling: SchedulingPolicy = 'kernel',
+): string {
   const servers = backends.map((p) => `      - { address: 127.0.0.1:${p}, weight: 1 }`).join('\n');
   return `workers: 2
+scheduling: ${scheduling}
 listen:
   - { host: 127.0.0.1, port: ${port} }
-admin: { host: 127.0.0.1, port: ${adminPort}, token: bench }
+admin: { host: 127.0.0.1, port: ${adminPort}, token: ${ADMIN_TOKEN} }
 logging: { level: warn, access: false }
 shutdown_timeout: 2s
 upstreams:
@@ -74,17 +86,32 @@ routes:
 `;
 }
 
-function switchyard(name: string, balance: string): SystemDef {
+function switchyard(name: string, balance: string, scheduling: SchedulingPolicy = 'kernel'): SystemDef {
   return {
     name,
-    description: `Switchyard, 2 workers, balance ${balance}`,
+    description: `Switchyard, 2 workers, balance ${balance}, scheduling ${scheduling}`,
     unavailable: () => (existsSync(SWITCHYARD_CLI) ? undefined : 'dist/cli.js missing (run npm run build)'),
     async start({ tmp, backends }) {
       const port = await freePort();
+      const adminPort = await freePort();
       const file = join(tmp, `${name}.yaml`);
-      writeFileSync(file, switchyardYaml(port, await freePort(), backends, balance));
+      writeFileSync(file, switchyardYaml(port, adminPort, backends, balance, scheduling));
       const proc = await startProcess(name, process.execPath, [SWITCHYARD_CLI, '--config', file], { port, path: READY_PATH }, REPO);
-      return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+      try {
+        // A variant that silently ran the other policy would measure nothing.
+        const status = await awaitSwitchyardStatus(adminPort, ADMIN_TOKEN);
+        if (status.scheduling !== scheduling) throw new Error(`/status says scheduling ${status.scheduling}, configured ${scheduling}`);
+      } catch (err) {
+        await proc.stop();
+        throw err;
+      }
+      return {
+        port,
+        pid: proc.pid,
+        stop: proc.stop,
+        stderr: proc.stderr,
+        workerPids: async () => readyWorkerPids(await switchyardStatus(adminPort, ADMIN_TOKEN)),
+      };
     },
   };
 }
@@ -99,6 +126,7 @@ export const SYSTEMS: SystemDef[] = [
   switchyard('switchyard', 'round-robin'),
   switchyard('switchyard-source', 'source'),
   switchyard('switchyard-least-conn', 'least-conn'),
+  switchyard('switchyard-sched-rr', 'round-robin', 'round-robin'),
   {
     name: 'nginx',
     description: 'nginx proxy, worker_processes 2, upstream keepalive 64',
