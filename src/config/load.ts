@@ -2,6 +2,7 @@
 // normalised, frozen Config. Every problem found is collected and thrown
 // together as one ConfigError, each pointing at its line:col in the file.
 
+import { dirname, resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { ConfigError, describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
@@ -57,7 +58,7 @@ export function parseConfigText(text: string, file: string, overrides: ConfigOve
   const schemaIssues = validateSchema(data);
   placed.push(...schemaIssues.map(place));
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
-    placed.push(...checkSemantics(data as RawConfig, schemaIssues).map(place));
+    placed.push(...checkSemantics(data as RawConfig, schemaIssues, dirname(resolve(file))).map(place));
   }
 
   const errors = placed

@@ -2,13 +2,16 @@
 // reads: camelCase, durations in ms, sizes in bytes, "auto" resolved, frozen.
 
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { parseHostPort } from './address.js';
 import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
-import type { RawConfig, RawUpstream } from './schema.js';
-import type { Config, HealthConfig, UpstreamConfig } from './types.js';
+import type { RawApiKey, RawConfig, RawHeaderRules, RawRoute, RawUpstream } from './schema.js';
+import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, RouteConfig, UpstreamConfig } from './types.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
 export function autoWorkers(): number {
@@ -34,13 +37,9 @@ export function normalise(raw: RawConfig, file: string): Config {
     trustedProxies: [...raw.trusted_proxies],
     shutdownTimeoutMs: parseDuration(raw.shutdown_timeout),
     upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up)])),
-    routes: raw.routes.map((r) => ({
-      name: r.name ?? `${r.match.host}${r.match.path}`,
-      host: r.match.host,
-      path: r.match.path,
-      upstream: r.upstream,
-    })),
+    routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
     demoBackends: raw.demo_backends.map(hostPort),
+    rateLimitSlots: raw.rate_limit_slots,
   };
   return deepFreeze(config);
 }
@@ -82,6 +81,124 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
     out.health = health;
   }
   return out;
+}
+
+/** The default route name: host and path, plus the conditions that tell routes with the same path apart. */
+export function defaultRouteName(r: RawRoute): string {
+  let name = `${r.match.host}${r.match.path}`;
+  if (r.match.methods) name += ` ${r.match.methods.map((m) => m.toUpperCase()).join(',')}`;
+  if (r.match.headers) name += ` ${Object.entries(r.match.headers).map(([k, v]) => `${k.toLowerCase()}=${v}`).join(',')}`;
+  return name;
+}
+
+function route(r: RawRoute, baseDir: string): RouteConfig {
+  const out: RouteConfig = {
+    name: r.name ?? defaultRouteName(r),
+    host: r.match.host.toLowerCase(),
+    path: r.match.path,
+    upstream: r.upstream,
+    stripPrefix: r.strip_prefix,
+  };
+  if (r.match.methods) out.methods = r.match.methods.map((m) => m.toUpperCase());
+  if (r.match.headers) out.headers = Object.fromEntries(Object.entries(r.match.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  if (r.rewrite !== undefined) out.rewrite = r.rewrite;
+  if (r.request_headers) out.requestHeaders = headerRules(r.request_headers);
+  if (r.response_headers) out.responseHeaders = headerRules(r.response_headers);
+  if (r.timeouts) {
+    const t = r.timeouts;
+    out.timeouts = {
+      ...(t.connect === undefined ? {} : { connectMs: parseDuration(t.connect) }),
+      ...(t.response === undefined ? {} : { responseMs: parseDuration(t.response) }),
+      ...(t.idle === undefined ? {} : { idleMs: parseDuration(t.idle) }),
+      ...(t.total === undefined ? {} : { totalMs: parseDuration(t.total) }),
+    };
+  }
+  if (r.retries !== undefined) out.retries = r.retries;
+  if (r.auth) out.auth = auth(r.auth, baseDir);
+  if (r.authorize) {
+    const a = r.authorize;
+    out.authorize = {
+      ...(a.scopes ? { scopes: a.scopes } : {}),
+      ...(a.claims ? { claims: Object.fromEntries(Object.entries(a.claims).map(([k, v]) => [k, typeof v === 'string' ? [v] : v])) } : {}),
+      ...(a.cidrs ? { cidrs: a.cidrs } : {}),
+      ...(a.methods ? { methods: a.methods.map((m) => m.toUpperCase()) } : {}),
+    };
+  }
+  if (r.rate_limit) {
+    const ratePerSecond = parseRate(r.rate_limit.rate);
+    out.rateLimit = { ratePerSecond, burst: r.rate_limit.burst ?? Math.max(1, Math.ceil(ratePerSecond)), key: r.rate_limit.key };
+  }
+  if (r.cors) {
+    const c = r.cors;
+    out.cors = {
+      origins: c.origins,
+      methods: c.methods.map((m) => m.toUpperCase()),
+      headers: c.headers,
+      exposeHeaders: c.expose_headers,
+      credentials: c.credentials,
+      ...(c.max_age === undefined ? {} : { maxAgeSeconds: Math.round(parseDuration(c.max_age) / 1000) }),
+    };
+  }
+  return out;
+}
+
+function headerRules(raw: RawHeaderRules): HeaderRules {
+  return { set: Object.entries(raw.set ?? {}), add: Object.entries(raw.add ?? {}), remove: raw.remove ?? [] };
+}
+
+/** "50/s", "3000/m", "100/h" or a plain number per second. Checked by checkSemantics. */
+export function parseRate(rate: number | string): number {
+  if (typeof rate === 'number') return rate;
+  const [count, unit] = rate.split('/') as [string, 's' | 'm' | 'h'];
+  return Number(count) / { s: 1, m: 60, h: 3600 }[unit];
+}
+
+const sha256 = (key: string): string => createHash('sha256').update(key).digest('hex');
+
+/** The keys of `keys_file` (a YAML list like `keys`); readability was checked by checkSemantics. */
+export function readKeysFile(path: string): RawApiKey[] {
+  return parseYaml(readFileSync(path, 'utf8')) as RawApiKey[];
+}
+
+function auth(raw: NonNullable<RawRoute['auth']>, baseDir: string): AuthConfig {
+  const forward: IdentityForwarding = {
+    ...(raw.forward?.subject ? { subjectHeader: raw.forward.subject } : {}),
+    claimHeaders: Object.entries(raw.forward?.claims ?? {}),
+  };
+  if (raw.api_key) {
+    const k = raw.api_key;
+    const listed = [...(k.keys ?? []), ...(k.keys_file ? readKeysFile(resolve(baseDir, k.keys_file)) : [])];
+    return {
+      type: 'api_key',
+      keys: listed.map((e) => ({ name: e.name, sha256: (e.sha256 ?? sha256(e.key!)).toLowerCase(), scopes: e.scopes ?? [] })),
+      header: k.header,
+      ...(k.query ? { query: k.query } : {}),
+      forward,
+    };
+  }
+  if (raw.jwt) {
+    const j = raw.jwt;
+    const list = (v: string | string[] | undefined) => (v === undefined ? undefined : typeof v === 'string' ? [v] : v);
+    const issuer = list(j.issuer);
+    const audience = list(j.audience);
+    return {
+      type: 'jwt',
+      jwt: {
+        algorithms: j.algorithms ?? (j.secret !== undefined ? ['HS256'] : ['RS256', 'ES256', 'EdDSA']),
+        ...(j.secret !== undefined ? { secret: j.secret } : {}),
+        ...(j.public_key_file ? { publicKeyPem: readFileSync(resolve(baseDir, j.public_key_file), 'utf8') } : {}),
+        ...(j.jwks_file ? { jwksFile: resolve(baseDir, j.jwks_file) } : {}),
+        ...(j.jwks_url ? { jwksUrl: j.jwks_url } : {}),
+        ...(issuer ? { issuer } : {}),
+        ...(audience ? { audience } : {}),
+        clockSkewMs: parseDuration(j.clock_skew),
+        from: j.from,
+      },
+      forward,
+    };
+  }
+  const b = raw.basic!;
+  return { type: 'basic', realm: b.realm, users: b.users.map((u) => ({ name: u.name, hash: u.hash })), forward };
 }
 
 /** Addresses were checked by checkSemantics; a failure here is a bug. */

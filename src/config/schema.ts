@@ -144,17 +144,140 @@ const upstream = object(
   { required: ['servers'] },
 );
 
+const stringList = (expected: string, def?: unknown): Schema => list({ type: 'string', minLength: 1, expected }, 0, `a list of ${expected}s`, def);
+/** A mapping of arbitrary names to strings (header names, claims). */
+const stringMap = (expected: string): Schema => ({
+  type: 'object',
+  additionalProperties: { type: 'string', expected },
+  expected: `a mapping of names to ${expected}s`,
+});
+const stringOrList = (expected: string): Schema => ({
+  type: ['string', 'array'],
+  minLength: 1,
+  items: { type: 'string', minLength: 1, expected },
+  expected: `${expected}, or a list of them`,
+});
+const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+const headerName = { type: 'string', pattern: HEADER_NAME_PATTERN, expected: 'a header name' };
+const headerRules = object({
+  set: stringMap('header value'),
+  add: stringMap('header value'),
+  remove: list(headerName, 0, 'a list of header names'),
+});
+export const JWT_ALGORITHMS = ['HS256', 'RS256', 'ES256', 'EdDSA'] as const;
+const apiKey = object({
+  keys: list(
+    object(
+      {
+        name: { type: 'string', minLength: 1, expected: 'a key name' },
+        key: { type: 'string', minLength: 8, expected: 'the key itself (at least 8 characters)' },
+        sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', expected: 'the hex SHA-256 of the key' },
+        scopes: stringList('scope'),
+      },
+      { required: ['name'] },
+    ),
+    0,
+    'a list of { name, key or sha256, scopes }',
+  ),
+  // A YAML file holding the same list as `keys`, relative to this config file.
+  keys_file: { type: 'string', minLength: 1, expected: 'a file path' },
+  header: { ...headerName, default: 'x-api-key' },
+  query: { type: 'string', minLength: 1, expected: 'a query parameter name' },
+});
+const jwt = object({
+  algorithms: list(oneOf(JWT_ALGORITHMS), 1, `a list of: ${JWT_ALGORITHMS.join(', ')}`),
+  secret: { type: 'string', minLength: 16, expected: 'an HS256 secret of at least 16 characters' },
+  public_key_file: { type: 'string', minLength: 1, expected: 'a PEM file path' },
+  jwks_file: { type: 'string', minLength: 1, expected: 'a JWKS file path' },
+  jwks_url: { type: 'string', pattern: '^https?://', expected: 'an http(s) URL' },
+  issuer: stringOrList('an issuer'),
+  audience: stringOrList('an audience'),
+  clock_skew: { ...duration('30s'), minimum: 0, expected: 'a duration like 30s, or integer milliseconds' },
+  from: {
+    type: 'string',
+    pattern: "^(authorization|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+    default: 'authorization',
+    expected: 'authorization, header:NAME, cookie:NAME or query:NAME',
+  },
+});
+const basic = object(
+  {
+    realm: { type: 'string', minLength: 1, pattern: '^[^"\\\\]*$', default: 'switchyard', expected: 'a realm without quotes' },
+    users: list(
+      object(
+        {
+          name: { type: 'string', minLength: 1, pattern: '^[^:]*$', expected: 'a user name without ":"' },
+          hash: { type: 'string', pattern: '^(\\$2[aby]\\$\\d\\d\\$.{53}|scrypt\\$\\d+\\$\\d+\\$\\d+\\$[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+)$', expected: 'a bcrypt hash ($2b$...) or scrypt$N$r$p$salt$hash' },
+        },
+        { required: ['name', 'hash'] },
+      ),
+      1,
+      'a list of { name, hash }',
+    ),
+  },
+  { required: ['users'] },
+);
+const auth = object({
+  api_key: apiKey,
+  jwt,
+  basic,
+  forward: object({ subject: headerName, claims: stringMap('header name') }),
+});
+const authorize = object({
+  scopes: stringList('scope'),
+  claims: { type: 'object', additionalProperties: stringOrList('an accepted value'), expected: 'a mapping of claims to accepted values' },
+  cidrs: stringList('CIDR'),
+  methods: stringList('method'),
+});
+const RATE_PATTERN = '^\\d+(\\.\\d+)?/(s|m|h)$';
+const rateLimit = object(
+  {
+    rate: { type: ['number', 'string'], exclusiveMinimum: 0, pattern: RATE_PATTERN, expected: 'requests per second, or a rate like 50/s, 3000/m, 100/h' },
+    burst: int(1, 1_000_000),
+    key: {
+      type: 'string',
+      pattern: "^(client-ip|api-key|jwt-sub|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+      default: 'client-ip',
+      expected: 'client-ip, api-key, jwt-sub or header:NAME',
+    },
+  },
+  { required: ['rate'] },
+);
+const cors = object(
+  {
+    origins: list({ type: 'string', minLength: 1, expected: 'an origin like https://app.example.com, https://*.example.com or "*"' }, 1, 'a list of origins'),
+    methods: stringList('method', ['GET', 'HEAD', 'POST']),
+    headers: stringList('header name', []),
+    expose_headers: stringList('header name', []),
+    credentials: { type: 'boolean', default: false, expected: 'true or false' },
+    max_age: duration(),
+  },
+  { required: ['origins'] },
+);
+
 const route = object(
   {
     name: { type: 'string', minLength: 1, expected: 'a non-empty string' },
     match: object(
       {
-        host: { ...host('*'), expected: 'a host name or "*"' },
+        host: { ...host('*'), expected: 'a host name, "*.example.com" or "*"' },
         path: { type: 'string', pattern: '^/', expected: 'a path starting with "/"' },
+        methods: list({ type: 'string', pattern: '^[A-Za-z]+$', expected: 'an HTTP method' }, 1, 'a list of methods'),
+        headers: stringMap('header value'),
       },
       { required: ['path'] },
     ),
     upstream: { type: 'string', minLength: 1, expected: 'the name of an upstream' },
+    strip_prefix: { type: 'boolean', default: false, expected: 'true or false' },
+    rewrite: { type: 'string', pattern: '^/', expected: 'a path prefix starting with "/"' },
+    request_headers: headerRules,
+    response_headers: headerRules,
+    timeouts: object({ connect: duration(), response: duration(), idle: duration(), total: duration() }),
+    retries: int(0, 10),
+    auth,
+    authorize,
+    rate_limit: rateLimit,
+    cors,
   },
   { required: ['match', 'upstream'] },
 );
@@ -195,6 +318,8 @@ export const configSchema: Schema = object(
     ),
     trusted_proxies: list({ type: 'string', minLength: 1, expected: 'a CIDR or IP address' }, 0, 'a list of CIDRs or IP addresses', []),
     shutdown_timeout: duration('30s'),
+    // Shared-memory token buckets for every rate-limited route together; when full, the least recently used go.
+    rate_limit_slots: int(1024, 16_777_216, 65536),
     upstreams: {
       type: 'object',
       minProperties: 1,
@@ -222,8 +347,53 @@ export interface RawConfig {
   trusted_proxies: string[];
   shutdown_timeout: string | number;
   upstreams: Record<string, RawUpstream>;
-  routes: { name?: string; match: { host: string; path: string }; upstream: string }[];
+  routes: RawRoute[];
   demo_backends: string[];
+  rate_limit_slots: number;
+}
+
+export interface RawHeaderRules {
+  set?: Record<string, string>;
+  add?: Record<string, string>;
+  remove?: string[];
+}
+
+export interface RawApiKey {
+  name: string;
+  key?: string;
+  sha256?: string;
+  scopes?: string[];
+}
+
+export interface RawRoute {
+  name?: string;
+  match: { host: string; path: string; methods?: string[]; headers?: Record<string, string> };
+  upstream: string;
+  strip_prefix: boolean;
+  rewrite?: string;
+  request_headers?: RawHeaderRules;
+  response_headers?: RawHeaderRules;
+  timeouts?: Partial<Record<'connect' | 'response' | 'idle' | 'total', string | number>>;
+  retries?: number;
+  auth?: {
+    api_key?: { keys?: RawApiKey[]; keys_file?: string; header: string; query?: string };
+    jwt?: {
+      algorithms?: (typeof JWT_ALGORITHMS)[number][];
+      secret?: string;
+      public_key_file?: string;
+      jwks_file?: string;
+      jwks_url?: string;
+      issuer?: string | string[];
+      audience?: string | string[];
+      clock_skew: string | number;
+      from: string;
+    };
+    basic?: { realm: string; users: { name: string; hash: string }[] };
+    forward?: { subject?: string; claims?: Record<string, string> };
+  };
+  authorize?: { scopes?: string[]; claims?: Record<string, string | string[]>; cidrs?: string[]; methods?: string[] };
+  rate_limit?: { rate: number | string; burst?: number; key: string };
+  cors?: { origins: string[]; methods: string[]; headers: string[]; expose_headers: string[]; credentials: boolean; max_age?: string | number };
 }
 
 export interface RawUpstream {

@@ -8,14 +8,17 @@ import type { HostPort } from './address.js';
 import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import { describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
-import type { RawConfig } from './schema.js';
+import type { RawConfig, RawRoute } from './schema.js';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { defaultRouteName, readKeysFile } from './normalise.js';
 
 function isPrefix(prefix: readonly PathSegment[], path: readonly PathSegment[]): boolean {
   return prefix.length <= path.length && prefix.every((seg, i) => seg === path[i]);
 }
 
-/** `raw` has had defaults applied; the parts touched by `schemaIssues` are skipped. */
-export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[]): Issue[] {
+/** `raw` has had defaults applied; the parts touched by `schemaIssues` are skipped. Files are relative to `baseDir`. */
+export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], baseDir: string): Issue[] {
   // ok: the schema found nothing wrong at, above or below `path`.
   const ok = (path: PathSegment[]): boolean => !schemaIssues.some((i) => isPrefix(i.path, path) || isPrefix(path, i.path));
   // typed: the value at `path` has its schema type (its children may still be wrong).
@@ -100,21 +103,112 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[]): 
   const routeKeys = new Map<string, number>();
   const routeNames = new Map<string, number>();
   each(['routes'], raw.routes, (r, i) => {
-    if (ok(['routes', i, 'match', 'host']) && r.match.host !== '*' && !isValidHost(r.match.host)) {
-      add(['routes', i, 'match', 'host'], `expected an exact host name or "*", got ${describeValue(r.match.host)}`);
+    const at = (...rest: PathSegment[]): PathSegment[] => ['routes', i, ...rest];
+    if (ok(at('match', 'host')) && !isRouteHost(r.match.host)) {
+      add(at('match', 'host'), `expected an exact host name, "*.example.com" or "*", got ${describeValue(r.match.host)}`);
     }
-    if (typed(['upstreams']) && ok(['routes', i, 'upstream']) && !upstreamNames.includes(r.upstream)) {
-      add(['routes', i, 'upstream'], `expected the name of an upstream (one of: ${upstreamNames.join(', ')}), got ${describeValue(r.upstream)}`);
+    if (typed(['upstreams']) && ok(at('upstream')) && !upstreamNames.includes(r.upstream)) {
+      add(at('upstream'), `expected the name of an upstream (one of: ${upstreamNames.join(', ')}), got ${describeValue(r.upstream)}`);
+    }
+    for (const key of ['connect', 'response', 'idle', 'total'] as const) {
+      const value = r.timeouts?.[key];
+      if (value !== undefined && ok(at('timeouts', key))) expectTimer(at('timeouts', key), value);
+    }
+    if (r.auth && ok(at('auth'))) checkAuth(r.auth, at('auth'));
+    if (r.rate_limit && ok(at('rate_limit', 'rate')) && typeof r.rate_limit.rate === 'number' && !(r.rate_limit.rate > 0)) {
+      add(at('rate_limit', 'rate'), `expected a positive rate, got ${describeValue(r.rate_limit.rate)}`);
+    }
+    if (r.authorize?.cidrs && ok(at('authorize', 'cidrs'))) {
+      r.authorize.cidrs.forEach((cidr, j) => {
+        if (!isValidCidr(cidr)) add(at('authorize', 'cidrs', j), `expected a CIDR like 10.0.0.0/8 or an IP address, got ${describeValue(cidr)}`);
+      });
+    }
+    if (r.cors && ok(at('cors', 'origins'))) {
+      r.cors.origins.forEach((origin, j) => {
+        if (!isCorsOrigin(origin)) add(at('cors', 'origins', j), `expected an origin like https://app.example.com, https://*.example.com or "*", got ${describeValue(origin)}`);
+      });
+      if (r.cors.credentials && r.cors.origins.includes('*') && ok(at('cors', 'credentials'))) {
+        add(at('cors', 'origins'), 'expected explicit origins: "*" cannot be combined with credentials: true');
+      }
     }
     if (!ok(['routes', i])) return;
-    const key = `${r.match.host.toLowerCase()} ${r.match.path}`;
+    const key = routeKey(r);
     const sameMatch = routeKeys.get(key);
-    if (sameMatch !== undefined) add(['routes', i, 'match'], `duplicate route (same host and path as routes[${sameMatch}])`);
+    if (sameMatch !== undefined) add(at('match'), `duplicate route (same host, path, methods and headers as routes[${sameMatch}])`);
     else routeKeys.set(key, i);
-    const name = r.name ?? `${r.match.host}${r.match.path}`;
+    const name = r.name ?? defaultRouteName(r);
     const sameName = routeNames.get(name);
-    if (sameName !== undefined && sameMatch === undefined) add(['routes', i, 'name'], `duplicate route name ${describeValue(name)} (also routes[${sameName}])`);
+    if (sameName !== undefined && sameMatch === undefined) add(at('name'), `duplicate route name ${describeValue(name)} (also routes[${sameName}])`);
     else routeNames.set(name, i);
   });
+
+  function checkAuth(a: NonNullable<RawRoute['auth']>, path: PathSegment[]): void {
+    const schemes = (['api_key', 'jwt', 'basic'] as const).filter((k) => a[k] !== undefined);
+    if (schemes.length !== 1) {
+      add(path, `expected exactly one of api_key, jwt, basic, got ${schemes.length === 0 ? 'none' : schemes.join(' and ')}`);
+      return;
+    }
+    if (a.api_key) {
+      const k = a.api_key;
+      (k.keys ?? []).forEach((entry, j) => {
+        if ((entry.key === undefined) === (entry.sha256 === undefined)) add([...path, 'api_key', 'keys', j], 'expected exactly one of key, sha256');
+      });
+      if (!k.keys?.length && !k.keys_file) add([...path, 'api_key'], 'expected keys or keys_file');
+      if (k.keys_file) {
+        const file = resolve(baseDir, k.keys_file);
+        try {
+          const listed = readKeysFile(file);
+          if (!Array.isArray(listed) || !listed.every((e) => e && typeof e.name === 'string' && (typeof e.key === 'string' || typeof e.sha256 === 'string'))) {
+            add([...path, 'api_key', 'keys_file'], `expected ${file} to hold a YAML list of { name, key or sha256, scopes }`);
+          }
+        } catch (err) {
+          add([...path, 'api_key', 'keys_file'], `cannot read ${file}: ${(err as Error).message}`);
+        }
+      }
+    }
+    if (a.jwt) {
+      const j = a.jwt;
+      const sources = (['secret', 'public_key_file', 'jwks_file', 'jwks_url'] as const).filter((k) => j[k] !== undefined);
+      if (sources.length !== 1) add([...path, 'jwt'], `expected exactly one key source of secret, public_key_file, jwks_file, jwks_url, got ${sources.length === 0 ? 'none' : sources.join(' and ')}`);
+      const algorithms = j.algorithms ?? [];
+      if (j.secret !== undefined && algorithms.some((alg) => alg !== 'HS256')) add([...path, 'jwt', 'algorithms'], 'expected only HS256 with a shared secret');
+      if (j.secret === undefined && algorithms.includes('HS256')) add([...path, 'jwt', 'algorithms'], 'expected HS256 only with a secret (public keys verify RS256, ES256, EdDSA)');
+      for (const key of ['public_key_file', 'jwks_file'] as const) {
+        const rel = j[key];
+        if (rel === undefined) continue;
+        const file = resolve(baseDir, rel);
+        try {
+          const text = readFileSync(file, 'utf8');
+          if (key === 'public_key_file' && !text.includes('-----BEGIN PUBLIC KEY-----')) add([...path, 'jwt', key], `expected ${file} to hold a PEM public key (-----BEGIN PUBLIC KEY-----)`);
+          if (key === 'jwks_file' && !Array.isArray((JSON.parse(text) as { keys?: unknown }).keys)) add([...path, 'jwt', key], `expected ${file} to hold a JWKS ({"keys": [...]})`);
+        } catch (err) {
+          add([...path, 'jwt', key], `cannot read ${file}: ${(err as Error).message}`);
+        }
+      }
+    }
+  }
   return issues;
+}
+
+/** "*", an exact host, or "*.example.com". */
+function isRouteHost(host: string): boolean {
+  if (host === '*') return true;
+  return isValidHost(host.startsWith('*.') ? host.slice(2) : host);
+}
+
+/** "*", or scheme://host[:port] where host may start with "*." (any subdomain). */
+function isCorsOrigin(origin: string): boolean {
+  if (origin === '*') return true;
+  const m = /^(https?):\/\/(\*\.)?([^/:*]+)(:\d{1,5})?$/.exec(origin);
+  return m !== null && isValidHost(m[3]!);
+}
+
+/** What makes two routes the same route. */
+function routeKey(r: RawRoute): string {
+  const methods = (r.match.methods ?? []).map((m) => m.toUpperCase()).sort().join(',');
+  const headers = Object.entries(r.match.headers ?? {})
+    .map(([k, v]) => `${k.toLowerCase()}=${v}`)
+    .sort()
+    .join(',');
+  return `${r.match.host.toLowerCase()} ${r.match.path} ${methods} ${headers}`;
 }

@@ -102,9 +102,105 @@ export interface UpstreamConfig {
 export interface RouteConfig {
   /** Stable name for logs and metrics: "host+path" unless given. */
   name: string;
+  /** Exact host, "*.example.com" (any subdomain), or "*". */
   host: string;
   path: string;
+  /** Upper-case methods the route takes; absent: any. */
+  methods?: string[];
+  /** Headers that must be present with exactly these values (names lower-cased). */
+  headers?: Record<string, string>;
   upstream: string;
+  /** Remove the matched path prefix before forwarding ("/api/x" → "/x"). */
+  stripPrefix: boolean;
+  /** Replace the matched path prefix with this one. */
+  rewrite?: string;
+  requestHeaders?: HeaderRules;
+  responseHeaders?: HeaderRules;
+  /** Per-route overrides of the upstream's settings. */
+  timeouts?: Partial<UpstreamTimeouts>;
+  retries?: number;
+  auth?: AuthConfig;
+  authorize?: AuthorizeConfig;
+  rateLimit?: RateLimitConfig;
+  cors?: CorsConfig;
+}
+
+/** Header rewriting: remove, then set (replace), then add (append). Names as written. */
+export interface HeaderRules {
+  set: Array<[string, string]>;
+  add: Array<[string, string]>;
+  remove: string[];
+}
+
+export type AuthConfig =
+  | { type: 'api_key'; keys: ApiKeyEntry[]; header?: string; query?: string; forward: IdentityForwarding }
+  | { type: 'jwt'; jwt: JwtConfig; forward: IdentityForwarding }
+  | { type: 'basic'; realm: string; users: BasicUser[]; forward: IdentityForwarding };
+
+/** An API key by name; the key itself is kept only as its SHA-256 (hex). */
+export interface ApiKeyEntry {
+  name: string;
+  sha256: string;
+  scopes: string[];
+}
+
+export interface JwtConfig {
+  algorithms: Array<'HS256' | 'RS256' | 'ES256' | 'EdDSA'>;
+  /** HS256 shared secret. */
+  secret?: string;
+  /** PEM public key (RS256, ES256, EdDSA). */
+  publicKeyPem?: string;
+  /** A JWKS document on disk. */
+  jwksFile?: string;
+  /** A JWKS URL, fetched, cached and refreshed with a bounded wait. */
+  jwksUrl?: string;
+  issuer?: string[];
+  audience?: string[];
+  clockSkewMs: number;
+  /** Where the token is read: "authorization" (Bearer) by default, or header:NAME / cookie:NAME / query:NAME. */
+  from: string;
+}
+
+/** A user for Basic auth: a bcrypt hash ($2a$/$2b$/$2y$) or scrypt in "scrypt$N$r$p$salt-b64$hash-b64" form. */
+export interface BasicUser {
+  name: string;
+  hash: string;
+}
+
+/** Headers that carry the authenticated identity upstream; incoming copies are always removed. */
+export interface IdentityForwarding {
+  /** Key name, JWT `sub` or user name. */
+  subjectHeader?: string;
+  /** JWT claim → header name. */
+  claimHeaders: Array<[string, string]>;
+}
+
+export interface AuthorizeConfig {
+  /** All required (from the JWT `scope`/`scp` claim or the API key's scopes). */
+  scopes?: string[];
+  /** Claim → accepted values (a claim holding a list passes if any element is accepted). */
+  claims?: Record<string, string[]>;
+  /** Client address must be in one of these CIDRs / addresses. */
+  cidrs?: string[];
+  methods?: string[];
+}
+
+export interface RateLimitConfig {
+  /** Tokens per second. */
+  ratePerSecond: number;
+  burst: number;
+  /** "client-ip" | "api-key" | "jwt-sub" | "header:NAME" */
+  key: string;
+}
+
+export interface CorsConfig {
+  /** Exact origins, "https://*.example.com" wildcards, or "*". */
+  origins: string[];
+  methods: string[];
+  headers: string[];
+  exposeHeaders: string[];
+  credentials: boolean;
+  maxAgeSeconds?: number;
 }
 
 export interface Config {
@@ -123,4 +219,6 @@ export interface Config {
   routes: RouteConfig[];
   /** Addresses on which the primary itself runs tiny demo backends. */
   demoBackends: ListenConfig[];
+  /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */
+  rateLimitSlots: number;
 }

@@ -13,6 +13,8 @@ import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
 import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { now } from './coarse-clock.js';
+import type { RouteRuntime } from '../gateway/route-runtime.js';
+import type { UpstreamTimeouts } from '../config/types.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** Errors after which the request stream can't be trusted: the connection closes. */
@@ -42,6 +44,9 @@ export class Exchange implements UpstreamListener {
   private target: string;
   private upstream: UpstreamRuntime | undefined;
   private routeName: string | undefined;
+  private route: RouteRuntime | undefined;
+  /** The route's effective timeouts (route overrides over the upstream's). */
+  private timeouts!: UpstreamTimeouts;
   server: ServerSlot | undefined;
   private conn: UpstreamConnection | undefined;
   private tried: Set<ServerSlot> | undefined;
@@ -103,12 +108,14 @@ export class Exchange implements UpstreamListener {
     const reason = this.validate();
     if (reason !== undefined) return this.fail(reason);
     if (this.requestBodyBytes > this.client.worker.limits.maxBodyBytes) return this.fail('body-too-large');
-    const matched = this.client.worker.router.match(this.info.host, this.target);
+    const matched = this.client.worker.router.match(this.info.host, this.method, this.target, this.raw);
     if (matched === undefined) return this.fail('no-route');
-    this.routeName = matched.route.name;
-    const upstream = (this.upstream = matched.target);
-    if (upstream.config.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.isUpgrade) this.replay = [];
-    if (upstream.config.timeouts.totalMs !== undefined) this.totalDeadline = now() + upstream.config.timeouts.totalMs;
+    const route = (this.route = matched.target);
+    this.routeName = route.name;
+    const upstream = (this.upstream = route.upstream);
+    this.timeouts = route.timeouts;
+    if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.isUpgrade) this.replay = [];
+    if (this.timeouts.totalMs !== undefined) this.totalDeadline = now() + this.timeouts.totalMs;
     if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
     this.connect();
   }
@@ -269,17 +276,17 @@ export class Exchange implements UpstreamListener {
     const conn = upstream.pools[server.index]!.acquire(this, fresh);
     this.conn = conn;
     if (conn.connected) this.onUpstreamConnect(conn);
+    else conn.limitConnectTime(this.capped(now() + this.timeouts.connectMs));
   }
 
   onUpstreamConnect(conn: UpstreamConnection): void {
-    const upstream = this.upstream!;
     const info = this.info;
     const framing = this.isUpgrade || (!info.chunked && info.contentLength <= 0) ? undefined : info.chunked ? 'chunked' : { contentLength: info.contentLength };
     const peer = this.client.peerAddress;
     const trusted = this.client.peerTrusted();
     const head = buildUpstreamHead({
       method: this.method,
-      target: this.target,
+      target: this.route!.upstreamTarget(this.target),
       raw: this.raw,
       info,
       forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
@@ -302,7 +309,7 @@ export class Exchange implements UpstreamListener {
       if (this.requestComplete && info.chunked) conn.write(LAST_CHUNK, 'latin1');
     }
     conn.socket.uncork();
-    conn.deadline = this.capped(now() + upstream.config.timeouts.responseMs);
+    conn.deadline = this.capped(now() + this.timeouts.responseMs);
     this.client.refreshReading();
   }
 
@@ -353,7 +360,7 @@ export class Exchange implements UpstreamListener {
       undefined,
     );
     client.socket.write(head, 'latin1');
-    conn.deadline = this.capped(now() + this.upstream!.config.timeouts.idleMs);
+    conn.deadline = this.capped(now() + this.timeouts.idleMs);
     return isHead ? 1 : undefined;
   }
 
@@ -361,7 +368,7 @@ export class Exchange implements UpstreamListener {
 
   onUpstreamBody(chunk: Buffer): void {
     const conn = this.conn!;
-    conn.deadline = this.capped(now() + this.upstream!.config.timeouts.idleMs);
+    conn.deadline = this.capped(now() + this.timeouts.idleMs);
     this.responseBytes += chunk.length;
     const socket = this.client.socket;
     let ok: boolean;
@@ -424,7 +431,7 @@ export class Exchange implements UpstreamListener {
     if (kind === 'parse') return this.fail('upstream-bad-response', error.message);
     const log = this.client.worker.log;
     this.lastFailure = kind === 'connect' ? 'upstream-connect-failed' : 'upstream-reset';
-    if (this.tried!.size <= upstream.config.retries) {
+    if (this.tried!.size <= this.route!.retries) {
       if (kind === 'connect') {
         // Never reached the server: safe to try another one for any method.
         log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream connect failed, retrying');
@@ -462,7 +469,7 @@ export class Exchange implements UpstreamListener {
   }
 
   onUpstreamDeadline(): void {
-    const timeouts = this.upstream!.config.timeouts;
+    const timeouts = this.timeouts;
     const total = this.totalDeadline !== 0 && now() >= this.totalDeadline;
     if (this.responseStarted) {
       if (!total) this.upstream!.recordOutcome(this.server!, false);

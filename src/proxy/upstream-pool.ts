@@ -144,6 +144,11 @@ export class UpstreamConnection implements Expirable {
     this.idleDeadline = idleDeadline;
   }
 
+  /** The exchange's own connect deadline (a route may shorten the upstream's). */
+  limitConnectTime(deadline: number): void {
+    if (!this.connected && deadline < this.connectDeadline) this.connectDeadline = deadline;
+  }
+
   usable(): boolean {
     return !this.dead && !this.upgraded && !this.socket.destroyed && this.socket.writable;
   }

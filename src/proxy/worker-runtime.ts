@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Config, LimitsConfig } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
+import { RouteRuntime } from '../gateway/route-runtime.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { UpstreamRuntime } from './upstream-runtime.js';
 import { regionLayout } from '../balancer/layout.js';
@@ -15,7 +16,7 @@ import type { ClientConnection } from './client-connection.js';
 
 export class WorkerRuntime {
   readonly limits: LimitsConfig;
-  readonly router: Router<UpstreamRuntime>;
+  readonly router: Router<RouteRuntime>;
   readonly upstreams = new Map<string, UpstreamRuntime>();
   readonly accessLog: boolean;
   readonly connections = new Set<ClientConnection>();
@@ -38,7 +39,7 @@ export class WorkerRuntime {
       const placement = { region, base: layout.base.get(name)!, slot, workerIndex, log, metrics: this.metrics };
       this.upstreams.set(name, new UpstreamRuntime(upstream, placement, config.limits.maxHeaderBytes));
     }
-    this.router = new Router(config.routes, (route) => this.upstreams.get(route.upstream)!);
+    this.router = new Router(config.routes, (route) => new RouteRuntime(route, this.upstreams.get(route.upstream)!));
     for (const entry of config.trustedProxies) addTrusted(this.trusted, entry);
     this.hasTrusted = config.trustedProxies.length > 0;
   }

@@ -73,7 +73,7 @@ describe('config: valid files', () => {
         maxIdlePerServer: 64,
       },
     });
-    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'app' }]);
+    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'app', stripPrefix: false }]);
   });
 
   it('health defaults, with expect_status as the list of accepted codes', () => {
@@ -164,7 +164,7 @@ routes:
     assert.equal(config.upstreams.app!.servers[1]!.host, 'backend-1.example.test');
     assert.equal(config.upstreams.app!.hash.key, 'header:X-User-Id');
     assert.deepEqual(config.demoBackends, [{ host: '::1', port: 9001 }, { host: '127.0.0.1', port: 9002 }]);
-    assert.deepEqual(config.routes, [{ name: 'api', host: 'api.example.test', path: '/v1', upstream: 'app' }]);
+    assert.deepEqual(config.routes, [{ name: 'api', host: 'api.example.test', path: '/v1', upstream: 'app', stripPrefix: false }]);
   });
 
   it('deep-freezes the result', () => {
@@ -207,7 +207,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, trusted_proxies, shutdown_timeout, upstreams, routes, demo_backends)`,
+      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, trusted_proxies, shutdown_timeout, rate_limit_slots, upstreams, routes, demo_backends)`,
     ]);
   });
 
@@ -258,7 +258,7 @@ describe('config: errors', () => {
   it('duplicates: keys, routes, route names, listeners, port clashes', () => {
     assert.deepEqual(errorsOf(`${MINIMAL}admin: { token: u }\n`), [`${FILE}:9:1 admin: duplicate key (first defined at line 1)`]);
     assert.deepEqual(errorsOf(`${MINIMAL}  - match: { host: "*", path: / }\n    upstream: app\n`), [
-      `${FILE}:9:12 routes[1].match: duplicate route (same host and path as routes[0])`,
+      `${FILE}:9:12 routes[1].match: duplicate route (same host, path, methods and headers as routes[0])`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}  - { name: "*/", match: { path: /x }, upstream: app }\n`), [
       `${FILE}:9:13 routes[1].name: duplicate route name "*/" (also routes[0])`,
@@ -278,7 +278,7 @@ describe('config: errors', () => {
 
   it('routes, hash keys, trusted proxies, empty lists and required keys', () => {
     assert.deepEqual(errorsOf(MINIMAL.replace('{ path: / }', '{ host: "a.test:80", path: api }')), [
-      `${FILE}:7:20 routes[0].match.host: expected an exact host name or "*", got "a.test:80"`,
+      `${FILE}:7:20 routes[0].match.host: expected an exact host name, "*.example.com" or "*", got "a.test:80"`,
       `${FILE}:7:39 routes[0].match.path: expected a path starting with "/", got "api"`,
     ]);
     assert.deepEqual(errorsOf(MINIMAL.replace('    servers:', '    hash: { key: "ip" }\n    servers:')), [
@@ -347,7 +347,7 @@ routes:
       `${FILE}:13:20 upstreams.app.servers[2].address: duplicate server address (also servers[0])`,
       `${FILE}:13:44 upstreams.app.servers[2].weight: expected an integer 1..1000, got 0`,
       `${FILE}:16:15 routes[0].upstream: expected the name of an upstream (one of: app), got "nope"`,
-      `${FILE}:17:12 routes[1].match: duplicate route (same host and path as routes[0])`,
+      `${FILE}:17:12 routes[1].match: duplicate route (same host, path, methods and headers as routes[0])`,
     ]);
   });
 
@@ -371,7 +371,7 @@ describe('config: shipped files', () => {
     assert.deepEqual(config.demoBackends.map((d) => `${d.host}:${d.port}`), demo);
     assert.equal(config.upstreams.demo!.balance, 'round-robin');
     assert.deepEqual(config.upstreams.demo!.servers.map((s) => s.address), demo);
-    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'demo' }]);
+    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'demo', stripPrefix: false }]);
     const summary = summarizeConfig(config);
     assert.match(summary, /^listen: 127\.0\.0\.1:8080$/m);
     assert.match(summary, /^ {2}demo \(round-robin, retries 1\): 127\.0\.0\.1:9001, 127\.0\.0\.1:9002, 127\.0\.0\.1:9003$/m);

@@ -3,12 +3,30 @@ import assert from 'node:assert/strict';
 import { Router, hostName } from '../../src/proxy/router.ts';
 import type { RouteConfig } from '../../src/config/types.ts';
 
-const route = (host: string, path: string, upstream: string): RouteConfig => ({ name: `${host}${path}`, host, path, upstream });
+const route = (host: string, path: string, upstream: string, extra: Partial<RouteConfig> = {}): RouteConfig => ({
+  name: upstream,
+  host,
+  path,
+  upstream,
+  stripPrefix: false,
+  ...extra,
+});
 const router = new Router(
-  [route('*', '/', 'default'), route('*', '/api', 'api'), route('*', '/api/v2/', 'v2'), route('shop.example.com', '/', 'shop'), route('shop.example.com', '/api', 'shop-api')],
+  [
+    route('*', '/', 'default'),
+    route('*', '/api', 'api'),
+    route('*', '/api/v2/', 'v2'),
+    route('shop.example.com', '/', 'shop'),
+    route('shop.example.com', '/api', 'shop-api'),
+    route('*.example.com', '/', 'any-sub'),
+    route('*.eu.example.com', '/', 'eu-sub'),
+    route('*', '/orders', 'orders-write', { methods: ['POST', 'PUT'] }),
+    route('*', '/orders', 'orders-v2', { headers: { 'x-version': '2' } }),
+    route('*', '/orders', 'orders'),
+  ],
   (r) => r.upstream,
 );
-const match = (host: string | undefined, target: string) => router.match(host, target)?.target;
+const match = (host: string | undefined, target: string, method = 'GET', raw: string[] = []) => router.match(host, method, target, raw)?.target;
 
 test('longest path prefix wins', () => {
   assert.equal(match('x', '/'), 'default');
@@ -23,16 +41,38 @@ test('a prefix matches on segment boundaries only', () => {
   assert.equal(match('x', '/api/v2'), 'api'); // "/api/v2/" needs the slash
 });
 
-test('exact host beats the wildcard, case-insensitively and ignoring the port', () => {
+test('exact host, then the longest wildcard suffix, then "*"; case-insensitive, port ignored', () => {
   assert.equal(match('SHOP.example.com:8080', '/api/x'), 'shop-api');
   assert.equal(match('shop.example.com', '/other'), 'shop');
+  assert.equal(match('a.example.com', '/api'), 'any-sub');
+  assert.equal(match('a.b.example.com', '/'), 'any-sub');
+  assert.equal(match('x.eu.example.com', '/'), 'eu-sub');
+  assert.equal(match('example.com', '/'), 'default'); // the wildcard needs a subdomain
+  assert.equal(match('evilexample.com', '/'), 'default');
   assert.equal(match(undefined, '/api'), 'api');
+});
+
+test('methods and headers narrow a route; more conditions are tried first', () => {
+  assert.equal(match('x', '/orders', 'POST'), 'orders-write');
+  assert.equal(match('x', '/orders', 'GET', ['X-Version', '2']), 'orders-v2');
+  assert.equal(match('x', '/orders', 'GET', ['X-Version', '3']), 'orders');
+  assert.equal(match('x', '/orders/7', 'DELETE'), 'orders');
 });
 
 test('no route gives undefined', () => {
   const only = new Router([route('a.example', '/x', 'u')], (r) => r.upstream);
-  assert.equal(only.match('b.example', '/x'), undefined);
-  assert.equal(only.match('a.example', '/y'), undefined);
+  assert.equal(only.match('b.example', 'GET', '/x', []), undefined);
+  assert.equal(only.match('a.example', 'GET', '/y', []), undefined);
+  assert.equal(only.match('a.example', 'GET', '*', []), undefined);
+});
+
+test('a thousand routes index by first segment and still find the longest prefix', () => {
+  const routes = Array.from({ length: 1000 }, (_, i) => route('*', `/svc${i}`, `svc${i}`));
+  routes.push(route('*', '/svc500/admin', 'svc500-admin'), route('*', '/', 'root'));
+  const big = new Router(routes, (r) => r.upstream);
+  assert.equal(big.match('h', 'GET', '/svc999/x', [])?.target, 'svc999');
+  assert.equal(big.match('h', 'GET', '/svc500/admin/y', [])?.target, 'svc500-admin');
+  assert.equal(big.match('h', 'GET', '/svc1000', [])?.target, 'root');
 });
 
 test('hostName strips ports, keeps IPv6 brackets', () => {

@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RouteRuntime } from '../../src/gateway/route-runtime.ts';
+import type { RouteConfig } from '../../src/config/types.ts';
+import type { UpstreamRuntime } from '../../src/proxy/upstream-runtime.ts';
+
+const upstream = { config: { timeouts: { connectMs: 2000, responseMs: 30_000, idleMs: 60_000 }, retries: 1 } } as unknown as UpstreamRuntime;
+const rt = (path: string, extra: Partial<RouteConfig>) => new RouteRuntime({ name: 'r', host: '*', path, upstream: 'u', stripPrefix: false, ...extra }, upstream);
+
+test('strip_prefix removes the matched prefix and keeps the rest byte for byte', () => {
+  const r = rt('/api', { stripPrefix: true });
+  assert.equal(r.upstreamTarget('/api/users/7?x=%20'), '/users/7?x=%20');
+  assert.equal(r.upstreamTarget('/api'), '/');
+  assert.equal(r.upstreamTarget('/api?q'), '/?q');
+  assert.equal(rt('/api/', { stripPrefix: true }).upstreamTarget('/api/a%2Fb'), '/a%2Fb');
+});
+
+test('rewrite replaces the prefix', () => {
+  const r = rt('/v1/users', { rewrite: '/internal/users' });
+  assert.equal(r.upstreamTarget('/v1/users/7'), '/internal/users/7');
+  assert.equal(r.upstreamTarget('/v1/users?all'), '/internal/users?all');
+  assert.equal(rt('/', { rewrite: '/base/' }).upstreamTarget('/x'), '/base/x');
+});
+
+test('without strip or rewrite the target is untouched', () => {
+  assert.equal(rt('/api', {}).upstreamTarget('/api//x/../y'), '/api//x/../y');
+});
+
+test('route timeouts and retries override the upstream', () => {
+  const r = rt('/', { timeouts: { responseMs: 5000 }, retries: 0 });
+  assert.deepEqual(r.timeouts, { connectMs: 2000, responseMs: 5000, idleMs: 60_000 });
+  assert.equal(r.retries, 0);
+  assert.equal(rt('/', {}).retries, 1);
+});
