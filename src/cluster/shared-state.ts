@@ -88,7 +88,11 @@ export class SharedState implements HealthSink {
 
   setHealthy(upstream: string, serverIndex: number, healthy: boolean): void {
     const index = this.index(upstream, serverIndex);
-    if (index !== undefined) this.region.setHealthy(index, healthy);
+    if (index === undefined) return;
+    // A server the health checks bring back is not also kept out by a passive
+    // ejection from when it died (Envoy: successful_active_health_check_uneject_host).
+    if (healthy && !this.region.healthy(index)) this.region.setEjectedUntil(index, 0);
+    this.region.setHealthy(index, healthy);
   }
 
   /** Slow start (from the health checker): a recovering server's share of its weight. */
