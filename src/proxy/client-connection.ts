@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { createParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
 import { Exchange } from './exchange.js';
 import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
-import { now, track, untrack, type Expirable } from './coarse-clock.js';
+import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { RequestHeadInfo } from './headers.js';
 import type { WorkerRuntime } from './worker-runtime.js';
 
@@ -36,7 +36,7 @@ export class ClientConnection implements Expirable {
 
   constructor(readonly socket: Socket, readonly worker: WorkerRuntime) {
     this.peerAddress = normaliseAddress(socket.remoteAddress ?? '');
-    this.headDeadline = now() + worker.limits.headersTimeoutMs;
+    this.headDeadline = deadlineIn(worker.limits.headersTimeoutMs);
     this.parser = createParser('request', worker.limits.maxHeaderBytes, {
       onMessageBegin: () => this.onMessageBegin(),
       onHeaders: (raw, url) => {
@@ -84,8 +84,8 @@ export class ClientConnection implements Expirable {
   private onMessageBegin(): void {
     const limits = this.worker.limits;
     this.idleDeadline = 0;
-    this.headDeadline = now() + limits.headersTimeoutMs;
-    this.requestDeadline = now() + limits.requestTimeoutMs;
+    this.headDeadline = deadlineIn(limits.headersTimeoutMs);
+    this.requestDeadline = deadlineIn(limits.requestTimeoutMs);
   }
 
   private onData(chunk: Buffer): void {
@@ -97,7 +97,7 @@ export class ClientConnection implements Expirable {
       this.requestLineDone = lf >= 0;
     }
     this.idleDeadline = 0;
-    if (this.headDeadline === 0 && this.inHead) this.headDeadline = now() + this.worker.limits.headersTimeoutMs;
+    if (this.headDeadline === 0 && this.inHead) this.headDeadline = deadlineIn(this.worker.limits.headersTimeoutMs);
     const ret = this.parser.execute(chunk);
     if (this.closed) return;
     if (typeof ret !== 'number') return this.onParseError(ret);
@@ -161,7 +161,7 @@ export class ClientConnection implements Expirable {
     } else if (this.closeAfterActive) {
       return this.destroySoon();
     } else {
-      this.idleDeadline = this.parsing === undefined ? now() + this.worker.limits.keepaliveTimeoutMs : 0;
+      this.idleDeadline = this.parsing === undefined ? deadlineIn(this.worker.limits.keepaliveTimeoutMs) : 0;
     }
     this.refreshReading();
   }
@@ -203,7 +203,7 @@ export class ClientConnection implements Expirable {
    */
   closeWhenIdle(graceMs: number): void {
     if (!this.isIdle()) return;
-    const deadline = now() + graceMs;
+    const deadline = deadlineIn(graceMs);
     if (this.idleDeadline === 0 || this.idleDeadline > deadline) this.idleDeadline = deadline;
   }
 

@@ -12,7 +12,7 @@ import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
 import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
-import { now } from './coarse-clock.js';
+import { deadlineIn, now } from './coarse-clock.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
 import type { UpstreamTimeouts } from '../config/types.js';
 
@@ -115,7 +115,7 @@ export class Exchange implements UpstreamListener {
     const upstream = (this.upstream = route.upstream);
     this.timeouts = route.timeouts;
     if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.isUpgrade) this.replay = [];
-    if (this.timeouts.totalMs !== undefined) this.totalDeadline = now() + this.timeouts.totalMs;
+    if (this.timeouts.totalMs !== undefined) this.totalDeadline = deadlineIn(this.timeouts.totalMs);
     if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
     this.connect();
   }
@@ -276,7 +276,7 @@ export class Exchange implements UpstreamListener {
     const conn = upstream.pools[server.index]!.acquire(this, fresh);
     this.conn = conn;
     if (conn.connected) this.onUpstreamConnect(conn);
-    else conn.limitConnectTime(this.capped(now() + this.timeouts.connectMs));
+    else conn.limitConnectTime(this.capped(deadlineIn(this.timeouts.connectMs)));
   }
 
   onUpstreamConnect(conn: UpstreamConnection): void {
@@ -309,7 +309,7 @@ export class Exchange implements UpstreamListener {
       if (this.requestComplete && info.chunked) conn.write(LAST_CHUNK, 'latin1');
     }
     conn.socket.uncork();
-    conn.deadline = this.capped(now() + this.timeouts.responseMs);
+    conn.deadline = this.capped(deadlineIn(this.timeouts.responseMs));
     this.client.refreshReading();
   }
 
@@ -360,7 +360,7 @@ export class Exchange implements UpstreamListener {
       undefined,
     );
     client.socket.write(head, 'latin1');
-    conn.deadline = this.capped(now() + this.timeouts.idleMs);
+    conn.deadline = this.capped(deadlineIn(this.timeouts.idleMs));
     return isHead ? 1 : undefined;
   }
 
@@ -368,7 +368,7 @@ export class Exchange implements UpstreamListener {
 
   onUpstreamBody(chunk: Buffer): void {
     const conn = this.conn!;
-    conn.deadline = this.capped(now() + this.timeouts.idleMs);
+    conn.deadline = this.capped(deadlineIn(this.timeouts.idleMs));
     this.responseBytes += chunk.length;
     const socket = this.client.socket;
     let ok: boolean;

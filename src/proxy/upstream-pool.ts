@@ -4,7 +4,7 @@
 // idle stack (most recently used first, so the least used ones age out).
 import net from 'node:net';
 import { createParser, type NativeParser, type ParseError } from './llhttp.js';
-import { now, track, untrack, type Expirable } from './coarse-clock.js';
+import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { ServerSlot } from '../balancer/types.js';
 
 /** What an upstream connection reports to the exchange using it. */
@@ -63,7 +63,7 @@ export class UpstreamPool {
       conn.destroy();
       return;
     }
-    conn.detach(now() + this.options.idleTimeoutMs);
+    conn.detach(deadlineIn(this.options.idleTimeoutMs));
     this.idle.push(conn);
   }
 
@@ -110,7 +110,7 @@ export class UpstreamConnection implements Expirable {
       onBody: (chunk) => this.listener?.onUpstreamBody(chunk),
       onMessageComplete: () => this.listener?.onUpstreamMessageComplete(),
     });
-    this.connectDeadline = now() + options.connectTimeoutMs;
+    this.connectDeadline = deadlineIn(options.connectTimeoutMs);
     this.socket = net.connect({ host, port, noDelay: true });
     pool.counter.onConnectionCount(pool.server, 1);
     this.socket.on('connect', () => {
