@@ -12,6 +12,7 @@ import type { Config } from '../config/types.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout, type RegionLayout } from '../balancer/layout.js';
 import type { HealthSink } from '../health/active-checker.js';
+import { RateLimiter } from '../gateway/rate-limit.js';
 
 /** Enough for the largest cluster (64 workers) plus its replacements during a reload. */
 const SLOTS = 144;
@@ -33,15 +34,23 @@ export class SharedState implements HealthSink {
   /** Slot → the region generation its worker attached. */
   private readonly slotRegion = new Map<number, SharedRegion>();
 
+  /** Token buckets of every rate-limited route; sized once, at start. */
+  private readonly limiter: RateLimiter;
+
   constructor(config: Config, private readonly log: Logger) {
-    const stale = SharedRegion.sweepStale();
+    const stale = [...SharedRegion.sweepStale(), ...RateLimiter.sweepStale()];
     if (stale.length > 0) log.warn({ segments: stale }, 'removed shared-memory segments left by a primary that did not exit cleanly');
     this.layout = regionLayout(config);
     this.region = SharedRegion.create(this.layout.identities, { slots: SLOTS });
+    this.limiter = RateLimiter.create(config.rateLimitSlots);
   }
 
   get regionName(): string {
     return this.region.name;
+  }
+
+  get rateLimitName(): string {
+    return this.limiter.name;
   }
 
   /** A free slot for a new worker, in the current region. */
@@ -71,6 +80,10 @@ export class SharedState implements HealthSink {
 
   /** Reload: a new region generation if the server list changed; health and counts of staying servers carry over. */
   applyConfig(config: Config): void {
+    // The table rounds its size up to whole probe groups of 8.
+    if (Math.ceil(config.rateLimitSlots / 8) * 8 !== this.limiter.slots) {
+      this.log.warn({ rateLimitSlots: this.limiter.slots }, 'rate_limit_slots changes take effect only after a restart');
+    }
     const layout = regionLayout(config);
     if (sameList(layout.identities, this.layout.identities)) {
       this.layout = layout;
@@ -126,6 +139,8 @@ export class SharedState implements HealthSink {
     for (const region of this.retired.keys()) this.dropRetired(region);
     this.region.unlink();
     this.region.close();
+    this.limiter.unlink();
+    this.limiter.close();
   }
 
   private index(upstream: string, serverIndex: number): number | undefined {
