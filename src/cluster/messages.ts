@@ -12,7 +12,7 @@ import type { WorkerStats } from '../proxy/server.js';
  */
 export type PrimaryMessage =
   /** The config to run, and the shared region to attach with this worker's own counter slot. */
-  | { type: 'config'; config: Config; region: { name: string; slot: number } }
+  | { type: 'config'; config: Config; region: { name: string; slot: number }; rateLimitTable: string }
   | { type: 'stats-request'; id: number }
   | { type: 'shutdown' };
 

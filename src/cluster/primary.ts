@@ -266,7 +266,12 @@ export class Primary {
     if (!isWorkerMessage(m)) return;
     switch (m.type) {
       case 'hello':
-        this.send(entry, { type: 'config', config: entry.config, region: { name: entry.regionName, slot: entry.counterSlot } });
+        this.send(entry, {
+          type: 'config',
+          config: entry.config,
+          region: { name: entry.regionName, slot: entry.counterSlot },
+          rateLimitTable: this.shared!.rateLimitName,
+        });
         break;
       case 'ready':
         if (entry.state === 'starting') entry.state = 'ready';

@@ -5,6 +5,7 @@ import type { Config } from '../config/types.js';
 import { startProxyWorker, type ProxyWorker } from '../proxy/server.js';
 import { createLogger, type Logger } from '../log.js';
 import { SharedRegion } from '../native.js';
+import { RateLimiter } from '../gateway/rate-limit.js';
 import { regionLayout } from '../balancer/layout.js';
 import { isPrimaryMessage, WORKER_INDEX_ENV, type WorkerMessage } from './messages.js';
 
@@ -40,12 +41,13 @@ export function runWorker(): void {
     process.exit(0);
   };
 
-  const start = async (c: Config, shared: { name: string; slot: number }) => {
+  const start = async (c: Config, shared: { name: string; slot: number }, rateLimitTable: string) => {
     configured = true;
     log = createLogger(c.logging, { role: 'worker', slot: index });
     try {
       const region = SharedRegion.attach(shared.name, regionLayout(c).identities);
-      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot });
+      const limiter = RateLimiter.attach(rateLimitTable);
+      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot, limiter });
       drainTimeoutMs = c.shutdownTimeoutMs;
     } catch (err) {
       fatal(err, 'worker could not start');
@@ -58,7 +60,7 @@ export function runWorker(): void {
     if (!isPrimaryMessage(m)) return;
     switch (m.type) {
       case 'config':
-        if (!configured) void start(m.config, m.region);
+        if (!configured) void start(m.config, m.region, m.rateLimitTable);
         break;
       case 'stats-request':
         if (proxy) send({ type: 'stats', id: m.id, stats: proxy.stats() });

@@ -1,20 +1,55 @@
 // A route as one worker runs it: the upstream it forwards to, its effective
-// timeouts and retries (route overrides over the upstream's), and the path
-// rewrite, all resolved once per config so a request only reads them.
-import type { RouteConfig, UpstreamTimeouts } from '../config/types.js';
+// timeouts and retries (route overrides over the upstream's), the path
+// rewrite, and its gateway checks (CORS, authentication, authorization, rate
+// limit, header rules), all built once per config so a request only reads
+// them. Building may throw (control plane); the checks never do.
+import type { Logger } from 'pino';
+import type { HeaderRules, RateLimitConfig, RouteConfig, UpstreamTimeouts } from '../config/types.js';
 import type { UpstreamRuntime } from '../proxy/upstream-runtime.js';
+import { createAuthenticator, identityHeaderNames, identityHeaders, type Authenticator, type Identity } from './auth/index.js';
+import { compileAuthorizer, type Authorizer } from './authorize.js';
+import { compileCors, type CorsPolicy } from './cors.js';
+import { applyHeaderRules } from './header-rules.js';
+import type { RateLimiter } from './rate-limit.js';
+
+export interface GatewayDeps {
+  log: Logger;
+  /** The shared-memory token buckets; required when any route has a rate limit. */
+  limiter: RateLimiter | undefined;
+}
 
 export class RouteRuntime {
   readonly name: string;
   readonly timeouts: UpstreamTimeouts;
   readonly retries: number;
+  readonly cors: CorsPolicy | undefined;
+  readonly authenticator: Authenticator | undefined;
+  readonly authorizer: Authorizer | undefined;
+  readonly rateLimit: RateLimitConfig | undefined;
+  readonly limiter: RateLimiter | undefined;
+  readonly responseRules: HeaderRules | undefined;
+  /** Whether requests need their headers rewritten before forwarding. */
+  readonly rewritesRequestHeaders: boolean;
+  private readonly requestRules: HeaderRules | undefined;
+  /** Identity headers: incoming copies are removed so a client cannot forge them. */
+  private readonly identityNames: ReadonlySet<string>;
   private readonly replacePrefix: string | undefined;
 
-  constructor(readonly route: RouteConfig, readonly upstream: UpstreamRuntime) {
+  constructor(readonly route: RouteConfig, readonly upstream: UpstreamRuntime, deps: GatewayDeps) {
     this.name = route.name;
     this.timeouts = { ...upstream.config.timeouts, ...route.timeouts };
     this.retries = route.retries ?? upstream.config.retries;
     this.replacePrefix = route.rewrite ?? (route.stripPrefix ? '' : undefined);
+    this.cors = route.cors ? compileCors(route.cors) : undefined;
+    this.authenticator = route.auth ? createAuthenticator(route.auth, deps.log) : undefined;
+    this.authorizer = route.authorize ? compileAuthorizer(route.authorize) : undefined;
+    this.rateLimit = route.rateLimit;
+    if (route.rateLimit && deps.limiter === undefined) throw new Error(`route ${route.name} has a rate limit but no rate-limit table is attached`);
+    this.limiter = deps.limiter;
+    this.requestRules = route.requestHeaders;
+    this.responseRules = route.responseHeaders;
+    this.identityNames = new Set(route.auth ? identityHeaderNames(route.auth.forward) : []);
+    this.rewritesRequestHeaders = this.requestRules !== undefined || this.identityNames.size > 0;
   }
 
   /**
@@ -28,6 +63,26 @@ export class RouteRuntime {
     const prefix = this.route.path.endsWith('/') && this.route.path.length > 1 ? this.route.path.slice(0, -1) : this.route.path;
     if (prefix === '/') return replacement === '' ? target : joinPath(replacement, target);
     return joinPath(replacement, target.slice(prefix.length));
+  }
+
+  /** Request headers for the upstream: forged identity headers out, header rules, then the real identity in. */
+  upstreamHeaders(raw: readonly string[], identity: Identity | undefined): readonly string[] {
+    let out: readonly string[] = raw;
+    if (this.identityNames.size > 0) {
+      const kept: string[] = [];
+      for (let i = 0; i < raw.length; i += 2) if (!this.identityNames.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
+      out = kept;
+    }
+    if (this.requestRules !== undefined) out = applyHeaderRules(out, this.requestRules);
+    if (identity !== undefined && this.route.auth !== undefined) {
+      const added = identityHeaders(this.route.auth.forward, identity);
+      if (added.length > 0) out = [...out, ...added.flat()];
+    }
+    return out;
+  }
+
+  close(): void {
+    this.authenticator?.close();
   }
 }
 

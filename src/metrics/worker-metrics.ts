@@ -5,6 +5,7 @@
 // series are turned into prom-client's JSON form only when the primary asks
 // (`snapshot()`), where prom-client's AggregatorRegistry sums every worker's.
 import cluster from 'node:cluster';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Config } from '../config/types.js';
 
 /** One metric in the form of prom-client's `registry.getMetricsAsJSON()`, which `AggregatorRegistry.aggregate` reads. */
@@ -51,24 +52,38 @@ export class WorkerMetrics {
   /** upstream → server address → ejections. */
   private readonly ejections = new Map<string, Map<string, number>>();
   private activeConnections = 0;
+  /** Event-loop delay since the last scrape, labelled by worker (quantiles do not sum). */
+  private readonly loopDelay: IntervalHistogram | undefined;
+  private readonly worker: string;
+  /** route → [auth failures, authorization denials, rate-limited]. */
+  private readonly gateway = new Map<string, Float64Array>();
 
   /**
    * Pre-creates every series the config can produce, so they are exported
    * (at 0) from the start and the hot path only finds them. In a cluster
    * worker it also answers the primary's metrics requests, unless told not to.
    */
-  constructor(config: Config, opts: { answerPrimary?: boolean } = {}) {
+  constructor(config: Config, opts: { answerPrimary?: boolean; worker?: number } = {}) {
+    this.worker = String(opts.worker ?? 0);
     this.series(NONE, NONE, NONE);
     for (const route of config.routes) {
       const servers = config.upstreams[route.upstream]?.servers ?? [];
       this.series(route.name, route.upstream, NONE);
       for (const s of servers) this.series(route.name, route.upstream, s.address);
     }
+    for (const route of config.routes) {
+      if (route.auth || route.authorize || route.rateLimit) this.gateway.set(route.name, new Float64Array(3));
+    }
     for (const [name, upstream] of Object.entries(config.upstreams)) {
       this.retries.set(name, 0);
       this.ejections.set(name, new Map(upstream.servers.map((s) => [s.address, 0])));
     }
-    if (opts.answerPrimary ?? cluster.isWorker) this.answerPrimary();
+    if (opts.answerPrimary ?? cluster.isWorker) {
+      // 10 ms resolution: a timer firing 100 times a second costs nothing measurable.
+      this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
+      this.loopDelay.enable();
+      this.answerPrimary();
+    }
   }
 
   /**
@@ -102,6 +117,13 @@ export class WorkerMetrics {
     let servers = this.ejections.get(upstream);
     if (!servers) this.ejections.set(upstream, (servers = new Map()));
     servers.set(server, (servers.get(server) ?? 0) + 1);
+  }
+
+  /** A request refused by the gateway: 401 (auth), 403 (authorization) or 429 (rate limit). */
+  gatewayRefusal(route: string, kind: 'auth' | 'authorize' | 'rate-limit'): void {
+    let counts = this.gateway.get(route);
+    if (!counts) this.gateway.set(route, (counts = new Float64Array(3)));
+    counts[kind === 'auth' ? 0 : kind === 'authorize' ? 1 : 2]!++;
   }
 
   /** Client connections open in this worker now. */
@@ -146,7 +168,28 @@ export class WorkerMetrics {
         [...this.retries].map(([upstream, value]) => ({ value, labels: { upstream } })),
       ),
       metric('switchyard_upstream_ejections_total', 'counter', 'Servers ejected by passive health checks.', ejections),
+      metric('switchyard_event_loop_delay_seconds', 'gauge', 'Event-loop delay per worker since the previous scrape (p50, p99, max).', this.loopDelayValues()),
+      metric('switchyard_auth_failures_total', 'counter', 'Requests refused with 401, by route.', this.gatewayValues(0)),
+      metric('switchyard_authorization_denials_total', 'counter', 'Requests refused with 403, by route.', this.gatewayValues(1)),
+      metric('switchyard_rate_limited_total', 'counter', 'Requests refused with 429, by route.', this.gatewayValues(2)),
     ];
+  }
+
+  private loopDelayValues(): MetricJson['values'] {
+    const h = this.loopDelay;
+    if (h === undefined || h.count === 0) return [];
+    const worker = this.worker;
+    const values = [
+      { value: h.percentile(50) / 1e9, labels: { worker, quantile: '0.5' } },
+      { value: h.percentile(99) / 1e9, labels: { worker, quantile: '0.99' } },
+      { value: h.max / 1e9, labels: { worker, quantile: '1' } },
+    ];
+    h.reset();
+    return values;
+  }
+
+  private gatewayValues(i: number): MetricJson['values'] {
+    return [...this.gateway].map(([route, counts]) => ({ value: counts[i]!, labels: { route } }));
   }
 
   /** Finds or creates the series of (route, upstream) and the counts of `server` in it. */

@@ -71,6 +71,8 @@ export class ClientConnection implements Expirable {
         this.requestLineBytes = 0;
         this.requestLineDone = false;
         exchange?.onRequestComplete();
+        // Answered from its head callback (an error, a preflight): the connection is now idle.
+        if (this.active === undefined && this.queue.length === 0 && !this.closed) this.idleDeadline = deadlineIn(this.worker.limits.keepaliveTimeoutMs);
       },
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));

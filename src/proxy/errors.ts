@@ -11,6 +11,9 @@ export type ProxyErrorReason =
   | 'unsupported-version'
   | 'expectation-failed'
   | 'no-route'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'rate-limited'
   | 'body-too-large'
   | 'url-too-long'
   | 'headers-too-large'
@@ -31,6 +34,9 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'unsupported-version': 505,
   'expectation-failed': 417,
   'no-route': 404,
+  unauthorized: 401,
+  forbidden: 403,
+  'rate-limited': 429,
   'body-too-large': 413,
   'url-too-long': 414,
   'headers-too-large': 431,
@@ -44,18 +50,23 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'shutting-down': 503,
 };
 
-/** A complete response (head and body) for `reason`, as latin1 text. */
-export function errorResponse(reason: ProxyErrorReason, requestId: string, keepAlive: boolean): string {
+/**
+ * A complete response (head and body) for `reason`, as latin1 text. `extra`
+ * headers (WWW-Authenticate, Retry-After, RateLimit-*, CORS) come from the
+ * gateway and are already valid header values.
+ */
+export function errorResponse(reason: ProxyErrorReason, requestId: string, keepAlive: boolean, extra?: ReadonlyArray<readonly [string, string]>): string {
   const status = STATUS_FOR[reason];
   const text = STATUS_CODES[status] ?? 'Error';
   const body = `${status} ${text} (${reason})\nrequest-id: ${requestId}\n`;
-  return (
-    `HTTP/1.1 ${status} ${text}\r\n` +
-    'Content-Type: text/plain; charset=utf-8\r\n' +
-    `Content-Length: ${body.length}\r\n` +
-    `X-Request-Id: ${requestId}\r\n` +
-    (keepAlive ? '' : 'Connection: close\r\n') +
-    '\r\n' +
-    body
-  );
+  let head = `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nX-Request-Id: ${requestId}\r\n`;
+  if (extra !== undefined) for (const [name, value] of extra) head += `${name}: ${value}\r\n`;
+  return head + (keepAlive ? '' : 'Connection: close\r\n') + '\r\n' + body;
+}
+
+/** Switchyard's own answer to a CORS preflight: 204 with the policy's headers. */
+export function preflightResponse(requestId: string, keepAlive: boolean, headers: ReadonlyArray<readonly [string, string]>): string {
+  let head = `HTTP/1.1 204 No Content\r\nX-Request-Id: ${requestId}\r\n`;
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  return head + (keepAlive ? '' : 'Connection: close\r\n') + '\r\n';
 }

@@ -11,7 +11,10 @@ import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
-import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
+import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
+import { applyHeaderRules } from '../gateway/header-rules.js';
 import { deadlineIn, now } from './coarse-clock.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
 import type { UpstreamTimeouts } from '../config/types.js';
@@ -44,6 +47,13 @@ export class Exchange implements UpstreamListener {
   private target: string;
   private upstream: UpstreamRuntime | undefined;
   private routeName: string | undefined;
+  private clientIp = '';
+  /** Who the gateway authenticated, for identity headers and the access log. */
+  private identity: Identity | undefined;
+  /** The request headers sent upstream when the route rewrites them. */
+  private upstreamRaw: readonly string[] | undefined;
+  /** Headers the gateway adds to the response (CORS, RateLimit-*). */
+  private extraHeaders: ReadonlyArray<readonly [string, string]> | undefined;
   private route: RouteRuntime | undefined;
   /** The route's effective timeouts (route overrides over the upstream's). */
   private timeouts!: UpstreamTimeouts;
@@ -116,8 +126,71 @@ export class Exchange implements UpstreamListener {
     this.timeouts = route.timeouts;
     if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.isUpgrade) this.replay = [];
     if (this.timeouts.totalMs !== undefined) this.totalDeadline = deadlineIn(this.timeouts.totalMs);
+    this.clientIp = this.client.clientIp(this.info);
+    if (route.cors !== undefined) {
+      const origin = headerValue(this.raw, 'origin');
+      const preflightMethod = this.method === 'OPTIONS' ? headerValue(this.raw, 'access-control-request-method') : undefined;
+      if (origin !== undefined && preflightMethod !== undefined) {
+        return this.answerPreflight(route.cors.preflight(origin, preflightMethod, headerValue(this.raw, 'access-control-request-headers')).headers);
+      }
+      this.extraHeaders = route.cors.responseHeaders(origin);
+    }
+    if (route.authenticator === undefined) return this.afterAuth(undefined);
+    const result = route.authenticator.authenticate(this.gatewayRequest());
+    if (result instanceof Promise) void result.then((r) => this.afterAuth(r));
+    else this.afterAuth(result);
+  }
+
+  /** Authorization, rate limit and header rules once authentication (if any) has answered; then forward. */
+  private afterAuth(result: AuthResult | undefined): void {
+    if (this.done) return; // the client left while a JWKS was being fetched
+    const route = this.route!;
+    const metrics = this.client.worker.metrics;
+    let identity: Identity | undefined;
+    if (result !== undefined) {
+      if (!result.ok) {
+        metrics.gatewayRefusal(route.name, 'auth');
+        return this.fail('unauthorized', result.reason, result.wwwAuthenticate === undefined ? undefined : [['WWW-Authenticate', result.wwwAuthenticate]]);
+      }
+      identity = this.identity = result.identity;
+    }
+    if (route.authorizer !== undefined) {
+      const decision = route.authorizer(this.gatewayRequest(), identity);
+      if (!decision.ok) {
+        metrics.gatewayRefusal(route.name, 'authorize');
+        return this.fail('forbidden', decision.reason);
+      }
+    }
+    const limit = route.rateLimit;
+    if (limit !== undefined) {
+      const key = rateLimitKey(limit.key, { clientIp: this.clientIp, rawHeaders: this.raw, identity });
+      if (key !== undefined) {
+        const decision = route.limiter!.take(route.name, key, limit);
+        const headers = rateLimitHeaders(decision, limit);
+        if (!decision.allowed) {
+          metrics.gatewayRefusal(route.name, 'rate-limit');
+          return this.fail('rate-limited', `rate limit ${limit.ratePerSecond}/s burst ${limit.burst} exceeded for ${limit.key}`, headers);
+        }
+        this.extraHeaders = this.extraHeaders === undefined ? headers : [...this.extraHeaders, ...headers];
+      }
+    }
+    if (route.rewritesRequestHeaders) this.upstreamRaw = route.upstreamHeaders(this.raw, identity);
     if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
     this.connect();
+  }
+
+  private gatewayRequest(): GatewayRequest {
+    return { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp };
+  }
+
+  /** A CORS preflight, answered here: the upstream never sees it. */
+  private answerPreflight(headers: ReadonlyArray<readonly [string, string]>): void {
+    this.status = 204;
+    this.responseStarted = true;
+    this.responseComplete = true;
+    if (this.bodyStillComing() || this.client.worker.closing) this.keepAlive = false;
+    this.client.socket.write(preflightResponse(this.requestId, this.keepAlive, headers), 'latin1');
+    this.finish();
   }
 
   private validate(): ProxyErrorReason | undefined {
@@ -262,7 +335,7 @@ export class Exchange implements UpstreamListener {
 
   private connect(): void {
     const upstream = this.upstream!;
-    const ctx = { clientIp: this.client.clientIp(this.info), key: upstream.hashKeyOf?.(this.raw) };
+    const ctx = { clientIp: this.clientIp, key: upstream.hashKeyOf?.(this.raw) };
     const server = upstream.balancer.pick(ctx, this.tried);
     if (server === undefined) return this.fail(this.tried === undefined ? 'no-healthy-server' : this.lastFailure);
     (this.tried ??= new Set()).add(server);
@@ -287,7 +360,7 @@ export class Exchange implements UpstreamListener {
     const head = buildUpstreamHead({
       method: this.method,
       target: this.route!.upstreamTarget(this.target),
-      raw: this.raw,
+      raw: this.upstreamRaw ?? this.raw,
       info,
       forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
       forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : 'http',
@@ -352,8 +425,19 @@ export class Exchange implements UpstreamListener {
     else this.framing = 'close';
     if (this.isUpgrade || !this.requestComplete && this.framing === 'close') this.keepAlive = false;
     if (client.worker.closing) this.keepAlive = false;
+    const rules = this.route!.responseRules;
     const head = buildClientHead(
-      { statusCode, statusMessage, raw, requestId: this.requestId, framing: this.framing, keepAlive: this.keepAlive, http10: this.versionMinor === 0, upgrade: false },
+      {
+        statusCode,
+        statusMessage,
+        raw: rules === undefined ? raw : applyHeaderRules(raw, rules),
+        requestId: this.requestId,
+        framing: this.framing,
+        keepAlive: this.keepAlive,
+        http10: this.versionMinor === 0,
+        upgrade: false,
+        extra: this.extraHeaders,
+      },
       resp.connectionTokens,
       resp.contentLength,
       resp.hasRequestId,
@@ -492,8 +576,17 @@ export class Exchange implements UpstreamListener {
 
   // ---- endings -----------------------------------------------------------
 
+  /**
+   * An answer given before the request is fully read can keep the connection
+   * only if no body is still on its way (a GET is answered from inside its
+   * head callback, before llhttp reports the message complete).
+   */
+  private bodyStillComing(): boolean {
+    return !this.requestComplete && (this.info.chunked || this.info.contentLength > 0);
+  }
+
   /** Answer with a generated error, or abort the client if the response has begun. */
-  fail(reason: ProxyErrorReason, detail?: string): void {
+  fail(reason: ProxyErrorReason, detail?: string, extra?: ReadonlyArray<readonly [string, string]>): void {
     if (this.done) return;
     if (this.responseStarted) return this.abortResponse(detail ?? reason);
     this.dropUpstream();
@@ -501,12 +594,13 @@ export class Exchange implements UpstreamListener {
     this.status = STATUS_FOR[reason];
     this.responseStarted = true;
     this.responseComplete = true;
-    if (CLOSES_CONNECTION.has(reason) || !this.requestComplete || this.client.worker.closing) this.keepAlive = false;
+    if (CLOSES_CONNECTION.has(reason) || this.bodyStillComing() || this.client.worker.closing) this.keepAlive = false;
     this.client.worker.log.warn(
       { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.url, upstream: this.upstream?.config.name, server: this.server?.address },
       'request failed',
     );
-    this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive), 'latin1');
+    const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
+    this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers), 'latin1');
     this.finish();
   }
 
@@ -547,6 +641,7 @@ export class Exchange implements UpstreamListener {
           path: this.url,
           status,
           route: this.routeName,
+          identity: this.identity?.subject,
           upstream: this.upstream?.config.name,
           server: this.server?.address,
           ms: Date.now() - this.startedAt,
@@ -581,4 +676,10 @@ function absoluteFormTarget(url: string, host: string | undefined): string | und
   if (m[1]!.toLowerCase() !== host.toLowerCase()) return undefined;
   const rest = m[2]!;
   return rest === '' ? '/' : rest.startsWith('?') ? `/${rest}` : rest;
+}
+
+/** The first value of a header (name lower-case), or undefined. */
+function headerValue(raw: readonly string[], lowerName: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) return raw[i + 1];
+  return undefined;
 }

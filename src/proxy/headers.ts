@@ -169,6 +169,8 @@ export interface ClientHeadOptions {
   /** HTTP/1.0 clients need an explicit keep-alive. */
   http10: boolean;
   upgrade: boolean;
+  /** Headers the gateway adds (CORS, RateLimit-*). */
+  extra?: ReadonlyArray<readonly [string, string]> | undefined;
 }
 
 export function inspectResponseHeaders(raw: readonly string[]): ResponseHeadInfo & { connectionTokens: string[] | undefined } {
@@ -206,6 +208,7 @@ export function buildClientHead(o: ClientHeadOptions, tokens: string[] | undefin
     head += `${name}: ${raw[i + 1]}\r\n`;
   }
   if (!hasRequestId) head += `X-Request-Id: ${o.requestId}\r\n`;
+  if (o.extra !== undefined) for (const [name, value] of o.extra) head += `${name}: ${value}\r\n`;
   if (o.framing === 'length') head += `Content-Length: ${contentLength}\r\n`;
   else if (o.framing === 'chunked') head += 'Transfer-Encoding: chunked\r\n';
   if (o.upgrade) head += `Connection: upgrade\r\nUpgrade: ${upgradeValue}\r\n`;

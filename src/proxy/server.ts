@@ -8,6 +8,14 @@ import { WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection } from './client-connection.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
+import { RateLimiter } from '../gateway/rate-limit.js';
+
+/** Rate-limit buckets only this process maps (a worker run outside the cluster). */
+function privateLimiter(config: Config): RateLimiter {
+  const limiter = RateLimiter.create(config.rateLimitSlots, { name: `/switchyard-private-rl-${process.pid}-${Date.now()}` });
+  limiter.unlink();
+  return limiter;
+}
 
 /** A region only this process maps: unlinked at once, so nothing is left in /dev/shm. */
 function privateRegion(config: Config, slot: number): SharedRegion {
@@ -46,12 +54,15 @@ export interface WorkerPlacement {
   region?: SharedRegion;
   /** Counter slot in the region; defaults to the worker index. */
   slot?: number;
+  /** The primary's rate-limit buckets; absent: a private table when a route needs one. */
+  limiter?: RateLimiter;
 }
 
 export async function startProxyWorker(config: Config, log: Logger, workerIndex: number, placement: WorkerPlacement = {}): Promise<ProxyWorker> {
   const slot = placement.slot ?? workerIndex;
   const region = placement.region ?? privateRegion(config, slot);
-  const runtime = new WorkerRuntime(config, log, workerIndex, region, slot);
+  const limiter = placement.limiter ?? (config.routes.some((r) => r.rateLimit) ? privateLimiter(config) : undefined);
+  const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter);
   const servers = await Promise.all(config.listen.map((l) => listen(runtime, l.host, l.port)));
 
   return {
@@ -68,7 +79,7 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       await Promise.race([runtime.whenIdle(), deadline]);
       clearTimeout(timer);
       for (const conn of runtime.connections) conn.destroy();
-      for (const upstream of runtime.upstreams.values()) upstream.close();
+      runtime.close();
     },
     stats() {
       const upstreams: WorkerStats['upstreams'] = {};

@@ -8,6 +8,7 @@ import type { Config, LimitsConfig } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
 import { RouteRuntime } from '../gateway/route-runtime.js';
+import type { RateLimiter } from '../gateway/rate-limit.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { UpstreamRuntime } from './upstream-runtime.js';
 import { regionLayout } from '../balancer/layout.js';
@@ -17,6 +18,7 @@ import type { ClientConnection } from './client-connection.js';
 export class WorkerRuntime {
   readonly limits: LimitsConfig;
   readonly router: Router<RouteRuntime>;
+  private readonly routes: RouteRuntime[] = [];
   readonly upstreams = new Map<string, UpstreamRuntime>();
   readonly accessLog: boolean;
   readonly connections = new Set<ClientConnection>();
@@ -30,16 +32,21 @@ export class WorkerRuntime {
   private idCounter = 0;
   private onIdle: (() => void) | undefined;
 
-  constructor(config: Config, readonly log: Logger, workerIndex: number, region: SharedRegion, slot: number) {
+  constructor(config: Config, readonly log: Logger, workerIndex: number, region: SharedRegion, slot: number, limiter: RateLimiter | undefined) {
     this.limits = config.limits;
-    this.metrics = new WorkerMetrics(config);
+    this.metrics = new WorkerMetrics(config, { worker: workerIndex });
     this.accessLog = config.logging.access && log.isLevelEnabled('info');
     const layout = regionLayout(config);
     for (const [name, upstream] of Object.entries(config.upstreams)) {
       const placement = { region, base: layout.base.get(name)!, slot, workerIndex, log, metrics: this.metrics };
       this.upstreams.set(name, new UpstreamRuntime(upstream, placement, config.limits.maxHeaderBytes));
     }
-    this.router = new Router(config.routes, (route) => new RouteRuntime(route, this.upstreams.get(route.upstream)!));
+    const deps = { log, limiter };
+    this.router = new Router(config.routes, (route) => {
+      const runtime = new RouteRuntime(route, this.upstreams.get(route.upstream)!, deps);
+      this.routes.push(runtime);
+      return runtime;
+    });
     for (const entry of config.trustedProxies) addTrusted(this.trusted, entry);
     this.hasTrusted = config.trustedProxies.length > 0;
   }
@@ -75,6 +82,12 @@ export class WorkerRuntime {
   whenIdle(): Promise<void> {
     if (this.connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => (this.onIdle = resolve));
+  }
+
+  /** Stops background work (JWKS refreshes, retry-budget timers) and idle pools. */
+  close(): void {
+    for (const route of this.routes) route.close();
+    for (const upstream of this.upstreams.values()) upstream.close();
   }
 
   /** This worker's upstream requests in flight. */

@@ -1,0 +1,73 @@
+// HTTP Basic (RFC 7617) against bcrypt/scrypt hashes. Those hashes are slow
+// on purpose (bcrypt cost 10 is ~90 ms), so a success is remembered briefly
+// (SuccessCache); failures never are, so guessing stays as slow as the hash.
+
+import { createHmac, randomBytes } from 'node:crypto';
+import type { BasicUser } from '../../config/types.js';
+import { decoyVerifier, parsePasswordHash } from './password-hash.js';
+import type { PasswordVerifier } from './password-hash.js';
+import { authorizationCredentials } from './request-parts.js';
+import { DEFAULT_SUCCESS_CACHE, SuccessCache } from './success-cache.js';
+import type { SuccessCacheOptions } from './success-cache.js';
+import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
+
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+interface User {
+  verifier: PasswordVerifier;
+  identity: Identity;
+}
+
+export class BasicAuthenticator implements Authenticator {
+  readonly #users = new Map<string, User>();
+  readonly #decoy: PasswordVerifier;
+  readonly #challenge: string;
+  /** Keyed by HMAC(per-process key, "user:password"): memory never holds a password or a plain fast hash of one. */
+  readonly #verified: SuccessCache<Identity>;
+  readonly #cacheKey = randomBytes(32);
+
+  constructor(realm: string, users: readonly BasicUser[], cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE) {
+    for (const u of users) {
+      if (u.name.includes(':')) throw new Error(`basic auth user "${u.name}": a user name cannot contain ":"`);
+      const identity: Identity = Object.freeze({ kind: 'basic', subject: u.name, scopes: Object.freeze([]), claims: Object.freeze({}) });
+      this.#users.set(u.name, { verifier: parsePasswordHash(u.hash, `basic auth user "${u.name}"`), identity });
+    }
+    this.#decoy = decoyVerifier(this.#users.values().next().value?.verifier);
+    this.#challenge = `Basic realm="${realm.replace(/["\\]/g, '\\$&')}", charset="UTF-8"`;
+    this.#verified = new SuccessCache(cache);
+  }
+
+  authenticate(req: GatewayRequest): AuthResult | Promise<AuthResult> {
+    const cred = authorizationCredentials(req, 'basic');
+    if (cred.found === 'ambiguous') return this.#refuse('more than one Authorization header');
+    if (cred.found === false) return this.#refuse('missing Basic credentials');
+    if (!BASE64.test(cred.value)) return this.#refuse('malformed Basic credentials');
+    const decoded = Buffer.from(cred.value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon <= 0) return this.#refuse('malformed Basic credentials');
+    const name = decoded.slice(0, colon);
+    const user = this.#users.get(name);
+
+    const key = createHmac('sha256', this.#cacheKey).update(decoded).digest('base64');
+    const cached = this.#verified.get(key);
+    if (cached) return { ok: true, identity: cached };
+    return this.#verify(user, decoded.slice(colon + 1), key);
+  }
+
+  close(): void {
+    this.#verified.clear();
+  }
+
+  async #verify(user: User | undefined, password: string, key: string): Promise<AuthResult> {
+    // An unknown user still pays one hash of the usual cost.
+    const ok = await (user ?? { verifier: this.#decoy }).verifier.verify(password);
+    if (!user) return this.#refuse('unknown user');
+    if (!ok) return this.#refuse(`wrong password for user "${user.identity.subject}"`);
+    this.#verified.set(key, user.identity);
+    return { ok: true, identity: user.identity };
+  }
+
+  #refuse(reason: string): AuthResult {
+    return { ok: false, reason, wwwAuthenticate: this.#challenge };
+  }
+}
