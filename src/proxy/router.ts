@@ -10,10 +10,9 @@
 // The first route whose path, methods and headers all match wins; no match
 // in a group falls through to the next group.
 //
-// Routes are indexed by the first path segment of their prefix, so a request
-// is compared only with the routes that share its first segment plus the
-// root ("/") routes: a table of a thousand services costs about what a table
-// of ten does.
+// Routes sit in a trie of path segments per host group, so a request is
+// compared only with the routes whose prefix lies along its own path: a
+// table of a thousand services costs about what a table of ten does.
 import type { RouteConfig } from '../config/types.js';
 
 interface Entry<T> {
@@ -23,29 +22,82 @@ interface Entry<T> {
   order: number;
 }
 
+/** One path segment in the prefix trie, with the routes whose prefix ends here. */
+interface TrieNode<T> {
+  children: Map<string, TrieNode<T>>;
+  /** Prefixes ending at this segment ("/api"): the target ends, or goes on with "/" or "?". */
+  exact: Entry<T>[];
+  /** Prefixes ending with "/" after this segment ("/api/", or "/" at the root): the target goes on with "/". */
+  slash: Entry<T>[];
+}
+
+const newNode = <T>(): TrieNode<T> => ({ children: new Map(), exact: [], slash: [] });
+
+/**
+ * The routes of one host group in a trie of path segments: a match walks the
+ * request path once, segment by segment, then tries the routes met on the
+ * way from the deepest (longest prefix) up. Its cost grows with the depth of
+ * the path, not with the number of routes.
+ */
 class PathIndex<T> {
-  private readonly bySegment = new Map<string, Entry<T>[]>();
-  private readonly root: Entry<T>[] = [];
+  private readonly root: TrieNode<T> = newNode<T>();
 
   add(entry: Entry<T>): void {
-    const segment = firstSegment(entry.route.path);
-    if (segment === '') this.root.push(entry);
-    else {
-      let list = this.bySegment.get(segment);
-      if (list === undefined) this.bySegment.set(segment, (list = []));
-      list.push(entry);
+    const path = entry.route.path;
+    const slash = path.endsWith('/');
+    const body = slash ? path.slice(1, -1) : path.slice(1);
+    let node = this.root;
+    if (body !== '' || !slash) {
+      for (const segment of body.split('/')) {
+        let child = node.children.get(segment);
+        if (child === undefined) node.children.set(segment, (child = newNode<T>()));
+        node = child;
+      }
     }
+    (slash ? node.slash : node.exact).push(entry);
   }
 
   seal(): void {
-    const order = (a: Entry<T>, b: Entry<T>) => b.route.path.length - a.route.path.length || b.conditions - a.conditions || a.order - b.order;
-    for (const list of this.bySegment.values()) list.sort(order);
-    this.root.sort(order);
+    const order = (a: Entry<T>, b: Entry<T>) => b.conditions - a.conditions || a.order - b.order;
+    const visit = (node: TrieNode<T>): void => {
+      node.exact.sort(order);
+      node.slash.sort(order);
+      for (const child of node.children.values()) visit(child);
+    };
+    visit(this.root);
   }
 
   match(method: string, target: string, raw: readonly string[]): Entry<T> | undefined {
-    const list = this.bySegment.get(firstSegment(target));
-    return (list !== undefined ? firstMatch(list, method, target, raw) : undefined) ?? firstMatch(this.root, method, target, raw);
+    if (target.charCodeAt(0) !== 0x2f /* / */) return undefined;
+    let end = target.indexOf('?');
+    if (end < 0) end = target.length;
+    // Walk down; nodes[d] is reached after d segments, followedBySlash[d] says whether "/" comes next.
+    const nodes: TrieNode<T>[] = [this.root];
+    const followedBySlash: boolean[] = [true];
+    let node = this.root;
+    let start = 1;
+    while (start <= end) {
+      let stop = target.indexOf('/', start);
+      if (stop < 0 || stop > end) stop = end;
+      const child = node.children.get(target.slice(start, stop));
+      if (child === undefined) break;
+      node = child;
+      nodes.push(node);
+      followedBySlash.push(stop < end);
+      start = stop + 1;
+    }
+    for (let d = nodes.length - 1; d >= 0; d--) {
+      const at = nodes[d]!;
+      if (followedBySlash[d]) {
+        const hit = firstMatch(at.slash, method, raw);
+        if (hit !== undefined) return hit;
+      }
+      if (d > 0) {
+        const hit = firstMatch(at.exact, method, raw);
+        if (hit !== undefined) return hit;
+      }
+    }
+    return undefined;
   }
 }
 
@@ -93,22 +145,14 @@ export class Router<T> {
   }
 }
 
-function firstMatch<T>(list: readonly Entry<T>[], method: string, target: string, raw: readonly string[]): Entry<T> | undefined {
+function firstMatch<T>(list: readonly Entry<T>[], method: string, raw: readonly string[]): Entry<T> | undefined {
   for (const entry of list) {
     const { route } = entry;
-    if (!prefixMatches(route.path, target)) continue;
     if (route.methods !== undefined && !route.methods.includes(method)) continue;
     if (route.headers !== undefined && !headersMatch(route.headers, raw)) continue;
     return entry;
   }
   return undefined;
-}
-
-function prefixMatches(prefix: string, target: string): boolean {
-  if (!target.startsWith(prefix)) return false;
-  if (target.length === prefix.length || prefix.endsWith('/')) return true;
-  const next = target.charCodeAt(prefix.length);
-  return next === 0x2f /* / */ || next === 0x3f /* ? */;
 }
 
 /** Every required header is present with exactly the required value (names lower-cased in the config). */
@@ -124,17 +168,6 @@ function headersMatch(required: Readonly<Record<string, string>>, raw: readonly 
     if (!found) return false;
   }
   return true;
-}
-
-/** "/api/users?x" → "api"; "/" and "/?q" → "". */
-function firstSegment(path: string): string {
-  let end = 1;
-  while (end < path.length) {
-    const c = path.charCodeAt(end);
-    if (c === 0x2f || c === 0x3f) break;
-    end++;
-  }
-  return path.slice(1, end);
 }
 
 /** Lower-cased host without the port ("[::1]:80" → "[::1]"). */

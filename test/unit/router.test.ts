@@ -80,3 +80,21 @@ test('hostName strips ports, keeps IPv6 brackets', () => {
   assert.equal(hostName('[::1]'), '[::1]');
   assert.equal(hostName('Example.COM:80'), 'example.com');
 });
+
+test('trie edges: trailing slashes, the root, empty segments and queries', () => {
+  const r = new Router(
+    [route('*', '/', 'root'), route('*', '/a', 'a'), route('*', '/a/', 'a-slash'), route('*', '/a/b/c', 'abc')],
+    (x) => x.upstream,
+  );
+  const m = (t: string) => r.match('h', 'GET', t, [])?.target;
+  assert.equal(m('/a'), 'a');
+  assert.equal(m('/a?x=/a/b/c'), 'a');
+  assert.equal(m('/a/'), 'a-slash');
+  assert.equal(m('/a/b'), 'a-slash');
+  assert.equal(m('/a/b/c'), 'abc');
+  assert.equal(m('/a/b/cd'), 'a-slash');
+  assert.equal(m('/a//b/c'), 'a-slash');
+  assert.equal(m('/ab'), 'root');
+  assert.equal(m('/'), 'root');
+  assert.equal(m('/?q'), 'root');
+});
