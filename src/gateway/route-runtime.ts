@@ -27,7 +27,9 @@ export class RouteRuntime {
   readonly authorizer: Authorizer | undefined;
   readonly rateLimit: RateLimitConfig | undefined;
   readonly limiter: RateLimiter | undefined;
-  readonly responseRules: HeaderRules | undefined;
+  private readonly responseRules: HeaderRules | undefined;
+  /** The query parameter that carries a credential on this route, redacted in logs. */
+  readonly credentialQueryParam: string | undefined;
   /** Whether requests need their headers rewritten before forwarding. */
   readonly rewritesRequestHeaders: boolean;
   private readonly requestRules: HeaderRules | undefined;
@@ -50,6 +52,27 @@ export class RouteRuntime {
     this.responseRules = route.responseHeaders;
     this.identityNames = new Set(route.auth ? identityHeaderNames(route.auth.forward) : []);
     this.rewritesRequestHeaders = this.requestRules !== undefined || this.identityNames.size > 0;
+    const auth = route.auth;
+    this.credentialQueryParam =
+      auth?.type === 'api_key' ? auth.query : auth?.type === 'jwt' && auth.jwt.from.startsWith('query:') ? auth.jwt.from.slice(6) : undefined;
+  }
+
+  /**
+   * Response headers for the client: with a CORS policy the upstream's own
+   * Access-Control-* headers go (the policy alone decides, and a browser
+   * refuses two Allow-Origin values), then the route's header rules.
+   */
+  responseHeaders(raw: readonly string[]): readonly string[] {
+    let out = raw;
+    if (this.cors !== undefined) {
+      const kept: string[] = [];
+      for (let i = 0; i < raw.length; i += 2) {
+        const name = raw[i]!;
+        if (!(name.length > 15 && name.slice(0, 15).toLowerCase() === 'access-control-')) kept.push(name, raw[i + 1]!);
+      }
+      out = kept;
+    }
+    return this.responseRules === undefined ? out : applyHeaderRules(out, this.responseRules);
   }
 
   /**
@@ -91,4 +114,29 @@ function joinPath(base: string, rest: string): string {
   const trimmed = base.endsWith('/') ? base.slice(0, -1) : base;
   if (rest === '' || rest.startsWith('?')) return (trimmed === '' ? '/' : trimmed) + rest;
   return trimmed + (rest.startsWith('/') ? rest : `/${rest}`);
+}
+
+/** `url` with the value of query parameter `name` replaced by "REDACTED" (every occurrence). */
+export function redactQueryParam(url: string, name: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const parts = url.slice(q + 1).split('&');
+  let changed = false;
+  for (let i = 0; i < parts.length; i++) {
+    const eq = parts[i]!.indexOf('=');
+    const key = eq < 0 ? parts[i]! : parts[i]!.slice(0, eq);
+    if (safeDecode(key) === name) {
+      parts[i] = `${key}=REDACTED`;
+      changed = true;
+    }
+  }
+  return changed ? `${url.slice(0, q)}?${parts.join('&')}` : url;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
 }

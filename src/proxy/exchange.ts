@@ -14,7 +14,7 @@ import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectRespo
 import { errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
-import { applyHeaderRules } from '../gateway/header-rules.js';
+import { redactQueryParam } from '../gateway/route-runtime.js';
 import { deadlineIn, now } from './coarse-clock.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
 import type { UpstreamTimeouts } from '../config/types.js';
@@ -425,12 +425,11 @@ export class Exchange implements UpstreamListener {
     else this.framing = 'close';
     if (this.isUpgrade || !this.requestComplete && this.framing === 'close') this.keepAlive = false;
     if (client.worker.closing) this.keepAlive = false;
-    const rules = this.route!.responseRules;
     const head = buildClientHead(
       {
         statusCode,
         statusMessage,
-        raw: rules === undefined ? raw : applyHeaderRules(raw, rules),
+        raw: this.route!.responseHeaders(raw),
         requestId: this.requestId,
         framing: this.framing,
         keepAlive: this.keepAlive,
@@ -576,6 +575,12 @@ export class Exchange implements UpstreamListener {
 
   // ---- endings -----------------------------------------------------------
 
+  /** The URL for the log: a credential passed in the query (API key, token) is redacted. */
+  private loggedUrl(): string {
+    const param = this.route?.credentialQueryParam;
+    return param === undefined ? this.url : redactQueryParam(this.url, param);
+  }
+
   /**
    * An answer given before the request is fully read can keep the connection
    * only if no body is still on its way (a GET is answered from inside its
@@ -596,7 +601,7 @@ export class Exchange implements UpstreamListener {
     this.responseComplete = true;
     if (CLOSES_CONNECTION.has(reason) || this.bodyStillComing() || this.client.worker.closing) this.keepAlive = false;
     this.client.worker.log.warn(
-      { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.url, upstream: this.upstream?.config.name, server: this.server?.address },
+      { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address },
       'request failed',
     );
     const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
@@ -638,7 +643,7 @@ export class Exchange implements UpstreamListener {
         {
           reqId: this.requestId,
           method: this.method,
-          path: this.url,
+          path: this.loggedUrl(),
           status,
           route: this.routeName,
           identity: this.identity?.subject,

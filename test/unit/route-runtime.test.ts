@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { RouteRuntime } from '../../src/gateway/route-runtime.ts';
+import { RouteRuntime, redactQueryParam } from '../../src/gateway/route-runtime.ts';
 import type { RouteConfig } from '../../src/config/types.ts';
 import type { UpstreamRuntime } from '../../src/proxy/upstream-runtime.ts';
 
@@ -32,4 +32,17 @@ test('route timeouts and retries override the upstream', () => {
   assert.deepEqual(r.timeouts, { connectMs: 2000, responseMs: 5000, idleMs: 60_000 });
   assert.equal(r.retries, 0);
   assert.equal(rt('/', {}).retries, 1);
+});
+
+test('redactQueryParam hides a credential in the query, however it is encoded', () => {
+  assert.equal(redactQueryParam('/q/x?api_key=SECRET&a=1', 'api_key'), '/q/x?api_key=REDACTED&a=1');
+  assert.equal(redactQueryParam('/q?a=1&api%5Fkey=S&api_key=T', 'api_key'), '/q?a=1&api%5Fkey=REDACTED&api_key=REDACTED');
+  assert.equal(redactQueryParam('/q?other=1', 'api_key'), '/q?other=1');
+  assert.equal(redactQueryParam('/q', 'api_key'), '/q');
+});
+
+test('with a CORS policy the upstream\'s own Access-Control-* headers are dropped', () => {
+  const r = rt('/', { cors: { origins: ['https://a.test'], methods: ['GET'], headers: [], exposeHeaders: [], credentials: false } });
+  assert.deepEqual(r.responseHeaders(['Access-Control-Allow-Origin', '*', 'Vary', 'Accept', 'access-control-allow-credentials', 'true']), ['Vary', 'Accept']);
+  assert.deepEqual(rt('/', {}).responseHeaders(['Access-Control-Allow-Origin', '*']), ['Access-Control-Allow-Origin', '*']);
 });
