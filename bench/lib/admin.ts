@@ -5,6 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export interface SwitchyardStatus {
   scheduling: string;
   workers: { pid: number | null; state: string }[];
+  /** Requests answered, summed over the workers now alive. */
+  requests: number;
 }
 
 export async function switchyardStatus(port: number, token: string): Promise<SwitchyardStatus> {

@@ -21,6 +21,8 @@ export interface Running {
   stderr(): string;
   /** For a cluster whose root `pid` is the primary: its serving workers' pids now. */
   workerPids?(): Promise<number[]>;
+  /** Switchyard: its admin API (GET /status, /metrics), for the soak's sampling. */
+  admin?: { port: number; token: string };
 }
 
 export interface StartContext {
@@ -111,6 +113,7 @@ function switchyard(name: string, balance: string, scheduling: SchedulingPolicy 
         stop: proc.stop,
         stderr: proc.stderr,
         workerPids: async () => readyWorkerPids(await switchyardStatus(adminPort, ADMIN_TOKEN)),
+        admin: { port: adminPort, token: ADMIN_TOKEN },
       };
     },
   };

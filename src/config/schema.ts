@@ -139,7 +139,7 @@ const upstream = object(
       { connect: duration('2s'), response: duration('30s'), idle: duration('60s'), total: duration() },
       { default: {} },
     ),
-    max_idle_per_server: int(0, 10000, 64),
+    max_idle_per_server: int(0, 10000, 128),
   },
   { required: ['servers'] },
 );

@@ -3,7 +3,7 @@
 // order. Pipelined requests wait in a queue with the socket paused, so a
 // client can't make Switchyard buffer more than one read ahead.
 import type { Socket } from 'node:net';
-import { createParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
+import { createParser, releaseParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
 import { Exchange } from './exchange.js';
 import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
@@ -268,7 +268,7 @@ export class ClientConnection implements Expirable {
     this.active = undefined;
     active?.onClientGone();
     for (const queued of this.queue.splice(0)) queued.onClientGone();
-    this.parser.free();
+    releaseParser(this.parser);
     this.worker.onConnectionClosed(this);
   }
 

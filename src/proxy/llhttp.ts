@@ -73,6 +73,23 @@ export interface ParserCallbacks {
   onMessageComplete(): void;
 }
 
+/**
+ * Releases a parser. `free()` only ends its async resource; the native parser
+ * (and everything its callbacks reach) is released by `close()`, which must
+ * not run while the parser may still be inside `execute()`: hence the
+ * setImmediate, as Node's own freeParser does. Without the close, every
+ * connection's parser stays reachable from a global handle: a leak of one
+ * connection's objects per connection ever opened.
+ */
+export function releaseParser(parser: NativeParser): void {
+  parser.free();
+  setImmediate(closeParser, parser);
+}
+
+function closeParser(parser: NativeParser): void {
+  parser.close();
+}
+
 /** A strict (no lenient flags) llhttp parser wired to `callbacks`. */
 export function createParser(type: 'request' | 'response', maxHeaderBytes: number, callbacks: ParserCallbacks): NativeParser {
   const parser = new HTTPParser();

@@ -3,7 +3,7 @@
 // exchange currently attached to it; between requests it waits in the pool's
 // idle stack (most recently used first, so the least used ones age out).
 import net from 'node:net';
-import { createParser, type NativeParser, type ParseError } from './llhttp.js';
+import { createParser, releaseParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { ServerSlot } from '../balancer/types.js';
 
@@ -168,7 +168,7 @@ export class UpstreamConnection implements Expirable {
     this.listener = undefined;
     untrack(this);
     this.pool.forget(this);
-    this.parser.free();
+    releaseParser(this.parser);
     // Still an open connection to the server: the tunnel gives the count back when it closes.
     this.socket.once('close', () => this.pool.counter.onConnectionCount(this.pool.server, -1));
   }
@@ -227,6 +227,6 @@ export class UpstreamConnection implements Expirable {
       this.socket.destroy();
       this.pool.counter.onConnectionCount(this.pool.server, -1);
     }
-    this.parser.free();
+    releaseParser(this.parser);
   }
 }

@@ -240,7 +240,8 @@ export function request(o: RequestOptions): Promise<Response> {
 
 /** A request to the admin API with the test token (or `token`, or none when null). */
 export function admin(port: number, path: string, method = 'GET', token: string | null = ADMIN_TOKEN): Promise<Response> {
-  return request({ port, path, method, headers: token === null ? {} : { authorization: `Bearer ${token}` } });
+  // A reload replaces every worker, one at a time: on a loaded 2-core machine that can take several seconds.
+  return request({ port, path, method, headers: token === null ? {} : { authorization: `Bearer ${token}` }, timeoutMs: 30_000 });
 }
 
 export interface StatusWorker {
