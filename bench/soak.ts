@@ -24,6 +24,12 @@ import { detectTools } from './lib/tools.js';
 const RESULTS_DIR = fileURLToPath(new URL('./results', import.meta.url));
 const MB = 1024 * 1024;
 const WINDOW_SEC = 10;
+/**
+ * Growth is judged after the first 20 s: V8 grows its heap to its working
+ * size over the first ~15 s at full load (seen here: flat within 1 MB from
+ * 20 s to 60 s), and that is warm-up, not a leak.
+ */
+const WARMUP_SEC = 20;
 /** The issue's target: per-worker RSS under load. */
 const TARGET_MB = 100;
 const PATH = '/100b';
@@ -46,7 +52,7 @@ function options(argv: string[]) {
   }
   const durationSec = Math.round(Number(values.duration));
   const connections = Math.round(Number(values.connections));
-  if (!(durationSec > WINDOW_SEC)) throw new Error(`--duration must exceed the ${WINDOW_SEC} s warm-up window\n${USAGE}`);
+  if (!(durationSec > WARMUP_SEC)) throw new Error(`--duration must exceed the ${WARMUP_SEC} s warm-up\n${USAGE}`);
   if (!(connections > 0)) throw new Error(`--connections must be a positive number\n${USAGE}`);
   if (values.driver !== undefined && values.driver !== 'wrk' && values.driver !== 'autocannon') {
     throw new Error(`--driver must be wrk or autocannon\n${USAGE}`);
@@ -170,7 +176,7 @@ async function main(): Promise<void> {
     const loadAvgAtEnd = loadAvg();
 
     const rows = windows(start, samples, WINDOW_SEC, probe?.samples);
-    const v = verdict(samples, WINDOW_SEC, TARGET_MB);
+    const v = verdict(samples, WARMUP_SEC, TARGET_MB);
     const said = running.stderr().trim();
     if (said) notes.push(`switchyard wrote on stderr: ${said.slice(0, 400).replace(/\s*\n\s*/g, ' | ')}`);
     notes.push(
