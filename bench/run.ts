@@ -91,7 +91,7 @@ async function runCell(sys: SystemDef, s: Scenario, round: number, ctx: CellCont
     return failed(`to start: ${(err as Error).message}`);
   }
   try {
-    const url = `http://127.0.0.1:${running.port}${s.path}`;
+    const url = `http://127.0.0.1:${running.port}${s.path}${running.query ? `?${running.query}` : ''}`;
     const body = s.bodyBytes ? Buffer.alloc(s.bodyBytes, 'x') : undefined;
     const bad = await checkOnce(url, s.method, body, s.expectBytes);
     if (bad) return failed(`check: ${bad}`);

@@ -20,11 +20,13 @@ export interface Scenario {
 export const BALANCE_VARIANTS = ['switchyard-source', 'switchyard-least-conn'];
 /** Switchyard with the other cluster scheduling policy: runs where a scenario lists it in `variants`. */
 export const SCHEDULING_VARIANTS = ['switchyard-sched-rr'];
+/** Switchyard with auth + authorization + rate limit on the route: its cost against plain `switchyard`. */
+export const GATEWAY_VARIANTS = ['switchyard-gateway'];
 /** Systems that run only where a scenario names them; their ratios are taken against `switchyard`. */
-export const VARIANTS = [...BALANCE_VARIANTS, ...SCHEDULING_VARIANTS];
+export const VARIANTS = [...BALANCE_VARIANTS, ...SCHEDULING_VARIANTS, ...GATEWAY_VARIANTS];
 
 export const SCENARIOS: Scenario[] = [
-  { name: '100b', description: 'GET 100 B, keep-alive', path: '/100b', method: 'GET', expectBytes: 100, variants: SCHEDULING_VARIANTS },
+  { name: '100b', description: 'GET 100 B, keep-alive', path: '/100b', method: 'GET', expectBytes: 100, variants: [...SCHEDULING_VARIANTS, ...GATEWAY_VARIANTS] },
   { name: '16k', description: 'GET 16 KB, keep-alive', path: '/16k', method: 'GET', expectBytes: 16 * 1024 },
   { name: '1m', description: 'GET 1 MB, keep-alive', path: '/1m', method: 'GET', expectBytes: 1024 * 1024 },
   {

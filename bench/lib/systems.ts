@@ -23,6 +23,8 @@ export interface Running {
   workerPids?(): Promise<number[]>;
   /** Switchyard: its admin API (GET /status, /metrics), for the soak's sampling. */
   admin?: { port: number; token: string };
+  /** A query string every request must carry (the gateway variant's API key). */
+  query?: string;
 }
 
 export interface StartContext {
@@ -68,6 +70,7 @@ export function switchyardYaml(
   backends: number[],
   balance: string,
   scheduling: SchedulingPolicy = 'kernel',
+  gateway = false,
 ): string {
   const servers = backends.map((p) => `      - { address: 127.0.0.1:${p}, weight: 1 }`).join('\n');
   return `workers: 2
@@ -85,20 +88,30 @@ ${servers}
 routes:
   - match: { host: "*", path: / }
     upstream: app
-`;
+${gateway ? GATEWAY_ROUTE : ''}`;
 }
 
-function switchyard(name: string, balance: string, scheduling: SchedulingPolicy = 'kernel'): SystemDef {
+/** The gateway variant's route checks: an API key (query, so wrk needs no script), a scope, a rate limit that never refuses. */
+const GATEWAY_KEY = 'bench-gateway-key-0123456789';
+const GATEWAY_ROUTE = `    auth:
+      api_key: { keys: [{ name: bench, key: "${GATEWAY_KEY}", scopes: [bench] }], query: key }
+      forward: { subject: X-Client }
+    authorize: { scopes: [bench] }
+    rate_limit: { rate: 1000000/s, burst: 1000000, key: api-key }
+`;
+
+function switchyard(name: string, balance: string, scheduling: SchedulingPolicy = 'kernel', gateway = false): SystemDef {
   return {
     name,
-    description: `Switchyard, 2 workers, balance ${balance}, scheduling ${scheduling}`,
+    description: `Switchyard, 2 workers, balance ${balance}, scheduling ${scheduling}${gateway ? ', route with API-key auth, scope check and rate limit' : ''}`,
     unavailable: () => (existsSync(SWITCHYARD_CLI) ? undefined : 'dist/cli.js missing (run npm run build)'),
     async start({ tmp, backends }) {
       const port = await freePort();
       const adminPort = await freePort();
       const file = join(tmp, `${name}.yaml`);
-      writeFileSync(file, switchyardYaml(port, adminPort, backends, balance, scheduling));
-      const proc = await startProcess(name, process.execPath, [SWITCHYARD_CLI, '--config', file], { port, path: READY_PATH }, REPO);
+      writeFileSync(file, switchyardYaml(port, adminPort, backends, balance, scheduling, gateway));
+      const ready = gateway ? `${READY_PATH}?key=${GATEWAY_KEY}` : READY_PATH;
+      const proc = await startProcess(name, process.execPath, [SWITCHYARD_CLI, '--config', file], { port, path: ready }, REPO);
       try {
         // A variant that silently ran the other policy would measure nothing.
         const status = await awaitSwitchyardStatus(adminPort, ADMIN_TOKEN);
@@ -114,6 +127,7 @@ function switchyard(name: string, balance: string, scheduling: SchedulingPolicy 
         stderr: proc.stderr,
         workerPids: async () => readyWorkerPids(await switchyardStatus(adminPort, ADMIN_TOKEN)),
         admin: { port: adminPort, token: ADMIN_TOKEN },
+        ...(gateway ? { query: `key=${GATEWAY_KEY}` } : {}),
       };
     },
   };
@@ -130,6 +144,7 @@ export const SYSTEMS: SystemDef[] = [
   switchyard('switchyard-source', 'source'),
   switchyard('switchyard-least-conn', 'least-conn'),
   switchyard('switchyard-sched-rr', 'round-robin', 'round-robin'),
+  switchyard('switchyard-gateway', 'round-robin', 'kernel', true),
   {
     name: 'nginx',
     description: 'nginx proxy, worker_processes 2, upstream keepalive 64',

@@ -52,6 +52,17 @@ const READY_TIMEOUT_MS = 30_000;
 /** Grace added to shutdown_timeout before workers still alive are killed. */
 const HARD_KILL_GRACE_MS = 2_000;
 const STATS_TIMEOUT_MS = 1_000;
+/**
+ * With kernel scheduling every worker accepts on the shared socket, and the
+ * one awake first takes a whole burst of connections (measured: one worker
+ * got all 64 keep-alive connections of a benchmark, the other none).
+ * libuv's UV_TCP_SINGLE_ACCEPT makes a worker accept one connection per
+ * wake-up and yield, so a burst spreads over the workers.
+ */
+const KERNEL_SCHEDULING_ENV: Record<Config['scheduling'], Record<string, string>> = {
+  kernel: { UV_TCP_SINGLE_ACCEPT: '1' },
+  'round-robin': {},
+};
 
 interface Entry {
   worker: Worker;
@@ -233,7 +244,7 @@ export class Primary {
   private fork(slot: Slot): Entry {
     const shared = this.shared!;
     const counterSlot = shared.allocateSlot();
-    const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index) });
+    const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index), ...KERNEL_SCHEDULING_ENV[this.config.scheduling] });
     let onReady!: () => void;
     let onFail!: (reason: string) => void;
     const ready = new Promise<void>((resolve, reject) => {

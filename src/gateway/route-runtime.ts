@@ -35,6 +35,8 @@ export class RouteRuntime {
   private readonly requestRules: HeaderRules | undefined;
   /** Identity headers: incoming copies are removed so a client cannot forge them. */
   private readonly identityNames: ReadonlySet<string>;
+  /** Their lengths: most headers are ruled out without lower-casing their name. */
+  private readonly identityLengths: ReadonlySet<number>;
   private readonly replacePrefix: string | undefined;
 
   constructor(readonly route: RouteConfig, readonly upstream: UpstreamRuntime, deps: GatewayDeps) {
@@ -51,6 +53,7 @@ export class RouteRuntime {
     this.requestRules = route.requestHeaders;
     this.responseRules = route.responseHeaders;
     this.identityNames = new Set(route.auth ? identityHeaderNames(route.auth.forward) : []);
+    this.identityLengths = new Set([...this.identityNames].map((n) => n.length));
     this.rewritesRequestHeaders = this.requestRules !== undefined || this.identityNames.size > 0;
     const auth = route.auth;
     this.credentialQueryParam =
@@ -92,14 +95,26 @@ export class RouteRuntime {
   upstreamHeaders(raw: readonly string[], identity: Identity | undefined): readonly string[] {
     let out: readonly string[] = raw;
     if (this.identityNames.size > 0) {
-      const kept: string[] = [];
-      for (let i = 0; i < raw.length; i += 2) if (!this.identityNames.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
-      out = kept;
+      // Copied only when a forged copy is actually there.
+      let kept: string[] | undefined;
+      for (let i = 0; i < raw.length; i += 2) {
+        const name = raw[i]!;
+        if (this.identityLengths.has(name.length) && this.identityNames.has(name.toLowerCase())) {
+          kept ??= raw.slice(0, i);
+          continue;
+        }
+        kept?.push(name, raw[i + 1]!);
+      }
+      if (kept !== undefined) out = kept;
     }
     if (this.requestRules !== undefined) out = applyHeaderRules(out, this.requestRules);
     if (identity !== undefined && this.route.auth !== undefined) {
       const added = identityHeaders(this.route.auth.forward, identity);
-      if (added.length > 0) out = [...out, ...added.flat()];
+      if (added.length > 0) {
+        const copy = out === raw ? raw.slice() : (out as string[]);
+        for (const [name, value] of added) copy.push(name, value);
+        out = copy;
+      }
     }
     return out;
   }

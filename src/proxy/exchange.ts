@@ -48,6 +48,8 @@ export class Exchange implements UpstreamListener {
   private upstream: UpstreamRuntime | undefined;
   private routeName: string | undefined;
   private clientIp = '';
+  /** The request as authentication and authorization see it, built once. */
+  private gateway: GatewayRequest | undefined;
   /** Who the gateway authenticated, for identity headers and the access log. */
   private identity: Identity | undefined;
   /** The request headers sent upstream when the route rewrites them. */
@@ -180,7 +182,7 @@ export class Exchange implements UpstreamListener {
   }
 
   private gatewayRequest(): GatewayRequest {
-    return { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp };
+    return (this.gateway ??= { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp });
   }
 
   /** A CORS preflight, answered here: the upstream never sees it. */
