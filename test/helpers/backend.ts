@@ -11,6 +11,8 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ReceivedRequest {
+  /** For an upgrade: set once its (tunnel) socket has closed. */
+  socketClosed?: boolean;
   method: string;
   url: string;
   httpVersion: string;
@@ -210,9 +212,13 @@ export async function startBackend(
   });
 
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    backend.upgrades.push(record(req));
+    const upgrade = record(req);
+    backend.upgrades.push(upgrade);
     socket.on('error', () => {});
-    socket.on('close', () => backend.upgradesClosed++);
+    socket.on('close', () => {
+      upgrade.socketClosed = true;
+      backend.upgradesClosed++;
+    });
     const key = req.headers['sec-websocket-key'];
     if (typeof key !== 'string') {
       socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');

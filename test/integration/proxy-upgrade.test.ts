@@ -93,9 +93,12 @@ test('closing the client side closes the backend side of the tunnel', async () =
   const { conn, res } = await openTunnel();
   assert.equal(res.status, 101);
   await conn.readBytes(GREETING.length);
+  // This tunnel's own backend socket: earlier tests' tunnels may still be closing.
+  const tunnel = backend.upgrades.at(-1)!;
+  assert.equal(tunnel.socketClosed, undefined);
   conn.destroy();
-  for (let i = 0; i < 60 && backend.upgradesClosed === 0; i++) await sleep(50);
-  assert.equal(backend.upgradesClosed, 1, 'backend socket closed within 3 s');
+  for (let i = 0; i < 60 && !tunnel.socketClosed; i++) await sleep(50);
+  assert.equal(tunnel.socketClosed, true, 'backend socket closed within 3 s');
 });
 
 test('closing the backend side closes the client side of the tunnel', async () => {

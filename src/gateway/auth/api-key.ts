@@ -6,6 +6,7 @@ import type { ApiKeyEntry } from '../../config/types.js';
 import { headerValue, queryValue } from './request-parts.js';
 import type { Lookup } from './request-parts.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
+import { SuccessCache } from './success-cache.js';
 
 interface StoredKey {
   digest: Buffer;
@@ -24,6 +25,15 @@ export class ApiKeyAuthenticator implements Authenticator {
   readonly #keys: StoredKey[];
   readonly #header: string;
   readonly #query: string | undefined;
+  /**
+   * Keys recently verified, by the presented string: a keep-alive client
+   * sending the same key on every request skips the SHA-256 (about 2 µs,
+   * most of the gateway's cost per request). A wrong key never enters, so it
+   * is always hashed and compared in full; a lookup of a wrong key lands in
+   * another hash bucket and is never compared with a valid one. The cache
+   * lives as long as the route table, so a reload drops it.
+   */
+  readonly #recent = new SuccessCache<Identity>({ ttlMs: 60_000, maxEntries: 1024 });
 
   constructor(options: ApiKeyOptions) {
     this.#header = (options.header ?? 'x-api-key').toLowerCase();
@@ -55,13 +65,20 @@ export class ApiKeyAuthenticator implements Authenticator {
     // Map keyed by the hex digest would be as safe (an attacker cannot steer
     // SHA-256 output, so a prefix-timing leak teaches nothing) and O(1); the
     // scan costs ~50 ns per key, negligible for key sets of realistic size.
+    const cacheKey = encoding === 'utf8' ? `q:${presented.value}` : `h:${presented.value}`;
+    const recent = this.#recent.get(cacheKey);
+    if (recent !== undefined) return { ok: true, identity: recent };
     const digest = createHash('sha256').update(presented.value, encoding).digest();
     let match: Identity | undefined;
     for (const key of this.#keys) {
       if (timingSafeEqual(digest, key.digest)) match = key.identity;
     }
-    return match ? { ok: true, identity: match } : { ok: false, reason: 'unknown API key' };
+    if (match === undefined) return { ok: false, reason: 'unknown API key' };
+    this.#recent.set(cacheKey, match);
+    return { ok: true, identity: match };
   }
 
-  close(): void {}
+  close(): void {
+    this.#recent.clear();
+  }
 }
