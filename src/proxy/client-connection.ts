@@ -215,6 +215,10 @@ export class ClientConnection implements Expirable {
   }
 
   checkDeadlines(t: number): void {
+    if (this.lingerDeadline !== 0) {
+      if (t >= this.lingerDeadline) this.destroy();
+      return;
+    }
     if (this.headDeadline !== 0 && t >= this.headDeadline && this.inHead && this.tunnel === undefined) {
       this.headDeadline = 0;
       if (this.active !== undefined) return;
@@ -241,8 +245,12 @@ export class ClientConnection implements Expirable {
   private destroySoon(): void {
     this.closed = true;
     this.socket.end();
-    setTimeout(() => this.destroy(), 1000).unref();
+    // A coarse deadline, not a timer: a timer would hold every closed connection for the full second.
+    if (this.lingerDeadline === 0) this.lingerDeadline = deadlineIn(1000);
   }
+
+  /** After we ended our side: when the socket is destroyed if the peer has not closed it. */
+  private lingerDeadline = 0;
 
   destroy(): void {
     this.socket.destroy();
