@@ -1,11 +1,7 @@
 #include "rate_limit.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,17 +10,13 @@
 #include <cstring>
 
 #include "hash.h"
-#include "shm_region.h"
+#include "shm_segment.h"
 
 namespace switchyard {
 namespace {
 
 constexpr uint64_t kGroupsOffset = sizeof(RateHeader);
 static_assert(kGroupsOffset % 64 == 0, "groups start on a cache line");
-
-std::string Errno(const char* what, const std::string& name) {
-  return std::string(what) + " " + name + ": " + std::strerror(errno);
-}
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -35,15 +27,10 @@ inline void CpuRelax() {
 }
 
 // Parses "switchyard-<pid>-rl"; returns the pid or 0.
-pid_t StalePid(const char* entry) {
-  static const char kPrefix[] = "switchyard-";
-  if (std::strncmp(entry, kPrefix, sizeof kPrefix - 1) != 0) return 0;
-  const char* p = entry + sizeof kPrefix - 1;
-  uint64_t pid = 0;
-  const char* digits = p;
-  while (*p >= '0' && *p <= '9' && pid < 0x7fffffff) pid = pid * 10 + static_cast<uint64_t>(*p++ - '0');
-  if (p == digits || pid == 0 || pid >= 0x7fffffff || std::strcmp(p, "-rl") != 0) return 0;
-  return static_cast<pid_t>(pid);
+pid_t RateCreatorPid(const char* entry) {
+  const char* p = nullptr;
+  const pid_t pid = SegmentCreatorPid(entry, &p);
+  return pid != 0 && std::strcmp(p, "-rl") == 0 ? pid : 0;
 }
 
 // Microseconds to milliseconds, rounded up: a client told to wait that long
@@ -59,43 +46,23 @@ RateTable::RateTable(std::string name, uint8_t* base, size_t size)
       header_(reinterpret_cast<RateHeader*>(base)),
       pid_(static_cast<uint32_t>(getpid())) {}
 
-RateTable::~RateTable() { munmap(base_, size_); }
+RateTable::~RateTable() { UnmapSegment(base_, size_); }
 
 std::shared_ptr<RateTable> RateTable::Create(const std::string& name, uint32_t slots,
                                              std::string* error) {
-  if (!ShmRegion::ValidName(name)) {
-    *error = "invalid shared-memory name: " + name;
-    return nullptr;
-  }
+  if (!CheckSegmentName(name, error)) return nullptr;
   if (slots == 0 || slots > kMaxRateSlots) {
     *error = "rate-limit slots must be 1.." + std::to_string(kMaxRateSlots);
     return nullptr;
   }
   const uint32_t groups = (slots + kRateWays - 1) / kRateWays;
   const uint64_t total = kGroupsOffset + static_cast<uint64_t>(groups) * sizeof(RateGroup);
-  const int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
-  if (fd < 0) {
-    *error = Errno("shm_open", name);
-    return nullptr;
-  }
   // Allocated now, not on first touch: a table larger than /dev/shm can
   // hold fails here (ENOSPC) instead of killing a worker with SIGBUS later.
-  void* mem = MAP_FAILED;
-  const int alloc = posix_fallocate(fd, 0, static_cast<off_t>(total));
-  if (alloc == 0) {
-    mem = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  } else {
-    errno = alloc;
-  }
-  if (mem == MAP_FAILED) {
-    *error = Errno("posix_fallocate/mmap", name);
-    close(fd);
-    shm_unlink(name.c_str());
-    return nullptr;
-  }
-  close(fd);
+  uint8_t* mem = CreateSegment(name, total, SegmentBacking::kAllocated, error);
+  if (mem == nullptr) return nullptr;
   // The file starts zeroed: every lock free, every bucket empty (key 0).
-  std::shared_ptr<RateTable> table(new RateTable(name, static_cast<uint8_t*>(mem), total));
+  std::shared_ptr<RateTable> table(new RateTable(name, mem, total));
   RateHeader* h = table->header_;
   h->version = kRateVersion;
   h->ways = kRateWays;
@@ -108,29 +75,10 @@ std::shared_ptr<RateTable> RateTable::Create(const std::string& name, uint32_t s
 }
 
 std::shared_ptr<RateTable> RateTable::Attach(const std::string& name, std::string* error) {
-  if (!ShmRegion::ValidName(name)) {
-    *error = "invalid shared-memory name: " + name;
-    return nullptr;
-  }
-  const int fd = shm_open(name.c_str(), O_RDWR, 0);
-  if (fd < 0) {
-    *error = Errno("shm_open", name);
-    return nullptr;
-  }
-  struct stat st;
-  void* mem = MAP_FAILED;
-  if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= sizeof(RateHeader)) {
-    mem = mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  }
-  const int saved = errno;
-  close(fd);
-  if (mem == MAP_FAILED) {
-    errno = saved;
-    *error = Errno("fstat/mmap (too small?)", name);
-    return nullptr;
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  std::shared_ptr<RateTable> table(new RateTable(name, static_cast<uint8_t*>(mem), size));
+  size_t size = 0;
+  uint8_t* mem = MapSegment(name, sizeof(RateHeader), &size, error);
+  if (mem == nullptr) return nullptr;
+  std::shared_ptr<RateTable> table(new RateTable(name, mem, size));
   const RateHeader* h = table->header_;
   const bool ok = h->magic.load(std::memory_order_acquire) == kRateMagic &&
                   h->version == kRateVersion && h->ways == kRateWays && h->groups > 0 &&
@@ -144,20 +92,7 @@ std::shared_ptr<RateTable> RateTable::Attach(const std::string& name, std::strin
   return table;
 }
 
-std::vector<std::string> RateTable::SweepStale() {
-  std::vector<std::string> removed;
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) return removed;
-  while (const dirent* e = readdir(dir)) {
-    const pid_t pid = StalePid(e->d_name);
-    // EPERM means the process exists under another user: not stale.
-    if (pid == 0 || kill(pid, 0) == 0 || errno != ESRCH) continue;
-    const std::string name = std::string("/") + e->d_name;
-    if (shm_unlink(name.c_str()) == 0) removed.push_back(name);
-  }
-  closedir(dir);
-  return removed;
-}
+std::vector<std::string> RateTable::SweepStale() { return SweepStaleSegments(RateCreatorPid); }
 
 uint64_t RateTable::NowUs() {
   timespec ts;

@@ -45,11 +45,9 @@
 #include <string>
 #include <vector>
 
-namespace switchyard {
+#include "shm_segment.h"
 
-static_assert(std::atomic<uint64_t>::is_always_lock_free &&
-                  std::atomic<uint32_t>::is_always_lock_free,
-              "shared-memory rate limits need lock-free (address-free) 32- and 64-bit atomics");
+namespace switchyard {
 
 constexpr uint64_t kRateMagic = 0x31304c5259575300ULL;  // "\0SWYRL01" little-endian
 constexpr uint32_t kRateVersion = 1;

@@ -1,63 +1,43 @@
 #include "shm_region.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <unordered_map>
+
+#include "shm_segment.h"
 
 namespace switchyard {
 namespace {
 
 constexpr uint64_t AlignUp(uint64_t n) { return (n + kLineBytes - 1) / kLineBytes * kLineBytes; }
 
-std::string Errno(const char* what, const std::string& name) {
-  return std::string(what) + " " + name + ": " + std::strerror(errno);
-}
-
 // Parses "switchyard-<pid>" or "switchyard-<pid>-<gen>"; returns the pid or 0.
-pid_t StalePid(const char* entry) {
-  static const char kPrefix[] = "switchyard-";
-  if (std::strncmp(entry, kPrefix, sizeof kPrefix - 1) != 0) return 0;
-  const char* p = entry + sizeof kPrefix - 1;
-  uint64_t pid = 0;
-  const char* digits = p;
-  while (*p >= '0' && *p <= '9' && pid < 0x7fffffff) pid = pid * 10 + static_cast<uint64_t>(*p++ - '0');
-  if (p == digits || pid == 0 || pid >= 0x7fffffff) return 0;
+pid_t RegionCreatorPid(const char* entry) {
+  const char* p = nullptr;
+  const pid_t pid = SegmentCreatorPid(entry, &p);
+  if (pid == 0) return 0;
   if (*p == '-') {
     const char* gen = ++p;
     while (*p >= '0' && *p <= '9') ++p;
     if (p == gen) return 0;
   }
-  return *p == '\0' ? static_cast<pid_t>(pid) : 0;
+  return *p == '\0' ? pid : 0;
 }
 
 }  // namespace
 
-bool ShmRegion::ValidName(const std::string& name) {
-  return name.size() >= 2 && name.size() <= 255 && name[0] == '/' &&
-         name.find('/', 1) == std::string::npos && name.find('\0') == std::string::npos;
-}
-
 ShmRegion::ShmRegion(std::string name, uint8_t* base, size_t size)
     : name_(std::move(name)), base_(base), size_(size), header_(reinterpret_cast<ShmHeader*>(base)) {}
 
-ShmRegion::~ShmRegion() { munmap(base_, size_); }
+ShmRegion::~ShmRegion() { UnmapSegment(base_, size_); }
 
 std::shared_ptr<ShmRegion> ShmRegion::Create(const std::string& name,
                                              const std::vector<std::string>& ids, uint32_t slots,
                                              uint32_t generation, std::string* error) {
-  if (!ValidName(name)) {
-    *error = "invalid shared-memory name: " + name;
-    return nullptr;
-  }
+  if (!CheckSegmentName(name, error)) return nullptr;
   if (slots == 0 || slots > 4096 || ids.size() > 1u << 20) {
     *error = "slots must be 1..4096 and servers at most 2^20";
     return nullptr;
@@ -75,25 +55,11 @@ std::shared_ptr<ShmRegion> ShmRegion::Create(const std::string& name,
   const uint64_t counters_offset = health_offset + n * kLineBytes;
   const uint64_t total = counters_offset + n * slots * kLineBytes;
 
-  const int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
-  if (fd < 0) {
-    *error = Errno("shm_open", name);
-    return nullptr;
-  }
-  void* mem = MAP_FAILED;
-  if (ftruncate(fd, static_cast<off_t>(total)) == 0) {
-    mem = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  }
-  if (mem == MAP_FAILED) {
-    *error = Errno("ftruncate/mmap", name);
-    close(fd);
-    shm_unlink(name.c_str());
-    return nullptr;
-  }
-  close(fd);
+  uint8_t* mem = CreateSegment(name, total, SegmentBacking::kSparse, error);
+  if (mem == nullptr) return nullptr;
 
   // The file starts zeroed: counters are 0, ejection deadlines are 0.
-  std::shared_ptr<ShmRegion> region(new ShmRegion(name, static_cast<uint8_t*>(mem), total));
+  std::shared_ptr<ShmRegion> region(new ShmRegion(name, mem, total));
   ShmHeader* h = region->header_;
   h->version = kShmVersion;
   h->header_bytes = static_cast<uint32_t>(header_bytes);
@@ -123,29 +89,10 @@ std::shared_ptr<ShmRegion> ShmRegion::Create(const std::string& name,
 }
 
 std::shared_ptr<ShmRegion> ShmRegion::Attach(const std::string& name, std::string* error) {
-  if (!ValidName(name)) {
-    *error = "invalid shared-memory name: " + name;
-    return nullptr;
-  }
-  const int fd = shm_open(name.c_str(), O_RDWR, 0);
-  if (fd < 0) {
-    *error = Errno("shm_open", name);
-    return nullptr;
-  }
-  struct stat st;
-  void* mem = MAP_FAILED;
-  if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= sizeof(ShmHeader)) {
-    mem = mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  }
-  const int saved = errno;
-  close(fd);
-  if (mem == MAP_FAILED) {
-    errno = saved;
-    *error = Errno("fstat/mmap (too small?)", name);
-    return nullptr;
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  std::shared_ptr<ShmRegion> region(new ShmRegion(name, static_cast<uint8_t*>(mem), size));
+  size_t size = 0;
+  uint8_t* mem = MapSegment(name, sizeof(ShmHeader), &size, error);
+  if (mem == nullptr) return nullptr;
+  std::shared_ptr<ShmRegion> region(new ShmRegion(name, mem, size));
   const ShmHeader* h = region->header_;
   const uint64_t n = h->servers;
   const bool ok =
@@ -172,34 +119,10 @@ std::shared_ptr<ShmRegion> ShmRegion::Attach(const std::string& name, std::strin
 }
 
 bool ShmRegion::Unlink(const std::string& name, bool* existed, std::string* error) {
-  *existed = false;
-  if (!ValidName(name)) {
-    *error = "invalid shared-memory name: " + name;
-    return false;
-  }
-  if (shm_unlink(name.c_str()) == 0) {
-    *existed = true;
-    return true;
-  }
-  if (errno == ENOENT) return true;
-  *error = Errno("shm_unlink", name);
-  return false;
+  return UnlinkSegment(name, existed, error);
 }
 
-std::vector<std::string> ShmRegion::SweepStale() {
-  std::vector<std::string> removed;
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) return removed;
-  while (const dirent* e = readdir(dir)) {
-    const pid_t pid = StalePid(e->d_name);
-    // EPERM means the process exists under another user: not stale.
-    if (pid == 0 || kill(pid, 0) == 0 || errno != ESRCH) continue;
-    const std::string name = std::string("/") + e->d_name;
-    if (shm_unlink(name.c_str()) == 0) removed.push_back(name);
-  }
-  closedir(dir);
-  return removed;
-}
+std::vector<std::string> ShmRegion::SweepStale() { return SweepStaleSegments(RegionCreatorPid); }
 
 uint64_t ShmRegion::NowUnixMs() {
   timespec ts;

@@ -27,11 +27,9 @@
 #include <string>
 #include <vector>
 
-namespace switchyard {
+#include "shm_segment.h"
 
-static_assert(std::atomic<uint64_t>::is_always_lock_free &&
-                  std::atomic<uint32_t>::is_always_lock_free,
-              "shared-memory counters need lock-free 32- and 64-bit atomics");
+namespace switchyard {
 
 enum Counter : uint32_t {
   kActiveConnections = 0,
@@ -105,8 +103,6 @@ class ShmRegion {
   // Unlinks /dev/shm/switchyard-<pid>[-<gen>] segments whose pid is not a
   // live process; returns the names removed (with the leading '/').
   static std::vector<std::string> SweepStale();
-  // "/<something>" with no other '/', at most 255 bytes.
-  static bool ValidName(const std::string& name);
 
   ShmRegion(const ShmRegion&) = delete;
   ShmRegion& operator=(const ShmRegion&) = delete;
