@@ -3,6 +3,7 @@
 // anything without a known `type` is ignored.
 import type { Config } from '../config/types.js';
 import type { WorkerStats } from '../proxy/server.js';
+import type { MetricJson } from '../metrics/worker-metrics.js';
 
 /**
  * The primary sends the validated config over IPC rather than letting each
@@ -21,7 +22,9 @@ export type WorkerMessage =
   | { type: 'hello' }
   /** The data path is listening. */
   | { type: 'ready' }
-  | { type: 'stats'; id: number; stats: WorkerStats };
+  | { type: 'stats'; id: number; stats: WorkerStats }
+  /** Sent once, after a drain and just before exiting: everything the worker counted. */
+  | { type: 'metrics-final'; metrics: MetricJson[] };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

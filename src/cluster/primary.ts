@@ -12,7 +12,7 @@ import { buildStatus } from '../admin/status.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
 import { SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
-import { clusterMetricsText, createPrimaryRegistry } from '../metrics/cluster-metrics.js';
+import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
@@ -82,6 +82,8 @@ interface Entry {
   /** The worker's counter slot in the shared region, and the region it maps. */
   counterSlot: number;
   regionName: string;
+  /** It sent its final metrics: they are in retiredMetrics. */
+  countsRetired?: boolean;
   /** Settled by the 'ready' message, or by exit/timeout before it. */
   ready: Promise<void>;
   onReady(): void;
@@ -120,6 +122,8 @@ export class Primary {
     workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
     restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
   });
+  /** Counters of workers that drained and exited (a reload, a shutdown), still part of every total. */
+  private readonly retiredMetrics = new RetiredCounters();
   private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
@@ -161,7 +165,14 @@ export class Primary {
         reload: () => this.reload(),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
         // Workers still starting have no counts yet: asking them would only wait for the deadline.
-        metrics: () => clusterMetricsText(this.metricsRegistry, this.liveEntries().filter((e) => e.state !== 'starting').map((e) => e.worker)),
+        metrics: () =>
+          clusterMetricsText(
+            this.metricsRegistry,
+            this.liveEntries()
+              .filter((e) => e.state !== 'starting' && !e.countsRetired)
+              .map((e) => e.worker),
+            this.retiredMetrics,
+          ),
       },
       this.log,
     );
@@ -301,6 +312,11 @@ export class Primary {
         break;
       case 'stats':
         this.pendingStats.get(m.id)?.(m.stats);
+        break;
+      case 'metrics-final':
+        // From now on its counts come from here, not from asking it.
+        entry.countsRetired = true;
+        this.retiredMetrics.add(m.metrics);
         break;
     }
   }

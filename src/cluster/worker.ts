@@ -38,7 +38,9 @@ export function runWorker(): void {
     await proxy.stopAccepting();
     await proxy.drain(drainTimeoutMs);
     log.info({ drainMs: Date.now() - started }, 'worker drained');
-    process.exit(0);
+    // The primary keeps these, so counters do not fall back when workers are replaced.
+    if (process.connected) process.send?.({ type: 'metrics-final', metrics: proxy.metricsSnapshot() } satisfies WorkerMessage, () => process.exit(0));
+    else process.exit(0);
   };
 
   const start = async (c: Config, shared: { name: string; slot: number }, rateLimitTable: string) => {

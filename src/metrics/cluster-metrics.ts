@@ -58,6 +58,35 @@ export function createPrimaryRegistry(sources: ClusterMetricsSources): Registry 
 
 export const WORKER_ANSWER_TIMEOUT_MS = 1_000;
 
+/**
+ * The running totals of workers that have exited after a drain. Counters and
+ * histograms only (they are cumulative); gauges describe live workers and
+ * leave with them. A worker killed outright sends nothing: its counts are
+ * lost, and Prometheus sees that as a counter reset.
+ */
+export class RetiredCounters {
+  /** metric → series key → value, in prom-client's JSON form. */
+  private readonly metrics = new Map<string, MetricJson & { byKey: Map<string, MetricJson['values'][number]> }>();
+
+  add(snapshot: readonly MetricJson[]): void {
+    for (const metric of snapshot) {
+      if (metric.type === 'gauge') continue;
+      let kept = this.metrics.get(metric.name);
+      if (kept === undefined) this.metrics.set(metric.name, (kept = { ...metric, values: [], byKey: new Map() }));
+      for (const v of metric.values) {
+        const key = `${v.metricName ?? ''}${JSON.stringify(v.labels)}`;
+        const seen = kept.byKey.get(key);
+        if (seen === undefined) kept.byKey.set(key, { ...v, labels: { ...v.labels } });
+        else seen.value += v.value;
+      }
+    }
+  }
+
+  snapshot(): MetricJson[] {
+    return [...this.metrics.values()].map(({ byKey, ...metric }) => ({ ...metric, values: [...byKey.values()] }));
+  }
+}
+
 let nextRequestId = 1;
 
 /**
@@ -69,6 +98,7 @@ let nextRequestId = 1;
 export async function clusterMetricsText(
   primaryRegistry: Registry,
   workers: readonly Worker[] = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w),
+  retired?: RetiredCounters,
   timeoutMs = WORKER_ANSWER_TIMEOUT_MS,
 ): Promise<string> {
   const [answers, own] = await Promise.all([collectFromWorkers(workers, timeoutMs), primaryRegistry.getMetricsAsJSON()]);
@@ -81,6 +111,7 @@ export async function clusterMetricsText(
     values: [{ value: missing, labels: {} }],
   };
   const all = [...answers.filter((a): a is MetricJson[] => a !== undefined), own, [scrape]];
+  if (retired !== undefined) all.push(retired.snapshot());
   return AggregatorRegistry.aggregate(all).metrics();
 }
 

@@ -9,6 +9,7 @@ import { ClientConnection } from './client-connection.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
+import type { MetricJson } from '../metrics/worker-metrics.js';
 
 /** Rate-limit buckets only this process maps (a worker run outside the cluster). */
 function privateLimiter(config: Config): RateLimiter {
@@ -47,6 +48,8 @@ export interface ProxyWorker {
   /** Resolves when every in-flight request has finished, or at the deadline, when the rest are destroyed. */
   drain(timeoutMs: number): Promise<void>;
   stats(): WorkerStats;
+  /** Everything this worker counted, for the primary to keep when the worker retires. */
+  metricsSnapshot(): MetricJson[];
 }
 
 export interface WorkerPlacement {
@@ -80,6 +83,9 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       clearTimeout(timer);
       for (const conn of runtime.connections) conn.destroy();
       runtime.close();
+    },
+    metricsSnapshot() {
+      return runtime.metrics.snapshot();
     },
     stats() {
       const upstreams: WorkerStats['upstreams'] = {};

@@ -6,11 +6,14 @@ import {
   admin,
   baseConfig,
   freePort,
+  isAlive,
   request,
   sleep,
   startBackend,
   startCli,
+  status,
   tempDir,
+  waitForStatus,
   type Backend,
   type RunningCli,
   type TempDir,
@@ -88,5 +91,45 @@ describe('metrics', () => {
     // Nothing counted twice or late: the total holds steady.
     await sleep(100);
     assert.equal(sum(await metrics(adminPort), 'switchyard_requests_total') - base, N);
+  });
+});
+
+describe('metrics across a reload', () => {
+  let tmp: TempDir;
+  let backend: Backend;
+  let cli: RunningCli;
+  let proxyPort: number;
+  let adminPort: number;
+
+  before(async () => {
+    tmp = await tempDir();
+    backend = await startBackend();
+    proxyPort = await freePort();
+    adminPort = await freePort();
+    const file = await tmp.writeConfig(baseConfig({ proxyPort, adminPort, servers: [backend.address], workers: 2, scheduling: 'round-robin' }));
+    cli = await startCli(file, { waitFor: [proxyPort, adminPort] });
+  });
+  after(async () => {
+    await cli?.stop();
+    await backend?.close();
+    await tmp?.remove();
+  });
+
+  test('counters keep the requests of workers a reload replaced (Prometheus sees no reset)', async () => {
+    const base = sum(await metrics(adminPort), 'switchyard_requests_total');
+    for (let i = 0; i < N; i++) assert.equal((await request({ port: proxyPort, path: `/a/${i}` })).status, 200);
+    const oldPids = (await status(adminPort)).workers.map((w) => w.pid);
+    const res = await admin(adminPort, '/reload', 'POST');
+    assert.equal(res.status, 200, res.body);
+    // Both old workers drained and exited: their counts now live on only in the primary.
+    await waitForStatus(adminPort, (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && !oldPids.includes(w.pid)));
+    for (let i = 0; i < 20 && oldPids.some((pid) => pid !== null && isAlive(pid)); i++) await sleep(100);
+    for (let i = 0; i < N; i++) assert.equal((await request({ port: proxyPort, path: `/b/${i}` })).status, 200);
+    let total = sum(await metrics(adminPort), 'switchyard_requests_total') - base;
+    for (let i = 0; i < 20 && total < 2 * N; i++) {
+      await sleep(25);
+      total = sum(await metrics(adminPort), 'switchyard_requests_total') - base;
+    }
+    assert.equal(total, 2 * N);
   });
 });
