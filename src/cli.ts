@@ -69,7 +69,6 @@ async function main(argv: string[]): Promise<number | undefined> {
     process.stderr.write(errors.map((e) => e + '\n').join(''));
     return 1;
   }
-  for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
 
   if (values.check !== undefined) {
     const { summarizeConfig } = await import('./config/summary.js');

@@ -412,9 +412,7 @@ export class Primary {
     if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
     let next: Config;
     try {
-      const loaded = loadConfig(this.options.file, this.options.overrides);
-      for (const w of loaded.warnings) this.log.warn({ file: this.options.file }, w);
-      next = loaded.config;
+      next = loadConfig(this.options.file, this.options.overrides).config;
     } catch (err) {
       const errors = err instanceof ConfigError ? [...err.errors] : [(err as Error).message];
       this.log.error({ file: this.options.file, errors }, 'reload rejected: the config is invalid; nothing changed');
