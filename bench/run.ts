@@ -1,9 +1,7 @@
 // `npm run bench`: Switchyard against direct, nginx, HAProxy and Node proxies,
 // interleaved over rounds, one table of medians with same-run ratios.
 // Flags and method: bench/README.md.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseOptions, type Options } from './lib/args.js';
 import { startBackends } from './lib/backends.js';
@@ -11,7 +9,7 @@ import { checkOnce } from './lib/check.js';
 import { autocannonDriver, wrkDriver, type Driver, type LoadSpec } from './lib/load.js';
 import { sampleRss, treeCpuMicros } from './lib/proc.js';
 import { startCpuSplit } from './lib/split.js';
-import { stopAll } from './lib/process.js';
+import { benchWorkspace, stopAll } from './lib/process.js';
 import { LEGEND, summarise, table, writeResults, type Cell } from './lib/report.js';
 import { runsIn, SCENARIOS, type Scenario } from './lib/scenarios.js';
 import { SYSTEMS, type Running, type SystemDef } from './lib/systems.js';
@@ -150,15 +148,7 @@ async function main(): Promise<void> {
   }
   notes.push('2-core machine: load generator, backends and proxy share the cores, so absolute numbers are noisy; compare ratios');
 
-  const tmp = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
-  const cleanup = async (): Promise<void> => {
-    await stopAll();
-    rmSync(tmp, { recursive: true, force: true });
-  };
-  process.once('SIGINT', () => {
-    console.log('\ninterrupted: stopping everything');
-    void cleanup().then(() => process.exit(130));
-  });
+  const { tmp, cleanup } = benchWorkspace('switchyard-bench-');
 
   try {
     const backends = await startBackends(tools, tmp);

@@ -3,9 +3,7 @@
 // worker from /proc and each worker's event-loop delay, folded into 10 s
 // windows, with a verdict on memory growth after the warm-up window.
 // Flags and method: bench/README.md, "Soak".
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +14,7 @@ import { autocannonDriver, wrkDriver, type Driver } from './lib/load.js';
 import { hasLoopDelay, LOOP_DELAY_METRIC, parseLoopDelay, scrapeMetrics, type LoopDelay } from './lib/metrics.js';
 import { startProbe, type Probe } from './lib/probe.js';
 import { readStat } from './lib/proc.js';
-import { stopAll } from './lib/process.js';
+import { benchWorkspace, stopAll } from './lib/process.js';
 import { verdict, verdictLines, windows, windowTable, writeSoakResults, type SoakSample } from './lib/soak-report.js';
 import { SYSTEMS } from './lib/systems.js';
 import { detectTools } from './lib/tools.js';
@@ -80,15 +78,7 @@ async function main(): Promise<void> {
   const driver: Driver = driverName === 'wrk' ? wrkDriver(tools.wrk!) : autocannonDriver;
   const notes: string[] = [];
 
-  const tmp = mkdtempSync(join(tmpdir(), 'switchyard-soak-'));
-  const cleanup = async (): Promise<void> => {
-    await stopAll();
-    rmSync(tmp, { recursive: true, force: true });
-  };
-  process.once('SIGINT', () => {
-    console.log('\ninterrupted: stopping everything');
-    void cleanup().then(() => process.exit(130));
-  });
+  const { tmp, cleanup } = benchWorkspace('switchyard-soak-');
 
   try {
     const backends = await startBackends(tools, tmp);

@@ -2,6 +2,9 @@
 // under test): readiness by HTTP, a clear error with the stderr tail when one
 // dies early, and a stop that leaves no descendant behind.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processTree, readStat } from './proc.js';
@@ -18,6 +21,23 @@ const live = new Set<Managed>();
 /** Stops everything still running; for the bench's exit paths. */
 export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((m) => m.stop()));
+}
+
+/**
+ * A temp dir for one bench run, and the cleanup that stops every process
+ * started and removes the dir, run at the end or on Ctrl-C.
+ */
+export function benchWorkspace(prefix: string): { tmp: string; cleanup(): Promise<void> } {
+  const tmp = mkdtempSync(join(tmpdir(), prefix));
+  const cleanup = async (): Promise<void> => {
+    await stopAll();
+    rmSync(tmp, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => {
+    console.log('\ninterrupted: stopping everything');
+    void cleanup().then(() => process.exit(130));
+  });
+  return { tmp, cleanup };
 }
 
 function exited(child: ChildProcess): Promise<void> {

@@ -61,7 +61,10 @@ export class Exchange implements UpstreamListener {
   private timeouts!: UpstreamTimeouts;
   server: ServerSlot | undefined;
   private conn: UpstreamConnection | undefined;
+  /** Servers that failed this request, excluded from its retries. */
   private tried: Set<ServerSlot> | undefined;
+  /** Servers picked so far (the first attempt included). */
+  private attempts = 0;
   private freshRetryUsed = false;
   /** Why the last attempt failed: the answer when no server is left to retry on. */
   private lastFailure: ProxyErrorReason = 'upstream-connect-failed';
@@ -339,8 +342,8 @@ export class Exchange implements UpstreamListener {
     const upstream = this.upstream!;
     const ctx = { clientIp: this.clientIp, key: upstream.hashKeyOf?.(this.raw) };
     const server = upstream.balancer.pick(ctx, this.tried);
-    if (server === undefined) return this.fail(this.tried === undefined ? 'no-healthy-server' : this.lastFailure);
-    (this.tried ??= new Set()).add(server);
+    if (server === undefined) return this.fail(this.attempts === 0 ? 'no-healthy-server' : this.lastFailure);
+    this.attempts++;
     this.attachTo(server, this.isUpgrade);
   }
 
@@ -516,7 +519,7 @@ export class Exchange implements UpstreamListener {
     if (kind === 'parse') return this.fail('upstream-bad-response', error.message);
     const log = this.client.worker.log;
     this.lastFailure = kind === 'connect' ? 'upstream-connect-failed' : 'upstream-reset';
-    if (this.tried!.size <= this.route!.retries) {
+    if (this.attempts <= this.route!.retries) {
       if (kind === 'connect') {
         // Never reached the server: safe to try another one for any method.
         log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream connect failed, retrying');
@@ -548,9 +551,11 @@ export class Exchange implements UpstreamListener {
 
   private retry(): void {
     this.rewind();
-    const before = this.tried!.size;
+    // Built only now: a request that succeeds at once allocates no set.
+    (this.tried ??= new Set()).add(this.server!);
+    const before = this.attempts;
     this.connect();
-    if (this.tried!.size > before && this.server !== undefined) this.upstream!.onRetry(this.server);
+    if (this.attempts > before) this.upstream!.onRetry(this.server!);
   }
 
   onUpstreamDeadline(): void {

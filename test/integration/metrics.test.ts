@@ -37,98 +37,86 @@ async function metrics(port: number): Promise<string> {
   return res.body;
 }
 
-describe('metrics', () => {
-  let tmp: TempDir;
-  let backend: Backend;
-  let cli: RunningCli;
-  let proxyPort: number;
-  let adminPort: number;
-
+/**
+ * The CLI with 2 workers in front of one backend, started before the suite's
+ * tests and stopped after them. Round-robin scheduling: each request's fresh
+ * connection goes to the next worker, so each serves about half and a total
+ * of exactly N proves both were summed.
+ */
+function twoWorkerCli() {
+  const ctx = {} as { tmp: TempDir; backend: Backend; cli: RunningCli; proxyPort: number; adminPort: number };
   before(async () => {
-    tmp = await tempDir();
-    backend = await startBackend();
-    proxyPort = await freePort();
-    adminPort = await freePort();
-    // round-robin scheduling: each request's fresh connection goes to the next worker, so each serves
-    // about half and a total of exactly N proves both were summed.
-    const file = await tmp.writeConfig(baseConfig({ proxyPort, adminPort, servers: [backend.address], workers: 2, scheduling: 'round-robin' }));
-    cli = await startCli(file, { waitFor: [proxyPort, adminPort] });
+    ctx.tmp = await tempDir();
+    ctx.backend = await startBackend();
+    ctx.proxyPort = await freePort();
+    ctx.adminPort = await freePort();
+    const file = await ctx.tmp.writeConfig(
+      baseConfig({ proxyPort: ctx.proxyPort, adminPort: ctx.adminPort, servers: [ctx.backend.address], workers: 2, scheduling: 'round-robin' }),
+    );
+    ctx.cli = await startCli(file, { waitFor: [ctx.proxyPort, ctx.adminPort] });
   });
   after(async () => {
-    await cli?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await ctx.cli?.stop();
+    await ctx.backend?.close();
+    await ctx.tmp?.remove();
   });
+  return ctx;
+}
+
+describe('metrics', () => {
+  const ctx = twoWorkerCli();
 
   test('without the token: 401', async () => {
-    assert.equal((await admin(adminPort, '/metrics', 'GET', null)).status, 401);
+    assert.equal((await admin(ctx.adminPort, '/metrics', 'GET', null)).status, 401);
   });
 
   test(`switchyard_requests_total grows by exactly ${N} for ${N} requests, summed over both workers`, async () => {
     // The start-up probe already sent requests: count from here.
-    const before = await metrics(adminPort);
+    const before = await metrics(ctx.adminPort);
     const base = sum(before, 'switchyard_requests_total');
     assert.equal(sum(before, 'switchyard_workers'), 2);
     assert.equal(sum(before, 'switchyard_metrics_workers_missing'), 0);
 
     for (let i = 0; i < N; i++) {
-      const res = await request({ port: proxyPort, path: `/n/${i}` });
+      const res = await request({ port: ctx.proxyPort, path: `/n/${i}` });
       assert.equal(res.status, 200);
     }
     // A worker counts a request when it finishes it, which can be just after the client read the last byte.
-    let text = await metrics(adminPort);
+    let text = await metrics(ctx.adminPort);
     for (let i = 0; i < 20 && sum(text, 'switchyard_requests_total') - base < N; i++) {
       await sleep(25);
-      text = await metrics(adminPort);
+      text = await metrics(ctx.adminPort);
     }
     assert.equal(sum(text, 'switchyard_requests_total') - base, N);
     assert.equal(sum(text, 'switchyard_metrics_workers_missing'), 0);
     const ok = text.split('\n').filter((l) => l.startsWith('switchyard_requests_total{') && l.includes('status_class="2xx"'));
-    assert.ok(ok.some((l) => l.includes(`server="${backend.address}"`)), ok.join('\n'));
+    assert.ok(ok.some((l) => l.includes(`server="${ctx.backend.address}"`)), ok.join('\n'));
     const count = sum(text, 'switchyard_request_duration_seconds_count') - sum(before, 'switchyard_request_duration_seconds_count');
     assert.equal(count, N, 'the latency histogram saw every request');
 
     // Nothing counted twice or late: the total holds steady.
     await sleep(100);
-    assert.equal(sum(await metrics(adminPort), 'switchyard_requests_total') - base, N);
+    assert.equal(sum(await metrics(ctx.adminPort), 'switchyard_requests_total') - base, N);
   });
 });
 
 describe('metrics across a reload', () => {
-  let tmp: TempDir;
-  let backend: Backend;
-  let cli: RunningCli;
-  let proxyPort: number;
-  let adminPort: number;
-
-  before(async () => {
-    tmp = await tempDir();
-    backend = await startBackend();
-    proxyPort = await freePort();
-    adminPort = await freePort();
-    const file = await tmp.writeConfig(baseConfig({ proxyPort, adminPort, servers: [backend.address], workers: 2, scheduling: 'round-robin' }));
-    cli = await startCli(file, { waitFor: [proxyPort, adminPort] });
-  });
-  after(async () => {
-    await cli?.stop();
-    await backend?.close();
-    await tmp?.remove();
-  });
+  const ctx = twoWorkerCli();
 
   test('counters keep the requests of workers a reload replaced (Prometheus sees no reset)', async () => {
-    const base = sum(await metrics(adminPort), 'switchyard_requests_total');
-    for (let i = 0; i < N; i++) assert.equal((await request({ port: proxyPort, path: `/a/${i}` })).status, 200);
-    const oldPids = (await status(adminPort)).workers.map((w) => w.pid);
-    const res = await admin(adminPort, '/reload', 'POST');
+    const base = sum(await metrics(ctx.adminPort), 'switchyard_requests_total');
+    for (let i = 0; i < N; i++) assert.equal((await request({ port: ctx.proxyPort, path: `/a/${i}` })).status, 200);
+    const oldPids = (await status(ctx.adminPort)).workers.map((w) => w.pid);
+    const res = await admin(ctx.adminPort, '/reload', 'POST');
     assert.equal(res.status, 200, res.body);
     // Both old workers drained and exited: their counts now live on only in the primary.
-    await waitForStatus(adminPort, (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && !oldPids.includes(w.pid)));
+    await waitForStatus(ctx.adminPort, (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && !oldPids.includes(w.pid)));
     for (let i = 0; i < 20 && oldPids.some((pid) => pid !== null && isAlive(pid)); i++) await sleep(100);
-    for (let i = 0; i < N; i++) assert.equal((await request({ port: proxyPort, path: `/b/${i}` })).status, 200);
-    let total = sum(await metrics(adminPort), 'switchyard_requests_total') - base;
+    for (let i = 0; i < N; i++) assert.equal((await request({ port: ctx.proxyPort, path: `/b/${i}` })).status, 200);
+    let total = sum(await metrics(ctx.adminPort), 'switchyard_requests_total') - base;
     for (let i = 0; i < 20 && total < 2 * N; i++) {
       await sleep(25);
-      total = sum(await metrics(adminPort), 'switchyard_requests_total') - base;
+      total = sum(await metrics(ctx.adminPort), 'switchyard_requests_total') - base;
     }
     assert.equal(total, 2 * N);
   });
