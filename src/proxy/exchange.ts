@@ -449,7 +449,8 @@ export class Exchange implements UpstreamListener {
     );
     client.socket.write(head, 'latin1');
     conn.deadline = this.capped(deadlineIn(this.timeouts.idleMs));
-    return isHead ? 1 : undefined;
+    if (isHead) return 1;
+    if (this.framing === 'length' && !noBody && resp.contentLength > 0) return conn.passBodyThrough(resp.contentLength);
   }
 
   private upstreamKeepAlive = false;

@@ -51,7 +51,8 @@ export const METHODS: readonly string[] = common.methods;
  * Called when the head is complete. `rawHeaders` is the flat [name, value, ...]
  * list exactly as received (latin1), or undefined when llhttp already flushed
  * the headers through kOnHeaders (more than 32 fields); `url` likewise.
- * Return 1 to tell the parser the message has no body (a response to HEAD).
+ * Return 1 to tell the parser the message has no body (a response to HEAD),
+ * 2 to stop parsing after the head (an upgrade, or a body passed through raw).
  */
 export type OnHeadersComplete = (
   versionMajor: number,
@@ -71,6 +72,11 @@ export interface ParserCallbacks {
   onHeadersComplete: OnHeadersComplete;
   onBody(chunk: Buffer): void;
   onMessageComplete(): void;
+}
+
+/** Puts a parser back to its start state (strict, no lenient flags), keeping its callbacks. */
+export function resetParser(parser: NativeParser, type: 'request' | 'response', maxHeaderBytes: number): void {
+  parser.initialize(type === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderBytes, HTTPParser.kLenientNone);
 }
 
 /**
@@ -108,7 +114,7 @@ function recycle(parser: NativeParser): void {
 /** A strict (no lenient flags) llhttp parser wired to `callbacks`. */
 export function createParser(type: 'request' | 'response', maxHeaderBytes: number, callbacks: ParserCallbacks): NativeParser {
   const parser = pool.pop() ?? new HTTPParser();
-  parser.initialize(type === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderBytes, HTTPParser.kLenientNone);
+  resetParser(parser, type, maxHeaderBytes);
   parser[HTTPParser.kOnMessageBegin] = callbacks.onMessageBegin;
   parser[HTTPParser.kOnHeaders] = callbacks.onHeaders;
   parser[HTTPParser.kOnHeadersComplete] = callbacks.onHeadersComplete;

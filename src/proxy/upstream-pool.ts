@@ -3,7 +3,7 @@
 // exchange currently attached to it; between requests it waits in the pool's
 // idle stack (most recently used first, so the least used ones age out).
 import net from 'node:net';
-import { createParser, releaseParser, type NativeParser, type ParseError } from './llhttp.js';
+import { createParser, releaseParser, resetParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { ServerSlot } from '../balancer/types.js';
 
@@ -82,6 +82,9 @@ export class UpstreamPool {
   }
 }
 
+/** A head callback's verdict telling llhttp to stop after the head (node:http's code for an upgrade). */
+const STOP_AFTER_HEAD = 2;
+
 export class UpstreamConnection implements Expirable {
   readonly socket: net.Socket;
   private readonly parser: NativeParser;
@@ -97,18 +100,39 @@ export class UpstreamConnection implements Expirable {
   private idleDeadline = 0;
   /** Set by the exchange: absolute time by which it needs response progress. */
   deadline = 0;
+  /** Bytes of a Content-Length body still to pass through without the parser (see passBodyThrough). */
+  private rawRemaining = 0;
+  /** Inside parser.execute(): a response that ends there is reported once execute returns. */
+  private executing = false;
+  /** The current message is a 1xx other than 101: its end is not the response's. */
+  private interim = false;
+  /** The response ended inside the current execute(). */
+  private completed = false;
+  /** The server sent bytes after its response: the connection must not serve another request. */
+  private tainted = false;
 
-  constructor(private readonly pool: UpstreamPool, options: PoolOptions) {
+  constructor(private readonly pool: UpstreamPool, private readonly options: PoolOptions) {
     const { host, port } = pool.server;
     this.parser = createParser('response', options.maxHeaderBytes, {
-      onMessageBegin: () => {},
+      onMessageBegin: () => {
+        if (this.completed) this.tainted = true;
+      },
       onHeaders: (raw) => this.pendingHeaders.push(...raw),
       onHeadersComplete: (_major, _minor, raw, _method, _url, statusCode, statusMessage, upgrade, keepAlive) => {
+        // A message after the response was never asked for: stop parsing it.
+        if (this.tainted) return STOP_AFTER_HEAD;
+        this.interim = statusCode < 200 && statusCode !== 101;
         const headers = raw ?? this.pendingHeaders.splice(0);
         return this.listener?.onUpstreamHead(statusCode, statusMessage ?? '', headers, upgrade, keepAlive);
       },
       onBody: (chunk) => this.listener?.onUpstreamBody(chunk),
-      onMessageComplete: () => this.listener?.onUpstreamMessageComplete(),
+      onMessageComplete: () => {
+        // With a pass-through body llhttp reports the message done at the
+        // end of its head; the real end comes when the last byte is passed on.
+        if (this.rawRemaining > 0 || this.completed) return;
+        if (this.executing && !this.interim) this.completed = true;
+        else this.listener?.onUpstreamMessageComplete();
+      },
     });
     this.connectDeadline = deadlineIn(options.connectTimeoutMs);
     this.socket = net.connect({ host, port, noDelay: true });
@@ -150,7 +174,7 @@ export class UpstreamConnection implements Expirable {
   }
 
   usable(): boolean {
-    return !this.dead && !this.upgraded && !this.socket.destroyed && this.socket.writable;
+    return !this.dead && !this.upgraded && !this.tainted && !this.socket.destroyed && this.socket.writable;
   }
 
   write(data: string | Buffer, encoding?: BufferEncoding): boolean {
@@ -173,6 +197,31 @@ export class UpstreamConnection implements Expirable {
     this.socket.once('close', () => this.pool.counter.onConnectionCount(this.pool.server, -1));
   }
 
+  /**
+   * Called from the head callback of a response with a Content-Length body
+   * (its framing already validated by llhttp): the next `length` bytes go to
+   * the listener as they arrive, without the parser. llhttp would copy every
+   * body chunk into a new Buffer; passing the socket's own chunks through
+   * saves that copy and its garbage (1 MB responses: most of a worker's RSS).
+   * Returns the head callback's verdict for llhttp: 2, "stop after the head",
+   * the same code node:http uses for an upgrade.
+   */
+  passBodyThrough(length: number): number {
+    this.rawRemaining = length;
+    return STOP_AFTER_HEAD;
+  }
+
+  /** Passes body bytes through; at the body's end the parser starts afresh for the next response. */
+  private passThrough(listener: UpstreamListener, chunk: Buffer): void {
+    const take = Math.min(this.rawRemaining, chunk.length);
+    this.rawRemaining -= take;
+    listener.onUpstreamBody(take === chunk.length ? chunk : chunk.subarray(0, take));
+    if (this.rawRemaining > 0 || this.dead) return;
+    resetParser(this.parser, 'response', this.options.maxHeaderBytes);
+    if (take < chunk.length) this.tainted = true;
+    if (this.listener === listener) listener.onUpstreamMessageComplete();
+  }
+
   checkDeadlines(t: number): void {
     if (this.connectDeadline !== 0 && t >= this.connectDeadline) {
       this.fail(new Error(`connect timeout to ${this.pool.server.address}`), 'connect');
@@ -193,17 +242,34 @@ export class UpstreamConnection implements Expirable {
     }
     this.received += chunk.length;
     listener.beforeUpstreamData();
-    const ret = this.parser.execute(chunk);
+    if (this.rawRemaining > 0) this.passThrough(listener, chunk);
+    else this.parse(listener, chunk);
     listener.afterUpstreamData();
-    if (typeof ret !== 'number') {
+  }
+
+  private parse(listener: UpstreamListener, chunk: Buffer): void {
+    this.executing = true;
+    const ret = this.parser.execute(chunk);
+    this.executing = false;
+    if (this.upgraded) {
+      if (typeof ret === 'number' && ret < chunk.length) listener.onUpstreamUpgraded(chunk.subarray(ret));
+    } else if (this.completed) {
+      // Reported only now, so that nothing after the response, whether
+      // parsed, unparseable or left unread, can reach whoever reuses the
+      // connection (requests are never pipelined upstream).
+      this.completed = false;
+      if (this.tainted || typeof ret !== 'number' || ret < chunk.length) this.tainted = true;
+      if (this.listener === listener) listener.onUpstreamMessageComplete();
+    } else if (typeof ret !== 'number') {
       this.fail(ret, 'parse');
-    } else if (this.upgraded && ret < chunk.length) {
-      listener.onUpstreamUpgraded(chunk.subarray(ret));
+    } else if (ret < chunk.length && this.rawRemaining > 0) {
+      this.passThrough(listener, chunk.subarray(ret));
     }
   }
 
   private onEnd(): void {
     if (this.dead) return;
+    if (this.rawRemaining > 0) return this.fail(new Error(`upstream closed ${this.rawRemaining} bytes short of its Content-Length`), 'closed');
     // EOF ends a read-until-close body, or reveals a truncated one.
     const ret = this.parser.finish();
     if (ret instanceof Error) this.fail(ret, 'parse');
