@@ -12,7 +12,7 @@ export interface Scenario {
   newConnectionPerRequest?: boolean;
   /** Only these systems run it; undefined means every non-variant system. */
   systems?: string[];
-  /** Variants that run here too, beside every non-variant system. */
+  /** Variants and references that run here too, beside every other system. */
   variants?: string[];
 }
 
@@ -24,9 +24,11 @@ export const SCHEDULING_VARIANTS = ['switchyard-sched-rr'];
 export const GATEWAY_VARIANTS = ['switchyard-gateway'];
 /** Systems that run only where a scenario names them; their ratios are taken against `switchyard`. */
 export const VARIANTS = [...BALANCE_VARIANTS, ...SCHEDULING_VARIANTS, ...GATEWAY_VARIANTS];
+/** Not proxies: references that answer 100 B themselves, run where a scenario names them, ratios like any peer's. */
+export const REFERENCES = ['node-floor'];
 
 export const SCENARIOS: Scenario[] = [
-  { name: '100b', description: 'GET 100 B, keep-alive', path: '/100b', method: 'GET', expectBytes: 100, variants: [...SCHEDULING_VARIANTS, ...GATEWAY_VARIANTS] },
+  { name: '100b', description: 'GET 100 B, keep-alive', path: '/100b', method: 'GET', expectBytes: 100, variants: [...SCHEDULING_VARIANTS, ...GATEWAY_VARIANTS, ...REFERENCES] },
   { name: '16k', description: 'GET 16 KB, keep-alive', path: '/16k', method: 'GET', expectBytes: 16 * 1024 },
   { name: '1m', description: 'GET 1 MB, keep-alive', path: '/1m', method: 'GET', expectBytes: 1024 * 1024 },
   {
@@ -36,7 +38,7 @@ export const SCENARIOS: Scenario[] = [
     method: 'GET',
     expectBytes: 100,
     newConnectionPerRequest: true,
-    variants: SCHEDULING_VARIANTS,
+    variants: [...SCHEDULING_VARIANTS, ...REFERENCES],
   },
   { name: 'post-4k', description: 'POST 4 KB body, keep-alive', path: '/post', method: 'POST', bodyBytes: 4096, expectBytes: 3, variants: SCHEDULING_VARIANTS },
   {
@@ -51,5 +53,5 @@ export const SCENARIOS: Scenario[] = [
 
 export function runsIn(scenario: Scenario, system: string): boolean {
   if (scenario.systems) return scenario.systems.includes(system);
-  return !VARIANTS.includes(system) || (scenario.variants?.includes(system) ?? false);
+  return (!VARIANTS.includes(system) && !REFERENCES.includes(system)) || (scenario.variants?.includes(system) ?? false);
 }

@@ -193,6 +193,7 @@ ${servers}
   },
   nodeScript('http-proxy', 'node-http-proxy, 2-worker node:cluster, keep-alive agent', 'servers/http-proxy.mjs', 'http-proxy'),
   nodeScript('fastify', '@fastify/http-proxy on fastify 5, 2-worker node:cluster', 'servers/fastify-proxy.mjs', '@fastify/http-proxy'),
+  nodeScript('node-floor', 'reference, not a proxy: llhttp over net answering 100 B itself, 2-worker node:cluster (SCHED_NONE)', 'servers/node-floor.mjs'),
   nodeScript('cand-http-agent', 'candidate: node:http + http.request, keep-alive agent', 'candidates/http-agent.mjs'),
   nodeScript('cand-undici', 'candidate: node:http + undici Pool.dispatch', 'candidates/undici-pool.mjs', 'undici'),
 ];
