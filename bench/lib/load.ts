@@ -20,6 +20,7 @@ export interface LoadResult {
   /** Completed responses (any status). */
   requests: number;
   seconds: number;
+  /** 2xx responses per second: a system that fails fast can't post a big number. */
   rps: number;
   p50Ms: number;
   p99Ms: number;
@@ -86,7 +87,7 @@ export const autocannonDriver: Driver = async (spec) => {
   return {
     requests,
     seconds: r.duration,
-    rps: requests / r.duration,
+    rps: (requests - r.non2xx) / r.duration,
     p50Ms: latency.percentile(50),
     p99Ms: latency.percentile(99),
     errors: r.errors,
@@ -110,7 +111,7 @@ export function parseWrk(out: string, durationSec: number): LoadResult {
   return {
     requests,
     seconds,
-    rps: requests / seconds,
+    rps: (requests - num(/Non-2xx or 3xx responses: (\d+)/)) / seconds,
     p50Ms: wrkMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ''),
     p99Ms: wrkMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ''),
     errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,

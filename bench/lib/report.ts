@@ -138,7 +138,7 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ['CPU ×', (r) => fmt(r.cpuRatio, 2)],
 ];
 
-export const LEGEND = `req/s, latency, CPU and RSS are medians over rounds; ±% = (max-min)/median of req/s; err/non2xx summed over rounds.
+export const LEGEND = `req/s counts 2xx responses only; req/s, latency, CPU and RSS are medians over rounds; ±% = (max-min)/median of req/s; err/non2xx summed over rounds.
 CPU µs/req = utime+stime of the proxy's whole process tree (from /proc) / completed requests; RSS sampled every 100 ms.
 ratio SY÷row: "switchyard" (balance round-robin, scheduling kernel) divided by that row, same scenario, same run (req/s × > 1: Switchyard faster; CPU × < 1: Switchyard cheaper).
 primary CPU % (Switchyard) = the cluster primary's own utime+stime / primary + workers, over the measured run.

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { after, before, beforeEach, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { patternBytes, patternSha256, startBackend } from '../helpers/backend.js';
+import { patternBytes, patternSha256, startBackend, startRawBackend } from '../helpers/backend.js';
 import type { Backend } from '../helpers/backend.js';
 import { RawConnection } from '../helpers/raw-client.js';
 import { rssKb, startSwitchyard } from '../helpers/switchyard.js';
@@ -217,3 +217,47 @@ test('the proxy still serves after the resets', async () => {
   res.resume();
   assert.equal(res.statusCode, 200);
 });
+
+test('Content-Length bodies in pieces or whole, head alone or with the body: intact, over one kept-alive upstream connection', async () => {
+  // Answers /split-N with the head alone, then the body in two later writes;
+  // anything else with head and body in one write.
+  const pieces = await startRawBackend((socket) => {
+    let pending = '';
+    socket.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
+        const path = pending.split(' ')[1] ?? '';
+        pending = pending.slice(end + 4);
+        const body = `body-of-${path}`;
+        const head = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`;
+        if (!path.startsWith('/split')) {
+          socket.write(head + body);
+          continue;
+        }
+        socket.write(head);
+        setTimeout(() => socket.write(body.slice(0, 4)), 20);
+        setTimeout(() => socket.write(body.slice(4)), 40);
+      }
+    });
+  });
+  const local = await startSwitchyard({
+    workers: 1,
+    upstreams: { app: { servers: [{ address: pieces.address }], retries: 0 } },
+    routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
+  });
+  const conn = await RawConnection.open(local.port);
+  try {
+    for (const path of ['/split-1', '/whole-1', '/split-2', '/whole-2', '/whole-3']) {
+      conn.write(`GET ${path} HTTP/1.1\r\n${H}\r\n`);
+      const res = await conn.expectResponse();
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), `body-of-${path}`);
+    }
+    assert.equal(pieces.connections.length, 1, 'every response left the upstream connection reusable');
+  } finally {
+    conn.destroy();
+    await local.stop();
+    await pieces.close();
+  }
+});
+
