@@ -258,7 +258,7 @@ export class UpstreamConnection implements Expirable {
       // parsed, unparseable or left unread, can reach whoever reuses the
       // connection (requests are never pipelined upstream).
       this.completed = false;
-      if (this.tainted || typeof ret !== 'number' || ret < chunk.length) this.tainted = true;
+      if (typeof ret !== 'number' || ret < chunk.length) this.tainted = true;
       if (this.listener === listener) listener.onUpstreamMessageComplete();
     } else if (typeof ret !== 'number') {
       this.fail(ret, 'parse');
