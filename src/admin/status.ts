@@ -15,18 +15,10 @@ export interface StatusInput {
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
 }
 
-export interface ServerStatus {
+/** A server's shared-memory counts (summed over all workers) with its config. */
+export interface ServerStatus extends ServerCounts {
   address: string;
   weight: number;
-  healthy: boolean;
-  drained: boolean;
-  /** Upstream requests in flight, all workers. */
-  active: number;
-  /** Open upstream connections (pooled or busy), all workers. */
-  activeConnections: number;
-  /** Since the workers now alive started. */
-  requests: number;
-  failures: number;
 }
 
 export function buildStatus(input: StatusInput) {

@@ -20,8 +20,11 @@ const SLOTS = 144;
 export interface ServerCounts {
   healthy: boolean;
   drained: boolean;
+  /** Upstream requests in flight, all workers. */
   active: number;
+  /** Open upstream connections (pooled or busy), all workers. */
   activeConnections: number;
+  /** Since the workers now alive started. */
   requests: number;
   failures: number;
 }
