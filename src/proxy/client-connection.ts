@@ -117,8 +117,14 @@ export class ClientConnection implements Expirable {
     this.idleDeadline = 0;
     if (this.headDeadline === 0 && this.inHead) this.headDeadline = deadlineIn(this.worker.limits.headersTimeoutMs);
     this.executing = true;
-    const ret = this.parser.execute(chunk);
-    this.executing = false;
+    let ret: number | ParseError;
+    try {
+      ret = this.parser.execute(chunk);
+    } catch (err) {
+      return this.internalError(err);
+    } finally {
+      this.executing = false;
+    }
     if (this.closed) return;
     if (typeof ret !== 'number') return this.onParseError(ret);
     // (Re-read: the parser's callbacks may have set it.)
@@ -292,6 +298,16 @@ export class ClientConnection implements Expirable {
     } else if (this.idleDeadline !== 0 && t >= this.idleDeadline && this.isIdle()) {
       this.destroy();
     }
+  }
+
+  /**
+   * A bug met while handling this connection's bytes: it costs this
+   * connection (aborted, whatever state it was in), never the worker and
+   * the other connections on it.
+   */
+  internalError(err: unknown): void {
+    this.worker.log.error({ peer: this.peerAddress, err }, 'internal error: connection aborted');
+    this.abort();
   }
 
   /** Abort: the client must see a broken connection, not a complete response. */
