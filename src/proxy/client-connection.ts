@@ -283,7 +283,7 @@ export class ClientConnection implements Expirable {
       return;
     }
     if (this.tunnel !== undefined) return this.tunnel.checkTunnelDeadline(t);
-    if (this.paused && this.parsing !== undefined && !this.peerFinished) this.checkPeerFinished();
+    if (this.paused && !this.peerFinished && (this.parsing !== undefined || this.held !== undefined)) this.checkPeerFinished();
     if (this.headDeadline !== 0 && t >= this.headDeadline && this.inHead && this.tunnel === undefined) {
       this.headDeadline = 0;
       if (this.active !== undefined) return;
@@ -333,8 +333,9 @@ export class ClientConnection implements Expirable {
   }
 
   /**
-   * A socket paused mid-request (the upstream is slow to take the body) does
-   * not see the client leave: the kernel reports nothing until it is read.
+   * A socket paused mid-request (the upstream is slow to take the body, or an
+   * Upgrade request waits for its answer) does not see the client leave:
+   * the kernel reports nothing until it is read.
    * Ask it directly; once the client has stopped sending, the rest can be
    * read whatever the backpressure (no more than the receive buffer holds),
    * so the end or reset arrives and the upstream request is aborted at once.
