@@ -50,6 +50,26 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'internal-error': 500,
 };
 
+/** Errors after which the request stream can't be trusted: the connection closes. */
+const CLOSES_CONNECTION: ReadonlySet<ProxyErrorReason> = new Set<ProxyErrorReason>([
+  'bad-request',
+  'bad-host',
+  'connect-method',
+  'foreign-absolute-form',
+  'unsupported-version',
+  'body-too-large',
+  'url-too-long',
+  'headers-too-large',
+  'headers-timeout',
+  'request-timeout',
+  'expectation-failed',
+  'internal-error',
+]);
+
+export function closesConnection(reason: ProxyErrorReason): boolean {
+  return CLOSES_CONNECTION.has(reason);
+}
+
 /**
  * A complete response (head and body) for `reason`, as latin1 text. `extra`
  * headers (WWW-Authenticate, Retry-After, RateLimit-*, CORS) come from the
