@@ -1,4 +1,4 @@
-// Responses Switchyard generates itself (design.md, "Errors a client can see").
+// Responses Switchyard generates itself (README, "What a client sees").
 // Each is short plain text naming the request id, so a user reporting a
 // failure can hand over the id that is also in the log line.
 import { STATUS_CODES } from 'node:http';

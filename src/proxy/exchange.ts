@@ -12,7 +12,7 @@
 // head must satisfy), gateway-step.ts (the route's checks), retry-policy.ts
 // (when an attempt may be repeated) and tunnel.ts (after a 101).
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';

@@ -3,7 +3,7 @@
 // config; connections only read it.
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { Config, LimitsConfig, UnderscorePolicy } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
