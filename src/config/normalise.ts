@@ -67,8 +67,8 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
       tunnelIdleMs: parseDuration(up.timeouts.tunnel_idle),
       ...(up.timeouts.total === undefined ? {} : { totalMs: parseDuration(up.timeouts.total) }),
     },
-    maxIdlePerServer: up.max_idle_per_server,
   };
+  if (up.max_idle_per_server !== 'auto') out.maxIdlePerServer = up.max_idle_per_server;
   if (up.health) {
     const h = up.health;
     const health: HealthConfig = {

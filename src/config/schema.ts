@@ -140,7 +140,8 @@ const upstream = object(
       { connect: duration('2s'), response: duration('30s'), idle: duration('60s'), total: duration(), tunnel_idle: duration('10m') },
       { default: {} },
     ),
-    max_idle_per_server: int(0, 10000, 128),
+    // auto: no count cap; idle connections age out after timeouts.idle (the pool reuses the most recent first).
+    max_idle_per_server: { type: ['integer', 'string'], minimum: 0, maximum: 100000, pattern: '^auto$', default: 'auto', expected: 'an integer 0..100000 or "auto"' },
   },
   { required: ['servers'] },
 );
@@ -421,7 +422,7 @@ export interface RawUpstream {
   retry_body_bytes: string | number;
   outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
   timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
-  max_idle_per_server: number;
+  max_idle_per_server: number | 'auto';
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, allowUnionTypes: true, strict: true });

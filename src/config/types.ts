@@ -97,8 +97,8 @@ export interface UpstreamConfig {
   retryBodyBytes: number;
   outlier: OutlierConfig;
   timeouts: UpstreamTimeouts;
-  /** Idle keep-alive connections kept per server per worker. */
-  maxIdlePerServer: number;
+  /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */
+  maxIdlePerServer?: number;
 }
 
 export interface RouteConfig {

@@ -489,7 +489,7 @@ export class Exchange implements UpstreamListener {
     // The connection can serve another request only if this one was sent whole,
     // and not after an Upgrade offer the server declined: it may still expect to switch.
     if (this.upstreamKeepAlive && this.requestComplete && !this.upgrading) this.upstream!.pools[this.server!.index]!.release(conn);
-    else conn.destroy();
+    else conn.destroy(!this.upstreamKeepAlive ? 'upstream-asked' : !this.requestComplete ? 'request-incomplete' : 'upgrade');
     // Answered before the request body ended: stop reading it, close after the response.
     if (this.framing === 'close' || !this.requestComplete) this.keepAlive = false;
     this.finish();
@@ -572,7 +572,7 @@ export class Exchange implements UpstreamListener {
     if (conn !== undefined) {
       this.upstream!.onEnd(this.server!, true);
       if (!total) this.upstream!.recordOutcome(this.server!, false);
-      conn.destroy();
+      conn.destroy('error');
     }
     this.fail('upstream-timeout', total ? `request exceeded timeouts.total (${timeouts.totalMs}ms)` : `no response within ${timeouts.responseMs}ms`);
   }
@@ -635,7 +635,7 @@ export class Exchange implements UpstreamListener {
     if (conn === undefined) return;
     this.conn = undefined;
     this.upstream!.onEnd(this.server!, true);
-    conn.destroy(true);
+    conn.destroy('abandoned', true);
   }
 
   /** Answered in full (or the tunnel closed): the connection moves on. */

@@ -70,7 +70,6 @@ describe('config: valid files', () => {
         retryBodyBytes: 65_536,
         outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
         timeouts: { connectMs: 2000, responseMs: 30_000, idleMs: 60_000, tunnelIdleMs: 600_000 },
-        maxIdlePerServer: 128,
       },
     });
     assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'app', stripPrefix: false, upgrades: ['websocket'] }]);
