@@ -23,7 +23,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map(({ host, port }) => ({ host, port })),
+    listen: raw.listen.map(({ host, port, backlog }) => (backlog === undefined ? { host, port } : { host, port, backlog })),
     admin: { ...raw.admin },
     logging: { ...raw.logging },
     limits: {
@@ -33,6 +33,7 @@ export function normalise(raw: RawConfig, file: string): Config {
       headersTimeoutMs: parseDuration(raw.limits.headers_timeout),
       requestTimeoutMs: parseDuration(raw.limits.request_timeout),
       keepaliveTimeoutMs: parseDuration(raw.limits.keepalive_timeout),
+      maxConnections: raw.limits.max_connections as number,
     },
     trustedProxies: [...raw.trusted_proxies],
     headersWithUnderscores: raw.headers_with_underscores,

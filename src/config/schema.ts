@@ -297,7 +297,8 @@ export const configSchema: Schema = object(
       expected: `an integer 1..${MAX_WORKERS} or "auto"`,
     },
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
-    listen: list(object({ host: host('127.0.0.1'), port: port() }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
+    // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
+    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535) }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
       { host: '127.0.0.1', port: 8080 },
     ]),
     admin: object(
@@ -317,6 +318,8 @@ export const configSchema: Schema = object(
         headers_timeout: duration('10s'),
         request_timeout: duration('60s'),
         keepalive_timeout: duration('60s'),
+        // Client connections per worker; beyond it new ones are accepted and closed at once. 0: no cap.
+        max_connections: int(0, 1_000_000, 0),
       },
       { default: {} },
     ),
@@ -343,11 +346,11 @@ export const configSchema: Schema = object(
 export interface RawConfig {
   workers: number | 'auto';
   scheduling: (typeof SCHEDULING_POLICIES)[number];
-  listen: { host: string; port: number }[];
+  listen: { host: string; port: number; backlog?: number }[];
   admin: { host: string; port: number; token: string };
   logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
   limits: Record<
-    'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout',
+    'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout' | 'max_connections',
     string | number
   >;
   headers_with_underscores: 'drop' | 'reject' | 'allow';

@@ -12,6 +12,11 @@ export interface ListenConfig {
   port: number;
 }
 
+/** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
+export interface ProxyListenConfig extends ListenConfig {
+  backlog?: number;
+}
+
 export interface AdminConfig {
   host: string;
   port: number;
@@ -31,6 +36,8 @@ export interface LimitsConfig {
   requestTimeoutMs: number;
   /** Idle time allowed on a client keep-alive connection between requests. */
   keepaliveTimeoutMs: number;
+  /** Client connections per worker; 0: no cap. */
+  maxConnections: number;
 }
 
 export interface ServerConfig {
@@ -216,7 +223,7 @@ export interface Config {
   /** Resolved: "auto" becomes os.availableParallelism(). */
   workers: number;
   scheduling: SchedulingPolicy;
-  listen: ListenConfig[];
+  listen: ProxyListenConfig[];
   admin: AdminConfig;
   logging: LoggingConfig;
   limits: LimitsConfig;

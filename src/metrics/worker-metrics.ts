@@ -52,6 +52,7 @@ export class WorkerMetrics {
   /** upstream → server address → ejections. */
   private readonly ejections = new Map<string, Map<string, number>>();
   private activeConnections = 0;
+  private refusedConnections = 0;
   /** Event-loop delay since the last scrape, labelled by worker (quantiles do not sum). */
   private readonly loopDelay: IntervalHistogram | undefined;
   private readonly worker: string;
@@ -149,6 +150,11 @@ export class WorkerMetrics {
     counts[kind === 'auth' ? 0 : kind === 'authorize' ? 1 : 2]!++;
   }
 
+  /** A client connection closed at once because of limits.max_connections. */
+  connectionRefused(): void {
+    this.refusedConnections++;
+  }
+
   /** Client connections open in this worker now. */
   setActiveConnections(n: number): void {
     this.activeConnections = n;
@@ -199,6 +205,7 @@ export class WorkerMetrics {
       metric('switchyard_requests_total', 'counter', 'Requests answered, by route, upstream, server and status class ("" = none).', requests),
       metric('switchyard_request_duration_seconds', 'histogram', 'Time from request head to the end of the response.', durations),
       metric('switchyard_active_connections', 'gauge', 'Open client connections.', [{ value: this.activeConnections, labels: {} }]),
+      metric('switchyard_refused_connections_total', 'counter', 'Client connections closed at once: limits.max_connections reached.', [{ value: this.refusedConnections, labels: {} }]),
       metric(
         'switchyard_upstream_retries_total',
         'counter',

@@ -12,7 +12,7 @@
 // head must satisfy), gateway-step.ts (the route's checks), retry-policy.ts
 // (when an attempt may be repeated) and tunnel.ts (after a 101).
 import type { Socket } from 'node:net';
-import type { Logger } from '../log.js';
+import type { Logger, LogThrottle } from '../log.js';
 import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
@@ -81,6 +81,8 @@ export interface ExchangeContext {
   readonly router: Router<RouteRuntime>;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
+  /** Bounds repeated failure lines (one reason at most 10 a second). */
+  readonly logThrottle: LogThrottle;
   readonly accessLog: boolean;
   readonly underscores: UnderscorePolicy;
   readonly dropUnderscored: boolean;
@@ -607,10 +609,13 @@ export class Exchange implements UpstreamListener {
     this.dropUpstream();
     this.status = STATUS_FOR[reason];
     if (closesConnection(reason) || this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
-    this.ctx.log.warn(
-      { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address },
-      'request failed',
-    );
+    const held = this.ctx.logThrottle.admit(reason);
+    if (held !== undefined) {
+      this.ctx.log.warn(
+        { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address, ...(held > 0 ? { heldBack: held } : {}) },
+        'request failed',
+      );
+    }
     const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
     this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers, this.method === 'HEAD'), 'latin1');
     this.to('failed');

@@ -54,6 +54,7 @@ describe('config: valid files', () => {
       headersTimeoutMs: 10_000,
       requestTimeoutMs: 60_000,
       keepaliveTimeoutMs: 60_000,
+      maxConnections: 0,
     });
     assert.deepEqual(config.trustedProxies, []);
     assert.equal(config.headersWithUnderscores, 'drop');
@@ -135,6 +136,7 @@ shutdown_timeout: 1h
       headersTimeoutMs: 1500,
       requestTimeoutMs: 120_000,
       keepaliveTimeoutMs: 500,
+      maxConnections: 0,
     });
     assert.equal(config.shutdownTimeoutMs, 3_600_000);
   });
