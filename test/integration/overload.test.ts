@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { closedPort } from '../helpers/backend.js';
+import { closedPort, startBackend } from '../helpers/backend.js';
 import { logLines, mapLimit, metricsText, metricValue, send } from '../helpers/gateway.js';
 import { RawConnection } from '../helpers/raw-client.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
@@ -66,4 +66,41 @@ test('a flood of one failure logs a bounded number of lines, each saying how man
   assert.ok(lines.length >= 10);
   const accounted = lines.length + lines.reduce((n, l) => n + Number(l.heldBack ?? 0), 0);
   assert.ok(accounted <= requests);
+});
+
+test('with file descriptors exhausted the process stays up, logs a bounded number of lines, and recovers', async () => {
+  const backend = await startBackend();
+  const limited = await startSwitchyard(
+    { workers: 1, upstreams: { app: { servers: [{ address: backend.address }], retries: 0 } }, routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }] },
+    { nofile: 128 },
+  );
+  const sockets: RawConnection[] = [];
+  try {
+    const [worker] = limited.workerPids();
+    // 300 clients against 128 descriptors: accepts and upstream connects fail with EMFILE.
+    for (let i = 0; i < 300; i++) {
+      try {
+        sockets.push(await RawConnection.open(limited.port));
+      } catch {
+        // refused or reset while the worker is out of descriptors: expected
+      }
+    }
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      for (const c of sockets) c.write('GET / HTTP/1.1\r\nHost: a.test\r\n\r\n');
+      await sleep(100);
+    }
+    for (const c of sockets) c.destroy();
+    sockets.length = 0;
+    await sleep(500);
+    assert.deepEqual(limited.workerPids(), [worker], 'the worker survived');
+    const reply = await send({ port: limited.port, path: '/' });
+    assert.equal(reply.status, 200, 'recovered once the clients left');
+    const output = limited.output();
+    assert.ok(output.length < 60_000, `${output.length} bytes of log for a 2 s flood`);
+  } finally {
+    for (const c of sockets) c.destroy();
+    await limited.stop();
+    await backend.close();
+  }
 });
