@@ -11,6 +11,7 @@ import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
+import { resolvedTarget } from './request-target.js';
 import { errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
@@ -125,6 +126,7 @@ export class Exchange implements UpstreamListener {
     if (this.requestBodyBytes > this.client.worker.limits.maxBodyBytes) return this.fail('body-too-large');
     const matched = this.client.worker.router.match(this.info.host, this.method, this.target, this.raw);
     if (matched === undefined) return this.fail('no-route');
+    if ('refused' in matched) return this.fail(matched.refused, matched.detail);
     const route = (this.route = matched.target);
     this.routeName = route.name;
     const upstream = (this.upstream = route.upstream);
@@ -364,7 +366,7 @@ export class Exchange implements UpstreamListener {
     const trusted = this.client.peerTrusted();
     const head = buildUpstreamHead({
       method: this.method,
-      target: this.route!.upstreamTarget(this.target),
+      target: this.route!.rewrites ? this.route!.upstreamTarget(resolvedTarget(this.target)) : this.target,
       raw: this.upstreamRaw ?? this.raw,
       info,
       forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
