@@ -145,7 +145,11 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (!ok(['routes', i])) return;
     const key = routeKey(r);
     const sameMatch = routeKeys.get(key);
-    if (sameMatch !== undefined) add(at('match'), `duplicate route (same host, path compared case-insensitively, methods and headers as routes[${sameMatch}])`);
+    if (sameMatch !== undefined) {
+      const other = raw.routes[sameMatch]!.match.path;
+      const why = other === r.match.path ? 'same host, path' : `same host, path (${describeValue(other)}: paths match case-insensitively)`;
+      add(at('match'), `duplicate route (${why}, methods and headers as routes[${sameMatch}])`);
+    }
     else routeKeys.set(key, i);
     const name = r.name ?? defaultRouteName(r);
     const sameName = routeNames.get(name);

@@ -31,45 +31,26 @@ export interface PathForms {
 }
 
 const HEX = '0123456789ABCDEF';
-/**
- * Per ASCII code: 1 = kept as is in every form (lower-case letters, digits,
- * "-._~", sub-delims but ";", ":", "@", "/"); 2 = upper-case letter. Anything
- * else (%, ;, \, bytes that need escaping) sends a path down the slow path.
- */
-const CLASS = new Uint8Array(128);
-for (const c of "abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/") CLASS[c.charCodeAt(0)] = 1;
-for (let c = 65; c <= 90; c++) CLASS[c] = 2;
-/** Characters a resolved path keeps unescaped (RFC 3986 pchar and "/"). */
+/** A path every form leaves as it is (but case): "/"-led segments of pchars but ";", none empty or starting with "."; then the query. */
+const PLAIN_PATH = /^(?:\/(?![/.])[a-z0-9\-._~!$&'()*+,=:@]*)*\/?(?:\?[^#]*)?$/;
+const PLAIN_PATH_ANY_CASE = /^(?:\/(?![/.])[A-Za-z0-9\-._~!$&'()*+,=:@]*)*\/?(?:\?[^#]*)?$/;
+/** Characters a resolved path keeps unescaped (RFC 3986 pchar). */
 const PCHAR = new Uint8Array(128);
 for (const c of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@") PCHAR[c.charCodeAt(0)] = 1;
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
 /**
  * How much work the path of `target` needs: PLAIN when it is already in
- * every form at once (no escapes, ";", "\\", "//", dot segments or upper-case
- * letters: the common case, checked without allocating), PLAIN_UPPER when
- * only its case could matter, else SLOW.
+ * every form at once (the common case, one regular expression), PLAIN_UPPER
+ * when only its case could matter, else SLOW. A segment starting with "."
+ * (even "/.well-known") takes the slow path, which gives it the same answer.
  */
 export const PLAIN = 0;
 export const PLAIN_UPPER = 1;
 export const SLOW = 2;
 export function pathKind(target: string): number {
-  let kind = PLAIN;
-  for (let i = 0; i < target.length; i++) {
-    const c = target.charCodeAt(i);
-    if (c === 0x3f /* ? */) return target.indexOf('#', i) < 0 ? kind : SLOW;
-    const cls = c < 128 ? CLASS[c]! : 0;
-    if (cls === 2) kind = PLAIN_UPPER;
-    else if (cls !== 1) return SLOW;
-    else if (c === 0x2f && i > 0 && target.charCodeAt(i - 1) === 0x2f) return SLOW;
-    else if (c === 0x2e && target.charCodeAt(i - 1) === 0x2f) {
-      // "/." starting a "." or ".." segment ("/.well-known" is a name).
-      const next = i + 1 < target.length ? target.charCodeAt(i + 1) : 0x2f;
-      const after = i + 2 < target.length ? target.charCodeAt(i + 2) : 0x2f;
-      if (next === 0x2f || next === 0x3f || (next === 0x2e && (after === 0x2f || after === 0x3f))) return SLOW;
-    }
-  }
-  return kind;
+  if (PLAIN_PATH.test(target)) return PLAIN;
+  return PLAIN_PATH_ANY_CASE.test(target) ? PLAIN_UPPER : SLOW;
 }
 
 /**
@@ -83,11 +64,10 @@ export function pathForms(target: string, escapedSlashes: EscapedSlashes, foldAl
   const path = q < 0 ? target : target.slice(0, q);
   const forms = new Set([path]);
   if (pathKind(path) === SLOW) {
-    for (const dots of [false, true]) {
-      const form = resolve(path, escapedSlashes, dots);
-      if (typeof form !== 'string') return form.refused;
-      forms.add(form);
-    }
+    const segments = decodeSegments(path, escapedSlashes);
+    if (typeof segments === 'string') return segments;
+    forms.add('/' + segments.join('/'));
+    forms.add(removeDots(segments));
   }
   for (const form of [...forms]) if (form.indexOf(';') >= 0 || /%3B/i.test(form)) forms.add(withoutParams(form));
   const plain = [...forms];
@@ -97,48 +77,75 @@ export function pathForms(target: string, escapedSlashes: EscapedSlashes, foldAl
 
 /** The resolved form of a path (see the top of this file), or with `dots` false the decoded one; or why it is refused. */
 export function resolve(path: string, escapedSlashes: EscapedSlashes, dots = true): string | { refused: string } {
+  const segments = decodeSegments(path, escapedSlashes);
+  if (typeof segments === 'string') return { refused: segments };
+  return dots ? removeDots(segments) : '/' + segments.join('/');
+}
+
+/** The decoded segments after the leading "/" (see the top of this file), or why the path is refused. */
+function decodeSegments(path: string, escapedSlashes: EscapedSlashes): string[] | string {
   const segments: string[] = [];
   let segment = '';
-  // Whether the path ends in a slash once resolved ("/a/", "/a/.", "/a/b/..").
-  let trailing = false;
-  const close = (): string | undefined => {
-    const name = paramsStart(segment) < 0 ? segment : segment.slice(0, paramsStart(segment));
-    if ((name === '.' || name === '..') && name !== segment) return `a "${name}" segment with ";params" (${JSON.stringify(segment)})`;
-    trailing = segment === '' || segment === '.' || segment === '..';
-    if (!dots) segments.push(segment);
-    else if (segment === '..') segments.pop();
-    else if (!trailing) segments.push(segment);
+  // Runs of characters kept as they are are copied as one slice, from `run`.
+  let run = 1;
+  const close = (at: number): string | undefined => {
+    segment += path.slice(run, at);
+    const cut = paramsStart(segment);
+    const name = cut < 0 ? segment : segment.slice(0, cut);
+    if ((name === '.' || name === '..') && cut >= 0) return `a "${name}" segment with ";params" (${JSON.stringify(segment)})`;
+    segments.push(segment);
     segment = '';
     return undefined;
   };
   for (let i = 1; i < path.length; i++) {
     const c = path.charCodeAt(i);
+    if (c < 128 && PCHAR[c] === 1) continue;
     if (c === 0x2f || c === 0x5c) {
-      const bad = close();
-      if (bad !== undefined) return { refused: bad };
-    } else if (c === 0x25) {
+      const bad = close(i);
+      if (bad !== undefined) return bad;
+      run = i + 1;
+      continue;
+    }
+    segment += path.slice(run, i);
+    if (c === 0x25) {
       const hi = hexValue(path.charCodeAt(i + 1));
       const lo = hexValue(path.charCodeAt(i + 2));
-      if (hi < 0 || lo < 0) return { refused: `an invalid percent-escape ${JSON.stringify(path.slice(i, i + 3))}` };
+      if (hi < 0 || lo < 0) return `an invalid percent-escape ${JSON.stringify(path.slice(i, i + 3))}`;
       const byte = hi * 16 + lo;
+      const escape = `%${HEX[hi]}${HEX[lo]}`;
       i += 2;
-      if (byte < 0x20 || byte === 0x7f) return { refused: `an escaped control character %${HEX[hi]}${HEX[lo]}` };
+      run = i + 1;
+      if (byte < 0x20 || byte === 0x7f) return `an escaped control character ${escape}`;
       if (byte === 0x25 && hexValue(path.charCodeAt(i + 1)) >= 0 && hexValue(path.charCodeAt(i + 2)) >= 0) {
-        return { refused: `a double-encoded escape ${JSON.stringify(path.slice(i - 2, i + 3))}` };
+        return `a double-encoded escape ${JSON.stringify(path.slice(i - 2, i + 3))}`;
       }
       if (byte === 0x2f || byte === 0x5c) {
-        if (escapedSlashes === 'reject') return { refused: `an escaped slash %${HEX[hi]}${HEX[lo]} (normalize.escaped_slashes: reject)` };
-        const bad = close();
-        if (bad !== undefined) return { refused: bad };
-      } else if (UNRESERVED.test(String.fromCharCode(byte))) segment += String.fromCharCode(byte);
-      else segment += `%${HEX[hi]}${HEX[lo]}`;
-    } else if (c < 128 && PCHAR[c] === 1) segment += path[i];
-    else if (c < 0x20 || c === 0x7f || c > 0xff) return { refused: `a control or non-byte character in the path` };
-    else segment += `%${HEX[c >> 4]}${HEX[c & 15]}`;
+        if (escapedSlashes === 'reject') return `an escaped slash ${escape} (normalize.escaped_slashes: reject)`;
+        const bad = close(run);
+        if (bad !== undefined) return bad;
+      } else segment += UNRESERVED.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : escape;
+    } else if (c < 0x20 || c === 0x7f || c > 0xff) {
+      return 'a control or non-byte character in the path';
+    } else {
+      segment += `%${HEX[c >> 4]}${HEX[c & 15]}`;
+      run = i + 1;
+    }
   }
-  const bad = close();
-  if (bad !== undefined) return { refused: bad };
-  return '/' + segments.join('/') + (dots && trailing && segments.length > 0 ? '/' : '');
+  const bad = close(path.length);
+  return bad ?? segments;
+}
+
+/** Decoded segments to a path with "." and ".." resolved (RFC 3986 §5.2.4, clamped at the root) and empty segments merged. */
+function removeDots(segments: readonly string[]): string {
+  const out: string[] = [];
+  for (const segment of segments) {
+    if (segment === '..') out.pop();
+    else if (segment !== '.' && segment !== '') out.push(segment);
+  }
+  const last = segments[segments.length - 1];
+  // "/a/", "/a/." and "/a/b/.." end in a slash.
+  const trailing = last === '' || last === '.' || last === '..';
+  return '/' + out.join('/') + (trailing && out.length > 0 ? '/' : '');
 }
 
 /**
@@ -186,21 +193,44 @@ export function asciiLower(text: string): string {
   return text.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
-/** Host characters every backend takes: letters, digits, "-", "_", "."; or an IPv6 literal. */
-const HOST_NAME = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])$/;
+/** Host name characters every backend takes: 1 = as is (lower-case letters, digits, "-", "_"), 2 = upper-case letter. */
+const HOST_CHAR = new Uint8Array(128);
+for (const c of 'abcdefghijklmnopqrstuvwxyz0123456789-_') HOST_CHAR[c.charCodeAt(0)] = 1;
+for (let c = 65; c <= 90; c++) HOST_CHAR[c] = 2;
+const IPV6_LITERAL = /^\[[0-9A-Fa-f:.]+\](?::\d*)?$/;
 
 /**
  * The host a request routes by: the Host header lower-cased, without the
  * port and without a trailing dot ("Admin.Test.:80" → "admin.test"), "" for
  * an empty Host; undefined when it holds what no backend would accept
- * (escapes, sub-delims, empty labels).
+ * (escapes, sub-delims, empty labels). One pass, no copy for the usual
+ * lower-case host without a port.
  */
 export function matchingHost(host: string): string | undefined {
+  if (host.charCodeAt(0) === 0x5b /* [ */) return IPV6_LITERAL.test(host) ? host.slice(0, host.indexOf(']') + 1).toLowerCase() : undefined;
+  let upper = false;
+  let label = 0;
   let end = host.length;
-  const colon = host.lastIndexOf(':');
-  if (colon >= 0 && host.indexOf(']') < colon) end = colon;
+  for (let i = 0; i < host.length; i++) {
+    const c = host.charCodeAt(i);
+    if (c === 0x2e /* . */) {
+      if (label === 0) return undefined;
+      label = 0;
+      continue;
+    }
+    if (c === 0x3a /* : */) {
+      for (let j = i + 1; j < host.length; j++) if (host.charCodeAt(j) < 0x30 || host.charCodeAt(j) > 0x39) return undefined;
+      end = i;
+      break;
+    }
+    const cls = c < 128 ? HOST_CHAR[c]! : 0;
+    if (cls === 0) return undefined;
+    if (cls === 2) upper = true;
+    label++;
+  }
+  if (end === 0) return host.length === 0 ? '' : undefined;
+  // A trailing dot: the name is fully qualified, the same host.
+  if (label === 0) end--;
   const name = end === host.length ? host : host.slice(0, end);
-  if (name === '') return colon >= 0 ? undefined : '';
-  if (!HOST_NAME.test(name)) return undefined;
-  return (name.endsWith('.') ? name.slice(0, -1) : name).toLowerCase();
+  return upper ? name.toLowerCase() : name;
 }
