@@ -6,11 +6,13 @@
 // wildcard route and lands on "*", reaches the protected resource unchecked.
 //
 // Precise by construction: the audit asks the real Router where sample
-// requests go, one per equivalence class of what the router looks at: every
-// exact host, a fresh name under every wildcard, a host nothing names; every
-// method any route names, the common ones and one no route names; no
-// headers, and each route's header conditions. Paths: the route's prefix and
-// one below it.
+// requests go, one per equivalence class of what the router looks at, among
+// the routes whose prefix covers the auth route's path (no other route takes
+// part): each exact host, a fresh name under each wildcard, a host nothing
+// names; each method one of them names, the common ones and one none names;
+// for each weaker route, exactly its header conditions. Paths: the prefix
+// and one below it. Cost: per auth route, the covering routes times their
+// hosts and methods, not the table squared.
 //
 // Not reported, as deliberate: a request that lands on a route for the same
 // path that names its method explicitly, has no header conditions (a client
@@ -49,35 +51,31 @@ interface HostClass {
 export function auditRoutes(routes: readonly RouteConfig[]): AuditFinding[] {
   const router = new Router(routes, (route) => route);
   const index = new Map(routes.map((r, i) => [r, i]));
-  const hosts = hostClasses(routes);
-  const methods = [...new Set([...COMMON_METHODS, ...routes.flatMap((r) => r.methods ?? [])]), UNNAMED_METHOD];
-  const headerSets: string[][] = [[]];
-  const seenHeaders = new Set<string>();
-  for (const r of routes) {
-    if (r.headers === undefined) continue;
-    const raw = Object.entries(r.headers).flat();
-    const key = JSON.stringify(raw);
-    if (!seenHeaders.has(key)) headerSets.push(raw);
-    seenHeaders.add(key);
-  }
-
   const findings: AuditFinding[] = [];
   routes.forEach((route, a) => {
     if (route.auth === undefined) return;
-    // Routes that could take part of this route's path to the same upstream with weaker checks.
+    // Only routes whose prefix covers this path take part in routing it.
+    const covering = routes.filter((r) => coversPath(r.path, route.path));
+    // Those that could take part of it to the same upstream with weaker checks.
     const weaker = new Map<RouteConfig, string>();
-    for (const other of routes) {
-      if (other === route || other.upstream !== route.upstream || !coversPath(other.path, route.path)) continue;
+    for (const other of covering) {
+      if (other === route || other.upstream !== route.upstream) continue;
       const why = weakerChecks(route, other);
       if (why !== undefined) weaker.set(other, why);
     }
     if (weaker.size === 0) return;
+    const hosts = hostClasses(covering);
+    const methods = [...new Set([...COMMON_METHODS, ...covering.flatMap((r) => r.methods ?? [])]), UNNAMED_METHOD];
     const byRoute = new Map<RouteConfig, { methods: Set<string>; hosts: Set<string> }>();
     const base = route.path.endsWith('/') ? route.path : `${route.path}/`;
-    for (const path of [route.path, `${base}audit-below`]) {
+    // Each weaker route is tried with the requests that could reach it: its host, its methods, exactly its
+    // header conditions (more headers can only make other routes match first).
+    for (const target of weaker.keys()) {
+      const raw = Object.entries(target.headers ?? {}).flat();
       for (const host of hosts) {
-        for (const method of methods) {
-          for (const raw of headerSets) {
+        if (!hostMatches(target.host, host.sample)) continue;
+        for (const method of target.methods ?? methods) {
+          for (const path of [route.path, `${base}audit-below`]) {
             const hit = router.match(host.sample, method, path, raw);
             if (hit === undefined || 'refused' in hit || !weaker.has(hit.target)) continue;
             const via = hit.target;
@@ -128,13 +126,26 @@ function weakerChecks(route: RouteConfig, other: RouteConfig): string | undefine
   return undefined;
 }
 
+/** Whether a route's host (exact, "*.suffix" or "*") takes `host`. */
+function hostMatches(pattern: string, host: string): boolean {
+  const p = pattern.toLowerCase().replace(/\.$/, '');
+  if (p === '*') return true;
+  if (p.startsWith('*.')) return host.length > p.length - 1 && host.endsWith(p.slice(1));
+  return p === host;
+}
+
 /** Whether `via` names the sample's host itself: an exact host, or the same pattern as the auth route. */
 function namesHost(via: RouteConfig, route: RouteConfig, host: HostClass): boolean {
   const pattern = via.host.toLowerCase();
   return pattern === route.host.toLowerCase() || pattern === host.label;
 }
 
-/** One host per class the router tells apart: every exact host, a new name under every wildcard, a name nothing matches. */
+/**
+ * One host per class the router tells apart for these routes: each exact
+ * host, a new name under each wildcard, a name nothing matches. (A host no
+ * route here names exactly goes where the new name under its longest
+ * matching wildcard goes.)
+ */
 function hostClasses(routes: readonly RouteConfig[]): HostClass[] {
   const out = new Map<string, HostClass>();
   for (const r of routes) {
