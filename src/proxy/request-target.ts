@@ -32,8 +32,8 @@ export interface PathForms {
 
 const HEX = '0123456789ABCDEF';
 /** A path every form leaves as it is (but case): "/"-led segments of pchars but ";", none empty or starting with "."; then the query. */
-const PLAIN_PATH = /^(?:\/(?![/.])[a-z0-9\-._~!$&'()*+,=:@]*)*\/?(?:\?[^#]*)?$/;
-const PLAIN_PATH_ANY_CASE = /^(?:\/(?![/.])[A-Za-z0-9\-._~!$&'()*+,=:@]*)*\/?(?:\?[^#]*)?$/;
+const PLAIN_PATH = /^(?:\/(?![/.])[a-z0-9\-._~!$&'()*+,=:@]*)*(?:\?[^#]*)?$/;
+const PLAIN_PATH_ANY_CASE = /^(?:\/(?![/.])[A-Za-z0-9\-._~!$&'()*+,=:@]*)*(?:\?[^#]*)?$/;
 /** Characters a resolved path keeps unescaped (RFC 3986 pchar). */
 const PCHAR = new Uint8Array(128);
 for (const c of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@") PCHAR[c.charCodeAt(0)] = 1;
@@ -63,7 +63,7 @@ export function pathForms(target: string, escapedSlashes: EscapedSlashes, foldAl
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   const forms = new Set([path]);
-  if (pathKind(path) === SLOW) {
+  if (!PLAIN_PATH_ANY_CASE.test(path)) {
     const segments = decodeSegments(path, escapedSlashes);
     if (typeof segments === 'string') return segments;
     forms.add('/' + segments.join('/'));
@@ -71,7 +71,7 @@ export function pathForms(target: string, escapedSlashes: EscapedSlashes, foldAl
   }
   for (const form of [...forms]) if (form.indexOf(';') >= 0 || /%3B/i.test(form)) forms.add(withoutParams(form));
   const plain = [...forms];
-  const folded = foldAlways || plain.some((f) => /[A-Z]/.test(f)) ? [...new Set(plain.map(asciiLower))] : [];
+  const folded = foldAlways || plain.some(hasUpperCase) ? [...new Set(plain.map(asciiLower))] : [];
   return { plain, folded };
 }
 
@@ -175,10 +175,14 @@ function withoutParams(path: string): string {
   return '/' + kept.join('/');
 }
 
+/** Where a segment's ";params" start (a literal ";" or %3B in either case), or -1. */
 function paramsStart(segment: string): number {
-  const semi = segment.indexOf(';');
-  const escaped = segment.search(/%3B/i);
-  return semi < 0 ? escaped : escaped < 0 ? semi : Math.min(semi, escaped);
+  let start = -1;
+  for (const mark of [';', '%3B', '%3b']) {
+    const at = segment.indexOf(mark);
+    if (at >= 0 && (start < 0 || at < start)) start = at;
+  }
+  return start;
 }
 
 function hexValue(c: number): number {
@@ -188,9 +192,14 @@ function hexValue(c: number): number {
   return -1;
 }
 
+/** Whether a path has an upper-case letter outside its escapes (whose hex digits fold harmlessly). */
+export function hasUpperCase(path: string): boolean {
+  return /[A-Z]/.test(path) && /[A-Z]/.test(path.replace(/%[0-9A-F]{2}/g, ''));
+}
+
 /** Lower-cases A-Z only: bytes above 0x7f are raw octets, not letters. */
 export function asciiLower(text: string): string {
-  return text.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+  return /[^\x00-\x7f]/.test(text) ? text.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : text.toLowerCase();
 }
 
 /** Host name characters every backend takes: 1 = as is (lower-case letters, digits, "-", "_"), 2 = upper-case letter. */

@@ -21,7 +21,7 @@
 // compared only with the routes whose prefix lies along its own path: a
 // table of a thousand services costs about what a table of ten does.
 import type { RouteConfig } from '../config/types.js';
-import { asciiLower, matchingHost, pathForms, pathKind, PLAIN, type EscapedSlashes } from './request-target.js';
+import { asciiLower, hasUpperCase, matchingHost, pathForms, pathKind, PLAIN, type EscapedSlashes } from './request-target.js';
 
 interface Entry<T> {
   route: RouteConfig;
@@ -175,7 +175,7 @@ export class Router<T> {
       conditions: (route.methods ? 1 : 0) + Object.keys(route.headers ?? {}).length,
       order,
     }));
-    this.foldAlways = routes.some((r) => /[A-Z]/.test(r.path));
+    this.foldAlways = routes.some((r) => hasUpperCase(r.path));
     this.exact = new HostIndex(entries, (r) => r.path);
     this.folded = this.foldAlways ? new HostIndex(entries, (r) => asciiLower(r.path)) : this.exact;
   }
@@ -196,7 +196,7 @@ export class Router<T> {
       for (const form of list) {
         const other = index.match(name, method, form, raw);
         if (other !== first) {
-          return { refused: 'bad-path', detail: `the path belongs to ${routeLabel(first)} as ${JSON.stringify(forms.plain[0])} but to ${routeLabel(other)} as ${JSON.stringify(form)}` };
+          return { refused: 'bad-path', detail: `the path belongs to ${routeLabel(first)} as ${quote(forms.plain[0]!)} but to ${routeLabel(other)} as ${quote(form)}` };
         }
       }
     }
@@ -205,6 +205,8 @@ export class Router<T> {
 }
 
 const routeLabel = (entry: Entry<unknown> | undefined): string => (entry === undefined ? 'no route' : `route ${entry.route.name}`);
+/** A path for the log, cut short: the URL can be 8 KB. */
+const quote = (path: string): string => JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}…` : path);
 
 function firstMatch<T>(list: readonly Entry<T>[], method: string, raw: readonly string[]): Entry<T> | undefined {
   for (const entry of list) {
