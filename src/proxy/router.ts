@@ -182,18 +182,21 @@ export class Router<T> {
 
   /**
    * `host` is the Host header as received (may carry a port); `target` the
-   * request-target (origin-form). Undefined when no route matches.
+   * request-target (origin-form). Undefined when no route matches; a
+   * Refusal (400) for a Host no backend takes, a path refused by pathForms,
+   * or a path whose forms belong to different routes.
    */
   match(host: string | undefined, method: string, target: string, raw: readonly string[]): Entry<T> | Refusal | undefined {
     const name = host === undefined ? undefined : matchingHost(host);
-    if (name === undefined && host !== undefined) return { refused: 'bad-host', detail: `a Host no backend accepts: ${JSON.stringify(host)}` };
+    if (name === undefined && host !== undefined) return { refused: 'bad-host', detail: `a Host no backend accepts: ${quote(host)}` };
     if (target.charCodeAt(0) !== 0x2f /* / */) return undefined;
     if (!this.foldAlways && pathKind(target) === PLAIN) return this.exact.match(name, method, target, raw);
     const forms = pathForms(target, this.escapedSlashes, this.foldAlways);
     if (typeof forms === 'string') return { refused: 'bad-path', detail: forms };
     const first = this.exact.match(name, method, forms.plain[0]!, raw);
-    for (const [index, list] of [[this.exact, forms.plain], [this.folded, forms.folded]] as const) {
-      for (const form of list) {
+    for (const [index, list, from] of [[this.exact, forms.plain, 1], [this.folded, forms.folded, 0]] as const) {
+      for (let i = from; i < list.length; i++) {
+        const form = list[i]!;
         const other = index.match(name, method, form, raw);
         if (other !== first) {
           return { refused: 'bad-path', detail: `the path belongs to ${routeLabel(first)} as ${quote(forms.plain[0]!)} but to ${routeLabel(other)} as ${quote(form)}` };
@@ -205,7 +208,7 @@ export class Router<T> {
 }
 
 const routeLabel = (entry: Entry<unknown> | undefined): string => (entry === undefined ? 'no route' : `route ${entry.route.name}`);
-/** A path for the log, cut short: the URL can be 8 KB. */
+/** A path or Host for the log, cut short: either can be kilobytes long. */
 const quote = (path: string): string => JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}…` : path);
 
 function firstMatch<T>(list: readonly Entry<T>[], method: string, raw: readonly string[]): Entry<T> | undefined {
