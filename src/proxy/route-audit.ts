@@ -137,7 +137,7 @@ function hostMatches(pattern: string, host: string): boolean {
 /** Whether `via` names the sample's host itself: an exact host, or the same pattern as the auth route. */
 function namesHost(via: RouteConfig, route: RouteConfig, host: HostClass): boolean {
   const pattern = via.host.toLowerCase();
-  return pattern === route.host.toLowerCase() || pattern === host.label;
+  return pattern === route.host.toLowerCase() || (!pattern.startsWith('*') && pattern === host.label);
 }
 
 /**
