@@ -40,6 +40,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     shutdownTimeoutMs: parseDuration(raw.shutdown_timeout),
     upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up)])),
     routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
+    normalize: { escapedSlashes: raw.normalize.escaped_slashes },
     demoBackends: raw.demo_backends.map(hostPort),
     rateLimitSlots: raw.rate_limit_slots,
   };

@@ -73,6 +73,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const BALANCE_ALGORITHMS = ['round-robin', 'least-conn', 'source', 'random'] as const;
 export const SCHEDULING_POLICIES = ['kernel', 'round-robin'] as const;
 export const MAX_WORKERS = 64;
+export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
@@ -337,6 +338,8 @@ export const configSchema: Schema = object(
       expected: 'a mapping of upstream names to upstreams',
     },
     routes: list(route, 1, 'a list of at least one route'),
+    // How request paths are read for matching (README, Security): %2F and %5C as "/" (decode) or refused with 400 (reject).
+    normalize: object({ escaped_slashes: oneOf(ESCAPED_SLASHES, 'decode') }, { default: {} }),
     demo_backends: list(hostPort, 0, 'a list of host:port addresses', []),
   },
   { required: ['admin', 'upstreams', 'routes'] },
@@ -358,6 +361,7 @@ export interface RawConfig {
   shutdown_timeout: string | number;
   upstreams: Record<string, RawUpstream>;
   routes: RawRoute[];
+  normalize: { escaped_slashes: (typeof ESCAPED_SLASHES)[number] };
   demo_backends: string[];
   rate_limit_slots: number;
 }

@@ -232,6 +232,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   upstreams: Record<string, UpstreamConfig>;
   routes: RouteConfig[];
+  /** How request paths are read for matching: %2F and %5C as "/", or refused. */
+  normalize: { escapedSlashes: 'decode' | 'reject' };
   /** Addresses on which the primary itself runs tiny demo backends. */
   demoBackends: ListenConfig[];
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */

@@ -19,6 +19,7 @@ import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
 import { closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { resolvedTarget } from './request-target.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { redactQueryParam } from '../gateway/route-runtime.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
@@ -198,6 +199,7 @@ export class Exchange implements UpstreamListener {
     if (this.requestBodyBytes > ctx.limits.maxBodyBytes) return this.fail('body-too-large');
     const matched = ctx.router.match(this.info.host, this.method, this.target, this.raw);
     if (matched === undefined) return this.fail('no-route');
+    if ('refused' in matched) return this.fail(matched.refused, matched.detail);
     const route = (this.route = matched.target);
     this.routeName = route.name;
     const upstream = (this.upstream = route.upstream);
@@ -373,7 +375,7 @@ export class Exchange implements UpstreamListener {
     const trusted = this.client.peerTrusted();
     const head = buildUpstreamHead({
       method: this.method,
-      target: this.route!.upstreamTarget(this.target),
+      target: this.route!.rewrites ? this.route!.upstreamTarget(resolvedTarget(this.target)) : this.target,
       raw: this.upstreamRaw ?? this.raw,
       filtered: this.upstreamRaw !== undefined,
       dropUnderscored: this.ctx.dropUnderscored,

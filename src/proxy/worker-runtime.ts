@@ -59,7 +59,7 @@ export class WorkerRuntime implements ExchangeContext {
       const runtime = new RouteRuntime(route, this.upstreams.get(route.upstream)!, deps);
       this.routes.push(runtime);
       return runtime;
-    });
+    }, config.normalize.escapedSlashes);
     for (const entry of config.trustedProxies) addTrusted(this.trusted, entry);
     this.hasTrusted = config.trustedProxies.length > 0;
   }
