@@ -157,7 +157,7 @@ const stringOrList = (expected: string): Schema => ({
   items: { type: 'string', minLength: 1, expected },
   expected: `${expected}, or a list of them`,
 });
-const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const headerName = { type: 'string', pattern: HEADER_NAME_PATTERN, expected: 'a header name' };
 const headerRules = object({
   set: stringMap('header value'),

@@ -297,6 +297,21 @@ describe('config: errors', () => {
     ]);
   });
 
+  it('header rules: names must be tokens, values cannot hold CR, LF, NUL or other controls, nor characters above U+00FF', () => {
+    const rules = (side: string, body: string): string => MINIMAL.replace('    upstream: app\n', `    upstream: app\n    name: api\n    ${side}: ${body}\n`);
+    assert.deepEqual(errorsOf(rules('request_headers', '{ set: { X-A: "ok\\r\\nX-Injected: 1" }, add: { X-B: "a\\u0000b", X-C: "tab\\tok" } }')), [
+      `${FILE}:10:36 routes[0].request_headers.set.X-A: route "api", request_headers.set "X-A": a header value cannot hold a CR (CR, LF, NUL and other control characters end or corrupt the header)`,
+      `${FILE}:10:73 routes[0].request_headers.add.X-B: route "api", request_headers.add "X-B": a header value cannot hold a NUL (CR, LF, NUL and other control characters end or corrupt the header)`,
+    ]);
+    assert.deepEqual(errorsOf(rules('response_headers', '{ add: { "X-D\\nE": v, X-F: "\\n", X-G: "\\u001b", X-H: "\\u20ac" } }')), [
+      `${FILE}:10:42 routes[0].response_headers.add["X-D\\nE"]: route "api", response_headers.add "X-D\\nE": expected a header name (letters, digits and !#$%&'*+.^_\`|~-)`,
+      `${FILE}:10:50 routes[0].response_headers.add.X-F: route "api", response_headers.add "X-F": a header value cannot hold an LF (CR, LF, NUL and other control characters end or corrupt the header)`,
+      `${FILE}:10:61 routes[0].response_headers.add.X-G: route "api", response_headers.add "X-G": a header value cannot hold "\\u001b" (CR, LF, NUL and other control characters end or corrupt the header)`,
+      `${FILE}:10:76 routes[0].response_headers.add.X-H: route "api", response_headers.add "X-H": expected a latin1 header value (characters up to U+00FF), got "€"`,
+    ]);
+    assert.equal(parseConfigText(rules('request_headers', '{ set: { X-A: "caf\\u00e9\\tok" } }'), FILE).config.routes[0]!.requestHeaders!.set[0]![1], 'café\tok');
+  });
+
   it('YAML syntax errors, with line:col', () => {
     assert.deepEqual(errorsOf('admin: { token: t\nroutes: []\n'), [
       `${FILE}:2:1 syntax error: Flow map in block collection must be sufficiently indented and end with a }`,
