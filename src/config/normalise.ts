@@ -192,6 +192,7 @@ function auth(raw: NonNullable<RawRoute['auth']>, baseDir: string): AuthConfig {
         ...(issuer ? { issuer } : {}),
         ...(audience ? { audience } : {}),
         clockSkewMs: parseDuration(j.clock_skew),
+        requireExp: j.require_exp,
         from: j.from,
       },
       forward,

@@ -193,6 +193,8 @@ const jwt = object({
   issuer: stringOrList('an issuer'),
   audience: stringOrList('an audience'),
   clock_skew: { ...duration('30s'), minimum: 0, expected: 'a duration like 30s, or integer milliseconds' },
+  // A token without exp would be good forever: refused unless the route accepts that.
+  require_exp: { type: 'boolean', default: true, expected: 'true or false' },
   from: {
     type: 'string',
     pattern: "^(authorization|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
@@ -386,6 +388,7 @@ export interface RawRoute {
       issuer?: string | string[];
       audience?: string | string[];
       clock_skew: string | number;
+      require_exp: boolean;
       from: string;
     };
     basic?: { realm: string; users: { name: string; hash: string }[] };

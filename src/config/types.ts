@@ -157,6 +157,8 @@ export interface JwtConfig {
   issuer?: string[];
   audience?: string[];
   clockSkewMs: number;
+  /** Tokens without `exp` are refused unless this is false; absent means true. */
+  requireExp?: boolean;
   /** Where the token is read: "authorization" (Bearer) by default, or header:NAME / cookie:NAME / query:NAME. */
   from: string;
 }

@@ -58,6 +58,7 @@ export class JwtAuthenticator implements Authenticator {
     this.#options = {
       algorithms: [...cfg.algorithms],
       clockTolerance: cfg.clockSkewMs / 1000,
+      ...(cfg.requireExp === false ? {} : { requiredClaims: ['exp'] }),
       ...(cfg.issuer?.length ? { issuer: [...cfg.issuer] } : {}),
       ...(cfg.audience?.length ? { audience: [...cfg.audience] } : {}),
     };
@@ -228,6 +229,9 @@ function scopesOf(payload: JWTPayload): readonly string[] {
 /** A log line for a refused token; jose's messages name the failed check, never the token. */
 function describeFailure(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'token expired';
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'exp' && err.reason === 'missing') {
+    return 'token has no "exp" claim (a token that never expires is refused unless the route sets jwt.require_exp: false)';
+  }
   if (err instanceof errors.JWTClaimValidationFailed) return `claim "${err.claim}" ${err.reason}: ${err.message}`;
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad signature';
   if (err instanceof errors.JOSEAlgNotAllowed) return 'algorithm not allowed';
