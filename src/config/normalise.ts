@@ -40,6 +40,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
     demoBackends: raw.demo_backends.map(hostPort),
     rateLimitSlots: raw.rate_limit_slots,
+    authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
   };
   return deepFreeze(config);
 }

@@ -322,6 +322,14 @@ export const configSchema: Schema = object(
     shutdown_timeout: duration('30s'),
     // Shared-memory token buckets for every rate-limited route together; when full, the least recently used go.
     rate_limit_slots: int(1024, 16_777_216, 65536),
+    // Failed authentication attempts per client address, over all routes: a bucket in the same table.
+    auth_failures: object(
+      {
+        rate: { type: ['number', 'string'], exclusiveMinimum: 0, pattern: RATE_PATTERN, default: '10/m', expected: 'attempts per second, or a rate like 10/m' },
+        burst: int(1, 1_000_000, 10),
+      },
+      { default: {} },
+    ),
     upstreams: {
       type: 'object',
       minProperties: 1,
@@ -352,6 +360,7 @@ export interface RawConfig {
   routes: RawRoute[];
   demo_backends: string[];
   rate_limit_slots: number;
+  auth_failures: { rate: number | string; burst: number };
 }
 
 export interface RawHeaderRules {

@@ -12,7 +12,7 @@ import { HEADER_NAME_PATTERN } from './schema.js';
 import type { RawConfig, RawRoute } from './schema.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { defaultRouteName, readKeysFile } from './normalise.js';
+import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
 
 function isPrefix(prefix: readonly PathSegment[], path: readonly PathSegment[]): boolean {
   return prefix.length <= path.length && prefix.every((seg, i) => seg === path[i]);
@@ -73,6 +73,9 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (ok(['limits', key])) expectTimer(['limits', key], raw.limits[key]);
   }
   if (ok(['shutdown_timeout'])) expectTimer(['shutdown_timeout'], raw.shutdown_timeout);
+  if (ok(['auth_failures', 'rate']) && !(parseRate(raw.auth_failures.rate) > 0)) {
+    add(['auth_failures', 'rate'], `expected a positive rate, got ${describeValue(raw.auth_failures.rate)}`);
+  }
 
   const upstreams = typed(['upstreams']) ? raw.upstreams : {};
   for (const [name, up] of Object.entries(upstreams)) {
@@ -130,7 +133,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
       }
     }
     if (r.auth && ok(at('auth'))) checkAuth(r.auth, at('auth'));
-    if (r.rate_limit && ok(at('rate_limit', 'rate')) && typeof r.rate_limit.rate === 'number' && !(r.rate_limit.rate > 0)) {
+    if (r.rate_limit && ok(at('rate_limit', 'rate')) && !(parseRate(r.rate_limit.rate) > 0)) {
       add(at('rate_limit', 'rate'), `expected a positive rate, got ${describeValue(r.rate_limit.rate)}`);
     }
     if (r.authorize?.cidrs && ok(at('authorize', 'cidrs'))) {

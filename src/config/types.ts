@@ -195,6 +195,12 @@ export interface RateLimitConfig {
   key: string;
 }
 
+/** Failed authentication attempts allowed per client address, over every route. */
+export interface AuthFailuresConfig {
+  ratePerSecond: number;
+  burst: number;
+}
+
 export interface CorsConfig {
   /** Exact origins, "https://*.example.com" wildcards, or "*". */
   origins: string[];
@@ -223,4 +229,5 @@ export interface Config {
   demoBackends: ListenConfig[];
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */
   rateLimitSlots: number;
+  authFailures: AuthFailuresConfig;
 }

@@ -4,9 +4,10 @@
 // limit, header rules), all built once per config so a request only reads
 // them. Building may throw (control plane); the checks never do.
 import type { Logger } from 'pino';
-import type { HeaderRules, RateLimitConfig, RouteConfig, UpstreamTimeouts } from '../config/types.js';
+import type { AuthFailuresConfig, HeaderRules, RateLimitConfig, RouteConfig, UpstreamTimeouts } from '../config/types.js';
 import type { UpstreamRuntime } from '../proxy/upstream-runtime.js';
 import { createAuthenticator, identityHeaderNames, identityHeaders, type Authenticator, type Identity } from './auth/index.js';
+import { AuthFailureGate } from './auth-failures.js';
 import { compileAuthorizer, type Authorizer } from './authorize.js';
 import { compileCors, type CorsPolicy } from './cors.js';
 import { applyHeaderRules } from './header-rules.js';
@@ -16,6 +17,8 @@ export interface GatewayDeps {
   log: Logger;
   /** The shared-memory token buckets; required when any route has a rate limit. */
   limiter: RateLimiter | undefined;
+  /** Failed authentication attempts per client (in `limiter`); without it, unlimited. */
+  authFailures?: AuthFailuresConfig;
 }
 
 export class RouteRuntime {
@@ -45,7 +48,8 @@ export class RouteRuntime {
     this.retries = route.retries ?? upstream.config.retries;
     this.replacePrefix = route.rewrite ?? (route.stripPrefix ? '' : undefined);
     this.cors = route.cors ? compileCors(route.cors) : undefined;
-    this.authenticator = route.auth ? createAuthenticator(route.auth, deps.log) : undefined;
+    const gate = deps.authFailures && deps.limiter ? new AuthFailureGate(deps.limiter, deps.authFailures) : undefined;
+    this.authenticator = route.auth ? createAuthenticator(route.auth, deps.log, {}, gate) : undefined;
     this.authorizer = route.authorize ? compileAuthorizer(route.authorize) : undefined;
     this.rateLimit = route.rateLimit;
     if (route.rateLimit && deps.limiter === undefined) throw new Error(`route ${route.name} has a rate limit but no rate-limit table is attached`);

@@ -154,7 +154,9 @@ export class Exchange implements UpstreamListener {
     let identity: Identity | undefined;
     if (result !== undefined) {
       if (!result.ok) {
-        metrics.gatewayRefusal(route.name, 'auth');
+        const throttled = result.retryAfter !== undefined; // out of authentication attempts: nothing was checked (auth/attempts.ts)
+        metrics.gatewayRefusal(route.name, throttled ? 'rate-limit' : 'auth');
+        if (throttled) return this.fail('rate-limited', result.reason, [['Retry-After', String(result.retryAfter)]]);
         return this.fail('unauthorized', result.reason, result.wwwAuthenticate === undefined ? undefined : [['WWW-Authenticate', result.wwwAuthenticate]]);
       }
       identity = this.identity = result.identity;

@@ -58,6 +58,7 @@ describe('config: valid files', () => {
     assert.deepEqual(config.trustedProxies, []);
     assert.equal(config.shutdownTimeoutMs, 30_000);
     assert.deepEqual(config.demoBackends, []);
+    assert.deepEqual(config.authFailures, { ratePerSecond: 10 / 60, burst: 10 }, 'auth_failures: 10/m, burst 10');
     assert.deepEqual(config.upstreams, {
       app: {
         name: 'app',
@@ -196,7 +197,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, trusted_proxies, shutdown_timeout, rate_limit_slots, upstreams, routes, demo_backends)`,
+      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, trusted_proxies, shutdown_timeout, rate_limit_slots, auth_failures, upstreams, routes, demo_backends)`,
     ]);
   });
 
@@ -294,6 +295,16 @@ describe('config: errors', () => {
     assert.deepEqual(errorsOf(MINIMAL.replace('  app:', '  "my app":')), [
       `${FILE}:3:3 upstreams["my app"]: expected a name of letters, digits, "_", "-" and ".", got "my app"`,
       `${FILE}:8:15 routes[0].upstream: expected the name of an upstream (one of: my app), got "app"`,
+    ]);
+  });
+
+  it('auth_failures: a positive rate and burst', () => {
+    assert.deepEqual(parseConfigText(`auth_failures: { rate: 5/s, burst: 3 }\n${MINIMAL}`, FILE).config.authFailures, { ratePerSecond: 5, burst: 3 });
+    assert.deepEqual(parseConfigText(`auth_failures: { rate: 30/h }\n${MINIMAL}`, FILE).config.authFailures, { ratePerSecond: 30 / 3600, burst: 10 });
+    assert.deepEqual(errorsOf(`auth_failures: { rate: 0/m, burst: 0, per: ip }\n${MINIMAL}`), [
+      `${FILE}:1:24 auth_failures.rate: expected a positive rate, got "0/m"`,
+      `${FILE}:1:36 auth_failures.burst: expected an integer 1..1000000, got 0`,
+      `${FILE}:1:39 auth_failures.per: unknown key (expected one of: rate, burst)`,
     ]);
   });
 
