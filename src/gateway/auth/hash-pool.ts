@@ -5,9 +5,11 @@
 // a native bcrypt or crypto.scrypt would run) keeps password checks from
 // queueing ahead of file and DNS work, and bounds them by itself: `threads`
 // hashes at once per process, at most `maxQueued` waiting; a check beyond
-// that is refused at once ("busy") instead of growing a backlog. Threads
-// start on the first check and are unref'd, so an idle pool costs nothing
-// and never keeps a process alive.
+// that is refused at once ("busy") instead of growing a backlog. The threads
+// run at the lowest CPU priority (nice 19): off the event loop is not enough
+// when CPUs are few, as hashing threads would still take CPU time from the
+// event loops. They start on the first check and are unref'd, so an idle
+// pool costs nothing and never keeps a process alive.
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
@@ -31,6 +33,13 @@ const WORKER_SOURCE = `
 const { scryptSync, timingSafeEqual } = require('node:crypto');
 const { parentPort, workerData } = require('node:worker_threads');
 const bcrypt = require(workerData.bcryptjs);
+// Nice 19 for this thread only (Linux: a thread id names one thread): when
+// CPUs are short, request handling runs and password checks wait.
+try {
+  require('node:os').setPriority(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()), 19);
+} catch {
+  // Elsewhere the thread keeps the process's priority.
+}
 parentPort.on('message', (job) => {
   let ok = false;
   try {
