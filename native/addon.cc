@@ -35,13 +35,17 @@ Napi::Value ThrowError(Napi::Env env, const std::string& msg) {
 }
 
 // A JS string's UTF-8 bytes: in a stack buffer when short, else on the heap.
+// napi writes whole characters only, so a string cut at the buffer's end can
+// stop up to 3 bytes short of it: any length that close is read again in full
+// (a key hashed as its prefix would share its bucket with every other key of
+// that prefix).
 class Utf8Arg {
  public:
   Utf8Arg(Napi::Env env, napi_value v) {
     size_t len = 0;
     if (napi_get_value_string_utf8(env, v, small_, sizeof small_, &len) != napi_ok) return;
     ok_ = true;
-    if (len < sizeof small_ - 1) {
+    if (len + 4 < sizeof small_) {
       data_ = small_;
       len_ = len;
       return;
@@ -63,6 +67,53 @@ class Utf8Arg {
   size_t len_ = 0;
   bool ok_ = false;
 };
+
+// A rate-limit key or route name as the exact bytes it is hashed by
+// (rate_limit.h KeyBytes): latin1, one byte per character, when every
+// character is below U+0100 (header values are latin1 strings of the bytes
+// received, so a header key is hashed as exactly those bytes), else its
+// UTF-16 code units, flagged wide. Read as UTF-16 because that is exact for
+// every string: UTF-8 would turn each lone surrogate into U+FFFD, so JWT
+// subjects "\uD800" and "\uFFFD" would share a bucket.
+class KeyArg {
+ public:
+  KeyArg(Napi::Env env, napi_value v) {
+    size_t len = 0;
+    if (napi_get_value_string_utf16(env, v, units_, kSmall, &len) != napi_ok) return;
+    ok_ = true;
+    char16_t* u = units_;
+    if (len + 1 >= kSmall) {  // may be cut at the buffer's end: read it all
+      napi_get_value_string_utf16(env, v, nullptr, 0, &len);
+      large_.resize(len + 1);
+      napi_get_value_string_utf16(env, v, &large_[0], len + 1, &len);
+      u = large_.data();
+    }
+    char16_t any = 0;
+    for (size_t i = 0; i < len; ++i) any |= u[i];
+    if (any > 0xff) {
+      bytes_ = {u, len * sizeof(char16_t), true};
+      return;
+    }
+    // Narrowed in place: byte i is written after unit i was read.
+    auto* narrow = reinterpret_cast<uint8_t*>(u);
+    for (size_t i = 0; i < len; ++i) narrow[i] = static_cast<uint8_t>(u[i]);
+    bytes_ = {narrow, len, false};
+  }
+  bool ok() const { return ok_; }
+  const KeyBytes& bytes() const { return bytes_; }
+
+ private:
+  static constexpr size_t kSmall = 128;
+  char16_t units_[kSmall];
+  std::u16string large_;
+  KeyBytes bytes_{};
+  bool ok_ = false;
+};
+
+// HashIpString reads up to a NUL: "10.0.0.1\0x" is no address, not 10.0.0.1.
+bool IpArgHash(const Utf8Arg& ip, uint64_t* out) {
+  return std::memchr(ip.data(), 0, ip.size()) == nullptr && HashIpString(ip.data(), out);
+}
 
 // Number arguments: one N-API call each (napi_get_value_double fails on a
 // non-number), then range and integrality checks in C++.
@@ -575,7 +626,7 @@ Napi::Value MaglevLookupIp(const Napi::CallbackInfo& info) {
   const uint8_t* exclude;
   if (!ExcludeArg(env, info[1], m, &exclude)) return env.Undefined();
   uint64_t h;
-  if (!HashIpString(ip.data(), &h)) h = HashBytes(ip.data(), ip.size());
+  if (!IpArgHash(ip, &h)) h = HashBytes(ip.data(), ip.size());
   return Napi::Number::New(env, m.Pick(h, exclude));
 }
 
@@ -717,23 +768,24 @@ RateTable* OpenRateTable(Napi::Env env, const RateRef& ref) {
   return ref.table.get();
 }
 
-// take(route, key, ratePerSec, burst, cost, nowMs?) → allowed. nowMs (a
+// take(route, key, ratePerSec, burst, cost, nowMs?) → allowed; a negative
+// cost gives tokens back (always allowed). nowMs (a
 // CLOCK_MONOTONIC reading in ms, for tests) defaults to the clock.
 Napi::Value RateTake(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RateRef& ref = FastState<RateRef>(info);
   RateTable* t = OpenRateTable(env, ref);
   if (!t) return env.Undefined();
-  Utf8Arg route(env, info[0]);
-  Utf8Arg key(env, info[1]);
+  KeyArg route(env, info[0]);
+  KeyArg key(env, info[1]);
   if (!route.ok() || !key.ok()) return ThrowType(env, "route and key must be strings");
   double rate, burst, cost;
   if (napi_get_value_double(env, info[2], &rate) != napi_ok ||
       napi_get_value_double(env, info[3], &burst) != napi_ok ||
       napi_get_value_double(env, info[4], &cost) != napi_ok || !(rate > 0 && std::isfinite(rate)) ||
-      !(burst > 0 && burst <= 1e9) || !(cost >= 0 && cost <= burst)) {
+      !(burst > 0 && burst <= 1e9) || !(cost >= -burst && cost <= burst)) {
     // burst <= 1e9: micro-tokens stay exact in a double (< 2^53)
-    return ThrowType(env, "take needs a finite ratePerSec > 0, 0 < burst <= 1e9 and 0 <= cost <= burst");
+    return ThrowType(env, "take needs a finite ratePerSec > 0, 0 < burst <= 1e9 and -burst <= cost <= burst");
   }
   uint64_t now_us;
   if (info[5].IsUndefined()) {
@@ -746,7 +798,7 @@ Napi::Value RateTake(const Napi::CallbackInfo& info) {
     now_us = static_cast<uint64_t>(ms * 1000.0);
   }
   const RateDecision d =
-      t->Take(RateTable::KeyHash(route.data(), route.size(), key.data(), key.size()), rate, burst, cost, now_us);
+      t->Take(RateTable::KeyHash(route.bytes(), key.bytes()), rate, burst, cost, now_us);
   ref.out[0] = d.allowed ? 1 : 0;
   ref.out[1] = d.remaining;
   ref.out[2] = d.retry_after_ms;
@@ -850,7 +902,7 @@ Napi::Value HashIp(const Napi::CallbackInfo& info) {
   Utf8Arg ip(env, info[0]);
   if (!ip.ok()) return ThrowType(env, "ip must be a string");
   uint64_t h;
-  return HashIpString(ip.data(), &h) ? Napi::BigInt::New(env, h) : env.Null();
+  return IpArgHash(ip, &h) ? Napi::BigInt::New(env, h) : env.Null();
 }
 
 // chooseSize(servers) → the default Maglev table size

@@ -100,8 +100,10 @@ uint64_t RateTable::NowUs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
 
-uint64_t RateTable::KeyHash(const char* route, size_t route_len, const char* key, size_t key_len) {
-  const uint64_t h = Xxh64(key, key_len, HashBytes(route, route_len));
+uint64_t RateTable::KeyHash(const KeyBytes& route, const KeyBytes& key) {
+  constexpr uint64_t kWideSeed = 0x5357595749444531ULL;  // "SWYWIDE1"
+  const uint64_t route_hash = Xxh64(route.data, route.size, route.wide ? kWideSeed : kKeySeed);
+  const uint64_t h = Xxh64(key.data, key.size, key.wide ? route_hash ^ kWideSeed : route_hash);
   return h == 0 ? 1 : h;  // 0 marks an empty bucket
 }
 
@@ -197,8 +199,9 @@ RateDecision RateTable::Take(uint64_t key_hash, double rate, double burst, doubl
     const double refill = static_cast<double>(last - bucket->last_us) * rate;
     tokens = refill >= static_cast<double>(cap - tokens) ? cap : tokens + static_cast<int64_t>(refill);
   }
-  const bool allowed = tokens >= need;
+  const bool allowed = tokens >= need;  // always, for a give-back (need < 0)
   if (allowed) tokens -= need;
+  if (tokens > cap) tokens = cap;  // a give-back never overfills
   const double missing_us = static_cast<double>(cap - tokens) / rate;
   bucket->tokens = tokens;
   bucket->last_us = last;

@@ -88,6 +88,15 @@ struct alignas(64) RateHeader {
   std::atomic<uint64_t> lock_timeouts;  // locks taken over after kLockStealUs
 };
 
+// A key (or route name) as hashed: latin1 bytes, or UTF-16 code units when
+// the string has a character above U+00FF (`wide`). The two forms hash under
+// different seeds, so no latin1 string meets a wide one.
+struct KeyBytes {
+  const void* data;
+  size_t size;  // in bytes
+  bool wide;
+};
+
 struct RateDecision {
   bool allowed;
   double remaining;       // whole tokens left after this take
@@ -112,9 +121,10 @@ class RateTable {
   // process; returns the names removed (with the leading '/').
   static std::vector<std::string> SweepStale();
   static uint64_t NowUs();  // CLOCK_MONOTONIC
-  // The bucket key of a route's key: XXH64 of the key seeded with the
-  // route's hash, so equal keys on different routes get different buckets.
-  static uint64_t KeyHash(const char* route, size_t route_len, const char* key, size_t key_len);
+  // The bucket key of a route's key: XXH64 of all of the key's bytes seeded
+  // with the route's hash, so equal keys on different routes get different
+  // buckets.
+  static uint64_t KeyHash(const KeyBytes& route, const KeyBytes& key);
 
   RateTable(const RateTable&) = delete;
   RateTable& operator=(const RateTable&) = delete;
@@ -124,9 +134,9 @@ class RateTable {
   uint32_t slots() const { return header_->groups * kRateWays; }
   uint64_t bytes() const { return size_; }
 
-  // Takes `cost` tokens (0 = just look) from the bucket of `key_hash`, which
-  // refills at `rate` tokens/s up to `burst`. The caller checks rate > 0,
-  // burst > 0 and 0 <= cost <= burst.
+  // Takes `cost` tokens (0 = just look, < 0 = give back, up to the burst)
+  // from the bucket of `key_hash`, which refills at `rate` tokens/s up to
+  // `burst`. The caller checks rate > 0, burst > 0 and -burst <= cost <= burst.
   RateDecision Take(uint64_t key_hash, double rate, double burst, double cost, uint64_t now_us);
   RateStats Stats() const;
 

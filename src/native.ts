@@ -572,9 +572,12 @@ export class RateTable {
   /**
    * Takes `cost` tokens from the bucket of (route, key), which refills at
    * `ratePerSec` up to `burst`; fills `out` and returns whether it was
-   * allowed. Throws TypeError unless ratePerSec is finite and > 0,
-   * 0 < burst <= 1e9 and 0 <= cost <= burst. `nowMs` (tests only) replaces
-   * the CLOCK_MONOTONIC reading.
+   * allowed. A negative cost gives tokens back (never above the burst).
+   * Keys and routes are hashed whole and exactly: latin1 strings (header
+   * values) as their bytes, others as UTF-16. Throws TypeError unless
+   * ratePerSec is finite and > 0, 0 < burst <= 1e9 and
+   * -burst <= cost <= burst. `nowMs` (tests only) replaces the
+   * CLOCK_MONOTONIC reading.
    */
   take(route: string, key: string, ratePerSec: number, burst: number, cost = 1, nowMs?: number): boolean {
     return this.native.take(route, key, ratePerSec, burst, cost, nowMs);

@@ -43,6 +43,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     normalize: { escapedSlashes: raw.normalize.escaped_slashes },
     demoBackends: raw.demo_backends.map(hostPort),
     rateLimitSlots: raw.rate_limit_slots,
+    authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
   };
   return deepFreeze(config);
 }
@@ -198,6 +199,7 @@ function auth(raw: NonNullable<RawRoute['auth']>, baseDir: string): AuthConfig {
         ...(issuer ? { issuer } : {}),
         ...(audience ? { audience } : {}),
         clockSkewMs: parseDuration(j.clock_skew),
+        requireExp: j.require_exp,
         from: j.from,
       },
       forward,

@@ -160,7 +160,7 @@ const stringOrList = (expected: string): Schema => ({
   items: { type: 'string', minLength: 1, expected },
   expected: `${expected}, or a list of them`,
 });
-const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const headerName = { type: 'string', pattern: HEADER_NAME_PATTERN, expected: 'a header name' };
 const headerRules = object({
   set: stringMap('header value'),
@@ -196,6 +196,8 @@ const jwt = object({
   issuer: stringOrList('an issuer'),
   audience: stringOrList('an audience'),
   clock_skew: { ...duration('30s'), minimum: 0, expected: 'a duration like 30s, or integer milliseconds' },
+  // A token without exp would be good forever: refused unless the route accepts that.
+  require_exp: { type: 'boolean', default: true, expected: 'true or false' },
   from: {
     type: 'string',
     pattern: "^(authorization|(header|cookie|query):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
@@ -330,6 +332,14 @@ export const configSchema: Schema = object(
     shutdown_timeout: duration('30s'),
     // Shared-memory token buckets for every rate-limited route together; when full, the least recently used go.
     rate_limit_slots: int(1024, 16_777_216, 65536),
+    // Failed authentication attempts per client address, over all routes: a bucket in the same table.
+    auth_failures: object(
+      {
+        rate: { type: ['number', 'string'], exclusiveMinimum: 0, pattern: RATE_PATTERN, default: '10/m', expected: 'attempts per second, or a rate like 10/m' },
+        burst: int(1, 1_000_000, 10),
+      },
+      { default: {} },
+    ),
     upstreams: {
       type: 'object',
       minProperties: 1,
@@ -364,6 +374,7 @@ export interface RawConfig {
   normalize: { escaped_slashes: (typeof ESCAPED_SLASHES)[number] };
   demo_backends: string[];
   rate_limit_slots: number;
+  auth_failures: { rate: number | string; burst: number };
 }
 
 export interface RawHeaderRules {
@@ -401,6 +412,7 @@ export interface RawRoute {
       issuer?: string | string[];
       audience?: string | string[];
       clock_skew: string | number;
+      require_exp: boolean;
       from: string;
     };
     basic?: { realm: string; users: { name: string; hash: string }[] };

@@ -8,10 +8,11 @@ import type { HostPort } from './address.js';
 import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import { describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
+import { HEADER_NAME_PATTERN } from './schema.js';
 import type { RawConfig, RawRoute } from './schema.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { defaultRouteName, readKeysFile } from './normalise.js';
+import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
 // A leaf module (no imports): route paths are checked with the same function requests are read with.
 import { resolve as resolvePath } from '../proxy/request-target.js';
 
@@ -74,6 +75,9 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (ok(['limits', key])) expectTimer(['limits', key], raw.limits[key]);
   }
   if (ok(['shutdown_timeout'])) expectTimer(['shutdown_timeout'], raw.shutdown_timeout);
+  if (ok(['auth_failures', 'rate']) && !(parseRate(raw.auth_failures.rate) > 0)) {
+    add(['auth_failures', 'rate'], `expected a positive rate, got ${describeValue(raw.auth_failures.rate)}`);
+  }
 
   const upstreams = typed(['upstreams']) ? raw.upstreams : {};
   for (const [name, up] of Object.entries(upstreams)) {
@@ -125,8 +129,22 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
       const value = r.timeouts?.[key];
       if (value !== undefined && ok(at('timeouts', key))) expectTimer(at('timeouts', key), value);
     }
+    for (const side of ['request_headers', 'response_headers'] as const) {
+      for (const kind of ['set', 'add'] as const) {
+        const pairs = r[side]?.[kind];
+        if (pairs === undefined || !ok(at(side, kind))) continue;
+        for (const [name, value] of Object.entries(pairs)) {
+          // Written into the head as they are: a line break or NUL would end the header and start another.
+          const where = `route ${describeValue(r.name ?? defaultRouteName(r))}, ${side}.${kind} ${describeValue(name)}`;
+          if (!HEADER_NAME.test(name)) add(at(side, kind, name), `${where}: expected a header name (letters, digits and !#$%&'*+.^_\`|~-)`);
+          const bad = /[\x00-\x08\x0a-\x1f\x7f]/.exec(value);
+          if (bad) add(at(side, kind, name), `${where}: a header value cannot hold ${CONTROL_NAMES[bad[0]] ?? describeValue(bad[0])} (CR, LF, NUL and other control characters end or corrupt the header)`);
+          else if (/[^\x00-\xff]/.test(value)) add(at(side, kind, name), `${where}: expected a latin1 header value (characters up to U+00FF), got ${describeValue(value)}`);
+        }
+      }
+    }
     if (r.auth && ok(at('auth'))) checkAuth(r.auth, at('auth'));
-    if (r.rate_limit && ok(at('rate_limit', 'rate')) && typeof r.rate_limit.rate === 'number' && !(r.rate_limit.rate > 0)) {
+    if (r.rate_limit && ok(at('rate_limit', 'rate')) && !(parseRate(r.rate_limit.rate) > 0)) {
       add(at('rate_limit', 'rate'), `expected a positive rate, got ${describeValue(r.rate_limit.rate)}`);
     }
     if (r.authorize?.cidrs && ok(at('authorize', 'cidrs'))) {
@@ -204,6 +222,9 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   }
   return issues;
 }
+
+const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
+const CONTROL_NAMES: Record<string, string> = { '\r': 'a CR', '\n': 'an LF', '\x00': 'a NUL' };
 
 /** "*", an exact host, or "*.example.com". */
 function isRouteHost(host: string): boolean {

@@ -168,6 +168,8 @@ export interface JwtConfig {
   issuer?: string[];
   audience?: string[];
   clockSkewMs: number;
+  /** Tokens without `exp` are refused unless this is false; absent means true. */
+  requireExp?: boolean;
   /** Where the token is read: "authorization" (Bearer) by default, or header:NAME / cookie:NAME / query:NAME. */
   from: string;
 }
@@ -204,6 +206,12 @@ export interface RateLimitConfig {
   key: string;
 }
 
+/** Failed authentication attempts allowed per client address, over every route. */
+export interface AuthFailuresConfig {
+  ratePerSecond: number;
+  burst: number;
+}
+
 export interface CorsConfig {
   /** Exact origins, "https://*.example.com" wildcards, or "*". */
   origins: string[];
@@ -238,4 +246,5 @@ export interface Config {
   demoBackends: ListenConfig[];
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */
   rateLimitSlots: number;
+  authFailures: AuthFailuresConfig;
 }

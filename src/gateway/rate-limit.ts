@@ -9,7 +9,7 @@
 // the segment: a reload that changes rate_limit_slots takes effect on restart
 // (a reload that changes a route's rate or burst applies at once; existing
 // buckets keep their tokens, capped at the new burst).
-import type { RateLimitConfig } from '../config/types.js';
+import type { AuthFailuresConfig, RateLimitConfig } from '../config/types.js';
 import { RateTable, type RateTableStats } from '../native.js';
 import { headerNameEquals } from './header-rules.js';
 
@@ -55,10 +55,11 @@ export class RateLimiter {
   }
 
   /**
-   * Counts one request (or `cost` tokens) of `key` on `route` against `cfg`.
-   * Never throws for a validated config (rate and burst > 0, cost <= burst).
+   * Counts one request (or `cost` tokens; negative gives them back) of `key`
+   * on `route` against `cfg`. Never throws for a validated config (rate and
+   * burst > 0, |cost| <= burst).
    */
-  take(route: string, key: string, cfg: RateLimitConfig, cost = 1): RateDecision {
+  take(route: string, key: string, cfg: RateLimitConfig | AuthFailuresConfig, cost = 1): RateDecision {
     const allowed = this.table.take(route, key, cfg.ratePerSecond, cfg.burst, cost);
     const out = this.table.out;
     return { allowed, remaining: out[1]!, retryAfterMs: out[2]!, resetMs: out[3]! };

@@ -4,9 +4,10 @@
 // limit, header rules), all built once per config so a request only reads
 // them. Building may throw (control plane); the checks never do.
 import type { Logger } from '../log.js';
-import type { HeaderRules, RateLimitConfig, RouteConfig, UpstreamTimeouts } from '../config/types.js';
+import type { AuthFailuresConfig, HeaderRules, RateLimitConfig, RouteConfig, UpstreamTimeouts } from '../config/types.js';
 import type { UpstreamRuntime } from '../proxy/upstream-runtime.js';
 import { createAuthenticator, identityHeaderNames, identityHeaders, type Authenticator, type Identity } from './auth/index.js';
+import { AuthFailureGate } from './auth-failures.js';
 import { compileAuthorizer, type Authorizer } from './authorize.js';
 import { compileCors, type CorsPolicy } from './cors.js';
 import { applyHeaderRules } from './header-rules.js';
@@ -16,6 +17,8 @@ export interface GatewayDeps {
   log: Logger;
   /** The shared-memory token buckets; required when any route has a rate limit. */
   limiter: RateLimiter | undefined;
+  /** Failed authentication attempts per client (in `limiter`); without it, unlimited. */
+  authFailures?: AuthFailuresConfig;
 }
 
 export class RouteRuntime {
@@ -28,7 +31,7 @@ export class RouteRuntime {
   readonly rateLimit: RateLimitConfig | undefined;
   readonly limiter: RateLimiter | undefined;
   private readonly responseRules: HeaderRules | undefined;
-  /** The query parameter that carries a credential on this route, redacted in logs. */
+  /** The query parameter that carries a credential on this route: removed upstream, redacted in logs. */
   readonly credentialQueryParam: string | undefined;
   /** Whether requests need their headers rewritten before forwarding. */
   readonly rewritesRequestHeaders: boolean;
@@ -48,7 +51,8 @@ export class RouteRuntime {
     this.replacePrefix = route.rewrite ?? (route.stripPrefix ? '' : undefined);
     this.rewrites = this.replacePrefix !== undefined;
     this.cors = route.cors ? compileCors(route.cors) : undefined;
-    this.authenticator = route.auth ? createAuthenticator(route.auth, deps.log) : undefined;
+    const gate = deps.authFailures && deps.limiter ? new AuthFailureGate(deps.limiter, deps.authFailures) : undefined;
+    this.authenticator = route.auth ? createAuthenticator(route.auth, deps.log, {}, gate) : undefined;
     this.authorizer = route.authorize ? compileAuthorizer(route.authorize) : undefined;
     this.rateLimit = route.rateLimit;
     if (route.rateLimit && deps.limiter === undefined) throw new Error(`route ${route.name} has a rate limit but no rate-limit table is attached`);
@@ -82,13 +86,16 @@ export class RouteRuntime {
   }
 
   /**
-   * The request-target sent upstream: with strip_prefix the matched prefix
-   * goes ("/api/users/7?x" → "/users/7?x" for prefix "/api"), with rewrite it
-   * is replaced. Everything after the prefix is kept byte for byte: the
-   * caller passes the resolved target (request-target.ts), whose path starts
-   * with the route's prefix since the router matched every form of it.
+   * The request-target sent upstream: the route's credential query parameter
+   * (api_key `query`, jwt `from: query:NAME`) removed; with strip_prefix the
+   * matched prefix goes ("/api/users/7?x" → "/users/7?x" for prefix "/api"),
+   * with rewrite it is replaced. Everything else is kept byte for byte: the
+   * caller passes the resolved target (request-target.ts) to a rewriting
+   * route, whose path starts with the prefix since the router matched every form of it.
    */
   upstreamTarget(target: string): string {
+    // A credential sent in the query is for the gateway: the upstream never sees it.
+    if (this.credentialQueryParam !== undefined) target = removeQueryParam(target, this.credentialQueryParam);
     const replacement = this.replacePrefix;
     if (replacement === undefined) return target;
     const prefix = this.route.path.endsWith('/') && this.route.path.length > 1 ? this.route.path.slice(0, -1) : this.route.path;
@@ -151,27 +158,47 @@ function joinPath(base: string, rest: string): string {
   return trimmed + (rest.startsWith('/') ? rest : `/${rest}`);
 }
 
-/** `url` with the value of query parameter `name` replaced by "REDACTED" (every occurrence). */
-export function redactQueryParam(url: string, name: string): string {
-  const q = url.indexOf('?');
-  if (q < 0) return url;
-  const parts = url.slice(q + 1).split('&');
-  let changed = false;
-  for (let i = 0; i < parts.length; i++) {
-    const eq = parts[i]!.indexOf('=');
-    const key = eq < 0 ? parts[i]! : parts[i]!.slice(0, eq);
-    if (safeDecode(key) === name) {
-      parts[i] = `${key}=REDACTED`;
-      changed = true;
-    }
-  }
-  return changed ? `${url.slice(0, q)}?${parts.join('&')}` : url;
+/**
+ * `target` without query parameter `name`: every pair whose name decodes to
+ * `name` as the authenticator reads it (URLSearchParams: "+" is a space,
+ * percent-escapes are UTF-8, so "api%5Fkey" is "api_key") goes, with its
+ * "&"; every other byte of the target stays as it was. A query left empty
+ * goes with its "?".
+ */
+export function removeQueryParam(target: string, name: string): string {
+  const query = parseQuery(target, name);
+  if (query === undefined || !query.named.includes(true)) return target;
+  const rest = query.lead + query.segments.filter((_, i) => !query.named[i]).join('&');
+  return rest === '' ? query.path : `${query.path}?${rest}`;
 }
 
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text.replace(/\+/g, ' '));
-  } catch {
-    return text;
-  }
+/** `url` with the value of query parameter `name` replaced by "REDACTED" (every occurrence, matched as removeQueryParam does). */
+export function redactQueryParam(url: string, name: string): string {
+  const query = parseQuery(url, name);
+  if (query === undefined || !query.named.includes(true)) return url;
+  const parts = query.segments.map((seg, i) => {
+    if (!query.named[i]) return seg;
+    const eq = seg.indexOf('=');
+    return `${eq < 0 ? seg : seg.slice(0, eq)}=REDACTED`;
+  });
+  return `${query.path}?${query.lead}${parts.join('&')}`;
+}
+
+/**
+ * The query of `target` as its "&"-separated segments, byte for byte, and
+ * which of them carry parameter `name`. Names are decoded by URLSearchParams
+ * itself, so the match is exactly the authenticator's queryValue(): it parses
+ * the query after one leading "?" (kept here as `lead`) and skips empty
+ * segments, so its names line up with the non-empty segments in order.
+ */
+function parseQuery(target: string, name: string): { path: string; lead: string; segments: string[]; named: boolean[] } | undefined {
+  const q = target.indexOf('?');
+  if (q < 0) return undefined;
+  const query = target.slice(q + 1);
+  const lead = query.startsWith('?') ? '?' : '';
+  const segments = query.slice(lead.length).split('&');
+  const names = [...new URLSearchParams(query).keys()];
+  let next = 0;
+  const named = segments.map((seg) => seg !== '' && names[next++] === name);
+  return { path: target.slice(0, q), lead, segments, named };
 }

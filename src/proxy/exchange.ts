@@ -375,7 +375,7 @@ export class Exchange implements UpstreamListener {
     const trusted = this.client.peerTrusted();
     const head = buildUpstreamHead({
       method: this.method,
-      target: this.route!.rewrites ? this.route!.upstreamTarget(resolvedTarget(this.target)) : this.target,
+      target: this.route!.upstreamTarget(this.route!.rewrites ? resolvedTarget(this.target) : this.target),
       raw: this.upstreamRaw ?? this.raw,
       filtered: this.upstreamRaw !== undefined,
       dropUnderscored: this.ctx.dropUnderscored,

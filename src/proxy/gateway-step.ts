@@ -55,6 +55,11 @@ export function afterAuthentication(route: RouteRuntime, result: AuthResult | un
   let identity: Identity | undefined;
   if (result !== undefined) {
     if (!result.ok) {
+      if (result.retryAfter !== undefined) {
+        // Out of authentication attempts (auth/attempts.ts): nothing was checked.
+        metrics.gatewayRefusal(route.name, 'rate-limit');
+        return { pass: false, identity, reason: 'rate-limited', detail: result.reason, headers: [['Retry-After', String(result.retryAfter)]] };
+      }
       metrics.gatewayRefusal(route.name, 'auth');
       return { pass: false, identity, reason: 'unauthorized', detail: result.reason, headers: result.wwwAuthenticate === undefined ? undefined : [['WWW-Authenticate', result.wwwAuthenticate]] };
     }

@@ -54,7 +54,7 @@ export class WorkerRuntime implements ExchangeContext {
       const placement = { region, base: layout.base.get(name)!, slot, workerIndex, log, metrics: this.metrics };
       this.upstreams.set(name, new UpstreamRuntime(upstream, placement, config.limits.maxHeaderBytes));
     }
-    const deps = { log, limiter };
+    const deps = { log, limiter, authFailures: config.authFailures };
     this.router = new Router(config.routes, (route) => {
       const runtime = new RouteRuntime(route, this.upstreams.get(route.upstream)!, deps);
       this.routes.push(runtime);

@@ -151,7 +151,8 @@ describe('gateway authentication', () => {
       },
       { name: 'open', match: { host: '*', path: '/' }, upstream: 'app' },
     ];
-    sy = await startSwitchyard({ upstreams: { app: { servers: [{ address: backend.address }], retries: 0 } }, routes });
+    // Hundreds of refusals from one address, on purpose: above the failed-attempt limit (gateway-hardening.test.ts tests that).
+    sy = await startSwitchyard({ auth_failures: { rate: '100/s', burst: 1000 }, upstreams: { app: { servers: [{ address: backend.address }], retries: 0 } }, routes });
     await waitWorkersReady(sy.adminPort, 2);
   });
 

@@ -47,7 +47,8 @@ function jwt(cfg: Partial<JwtConfig>): Authenticator {
 
 async function sign(payload: JWTPayload, key: CryptoKey | Uint8Array | string, alg: string, kid?: string): Promise<string> {
   const secret = typeof key === 'string' ? new TextEncoder().encode(key) : key;
-  return new SignJWT({ sub: 'user-1', ...payload }).setProtectedHeader({ alg, ...(kid ? { kid } : {}) }).sign(secret);
+  // Valid for 5 minutes unless the test says otherwise: tokens without exp are refused by default.
+  return new SignJWT({ sub: 'user-1', exp: now() + 300, ...payload }).setProtectedHeader({ alg, ...(kid ? { kid } : {}) }).sign(secret);
 }
 
 async function refused(auth: Authenticator, req: GatewayRequest, reason: RegExp, challenge = INVALID): Promise<void> {
@@ -163,8 +164,19 @@ describe('jwt: refused tokens', () => {
   });
 
   it('a token without a string "sub"', async () => {
-    const token = await new SignJWT({ scope: 'x' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
+    const token = await new SignJWT({ scope: 'x', exp: now() + 300 }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
     await refused(jwt({ secret: SECRET }), bearer(token), /no "sub" claim/);
+  });
+});
+
+describe('jwt: tokens that never expire', () => {
+  it('are refused unless the route sets require_exp: false', async () => {
+    const forever = await sign({ exp: undefined }, SECRET, 'HS256');
+    await refused(jwt({ secret: SECRET }), bearer(forever), /token has no "exp" claim .*require_exp: false/);
+    await refused(jwt({ secret: SECRET, requireExp: true }), bearer(forever), /no "exp" claim/);
+    await accepted(jwt({ secret: SECRET, requireExp: false }), bearer(forever));
+    // exp must still be a date when present.
+    await refused(jwt({ secret: SECRET, requireExp: false }), bearer(await sign({ exp: 'soon' as unknown as number }, SECRET, 'HS256')), /"exp" claim must be a number/);
   });
 });
 

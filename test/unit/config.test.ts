@@ -60,6 +60,7 @@ describe('config: valid files', () => {
     assert.equal(config.headersWithUnderscores, 'drop');
     assert.equal(config.shutdownTimeoutMs, 30_000);
     assert.deepEqual(config.demoBackends, []);
+    assert.deepEqual(config.authFailures, { ratePerSecond: 10 / 60, burst: 10 }, 'auth_failures: 10/m, burst 10');
     assert.deepEqual(config.upstreams, {
       app: {
         name: 'app',
@@ -198,7 +199,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, upstreams, routes, normalize, demo_backends)`,
+      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends)`,
     ]);
   });
 
@@ -297,6 +298,31 @@ describe('config: errors', () => {
       `${FILE}:3:3 upstreams["my app"]: expected a name of letters, digits, "_", "-" and ".", got "my app"`,
       `${FILE}:8:15 routes[0].upstream: expected the name of an upstream (one of: my app), got "app"`,
     ]);
+  });
+
+  it('auth_failures: a positive rate and burst', () => {
+    assert.deepEqual(parseConfigText(`auth_failures: { rate: 5/s, burst: 3 }\n${MINIMAL}`, FILE).config.authFailures, { ratePerSecond: 5, burst: 3 });
+    assert.deepEqual(parseConfigText(`auth_failures: { rate: 30/h }\n${MINIMAL}`, FILE).config.authFailures, { ratePerSecond: 30 / 3600, burst: 10 });
+    assert.deepEqual(errorsOf(`auth_failures: { rate: 0/m, burst: 0, per: ip }\n${MINIMAL}`), [
+      `${FILE}:1:24 auth_failures.rate: expected a positive rate, got "0/m"`,
+      `${FILE}:1:36 auth_failures.burst: expected an integer 1..1000000, got 0`,
+      `${FILE}:1:39 auth_failures.per: unknown key (expected one of: rate, burst)`,
+    ]);
+  });
+
+  it('header rules: names must be tokens, values cannot hold CR, LF, NUL or other controls, nor characters above U+00FF', () => {
+    const rules = (side: string, body: string): string => MINIMAL.replace('    upstream: app\n', `    upstream: app\n    name: api\n    ${side}: ${body}\n`);
+    assert.deepEqual(errorsOf(rules('request_headers', '{ set: { X-A: "ok\\r\\nX-Injected: 1" }, add: { X-B: "a\\u0000b", X-C: "tab\\tok" } }')), [
+      `${FILE}:10:36 routes[0].request_headers.set.X-A: route "api", request_headers.set "X-A": a header value cannot hold a CR (CR, LF, NUL and other control characters end or corrupt the header)`,
+      `${FILE}:10:73 routes[0].request_headers.add.X-B: route "api", request_headers.add "X-B": a header value cannot hold a NUL (CR, LF, NUL and other control characters end or corrupt the header)`,
+    ]);
+    assert.deepEqual(errorsOf(rules('response_headers', '{ add: { "X-D\\nE": v, X-F: "\\n", X-G: "\\u001b", X-H: "\\u20ac" } }')), [
+      `${FILE}:10:42 routes[0].response_headers.add["X-D\\nE"]: route "api", response_headers.add "X-D\\nE": expected a header name (letters, digits and !#$%&'*+.^_\`|~-)`,
+      `${FILE}:10:50 routes[0].response_headers.add.X-F: route "api", response_headers.add "X-F": a header value cannot hold an LF (CR, LF, NUL and other control characters end or corrupt the header)`,
+      `${FILE}:10:61 routes[0].response_headers.add.X-G: route "api", response_headers.add "X-G": a header value cannot hold "\\u001b" (CR, LF, NUL and other control characters end or corrupt the header)`,
+      `${FILE}:10:76 routes[0].response_headers.add.X-H: route "api", response_headers.add "X-H": expected a latin1 header value (characters up to U+00FF), got "€"`,
+    ]);
+    assert.equal(parseConfigText(rules('request_headers', '{ set: { X-A: "caf\\u00e9\\tok" } }'), FILE).config.routes[0]!.requestHeaders!.set[0]![1], 'café\tok');
   });
 
   it('YAML syntax errors, with line:col', () => {

@@ -71,6 +71,16 @@ test('native key and IP hashes equal the reference (all input lengths)', () => {
   assert.equal(hashIp('10.200.0.99'), refHashIp('10.200.0.99'));
 });
 
+test('long keys are hashed whole: a character straddling the 256-byte read buffer is not cut off', () => {
+  for (let len = 240; len < 270; len++) {
+    for (const tail of ['\u00e9', '\u20ac', '\u{1f600}']) {
+      const key = 'h'.repeat(len) + tail;
+      assert.equal(hashKey(key), refHashKey(key), `${len} + ${tail}`);
+    }
+  }
+  assert.equal(hashIp('10.0.0.1\u0000x'), undefined, 'an address followed by a NUL is not that address');
+});
+
 test('default table size is the smallest prime >= max(65537, 100 x servers)', () => {
   assert.equal(chooseSize(0), 65537);
   assert.equal(chooseSize(10), 65537);

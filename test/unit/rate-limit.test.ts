@@ -65,6 +65,58 @@ test('token arithmetic: burst, refill at the rate, retry-after and reset', () =>
     assert.equal(t.out[2], 1000);
   }));
 
+test('keys are hashed whole and exactly: no two distinct keys share a bucket', () =>
+  withTable(1 << 16, (t) => {
+    const T = 1_000_000;
+    // Each key drains its own bucket (burst 1); a key that shared a bucket with
+    // an earlier one would find it empty.
+    const drains = (route: string, key: string, what: string) => {
+      assert.equal(t.take(route, key, 0.001, 1, 1, T), true, `${what}: a bucket of its own`);
+    };
+    const prefix = 'hdr:' + 'a'.repeat(250);
+    // A header value is a latin1 string: bytes >= 0x80 are one character each.
+    // Before the fix, a key whose UTF-8 character straddled byte 255 of the
+    // read buffer was hashed as the prefix before it.
+    drains('r', `${prefix}\u00e9`, 'é straddling byte 255');
+    drains('r', `${prefix}\u00ea`, 'ê straddling byte 255');
+    drains('r', `${prefix}\u00e9\u00e9`, 'longer');
+    for (const n of [120, 126, 127, 128, 129, 250, 251, 252, 253, 254, 255, 256, 300, 5000]) {
+      const base = 'x'.repeat(n);
+      drains('r', `${base}A`, `${n}+1 chars, differing in the last`);
+      drains('r', `${base}B`, `${n}+1 chars, differing in the last`);
+      drains('r', `${base}\u00ff`, `${n} chars + latin1 ÿ`);
+      drains('r', `${base}\u20ac`, `${n} chars + €`);
+      drains('r', `${base}\u{1f600}`, `${n} chars + an astral character`);
+    }
+    // Lone surrogates are not U+FFFD (UTF-8 conversion would make them so),
+    // and a latin1 string never meets a UTF-16 one.
+    drains('r', 'sub:\ud800', 'lone high surrogate');
+    drains('r', 'sub:\udc00', 'lone low surrogate');
+    drains('r', 'sub:\ufffd', 'U+FFFD');
+    drains('r', '\u00e9', 'é (one latin1 byte)');
+    drains('r', '\u00c3\u00a9', 'Ã© (é\'s UTF-8 bytes as latin1)');
+    drains('r', '\u0000', 'NUL');
+    drains('r', '', 'empty');
+    drains('r', '\u0000\u0000', 'two NULs');
+    // Route names are read the same way.
+    drains(`${'r'.repeat(300)}1`, 'k', 'long route 1');
+    drains(`${'r'.repeat(300)}2`, 'k', 'long route 2');
+  }));
+
+test('a negative cost gives tokens back, never above the burst', () =>
+  withTable(64, (t) => {
+    const T = 1_000_000;
+    for (let i = 0; i < 3; i++) assert.equal(t.take('r', 'k', 0.001, 3, 1, T), true);
+    assert.equal(t.take('r', 'k', 0.001, 3, 1, T), false);
+    assert.equal(t.take('r', 'k', 0.001, 3, -1, T), true, 'a give-back is always allowed');
+    assert.equal(t.out[1], 1);
+    assert.equal(t.take('r', 'k', 0.001, 3, 1, T), true, 'the token given back is there');
+    t.take('r', 'k', 0.001, 3, -3, T);
+    t.take('r', 'k', 0.001, 3, -3, T);
+    assert.equal(t.out[1], 3, 'capped at the burst');
+    assert.throws(() => t.take('r', 'k', 10, 5, -6), TypeError, 'more than the burst back is a caller bug');
+  }));
+
 test('argument checks throw TypeError; a closed table throws', () =>
   withTable(8, (t) => {
     assert.throws(() => t.take('r', 'k', 0, 10), TypeError);

@@ -3,6 +3,8 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ApiKeyEntry } from '../../config/types.js';
+import { outOfAttempts } from './attempts.js';
+import type { AttemptGate } from './attempts.js';
 import { headerValue, queryValue } from './request-parts.js';
 import type { Lookup } from './request-parts.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
@@ -19,12 +21,15 @@ export interface ApiKeyOptions {
   header?: string;
   /** Query parameter also accepted, when set. */
   query?: string;
+  /** Failed attempts per client: every unknown key costs one. */
+  gate?: AttemptGate;
 }
 
 export class ApiKeyAuthenticator implements Authenticator {
   readonly #keys: StoredKey[];
   readonly #header: string;
   readonly #query: string | undefined;
+  readonly #gate: AttemptGate | undefined;
   /**
    * Keys recently verified, by the presented string: a keep-alive client
    * sending the same key on every request skips the SHA-256 (about 2 µs,
@@ -38,6 +43,7 @@ export class ApiKeyAuthenticator implements Authenticator {
   constructor(options: ApiKeyOptions) {
     this.#header = (options.header ?? 'x-api-key').toLowerCase();
     this.#query = options.query;
+    this.#gate = options.gate;
     this.#keys = options.keys.map((k) => {
       if (!/^[0-9a-f]{64}$/i.test(k.sha256)) throw new Error(`api key "${k.name}": sha256 must be 64 hex digits`);
       return {
@@ -68,12 +74,15 @@ export class ApiKeyAuthenticator implements Authenticator {
     const cacheKey = encoding === 'utf8' ? `q:${presented.value}` : `h:${presented.value}`;
     const recent = this.#recent.get(cacheKey);
     if (recent !== undefined) return { ok: true, identity: recent };
+    const wait = this.#gate?.charge(req.clientIp) ?? 0;
+    if (wait > 0) return outOfAttempts(wait);
     const digest = createHash('sha256').update(presented.value, encoding).digest();
     let match: Identity | undefined;
     for (const key of this.#keys) {
       if (timingSafeEqual(digest, key.digest)) match = key.identity;
     }
     if (match === undefined) return { ok: false, reason: 'unknown API key' };
+    this.#gate?.refund(req.clientIp);
     this.#recent.set(cacheKey, match);
     return { ok: true, identity: match };
   }

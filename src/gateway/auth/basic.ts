@@ -1,9 +1,15 @@
 // HTTP Basic (RFC 7617) against bcrypt/scrypt hashes. Those hashes are slow
-// on purpose (bcrypt cost 10 is ~90 ms), so a success is remembered briefly
-// (SuccessCache); failures never are, so guessing stays as slow as the hash.
+// on purpose (bcrypt cost 10 is ~90 ms), so they run on the hash pool's
+// threads (hash-pool.ts), a success is remembered briefly (SuccessCache), and
+// identical checks in flight at once share one hash (a browser loading a page
+// sends the same credentials on several connections). Failures are never
+// remembered; each one costs the client an attempt (AttemptGate), and a
+// client out of attempts gets no hash at all.
 
 import { createHmac, randomBytes } from 'node:crypto';
 import type { BasicUser } from '../../config/types.js';
+import { outOfAttempts } from './attempts.js';
+import type { AttemptGate } from './attempts.js';
 import { decoyVerifier, parsePasswordHash } from './password-hash.js';
 import type { PasswordVerifier } from './password-hash.js';
 import { authorizationCredentials } from './request-parts.js';
@@ -25,8 +31,12 @@ export class BasicAuthenticator implements Authenticator {
   /** Keyed by HMAC(per-process key, "user:password"): memory never holds a password or a plain fast hash of one. */
   readonly #verified: SuccessCache<Identity>;
   readonly #cacheKey = randomBytes(32);
+  /** Checks running now, by the same key as #verified. */
+  readonly #inFlight = new Map<string, Promise<AuthResult>>();
+  readonly #gate: AttemptGate | undefined;
 
-  constructor(realm: string, users: readonly BasicUser[], cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE) {
+  constructor(realm: string, users: readonly BasicUser[], cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE, gate?: AttemptGate) {
+    this.#gate = gate;
     for (const u of users) {
       if (u.name.includes(':')) throw new Error(`basic auth user "${u.name}": a user name cannot contain ":"`);
       const identity: Identity = Object.freeze({ kind: 'basic', subject: u.name, scopes: Object.freeze([]), claims: Object.freeze({}) });
@@ -51,18 +61,29 @@ export class BasicAuthenticator implements Authenticator {
     const key = createHmac('sha256', this.#cacheKey).update(decoded).digest('base64');
     const cached = this.#verified.get(key);
     if (cached) return { ok: true, identity: cached };
-    return this.#verify(user, decoded.slice(colon + 1), key);
+    const running = this.#inFlight.get(key);
+    if (running) return running;
+    const wait = this.#gate?.charge(req.clientIp) ?? 0;
+    if (wait > 0) return outOfAttempts(wait);
+    const check = this.#verify(user, decoded.slice(colon + 1), key, req.clientIp).finally(() => this.#inFlight.delete(key));
+    this.#inFlight.set(key, check);
+    return check;
   }
 
   close(): void {
     this.#verified.clear();
   }
 
-  async #verify(user: User | undefined, password: string, key: string): Promise<AuthResult> {
+  async #verify(user: User | undefined, password: string, key: string, clientIp: string): Promise<AuthResult> {
     // An unknown user still pays one hash of the usual cost.
     const ok = await (user ?? { verifier: this.#decoy }).verifier.verify(password);
+    if (ok === 'busy') {
+      this.#gate?.refund(clientIp);
+      return { ok: false, reason: 'password check queue full', retryAfter: 1 };
+    }
     if (!user) return this.#refuse('unknown user');
     if (!ok) return this.#refuse(`wrong password for user "${user.identity.subject}"`);
+    this.#gate?.refund(clientIp);
     this.#verified.set(key, user.identity);
     return { ok: true, identity: user.identity };
   }

@@ -11,10 +11,12 @@ import type { JwksTuning } from './jwt.js';
 import { DEFAULT_SUCCESS_CACHE } from './success-cache.js';
 import type { SuccessCacheOptions } from './success-cache.js';
 import type { Authenticator } from './types.js';
+import type { AttemptGate } from './attempts.js';
 
 export type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
 export type { JwksTuning } from './jwt.js';
 export type { SuccessCacheOptions } from './success-cache.js';
+export type { AttemptGate } from './attempts.js';
 export { identityHeaderNames, identityHeaders } from './identity-headers.js';
 
 /** Timings that tests shorten; production uses the defaults. */
@@ -24,13 +26,14 @@ export interface AuthTuning {
   successCache: SuccessCacheOptions;
 }
 
-export function createAuthenticator(auth: AuthConfig, log: Logger, tuning: Partial<AuthTuning> = {}): Authenticator {
+/** `gate`, when given, limits failed attempts per client (every scheme charges it before checking a credential). */
+export function createAuthenticator(auth: AuthConfig, log: Logger, tuning: Partial<AuthTuning> = {}, gate?: AttemptGate): Authenticator {
   switch (auth.type) {
     case 'api_key':
-      return new ApiKeyAuthenticator(auth);
+      return new ApiKeyAuthenticator({ ...auth, ...(gate ? { gate } : {}) });
     case 'jwt':
-      return new JwtAuthenticator(auth.jwt, log, tuning.jwks ?? DEFAULT_JWKS_TUNING, tuning.successCache ?? DEFAULT_SUCCESS_CACHE);
+      return new JwtAuthenticator(auth.jwt, log, tuning.jwks ?? DEFAULT_JWKS_TUNING, tuning.successCache ?? DEFAULT_SUCCESS_CACHE, gate);
     case 'basic':
-      return new BasicAuthenticator(auth.realm, auth.users, tuning.successCache ?? DEFAULT_SUCCESS_CACHE);
+      return new BasicAuthenticator(auth.realm, auth.users, tuning.successCache ?? DEFAULT_SUCCESS_CACHE, gate);
   }
 }

@@ -15,6 +15,8 @@ import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions } from 'jose';
 import type { JwtConfig } from '../../config/types.js';
 import type { Logger } from '../../log.js';
+import { outOfAttempts } from './attempts.js';
+import type { AttemptGate } from './attempts.js';
 import { authorizationCredentials, cookieValue, headerValue, queryValue } from './request-parts.js';
 import type { Lookup } from './request-parts.js';
 import { DEFAULT_SUCCESS_CACHE, SuccessCache } from './success-cache.js';
@@ -47,10 +49,14 @@ export class JwtAuthenticator implements Authenticator {
   readonly #clockSkewMs: number;
   /** Keyed by SHA-256 of the token: small keys, and no usable bearer token held in the cache. */
   readonly #verified: SuccessCache<Identity>;
+  /** Verifications running now, by the same key: parallel first requests with a new token share one. */
+  readonly #inFlight = new Map<string, Promise<AuthResult>>();
+  readonly #gate: AttemptGate | undefined;
   #refreshTimer: NodeJS.Timeout | undefined;
 
-  constructor(cfg: JwtConfig, log: Logger, tuning: JwksTuning = DEFAULT_JWKS_TUNING, cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE) {
+  constructor(cfg: JwtConfig, log: Logger, tuning: JwksTuning = DEFAULT_JWKS_TUNING, cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE, gate?: AttemptGate) {
     this.#log = log;
+    this.#gate = gate;
     this.#clockSkewMs = cfg.clockSkewMs;
     this.#verified = new SuccessCache(cache);
     this.#readToken = tokenReader(cfg.from);
@@ -58,6 +64,7 @@ export class JwtAuthenticator implements Authenticator {
     this.#options = {
       algorithms: [...cfg.algorithms],
       clockTolerance: cfg.clockSkewMs / 1000,
+      ...(cfg.requireExp === false ? {} : { requiredClaims: ['exp'] }),
       ...(cfg.issuer?.length ? { issuer: [...cfg.issuer] } : {}),
       ...(cfg.audience?.length ? { audience: [...cfg.audience] } : {}),
     };
@@ -86,7 +93,14 @@ export class JwtAuthenticator implements Authenticator {
     if (!COMPACT_JWT.test(token.value)) return { ok: false, reason: 'malformed token', wwwAuthenticate: INVALID_CHALLENGE };
     const key = createHash('sha256').update(token.value).digest('base64');
     const cached = this.#verified.get(key);
-    return cached ? { ok: true, identity: cached } : this.#verify(token.value, key);
+    if (cached) return { ok: true, identity: cached };
+    const running = this.#inFlight.get(key);
+    if (running) return running;
+    const wait = this.#gate?.charge(req.clientIp) ?? 0;
+    if (wait > 0) return outOfAttempts(wait);
+    const check = this.#verify(token.value, key, req.clientIp).finally(() => this.#inFlight.delete(key));
+    this.#inFlight.set(key, check);
+    return check;
   }
 
   close(): void {
@@ -95,16 +109,19 @@ export class JwtAuthenticator implements Authenticator {
     this.#verified.clear();
   }
 
-  async #verify(token: string, cacheKey: string): Promise<AuthResult> {
+  async #verify(token: string, cacheKey: string, clientIp: string): Promise<AuthResult> {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.#getKey, this.#options));
     } catch (err) {
+      // The keys could not be fetched: no fault of the client's, no attempt of theirs spent.
+      if (!(err instanceof errors.JOSEError) || err instanceof errors.JWKSTimeout) this.#gate?.refund(clientIp);
       return { ok: false, reason: describeFailure(err), wwwAuthenticate: INVALID_CHALLENGE };
     }
     if (typeof payload.sub !== 'string' || payload.sub === '') {
       return { ok: false, reason: 'token has no "sub" claim', wwwAuthenticate: INVALID_CHALLENGE };
     }
+    this.#gate?.refund(clientIp);
     const identity: Identity = Object.freeze({ kind: 'jwt', subject: payload.sub, scopes: Object.freeze(scopesOf(payload)), claims: Object.freeze(payload) });
     this.#verified.set(cacheKey, identity, payload.exp === undefined ? Infinity : payload.exp * 1000 + this.#clockSkewMs);
     return { ok: true, identity };
@@ -228,6 +245,9 @@ function scopesOf(payload: JWTPayload): readonly string[] {
 /** A log line for a refused token; jose's messages name the failed check, never the token. */
 function describeFailure(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'token expired';
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'exp' && err.reason === 'missing') {
+    return 'token has no "exp" claim (a token that never expires is refused unless the route sets jwt.require_exp: false)';
+  }
   if (err instanceof errors.JWTClaimValidationFailed) return `claim "${err.claim}" ${err.reason}: ${err.message}`;
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad signature';
   if (err instanceof errors.JOSEAlgNotAllowed) return 'algorithm not allowed';

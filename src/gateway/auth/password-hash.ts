@@ -1,13 +1,16 @@
 // Stored password hashes for Basic auth: bcrypt ($2a$/$2b$/$2y$, via the
 // pure-JS bcryptjs) or scrypt written "scrypt$N$r$p$<salt-b64>$<hash-b64>".
 // Both are parsed once at configuration time; a malformed hash is a config
-// error, never a request-time surprise.
+// error, never a request-time surprise. Both are computed on the hash pool's
+// threads (hash-pool.ts), never on the event loop.
 
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import bcrypt from 'bcryptjs';
+import { randomBytes } from 'node:crypto';
+import { hashPool } from './hash-pool.js';
+import type { HashOutcome } from './hash-pool.js';
 
 export interface PasswordVerifier {
-  verify(password: string): Promise<boolean>;
+  /** Whether `password` matches; "busy" when the hash pool refused the check. */
+  verify(password: string): Promise<HashOutcome>;
 }
 
 const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
@@ -18,8 +21,8 @@ const MAX_SCRYPT_N = 2 ** 20;
 
 class BcryptVerifier implements PasswordVerifier {
   constructor(readonly hash: string) {}
-  verify(password: string): Promise<boolean> {
-    return bcrypt.compare(password, this.hash);
+  verify(password: string): Promise<HashOutcome> {
+    return hashPool.verify({ kind: 'bcrypt', password, hash: this.hash });
   }
 }
 
@@ -32,15 +35,10 @@ class ScryptVerifier implements PasswordVerifier {
     readonly expected: Buffer,
   ) {}
 
-  verify(password: string): Promise<boolean> {
-    const { N, r, p, expected } = this;
+  verify(password: string): Promise<HashOutcome> {
+    const { N, r, p, salt, expected } = this;
     // scrypt needs 128·N·r bytes; Node refuses anything above maxmem (32 MiB by default).
-    const maxmem = 256 * N * r + (1 << 20);
-    return new Promise((resolve) => {
-      scrypt(password, this.salt, expected.length, { N, r, p, maxmem }, (err, derived) => {
-        resolve(err === null && timingSafeEqual(derived, expected));
-      });
-    });
+    return hashPool.verify({ kind: 'scrypt', password, N, r, p, maxmem: 256 * N * r + (1 << 20), salt, expected });
   }
 }
 

@@ -28,6 +28,8 @@ export type AuthResult =
       reason: string;
       /** Value of the WWW-Authenticate header of the 401, when the scheme defines one. */
       wwwAuthenticate?: string;
+      /** Set when nothing was checked because the client is out of attempts: a 429 with Retry-After (whole seconds). */
+      retryAfter?: number;
     };
 
 export interface Authenticator {
