@@ -12,12 +12,12 @@ function table(n: number): RouteConfig[] {
   const routes: RouteConfig[] = [];
   for (let i = 0; i < n; i++) {
     const host = i % 3 === 0 ? `svc${i}.example.test` : i % 3 === 1 ? '*.example.test' : '*';
-    const route: RouteConfig = { name: `r${i}`, host, path: `/api/v${i % 7}/svc${i}`, upstream: 'u', stripPrefix: false };
+    const route: RouteConfig = { name: `r${i}`, host, path: `/api/v${i % 7}/svc${i}`, upstream: 'u', stripPrefix: false, upgrades: ['websocket'] };
     if (i % 5 === 0) route.methods = ['GET', 'POST'];
     if (i % 11 === 0) route.headers = { 'x-tenant': `t${i}` };
     routes.push(route);
   }
-  routes.push({ name: 'root', host: '*', path: '/', upstream: 'u', stripPrefix: false });
+  routes.push({ name: 'root', host: '*', path: '/', upstream: 'u', stripPrefix: false, upgrades: ['websocket'] });
   return routes;
 }
 

@@ -16,6 +16,7 @@
 #include "maglev.h"
 #include "rate_limit.h"
 #include "shm_region.h"
+#include "socket_peer.h"
 
 namespace switchyard {
 namespace {
@@ -862,6 +863,14 @@ Napi::Value ChooseSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, MaglevTable::ChooseSize(servers));
 }
 
+// peerClosed(fd) → whether the peer of a connected socket has sent FIN or RST
+Napi::Value PeerClosed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t fd;
+  if (!GetU32(env, info[0], &fd) || fd > 0x7fffffff) return ThrowType(env, "fd must be a file descriptor");
+  return Napi::Boolean::New(env, SocketPeerClosed(static_cast<int>(fd)));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function region = Region::Define(env);
   // Per-environment (worker threads each load their own copy); freed by N-API.
@@ -871,6 +880,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hashKey", Napi::Function::New<HashKey>(env, "hashKey"));
   exports.Set("hashIp", Napi::Function::New<HashIp>(env, "hashIp"));
   exports.Set("chooseSize", Napi::Function::New<ChooseSize>(env, "chooseSize"));
+  exports.Set("peerClosed", Napi::Function::New<PeerClosed>(env, "peerClosed"));
   exports.Set("RateTable", [&] {
     Napi::Object o = Napi::Object::New(env);
     o.Set("create", Napi::Function::New<RateCreate>(env, "create"));

@@ -8,6 +8,7 @@
 //   MaglevTable   an immutable Maglev consistent-hash table (native/maglev.h).
 //   RateTable     shared token buckets for rate limits (native/rate_limit.h).
 //   hashKey / hashIp / chooseSize: the key hash and table size, for tests.
+//   peerHasClosed: FIN/RST on a paused socket (native/socket_peer.h).
 //
 // Hot-path methods (counter add/sum, lookups) take and return plain numbers
 // and never throw for valid indices; they throw TypeError / RangeError only
@@ -15,6 +16,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import type { Socket } from 'node:net';
 
 interface NativeRegionInfo {
   name: string;
@@ -96,6 +98,7 @@ interface NativeAddon {
   hashKey(key: string): bigint;
   hashIp(ip: string): bigint | null;
   chooseSize(servers: number): number;
+  peerClosed(fd: number): boolean;
   layout: { lineBytes: number; counters: number; healthy: number; drained: number };
 }
 
@@ -488,6 +491,16 @@ export function hashIp(ip: string): bigint | undefined {
 /** The default Maglev table size for a number of servers. */
 export function chooseSize(servers: number): number {
   return addon().chooseSize(servers);
+}
+
+/**
+ * Whether the client of a socket whose reading is paused has already sent
+ * FIN or RST (Node reports neither until it reads). Reads the descriptor
+ * from libuv's TCP handle, the one internal this relies on.
+ */
+export function peerHasClosed(socket: Socket): boolean {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 && addon().peerClosed(fd);
 }
 
 /** "/switchyard-<pid>-rl": the rate-limit segment of the primary `pid`. */

@@ -35,6 +35,7 @@ export function normalise(raw: RawConfig, file: string): Config {
       keepaliveTimeoutMs: parseDuration(raw.limits.keepalive_timeout),
     },
     trustedProxies: [...raw.trusted_proxies],
+    headersWithUnderscores: raw.headers_with_underscores,
     shutdownTimeoutMs: parseDuration(raw.shutdown_timeout),
     upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up)])),
     routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
@@ -63,6 +64,7 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
       connectMs: parseDuration(up.timeouts.connect),
       responseMs: parseDuration(up.timeouts.response),
       idleMs: parseDuration(up.timeouts.idle),
+      tunnelIdleMs: parseDuration(up.timeouts.tunnel_idle),
       ...(up.timeouts.total === undefined ? {} : { totalMs: parseDuration(up.timeouts.total) }),
     },
     maxIdlePerServer: up.max_idle_per_server,
@@ -98,6 +100,7 @@ function route(r: RawRoute, baseDir: string): RouteConfig {
     path: r.match.path,
     upstream: r.upstream,
     stripPrefix: r.strip_prefix,
+    upgrades: r.upgrades.map((u) => u.toLowerCase()),
   };
   if (r.match.methods) out.methods = r.match.methods.map((m) => m.toUpperCase());
   if (r.match.headers) out.headers = Object.fromEntries(Object.entries(r.match.headers).map(([k, v]) => [k.toLowerCase(), v]));
@@ -111,6 +114,7 @@ function route(r: RawRoute, baseDir: string): RouteConfig {
       ...(t.response === undefined ? {} : { responseMs: parseDuration(t.response) }),
       ...(t.idle === undefined ? {} : { idleMs: parseDuration(t.idle) }),
       ...(t.total === undefined ? {} : { totalMs: parseDuration(t.total) }),
+      ...(t.tunnel_idle === undefined ? {} : { tunnelIdleMs: parseDuration(t.tunnel_idle) }),
     };
   }
   if (r.retries !== undefined) out.retries = r.retries;

@@ -136,7 +136,8 @@ const upstream = object(
     ),
     timeouts: object(
       // total: optional cap on a whole exchange, retries included (504 before the response starts, abort after).
-      { connect: duration('2s'), response: duration('30s'), idle: duration('60s'), total: duration() },
+      // tunnel_idle: an upgraded connection (WebSocket) with no byte either way for this long is closed.
+      { connect: duration('2s'), response: duration('30s'), idle: duration('60s'), total: duration(), tunnel_idle: duration('10m') },
       { default: {} },
     ),
     max_idle_per_server: int(0, 10000, 128),
@@ -272,8 +273,10 @@ const route = object(
     rewrite: { type: 'string', pattern: '^/', expected: 'a path prefix starting with "/"' },
     request_headers: headerRules,
     response_headers: headerRules,
-    timeouts: object({ connect: duration(), response: duration(), idle: duration(), total: duration() }),
+    timeouts: object({ connect: duration(), response: duration(), idle: duration(), total: duration(), tunnel_idle: duration() }),
     retries: int(0, 10),
+    // Upgrade protocols the route tunnels; any other Upgrade request is forwarded as a plain request.
+    upgrades: list({ type: 'string', pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", expected: 'an Upgrade protocol name' }, 0, 'a list of Upgrade protocol names', ['websocket']),
     auth,
     authorize,
     rate_limit: rateLimit,
@@ -316,6 +319,8 @@ export const configSchema: Schema = object(
       },
       { default: {} },
     ),
+    // A request header name with "_": dropped (nginx's default), the request refused (400), or forwarded.
+    headers_with_underscores: oneOf(['drop', 'reject', 'allow'], 'drop'),
     trusted_proxies: list({ type: 'string', minLength: 1, expected: 'a CIDR or IP address' }, 0, 'a list of CIDRs or IP addresses', []),
     shutdown_timeout: duration('30s'),
     // Shared-memory token buckets for every rate-limited route together; when full, the least recently used go.
@@ -344,6 +349,7 @@ export interface RawConfig {
     'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout',
     string | number
   >;
+  headers_with_underscores: 'drop' | 'reject' | 'allow';
   trusted_proxies: string[];
   shutdown_timeout: string | number;
   upstreams: Record<string, RawUpstream>;
@@ -373,8 +379,9 @@ export interface RawRoute {
   rewrite?: string;
   request_headers?: RawHeaderRules;
   response_headers?: RawHeaderRules;
-  timeouts?: Partial<Record<'connect' | 'response' | 'idle' | 'total', string | number>>;
+  timeouts?: Partial<Record<'connect' | 'response' | 'idle' | 'total' | 'tunnel_idle', string | number>>;
   retries?: number;
+  upgrades: string[];
   auth?: {
     api_key?: { keys?: RawApiKey[]; keys_file?: string; header: string; query?: string };
     jwt?: {
@@ -413,7 +420,7 @@ export interface RawUpstream {
   retry_budget: { percent: number; min_per_second: number };
   retry_body_bytes: string | number;
   outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
-  timeouts: Record<'connect' | 'response' | 'idle', string | number> & { total?: string | number };
+  timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
   max_idle_per_server: number;
 }
 

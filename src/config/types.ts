@@ -62,6 +62,8 @@ export interface UpstreamTimeouts {
   connectMs: number;
   responseMs: number;
   idleMs: number;
+  /** Idle time allowed on an upgraded connection (a tunnel) in either direction. */
+  tunnelIdleMs: number;
   /** Cap on a whole exchange, retries included; absent: none. */
   totalMs?: number;
 }
@@ -119,6 +121,8 @@ export interface RouteConfig {
   /** Per-route overrides of the upstream's settings. */
   timeouts?: Partial<UpstreamTimeouts>;
   retries?: number;
+  /** Lower-case Upgrade protocols this route tunnels (default: websocket). */
+  upgrades: string[];
   auth?: AuthConfig;
   authorize?: AuthorizeConfig;
   rateLimit?: RateLimitConfig;
@@ -203,6 +207,9 @@ export interface CorsConfig {
   maxAgeSeconds?: number;
 }
 
+/** A request header name with "_": dropped, refused with 400, or forwarded. */
+export type UnderscorePolicy = 'drop' | 'reject' | 'allow';
+
 export interface Config {
   /** Absolute path of the file this came from. */
   file: string;
@@ -214,6 +221,7 @@ export interface Config {
   logging: LoggingConfig;
   limits: LimitsConfig;
   trustedProxies: string[];
+  headersWithUnderscores: UnderscorePolicy;
   shutdownTimeoutMs: number;
   upstreams: Record<string, UpstreamConfig>;
   routes: RouteConfig[];

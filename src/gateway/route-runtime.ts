@@ -99,7 +99,8 @@ export class RouteRuntime {
       let kept: string[] | undefined;
       for (let i = 0; i < raw.length; i += 2) {
         const name = raw[i]!;
-        if (this.identityLengths.has(name.length) && this.identityNames.has(name.toLowerCase())) {
+        // "X-User_Id" counts as "X-User-Id": CGI-style servers read both as HTTP_X_USER_ID.
+        if (this.identityLengths.has(name.length) && this.identityNames.has(name.toLowerCase().replaceAll('_', '-'))) {
           kept ??= raw.slice(0, i);
           continue;
         }
@@ -117,6 +118,20 @@ export class RouteRuntime {
       }
     }
     return out;
+  }
+
+  /**
+   * Whether this route tunnels an Upgrade request for `value` (the Upgrade
+   * header): every protocol it offers must be one the route allows.
+   */
+  allowsUpgrade(value: string | undefined): boolean {
+    if (value === undefined || this.route.upgrades.length === 0) return false;
+    for (const offer of value.split(',')) {
+      const slash = offer.indexOf('/');
+      const name = (slash < 0 ? offer : offer.slice(0, slash)).trim().toLowerCase();
+      if (!this.route.upgrades.includes(name)) return false;
+    }
+    return true;
   }
 
   close(): void {

@@ -3,12 +3,13 @@
 // order. Pipelined requests wait in a queue with the socket paused, so a
 // client can't make Switchyard buffer more than one read ahead.
 import type { Socket } from 'node:net';
-import { createParser, releaseParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
+import { createParser, releaseParser, resetParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
 import { Exchange } from './exchange.js';
 import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { RequestHeadInfo } from './headers.js';
 import type { WorkerRuntime } from './worker-runtime.js';
+import { peerHasClosed } from '../native.js';
 
 export class ClientConnection implements Expirable {
   private readonly parser: NativeParser;
@@ -40,10 +41,14 @@ export class ClientConnection implements Expirable {
     this.parser = createParser('request', worker.limits.maxHeaderBytes, {
       onMessageBegin: () => this.onMessageBegin(),
       onHeaders: (raw, url) => {
+        // After the head llhttp flushes trailers here: they are dropped (README, "Trailers").
+        if (!this.inHead || this.closed) return;
         this.pendingHeaders.push(...raw);
         this.pendingUrl += url;
       },
       onHeadersComplete: (major, minor, raw, method, url, _status, _message, upgrade, keepAlive) => {
+        // Closing after an error: nothing later on this connection may start an exchange.
+        if (this.closed) return 0;
         const headers = raw ?? this.pendingHeaders;
         const target = url ?? this.pendingUrl;
         this.pendingHeaders = [];
@@ -52,7 +57,7 @@ export class ClientConnection implements Expirable {
         this.headDeadline = 0;
         const exchange = new Exchange(this, METHODS[method] ?? 'UNKNOWN', target, minor, major, headers, upgrade, keepAlive);
         this.parsing = exchange;
-        if (upgrade) this.lastUpgrade = exchange;
+        if (upgrade) this.upgrade = exchange;
         if (this.active === undefined) {
           this.active = exchange;
           exchange.start();
@@ -62,9 +67,14 @@ export class ClientConnection implements Expirable {
         }
         return 0;
       },
-      onBody: (chunk) => this.parsing?.onRequestBody(chunk),
+      onBody: (chunk) => {
+        if (!this.closed) this.parsing?.onRequestBody(chunk);
+      },
       onMessageComplete: () => {
+        if (this.closed) return;
         const exchange = this.parsing;
+        // llhttp stops after an Upgrade request: what follows waits for the upstream's answer.
+        if (exchange !== undefined && exchange === this.upgrade) this.held = [];
         this.parsing = undefined;
         this.requestDeadline = 0;
         this.inHead = true;
@@ -84,6 +94,8 @@ export class ClientConnection implements Expirable {
   }
 
   private onMessageBegin(): void {
+    this.pendingHeaders = [];
+    this.pendingUrl = '';
     const limits = this.worker.limits;
     this.idleDeadline = 0;
     this.headDeadline = deadlineIn(limits.headersTimeoutMs);
@@ -93,6 +105,10 @@ export class ClientConnection implements Expirable {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     if (this.tunnel !== undefined) return this.tunnel.onClientTunnelData(chunk);
+    if (this.held !== undefined) {
+      this.held.push(chunk);
+      return this.refreshReading();
+    }
     if (this.inHead && !this.requestLineDone) {
       const lf = chunk.indexOf(10);
       this.requestLineBytes += lf < 0 ? chunk.length : lf;
@@ -100,18 +116,56 @@ export class ClientConnection implements Expirable {
     }
     this.idleDeadline = 0;
     if (this.headDeadline === 0 && this.inHead) this.headDeadline = deadlineIn(this.worker.limits.headersTimeoutMs);
+    this.executing = true;
     const ret = this.parser.execute(chunk);
+    this.executing = false;
     if (this.closed) return;
     if (typeof ret !== 'number') return this.onParseError(ret);
-    if (this.lastUpgrade !== undefined) {
-      // llhttp stops at the end of an upgrade request's head; what follows is tunnel payload.
-      this.tunnel = this.lastUpgrade;
-      if (ret < chunk.length) this.tunnel.onClientTunnelData(chunk.subarray(ret));
+    // (Re-read: the parser's callbacks may have set it.)
+    const held = this.held as Buffer[] | undefined;
+    if (held !== undefined) {
+      if (ret < chunk.length) held.push(chunk.subarray(ret));
+      // Answered already (from its head, say a 401): go on parsing what came after it.
+      if (this.upgrade!.finished) this.resumeParsing();
+      else this.refreshReading();
     }
   }
 
-  /** The Upgrade request parsed last: every later byte belongs to its tunnel. */
-  private lastUpgrade: Exchange | undefined;
+  /**
+   * The Upgrade request parsed last, from its head until a 101 makes it a
+   * tunnel or its answer makes it an ordinary request after all.
+   */
+  private upgrade: Exchange | undefined;
+  /**
+   * Bytes after an Upgrade request, held (the socket paused, so at most a
+   * read's worth) until the upstream answers: tunnel payload after a 101,
+   * the next request otherwise. Never forwarded before that answer.
+   */
+  private held: Buffer[] | undefined;
+  private executing = false;
+
+  /** A 101 arrived: the held bytes and everything after are tunnel payload. */
+  startTunnel(exchange: Exchange): void {
+    this.tunnel = exchange;
+    const held = this.held ?? [];
+    this.held = undefined;
+    this.upgrade = undefined;
+    for (const chunk of held) exchange.onClientTunnelData(chunk);
+    this.refreshReading();
+  }
+
+  /** The Upgrade request was answered without a 101: parse what followed it as HTTP again. */
+  private resumeParsing(): void {
+    const held = this.held!;
+    this.held = undefined;
+    this.upgrade = undefined;
+    resetParser(this.parser, 'request', this.worker.limits.maxHeaderBytes);
+    this.inHead = true;
+    this.requestLineBytes = 0;
+    this.requestLineDone = false;
+    this.refreshReading();
+    if (held.length > 0) this.onData(held.length === 1 ? held[0]! : Buffer.concat(held));
+  }
 
   private onParseError(err: ParseError): void {
     let reason: ProxyErrorReason = 'bad-request';
@@ -154,6 +208,7 @@ export class ClientConnection implements Expirable {
       this.destroySoon();
       return;
     }
+    if (exchange === this.upgrade && this.held !== undefined && !this.executing) return this.resumeParsing();
     const next = this.queue.shift();
     if (next !== undefined) {
       this.active = next;
@@ -171,7 +226,9 @@ export class ClientConnection implements Expirable {
   /** Pause or resume reading from the client according to who needs it. */
   refreshReading(): void {
     if (this.closed) return;
-    const block = this.queue.length > 0 || this.deferredError !== undefined || (this.active !== undefined && this.active.blocksClientReading());
+    if (this.peerFinished) return; // what is left to read is bounded by the socket's receive buffer
+    const block =
+      this.queue.length > 0 || this.held !== undefined || this.deferredError !== undefined || (this.active !== undefined && this.active.blocksClientReading());
     if (block && !this.paused) {
       this.paused = true;
       this.socket.pause();
@@ -219,6 +276,8 @@ export class ClientConnection implements Expirable {
       if (t >= this.lingerDeadline) this.destroy();
       return;
     }
+    if (this.tunnel !== undefined) return this.tunnel.checkTunnelDeadline(t);
+    if (this.paused && this.parsing !== undefined && !this.peerFinished) this.checkPeerFinished();
     if (this.headDeadline !== 0 && t >= this.headDeadline && this.inHead && this.tunnel === undefined) {
       this.headDeadline = 0;
       if (this.active !== undefined) return;
@@ -257,9 +316,35 @@ export class ClientConnection implements Expirable {
     this.onClose();
   }
 
+  /**
+   * A socket paused mid-request (the upstream is slow to take the body) does
+   * not see the client leave: the kernel reports nothing until it is read.
+   * Ask it directly; once the client has stopped sending, the rest can be
+   * read whatever the backpressure (no more than the receive buffer holds),
+   * so the end or reset arrives and the upstream request is aborted at once.
+   */
+  private checkPeerFinished(): void {
+    if (!peerHasClosed(this.socket)) return;
+    this.peerFinished = true;
+    this.paused = false;
+    this.socket.resume();
+  }
+
+  /** The client sent FIN or RST while paused: reading is no longer held back. */
+  private peerFinished = false;
+
   private onEnd(): void {
     // Half-close from the client: finish what is in flight, then close.
     if (this.tunnel !== undefined) return this.tunnel.onClientEnd();
+    const truncated = this.parsing;
+    if (truncated !== undefined) {
+      // The request being received can never be completed: abandon it (the upstream sees a reset).
+      if (truncated === this.active) return this.destroy();
+      const queued = this.queue.indexOf(truncated);
+      if (queued >= 0) this.queue.splice(queued, 1);
+      this.parsing = undefined;
+      truncated.onClientGone();
+    }
     if (this.active === undefined && this.queue.length === 0) this.destroy();
     else this.closeAfterActive = true;
   }

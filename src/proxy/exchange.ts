@@ -10,7 +10,7 @@ import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
-import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
+import { buildClientHead, buildUpstreamHead, clientEndToEndHeaders, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
 import { errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
@@ -37,6 +37,8 @@ const CLOSES_CONNECTION = new Set<ProxyErrorReason>([
 const CRLF = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+/** A head callback's verdict telling llhttp to stop after the head. */
+const STOP_AFTER_HEAD = 2;
 /** Host header value: reg-name, IPv4 or [IPv6], optional port (RFC 3986 §3.2.2). */
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
 
@@ -94,6 +96,14 @@ export class Exchange implements UpstreamListener {
   private responseBytes = 0;
   /** The upstream socket once a 101 turned the exchange into a raw tunnel. */
   private tunnelSocket: Socket | undefined;
+  /** When the tunnel is closed for want of a byte in either direction. */
+  private tunnelDeadline = 0;
+  /**
+   * The request asked for an Upgrade its route allows, so a 101 may turn the
+   * exchange into a tunnel. Until the 101 arrives it is an ordinary request:
+   * framed like any other, and nothing after it is forwarded.
+   */
+  private upgrading = false;
   /** Whether the client connection may carry another request after this one. */
   keepAlive: boolean;
   private errorReason: ProxyErrorReason | undefined;
@@ -106,13 +116,19 @@ export class Exchange implements UpstreamListener {
     private readonly versionMinor: number,
     private readonly versionMajor: number,
     private readonly raw: string[],
-    private readonly isUpgrade: boolean,
+    /** llhttp saw Connection: upgrade with an Upgrade header. */
+    private readonly upgradeRequested: boolean,
     clientKeepAlive: boolean,
   ) {
     this.info = inspectRequestHeaders(raw);
     this.requestId = this.info.requestId !== undefined && isPlainId(this.info.requestId) ? this.info.requestId : client.worker.nextRequestId();
     this.target = url;
-    this.keepAlive = clientKeepAlive && !isUpgrade;
+    this.keepAlive = clientKeepAlive;
+  }
+
+  /** Answered, failed or aborted: nothing more happens. */
+  get finished(): boolean {
+    return this.done;
   }
 
   // ---- client side -------------------------------------------------------
@@ -129,7 +145,8 @@ export class Exchange implements UpstreamListener {
     this.routeName = route.name;
     const upstream = (this.upstream = route.upstream);
     this.timeouts = route.timeouts;
-    if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.isUpgrade) this.replay = [];
+    this.upgrading = this.upgradeRequested && route.allowsUpgrade(this.info.upgrade);
+    if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.upgrading) this.replay = [];
     if (this.timeouts.totalMs !== undefined) this.totalDeadline = deadlineIn(this.timeouts.totalMs);
     this.clientIp = this.client.clientIp(this.info);
     if (route.cors !== undefined) {
@@ -179,7 +196,8 @@ export class Exchange implements UpstreamListener {
         this.extraHeaders = this.extraHeaders === undefined ? headers : [...this.extraHeaders, ...headers];
       }
     }
-    if (route.rewritesRequestHeaders) this.upstreamRaw = route.upstreamHeaders(this.raw, identity);
+    // The client's hop-by-hop headers go first, so nothing it names in Connection can remove what the gateway adds.
+    if (route.rewritesRequestHeaders) this.upstreamRaw = route.upstreamHeaders(clientEndToEndHeaders(this.raw, this.info, this.client.worker.dropUnderscored), identity);
     if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
     this.connect();
   }
@@ -217,6 +235,7 @@ export class Exchange implements UpstreamListener {
       }
     }
     if (info.expect !== undefined && info.expect.toLowerCase() !== '100-continue') return 'expectation-failed';
+    if (info.underscored && client.worker.underscores === 'reject') return 'bad-request';
     if (info.contentLength > client.worker.limits.maxBodyBytes) return 'body-too-large';
     return undefined;
   }
@@ -263,16 +282,20 @@ export class Exchange implements UpstreamListener {
     this.record(this.status === 0 ? 499 : this.status);
   }
 
-  /** Client bytes after an upgrade request's head: tunnel payload. */
+  /** Client bytes once the tunnel is open (the client connection holds them until the 101). */
   onClientTunnelData(data: Buffer): void {
-    if (data.length === 0 || this.done) return;
-    if (this.tunnelSocket !== undefined) {
-      if (!this.tunnelSocket.write(data)) this.client.socket.pause();
-    } else if (this.headSent && this.conn !== undefined && !this.responseStarted) {
-      this.conn.write(data);
-    } else if (!this.responseStarted) {
-      (this.pending ??= []).push(data);
-    }
+    const socket = this.tunnelSocket;
+    if (data.length === 0 || this.done || socket === undefined) return;
+    this.tunnelDeadline = deadlineIn(this.timeouts.tunnelIdleMs);
+    if (!socket.write(data)) this.client.socket.pause();
+  }
+
+  /** Closes a tunnel that carried no byte for timeouts.tunnel_idle. */
+  checkTunnelDeadline(t: number): void {
+    if (this.tunnelDeadline === 0 || t < this.tunnelDeadline) return;
+    this.client.worker.log.info({ reqId: this.requestId, server: this.server?.address, idleMs: this.timeouts.tunnelIdleMs }, 'tunnel closed: idle');
+    this.client.socket.destroy();
+    this.endTunnel();
   }
 
   onClientEnd(): void {
@@ -290,8 +313,10 @@ export class Exchange implements UpstreamListener {
     conn.takeOverForTunnel();
     this.conn = undefined;
     this.tunnelSocket = upstreamSocket;
+    this.tunnelDeadline = deadlineIn(this.timeouts.tunnelIdleMs);
     upstreamSocket.on('data', (data: Buffer) => {
       this.responseBytes += data.length;
+      this.tunnelDeadline = deadlineIn(this.timeouts.tunnelIdleMs);
       if (!clientSocket.write(data)) upstreamSocket.pause();
     });
     upstreamSocket.on('drain', () => clientSocket.resume());
@@ -305,6 +330,7 @@ export class Exchange implements UpstreamListener {
 
   private endTunnel(): void {
     if (this.done) return;
+    this.tunnelDeadline = 0;
     this.tunnelSocket?.destroy();
     this.upstream!.onEnd(this.server!, false);
     this.responseComplete = true;
@@ -344,7 +370,7 @@ export class Exchange implements UpstreamListener {
     const server = upstream.balancer.pick(ctx, this.tried);
     if (server === undefined) return this.fail(this.attempts === 0 ? 'no-healthy-server' : this.lastFailure);
     this.attempts++;
-    this.attachTo(server, this.isUpgrade);
+    this.attachTo(server, this.upgrading);
   }
 
   private attachTo(server: ServerSlot, fresh: boolean): void {
@@ -359,20 +385,22 @@ export class Exchange implements UpstreamListener {
 
   onUpstreamConnect(conn: UpstreamConnection): void {
     const info = this.info;
-    const framing = this.isUpgrade || (!info.chunked && info.contentLength <= 0) ? undefined : info.chunked ? 'chunked' : { contentLength: info.contentLength };
+    const framing = !info.chunked && info.contentLength <= 0 ? undefined : info.chunked ? 'chunked' : { contentLength: info.contentLength };
     const peer = this.client.peerAddress;
     const trusted = this.client.peerTrusted();
     const head = buildUpstreamHead({
       method: this.method,
       target: this.route!.upstreamTarget(this.target),
       raw: this.upstreamRaw ?? this.raw,
+      filtered: this.upstreamRaw !== undefined,
+      dropUnderscored: this.client.worker.dropUnderscored,
       info,
       forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
       forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : 'http',
       forwardedHost: trusted && info.forwardedHost !== undefined ? info.forwardedHost : info.host,
       requestId: this.requestId,
       bodyFraming: framing,
-      upgrade: this.isUpgrade,
+      upgrade: this.upgrading,
       defaultHost: this.server!.address,
     });
     conn.socket.cork();
@@ -380,12 +408,8 @@ export class Exchange implements UpstreamListener {
     this.headSent = true;
     const pending = this.pending;
     this.pending = undefined;
-    if (this.isUpgrade) {
-      if (pending !== undefined) for (const chunk of pending) conn.write(chunk);
-    } else {
-      if (pending !== undefined) for (const chunk of pending) this.sendBodyChunk(chunk);
-      if (this.requestComplete && info.chunked) conn.write(LAST_CHUNK, 'latin1');
-    }
+    if (pending !== undefined) for (const chunk of pending) this.sendBodyChunk(chunk);
+    if (this.requestComplete && info.chunked) conn.write(LAST_CHUNK, 'latin1');
     conn.socket.uncork();
     conn.deadline = this.capped(deadlineIn(this.timeouts.responseMs));
     this.client.refreshReading();
@@ -407,18 +431,24 @@ export class Exchange implements UpstreamListener {
       return;
     }
     const conn = this.conn!;
+    if (statusCode === 101 && !(upgrade && this.upgrading && this.requestComplete)) {
+      // Switching protocols was not asked for (or not before the request was whole): not a response we can relay.
+      this.fail('upstream-bad-response', '101 Switching Protocols to a request that did not ask for it');
+      return STOP_AFTER_HEAD;
+    }
     const resp = inspectResponseHeaders(raw);
     this.status = statusCode;
     this.responseStarted = true;
     this.replay = undefined;
     this.upstream!.recordOutcome(this.server!, statusCode < 500);
     this.upstreamKeepAlive = upstreamKeepAlive;
-    if (upgrade && this.isUpgrade && statusCode === 101) {
+    if (statusCode === 101) {
       client.socket.write(
         buildClientHead({ statusCode, statusMessage, raw, requestId: this.requestId, framing: 'none', keepAlive: false, http10: false, upgrade: true }, resp.connectionTokens, 0, resp.hasRequestId, resp.upgrade),
         'latin1',
       );
       this.startTunnel(conn);
+      client.startTunnel(this);
       return;
     }
     const isHead = this.method === 'HEAD';
@@ -428,7 +458,7 @@ export class Exchange implements UpstreamListener {
     else if (noBody) this.framing = 'none';
     else if (this.versionMinor >= 1) this.framing = 'chunked';
     else this.framing = 'close';
-    if (this.isUpgrade || !this.requestComplete && this.framing === 'close') this.keepAlive = false;
+    if (!this.requestComplete && this.framing === 'close') this.keepAlive = false;
     if (client.worker.closing) this.keepAlive = false;
     const head = buildClientHead(
       {
@@ -478,8 +508,9 @@ export class Exchange implements UpstreamListener {
     if (this.framing === 'chunked') this.client.socket.write(LAST_CHUNK, 'latin1');
     this.responseComplete = true;
     this.upstream!.onEnd(this.server!, false);
-    // The connection can serve another request only if this one was sent whole.
-    if (this.upstreamKeepAlive && this.requestComplete) this.upstream!.pools[this.server!.index]!.release(conn);
+    // The connection can serve another request only if this one was sent whole,
+    // and not after an Upgrade offer the server declined: it may still expect to switch.
+    if (this.upstreamKeepAlive && this.requestComplete && !this.upgrading) this.upstream!.pools[this.server!.index]!.release(conn);
     else conn.destroy();
     if (this.framing === 'close') this.keepAlive = false;
     if (this.requestComplete) this.finish();
@@ -536,7 +567,7 @@ export class Exchange implements UpstreamListener {
 
   /** Repeating the request is harmless and its body (if any) is still at hand. */
   private canReplay(): boolean {
-    return IDEMPOTENT.has(this.method) && !this.isUpgrade && (this.bodySentBytes === 0 || this.replay !== undefined);
+    return IDEMPOTENT.has(this.method) && !this.upgrading && (this.bodySentBytes === 0 || this.replay !== undefined);
   }
 
   /** Makes the body sent so far pending again, to be sent after the next head. */
@@ -628,12 +659,13 @@ export class Exchange implements UpstreamListener {
     this.client.abort();
   }
 
+  /** Abandons the upstream request: a reset, so the server stops at once instead of reading a body that will never end. */
   private dropUpstream(): void {
     const conn = this.conn;
     if (conn === undefined) return;
     this.conn = undefined;
     this.upstream!.onEnd(this.server!, true);
-    conn.destroy();
+    conn.destroy(true);
   }
 
   private finish(): void {

@@ -31,6 +31,8 @@ export interface RequestHeadInfo {
   transferEncoding: string | undefined;
   /** Lower-cased tokens of Connection: these headers are hop-by-hop too. */
   connectionTokens: string[] | undefined;
+  /** Some header name contains "_" (CGI-style servers read it as "-"). */
+  underscored: boolean;
 }
 
 /** One pass over the request headers for the values the proxy acts on. */
@@ -48,10 +50,12 @@ export function inspectRequestHeaders(raw: readonly string[]): RequestHeadInfo {
     chunked: false,
     transferEncoding: undefined,
     connectionTokens: undefined,
+    underscored: false,
   };
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
+    if (!info.underscored && name.indexOf('_') >= 0) info.underscored = true;
     switch (name.length) {
       case 4:
         if (name.toLowerCase() === 'host') {
@@ -105,8 +109,11 @@ function addTokens(tokens: string[] | undefined, value: string): string[] {
   return list;
 }
 
-/** Headers the proxy sets itself on the way up; incoming copies are dropped. */
-const SET_BY_PROXY_UP = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect']);
+/**
+ * Headers the proxy sets itself on the way up, and Proxy-Authorization, which
+ * is addressed to the proxy (RFC 9110 §11.7.2): incoming copies are dropped.
+ */
+const SET_BY_PROXY_UP = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect', 'proxy-authorization']);
 
 function isDropped(lower: string, tokens: string[] | undefined, alsoDrop: Set<string> | undefined): boolean {
   if (HOP_BY_HOP.has(lower)) return true;
@@ -114,10 +121,32 @@ function isDropped(lower: string, tokens: string[] | undefined, alsoDrop: Set<st
   return tokens !== undefined && tokens.includes(lower);
 }
 
+/**
+ * The client's end-to-end request headers: hop-by-hop ones, those its
+ * Connection header names, those the proxy sets itself and (with `dropUnderscored`)
+ * names with "_" removed. Runs before the gateway adds anything, so no client
+ * header can remove or shadow what the gateway sets.
+ */
+export function clientEndToEndHeaders(raw: readonly string[], info: RequestHeadInfo, dropUnderscored: boolean): string[] {
+  const out: string[] = [];
+  const tokens = info.connectionTokens;
+  const underscores = dropUnderscored && info.underscored;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP) || (underscores && name.indexOf('_') >= 0)) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  return out;
+}
+
 export interface UpstreamHeadOptions {
   method: string;
   target: string;
+  /** The client's headers, or the gateway's rewrite of clientEndToEndHeaders() when `filtered`. */
   raw: readonly string[];
+  /** `raw` has been through clientEndToEndHeaders() already (and may hold headers the gateway added). */
+  filtered: boolean;
+  dropUnderscored: boolean;
   info: RequestHeadInfo;
   forwardedFor: string;
   forwardedProto: string;
@@ -135,10 +164,12 @@ export function buildUpstreamHead(o: UpstreamHeadOptions): string {
   let head = `${o.method} ${o.target} HTTP/1.1\r\n`;
   if (o.info.host === undefined) head += `Host: ${o.defaultHost}\r\n`;
   const raw = o.raw;
-  const tokens = o.info.connectionTokens;
+  // Once filtered, only the static set is dropped: what the gateway added stays, whatever the client's Connection said.
+  const tokens = o.filtered ? undefined : o.info.connectionTokens;
+  const underscores = !o.filtered && o.dropUnderscored && o.info.underscored;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP)) continue;
+    if (isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP) || (underscores && name.indexOf('_') >= 0)) continue;
     head += `${name}: ${raw[i + 1]}\r\n`;
   }
   head += `X-Forwarded-For: ${o.forwardedFor}\r\nX-Forwarded-Proto: ${o.forwardedProto}\r\n`;

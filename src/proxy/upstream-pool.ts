@@ -116,11 +116,17 @@ export class UpstreamConnection implements Expirable {
     this.parser = createParser('response', options.maxHeaderBytes, {
       onMessageBegin: () => {
         if (this.completed) this.tainted = true;
+        this.inHead = true;
+        this.pendingHeaders.length = 0;
       },
-      onHeaders: (raw) => this.pendingHeaders.push(...raw),
+      // After the head, llhttp flushes trailers here: they are dropped (README, "Trailers"), never kept for the next message.
+      onHeaders: (raw) => {
+        if (this.inHead) this.pendingHeaders.push(...raw);
+      },
       onHeadersComplete: (_major, _minor, raw, _method, _url, statusCode, statusMessage, upgrade, keepAlive) => {
         // A message after the response was never asked for: stop parsing it.
         if (this.tainted) return STOP_AFTER_HEAD;
+        this.inHead = false;
         this.interim = statusCode < 200 && statusCode !== 101;
         const headers = raw ?? this.pendingHeaders.splice(0);
         return this.listener?.onUpstreamHead(statusCode, statusMessage ?? '', headers, upgrade, keepAlive);
@@ -150,7 +156,10 @@ export class UpstreamConnection implements Expirable {
     track(this);
   }
 
+  /** Header fields llhttp flushed before the head was complete (more than 32 of them). */
   private readonly pendingHeaders: string[] = [];
+  /** Between a message's start and the end of its head: flushed fields are head fields, not trailers. */
+  private inHead = false;
 
   attach(listener: UpstreamListener): void {
     this.listener = listener;
@@ -283,14 +292,16 @@ export class UpstreamConnection implements Expirable {
     listener?.onUpstreamFailure(error, kind);
   }
 
-  destroy(): void {
+  /** With `reset`, the server sees a TCP reset at once instead of a close behind the bytes still queued. */
+  destroy(reset = false): void {
     if (this.dead) return;
     this.dead = true;
     this.listener = undefined;
     untrack(this);
     this.pool.forget(this);
     if (!this.upgraded) {
-      this.socket.destroy();
+      if (reset && this.connected) this.socket.resetAndDestroy();
+      else this.socket.destroy();
       this.pool.counter.onConnectionCount(this.pool.server, -1);
     }
     releaseParser(this.parser);

@@ -4,7 +4,7 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config, LimitsConfig } from '../config/types.js';
+import type { Config, LimitsConfig, UnderscorePolicy } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
 import { RouteRuntime } from '../gateway/route-runtime.js';
@@ -21,6 +21,9 @@ export class WorkerRuntime {
   private readonly routes: RouteRuntime[] = [];
   readonly upstreams = new Map<string, UpstreamRuntime>();
   readonly accessLog: boolean;
+  /** headers_with_underscores: the policy, and whether such headers are removed before forwarding. */
+  readonly underscores: UnderscorePolicy;
+  readonly dropUnderscored: boolean;
   readonly connections = new Set<ClientConnection>();
   closing = false;
   readonly metrics: WorkerMetrics;
@@ -34,6 +37,8 @@ export class WorkerRuntime {
 
   constructor(config: Config, readonly log: Logger, workerIndex: number, region: SharedRegion, slot: number, limiter: RateLimiter | undefined) {
     this.limits = config.limits;
+    this.underscores = config.headersWithUnderscores;
+    this.dropUnderscored = config.headersWithUnderscores === 'drop';
     this.metrics = new WorkerMetrics(config, { worker: workerIndex });
     this.accessLog = config.logging.access && log.isLevelEnabled('info');
     const layout = regionLayout(config);

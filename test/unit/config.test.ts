@@ -56,6 +56,7 @@ describe('config: valid files', () => {
       keepaliveTimeoutMs: 60_000,
     });
     assert.deepEqual(config.trustedProxies, []);
+    assert.equal(config.headersWithUnderscores, 'drop');
     assert.equal(config.shutdownTimeoutMs, 30_000);
     assert.deepEqual(config.demoBackends, []);
     assert.deepEqual(config.upstreams, {
@@ -68,11 +69,11 @@ describe('config: valid files', () => {
         retryBudget: { percent: 20, minPerSecond: 5 },
         retryBodyBytes: 65_536,
         outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
-        timeouts: { connectMs: 2000, responseMs: 30_000, idleMs: 60_000 },
+        timeouts: { connectMs: 2000, responseMs: 30_000, idleMs: 60_000, tunnelIdleMs: 600_000 },
         maxIdlePerServer: 128,
       },
     });
-    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'app', stripPrefix: false }]);
+    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'app', stripPrefix: false, upgrades: ['websocket'] }]);
   });
 
   it('health defaults, with expect_status as the list of accepted codes', () => {
@@ -163,7 +164,7 @@ routes:
     assert.equal(config.upstreams.app!.servers[1]!.host, 'backend-1.example.test');
     assert.equal(config.upstreams.app!.hash.key, 'header:X-User-Id');
     assert.deepEqual(config.demoBackends, [{ host: '::1', port: 9001 }, { host: '127.0.0.1', port: 9002 }]);
-    assert.deepEqual(config.routes, [{ name: 'api', host: 'api.example.test', path: '/v1', upstream: 'app', stripPrefix: false }]);
+    assert.deepEqual(config.routes, [{ name: 'api', host: 'api.example.test', path: '/v1', upstream: 'app', stripPrefix: false, upgrades: ['websocket'] }]);
   });
 
   it('deep-freezes the result', () => {
@@ -196,7 +197,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, trusted_proxies, shutdown_timeout, rate_limit_slots, upstreams, routes, demo_backends)`,
+      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, upstreams, routes, demo_backends)`,
     ]);
   });
 
@@ -359,7 +360,7 @@ describe('config: shipped files', () => {
     assert.deepEqual(config.demoBackends.map((d) => `${d.host}:${d.port}`), demo);
     assert.equal(config.upstreams.demo!.balance, 'round-robin');
     assert.deepEqual(config.upstreams.demo!.servers.map((s) => s.address), demo);
-    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'demo', stripPrefix: false }]);
+    assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'demo', stripPrefix: false, upgrades: ['websocket'] }]);
     const summary = summarizeConfig(config);
     assert.match(summary, /^listen: 127\.0\.0\.1:8080$/m);
     assert.match(summary, /^ {2}demo \(round-robin, retries 1\): 127\.0\.0\.1:9001, 127\.0\.0\.1:9002, 127\.0\.0\.1:9003$/m);

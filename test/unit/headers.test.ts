@@ -33,7 +33,7 @@ test('inspectRequestHeaders finds what the proxy acts on', () => {
 test('upstream head drops hop-by-hop and Connection-named headers, keeps the rest in order and bytes', () => {
   const info = inspectRequestHeaders(raw);
   const head = buildUpstreamHead({
-    method: 'POST', target: '/a%2Fb/../c?x=%20', raw, info,
+    method: 'POST', target: '/a%2Fb/../c?x=%20', raw, filtered: false, dropUnderscored: true, info,
     forwardedFor: '203.0.113.9, 127.0.0.1', forwardedProto: 'http', forwardedHost: 'example.com',
     requestId: 'abc-123', bodyFraming: { contentLength: 5 }, upgrade: false, defaultHost: '10.0.0.1:80',
   });
@@ -52,7 +52,7 @@ test('upstream head drops hop-by-hop and Connection-named headers, keeps the res
 
 test('HTTP/1.0 request without Host gets the server address as Host', () => {
   const info = inspectRequestHeaders([]);
-  const head = buildUpstreamHead({ method: 'GET', target: '/', raw: [], info, forwardedFor: '1.2.3.4', forwardedProto: 'http', forwardedHost: undefined, requestId: 'r', bodyFraming: undefined, upgrade: false, defaultHost: '10.0.0.1:80' });
+  const head = buildUpstreamHead({ method: 'GET', target: '/', raw: [], filtered: false, dropUnderscored: true, info, forwardedFor: '1.2.3.4', forwardedProto: 'http', forwardedHost: undefined, requestId: 'r', bodyFraming: undefined, upgrade: false, defaultHost: '10.0.0.1:80' });
   assert.ok(lines(head).includes('Host: 10.0.0.1:80'));
 });
 

@@ -6,7 +6,7 @@ import type { RouteConfig } from '../../src/config/types.ts';
 import type { UpstreamRuntime } from '../../src/proxy/upstream-runtime.ts';
 
 const upstream = { config: { timeouts: { connectMs: 2000, responseMs: 30_000, idleMs: 60_000 }, retries: 1 } } as unknown as UpstreamRuntime;
-const rt = (path: string, extra: Partial<RouteConfig>) => new RouteRuntime({ name: 'r', host: '*', path, upstream: 'u', stripPrefix: false, ...extra }, upstream, { log: pino({ level: 'silent' }), limiter: undefined });
+const rt = (path: string, extra: Partial<RouteConfig>) => new RouteRuntime({ name: 'r', host: '*', path, upstream: 'u', stripPrefix: false, upgrades: ['websocket'], ...extra }, upstream, { log: pino({ level: 'silent' }), limiter: undefined });
 
 test('strip_prefix removes the matched prefix and keeps the rest byte for byte', () => {
   const r = rt('/api', { stripPrefix: true });

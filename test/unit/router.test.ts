@@ -9,6 +9,7 @@ const route = (host: string, path: string, upstream: string, extra: Partial<Rout
   path,
   upstream,
   stripPrefix: false,
+  upgrades: ['websocket'],
   ...extra,
 });
 const router = new Router(
