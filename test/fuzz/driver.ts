@@ -24,6 +24,8 @@ export interface Target {
 export async function startTarget(): Promise<Target> {
   const backend = await startStrictBackend();
   const sy = await startSwitchyard({
+    // Errors only: the log is capped, and a worker's dying words must fit in it.
+    logging: { level: 'error', access: false },
     limits: { headers_timeout: '2s', request_timeout: '3s', max_body_bytes: 1048576 },
     upstreams: {
       app: { servers: [{ address: `127.0.0.1:${backend.port}` }], retries: 0, timeouts: { connect: '1s', response: '3s', idle: '30s' } },
@@ -167,6 +169,8 @@ export async function runCases(target: Target, o: RunOptions): Promise<RunResult
     o.onFinding?.(f, fc);
   };
   let workers = sy.workerPids().sort().join(',');
+  const workerCount = sy.workerPids().length;
+  let outputSeen = sy.output().length;
   let done = 0;
   for (let b = 0; b < all.length; b += batchSize) {
     const batch = all.slice(b, b + batchSize).map((i) => generateCase(o.seed, i));
@@ -209,16 +213,37 @@ export async function runCases(target: Target, o: RunOptions): Promise<RunResult
     }
     const unknown: FuzzCase = { seed: o.seed, index: -1, conns: [] };
     for (const f of judge(unknown, undefined, stray, [])) report(f, unknown);
-    const now = sy.workerPids().sort().join(',');
-    if (now !== workers) {
-      const f: Finding = { seed: o.seed, index: batch[0]!.index, kind: 'worker-exit', detail: `workers ${workers} became ${now} during cases ${batch[0]!.index}..${batch.at(-1)!.index}` };
-      report(f, batch[0]!);
-      workers = now;
+    if (sy.workerPids().sort().join(',') !== workers) {
+      const culprit = await isolateCrash(target, batch, workerCount);
+      const what = culprit === undefined ? `during cases ${batch[0]!.index}..${batch.at(-1)!.index} (not reproduced by any one of them alone)` : 'running this case alone';
+      const f: Finding = { seed: o.seed, index: (culprit ?? batch[0]!).index, kind: 'worker-exit', detail: `a worker exited ${what}; proxy output: ${sy.output().slice(outputSeen, outputSeen + 3000)}` };
+      report(f, culprit ?? batch[0]!);
+      await workersBack(sy, workerCount);
+      workers = sy.workerPids().sort().join(',');
     }
+    outputSeen = sy.output().length;
     done += batch.length;
     o.onProgress?.(done);
   }
   return { cases: done, findings };
+}
+
+/** Waits (bounded) until the primary has respawned its workers. */
+async function workersBack(sy: Switchyard, count: number): Promise<void> {
+  for (let i = 0; i < 100 && sy.workerPids().length < count; i++) await sleep(100);
+  await sleep(300);
+}
+
+/** Replays a batch one case at a time to find the case that kills a worker. */
+async function isolateCrash(target: Target, batch: FuzzCase[], count: number): Promise<FuzzCase | undefined> {
+  await workersBack(target.sy, count);
+  for (const fc of batch) {
+    const before = target.sy.workerPids().sort().join(',');
+    await runCase(target.sy.port, fc);
+    await sleep(200);
+    if (target.sy.workerPids().sort().join(',') !== before) return fc;
+  }
+  return undefined;
 }
 
 /** One finding with everything needed to replay it by hand. */
