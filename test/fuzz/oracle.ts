@@ -34,11 +34,16 @@ const markersIn = (text: string): string[] => [...new Set(text.match(MARKER_RE) 
 const header = (list: Array<[string, string]>, name: string): string[] => list.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
 
 /**
- * The path as a lenient backend would resolve it: %XX of unreserved
- * characters decoded, ;params dropped, slashes merged, dot segments removed,
- * case folded. Anything that resolves under /admin belongs to the auth route.
+ * Whether a request-target is /admin to a lenient backend, which decodes %XX
+ * of unreserved characters, drops ;params, merges slashes, removes dot
+ * segments and folds case: all of those belong to the auth route.
  */
-export function resolvedPath(target: string): string {
+export function underAdmin(target: string): boolean {
+  const path = resolvedPath(target);
+  return path === '/admin' || path.startsWith('/admin/');
+}
+
+function resolvedPath(target: string): string {
   let path = target.replace(/^https?:\/\/[^/]*/i, '').split('?')[0]!.split('#')[0]!;
   path = path.replace(/%([0-9a-f]{2})/gi, (all, hex: string) => {
     const c = String.fromCharCode(parseInt(hex, 16));
@@ -111,7 +116,7 @@ export function judge(fc: FuzzCase, observations: Observation[] | undefined, for
     if (message.cls === 'reject' || message.cls === 'frame-error') add('forwarded-invalid', `${marker} (${message.cls}: ${message.what.join(', ')}) must be refused, but was forwarded`, text);
     const end = closingIndex(fc.conns[conn]!.messages, observations?.[conn]);
     if (at > end) add('forwarded-after-close', `${marker} came after message ${end} of its connection, which ends the connection, and was forwarded`, text);
-    if (!message.keyed && resolvedPath(req.target).startsWith('/admin')) add('auth-bypass', `${marker} reached ${req.target} (an /admin path) without the API key`, text);
+    if (!message.keyed && underAdmin(req.target)) add('auth-bypass', `${marker} reached ${req.target} (an /admin path) without the API key`, text);
     if (message.body !== undefined && !req.body.equals(message.body)) {
       add('body-mismatch', `${marker}: the backend got a body of ${req.body.length} bytes ${JSON.stringify(req.body.toString('latin1'))}, the client framed ${message.body.length} bytes ${JSON.stringify(message.body.toString('latin1'))}`, text);
     }
