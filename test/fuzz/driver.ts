@@ -107,6 +107,7 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
     from = at;
     if (at < bytes.length) await sleep(2);
   }
+  if (conn.halfClose && !socket.destroyed) socket.end();
   while (!done()) {
     const left = deadline - Date.now();
     if (left <= 0) {
@@ -149,6 +150,10 @@ export interface RunOptions {
 export interface RunResult {
   cases: number;
   findings: Finding[];
+  /** Requests the backend received: a fuzzer that forwards nothing proves nothing. */
+  forwarded: number;
+  /** Client-side responses by status ("101", "400", ...) and closes without one. */
+  statuses: Map<string, number>;
 }
 
 const caseOf = (marker: string): number => Number(marker.split('.')[1]);
@@ -172,6 +177,9 @@ export async function runCases(target: Target, o: RunOptions): Promise<RunResult
   const workerCount = sy.workerPids().length;
   let outputSeen = sy.output().length;
   let done = 0;
+  let forwardedCount = 0;
+  const statuses = new Map<string, number>();
+  const tally = (key: string): void => void statuses.set(key, (statuses.get(key) ?? 0) + 1);
   for (let b = 0; b < all.length; b += batchSize) {
     const batch = all.slice(b, b + batchSize).map((i) => generateCase(o.seed, i));
     const observations = new Map<number, Observation[]>();
@@ -193,6 +201,13 @@ export async function runCases(target: Target, o: RunOptions): Promise<RunResult
     const forwarded = new Map<number, ForwardedRequest[]>();
     const illFramed = new Map<number, IllFramed[]>();
     const stray: ForwardedRequest[] = [];
+    for (const obs of observations.values()) {
+      for (const conn of obs) {
+        for (const res of conn.responses) tally(String(res.status));
+        if (conn.responses.length === 0) tally('closed-without-answer');
+      }
+    }
+    forwardedCount += backend.requests.length;
     for (const req of backend.requests.splice(0)) {
       const marker = targetMarker(req);
       if (marker === undefined || !marker.startsWith(`FZ${o.seed}.`)) stray.push(req);
@@ -225,7 +240,7 @@ export async function runCases(target: Target, o: RunOptions): Promise<RunResult
     done += batch.length;
     o.onProgress?.(done);
   }
-  return { cases: done, findings };
+  return { cases: done, findings, forwarded: forwardedCount, statuses };
 }
 
 /** Waits (bounded) until the primary has respawned its workers. */

@@ -34,6 +34,8 @@ export interface ClientConn {
   messages: Message[];
   /** Byte offsets where the connection's bytes are cut into separate writes. */
   splits: number[];
+  /** The client shuts its write side after the last byte (a FIN, reads go on). */
+  halfClose: boolean;
 }
 
 export interface FuzzCase {
@@ -69,7 +71,7 @@ function chunked(r: Rng, body: Buffer, what: string[], trailers: string[]): { by
   let cls: Cls = 'ok';
   const parts: Buffer[] = [];
   let pos = 0;
-  const bad = r.chance(0.25) ? r.pick(['0x', 'plus', 'minus', 'overflow', 'no-crlf', 'ext-ctl', 'huge'] as const) : undefined;
+  const bad = r.chance(0.12) ? r.pick(['0x', 'plus', 'minus', 'overflow', 'no-crlf', 'ext-ctl', 'huge'] as const) : undefined;
   let badDone = false;
   while (pos < body.length) {
     const n = Math.min(body.length - pos, r.int(1, 24));
@@ -138,7 +140,7 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
   }
   let version = 'HTTP/1.1';
   const upgrade101 = kind === 'upgrade' && r.chance(0.5);
-  const reply = upgrade101 ? '101' : r.pick(['cl', 'chunked', 'trailer', 'slow']);
+  const reply = upgrade101 ? '101' : r.pick(['cl', 'chunked', 'trailer', 'slow', 'close', 'eof', 'continue']);
   const method = kind === 'get' || kind === 'upgrade' ? 'GET' : r.pick(['POST', 'PUT', 'PATCH']);
 
   const head: string[] = [`Host: ${HOST}`, `X-Fuzz-Id: ${marker}`, `X-Fuzz-Reply: ${reply}`, 'X-Forwarded-Proto: spoofed'];
@@ -242,8 +244,9 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
   let eols: string[] = head.map(() => '\r\n');
   let eolStart = '\r\n';
   let eolEnd = '\r\n';
-  if (r.chance(0.35)) {
-    const m = r.int(0, 15);
+  if (r.chance(0.2)) {
+    // Connection mutations would fight an Upgrade request's own Connection header.
+    const m = r.int(0, kind === 'upgrade' ? 15 : 19);
     const padAt = head.findIndex((l) => l.startsWith('X-Pad:'));
     const hostAt = head.findIndex((l) => l.startsWith('Host:'));
     const mutate = (label: string, c: Cls, fn: () => void): void => {
@@ -268,6 +271,12 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
     if (m === 13) mutate('whitespace line after start line', 'ok', () => (prefix = r.pick([' X-Pad3: v\r\n', ' Transfer-Encoding: chunked\r\n', '\tContent-Length: 7\r\n'])));
     if (m === 14) mutate('request line spacing', 'ok', () => (startLine = r.pick([`${method}  ${target} ${version}`, `${method} ${target} ${version} `])));
     if (m === 15) mutate('leading CRLF', 'ok', () => (startLine = `\r\n${startLine}`));
+    // RFC 9112 section 9.6: no request after one with "close" may be processed.
+    if (m === 16) mutate('Connection: close', 'terminal', () => head.push(r.pick(['Connection: close', 'connection: keep-alive, Close'])));
+    // The proxy's own X-Forwarded-Proto must survive a client naming it hop-by-hop.
+    if (m === 17) mutate('Connection names a proxy header', 'ok', () => head.push('Connection: keep-alive, X-Forwarded-Proto, X-Request-Id'));
+    if (m === 18) mutate('Proxy-Authorization', 'ok', () => head.push('Proxy-Authorization: Basic Zm9vOmJhcg=='));
+    if (m === 19) mutate('huge header', 'ok', () => (head[padAt] = `X-Pad: ${'p'.repeat(r.pick([9000, 17000, 70000]))}`));
   }
   const headText = `${startLine}${eolStart}${prefix}${head.map((l, i) => `${l}${eols[i] ?? '\r\n'}`).join('')}${eolEnd}`;
   const bytes = Buffer.concat([b(headText), bodyBytes]);
@@ -310,7 +319,7 @@ export function generateCase(seed: number, index: number): FuzzCase {
       const at = r.int(1, Math.max(1, total - 1));
       if (!gluedAt.has(at)) splits.push(at);
     }
-    conns.push({ messages, splits: [...new Set(splits)].sort((x, y) => x - y) });
+    conns.push({ messages, splits: [...new Set(splits)].sort((x, y) => x - y), halfClose: r.chance(0.15) });
   }
   return { seed, index, conns };
 }

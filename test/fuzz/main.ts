@@ -4,8 +4,7 @@
 // one summary line; exits 1 when there are findings.
 
 import { parseArgs } from 'node:util';
-import { formatFinding, runCases, startTarget } from './driver.js';
-import type { Finding } from './oracle.js';
+import { formatFinding, runCases, startTarget, type RunResult } from './driver.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,7 +23,7 @@ if (![seed, from, count, Number(values.lanes)].every(Number.isInteger)) throw ne
 const target = await startTarget();
 const started = Date.now();
 const kinds = new Map<string, number>();
-let result: { cases: number; findings: Finding[] };
+let result: RunResult;
 try {
   result = await runCases(target, {
     seed,
@@ -41,6 +40,8 @@ try {
 } finally {
   await target.stop();
 }
+const statuses = [...result.statuses].sort().map(([k, n]) => `${k}:${n}`).join(' ');
+console.log(`fuzz: ${result.forwarded} requests forwarded; client saw ${statuses}`);
 const byKind = [...kinds].map(([k, n]) => `${k}=${n}`).join(' ');
 console.log(`fuzz: seed ${seed}, cases ${from}..${from + result.cases - 1}: ${result.cases} run, ${result.findings.length} findings${byKind ? ` (${byKind})` : ''}, ${((Date.now() - started) / 1000).toFixed(1)} s`);
 process.exitCode = result.findings.length > 0 ? 1 : 0;

@@ -122,6 +122,7 @@ export function judge(fc: FuzzCase, observations: Observation[] | undefined, for
     }
     const proto = header(req.headers, 'x-forwarded-proto');
     if (proto.length !== 1 || proto[0] === 'spoofed') add('unprocessed', `${marker} reached the backend without the proxy's own X-Forwarded-Proto (got ${JSON.stringify(proto)}): its bytes were passed through raw`, text);
+    if (header(req.headers, 'proxy-authorization').length > 0) add('proxy-authorization', `${marker} reached the backend with Proxy-Authorization, which is for the proxy`, text);
     seen.set(marker, (seen.get(marker) ?? 0) + 1);
   }
   for (const [marker, count] of seen) if (count > 1) add('duplicate', `${marker} was forwarded ${count} times (retries are off)`);

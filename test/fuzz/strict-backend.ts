@@ -130,7 +130,12 @@ export function parseStrict(buf: Buffer): Parsed {
   return { req: { method: m[1]!, target: m[2]!, headers, trailers: [], body: Buffer.from(buf.subarray(pos, pos + length)), head: text(pos), trailerText: '' }, consumed: pos + length };
 }
 
-export type ReplyMode = 'cl' | 'chunked' | 'trailer' | 'slow' | '101';
+/**
+ * How the backend answers: Content-Length, chunked, chunked with a trailer
+ * (X-Secret-<marker>), slowly in pieces, 101 to an Upgrade, Connection: close,
+ * a body delimited by the close, or a 100 Continue before the answer.
+ */
+export type ReplyMode = 'cl' | 'chunked' | 'trailer' | 'slow' | '101' | 'close' | 'eof' | 'continue';
 
 export interface StrictBackend {
   port: number;
@@ -140,7 +145,7 @@ export interface StrictBackend {
 }
 
 /** The answer to one request; marker is its X-Fuzz-Id (or "none"). */
-async function answer(socket: net.Socket, req: Omit<ForwardedRequest, 'conn'>): Promise<'tunnel' | 'http'> {
+async function answer(socket: net.Socket, req: Omit<ForwardedRequest, 'conn'>): Promise<'tunnel' | 'http' | 'closed'> {
   const marker = all(req.headers, 'x-fuzz-id')[0] ?? 'none';
   const mode = (all(req.headers, 'x-fuzz-reply')[0] ?? 'cl') as ReplyMode;
   const body = `echo ${marker} ${req.method} ${req.body.length}\n`;
@@ -164,8 +169,11 @@ async function answer(socket: net.Socket, req: Omit<ForwardedRequest, 'conn'>): 
     socket.write(body.slice(0, 5));
     await sleep(20);
     socket.write(body.slice(5));
+  } else if (mode === 'close' || mode === 'eof') {
+    socket.end(`${head}${mode === 'close' ? `Connection: close\r\nContent-Length: ${body.length}\r\n` : ''}\r\n${body}`, 'latin1');
+    return 'closed';
   } else {
-    socket.write(`${head}Content-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
+    socket.write(`${mode === 'continue' ? 'HTTP/1.1 100 Continue\r\n\r\n' : ''}${head}Content-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
   }
   return 'http';
 }
@@ -182,6 +190,7 @@ export async function startStrictBackend(): Promise<StrictBackend> {
     socket.on('error', () => {});
     let buf = Buffer.alloc(0);
     let tunnel = false;
+    let ended = false;
     // Requests are answered one at a time, in order, even when a slow answer is
     // pending: bytes arriving meanwhile are parsed by the running loop.
     let busy = false;
@@ -189,7 +198,7 @@ export async function startStrictBackend(): Promise<StrictBackend> {
       if (busy) return;
       busy = true;
       try {
-        while (!tunnel && !socket.destroyed) {
+        while (!tunnel && !ended && !socket.destroyed) {
           let parsed: Parsed;
           try {
             parsed = parseStrict(buf);
@@ -202,7 +211,10 @@ export async function startStrictBackend(): Promise<StrictBackend> {
           if (parsed === 'need-more') return;
           buf = buf.subarray(parsed.consumed);
           requests.push({ conn, ...parsed.req });
-          if ((await answer(socket, parsed.req)) === 'tunnel') {
+          const after = await answer(socket, parsed.req);
+          // Bytes after an answer that closes are never read, as a real server would drop them.
+          if (after === 'closed') ended = true;
+          if (after === 'tunnel') {
             tunnel = true;
             if (buf.length > 0) socket.write(buf);
           }
