@@ -82,7 +82,7 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
       buf = buf.subarray(parsed.consumed);
       const res = parsed.response;
       if (res.status >= 100 && res.status < 200 && res.status !== 101) continue;
-      obs.responses.push({ status: res.status, raw, headers: res.rawHeaders });
+      obs.responses.push({ status: res.status, raw, headers: res.rawHeaders, body: res.body, complete: res.complete });
       if (res.status === 101) {
         tunnelled = true;
         obs.tunnel = buf;

@@ -11,7 +11,7 @@ import { MARKER_RE, type FuzzCase, type Message } from './generate.js';
 
 export interface Observation {
   /** One entry per response, in order: its raw bytes, status and headers (1xx other than 101 skipped). */
-  responses: Array<{ status: number; raw: Buffer; headers: Array<[string, string]> }>;
+  responses: Array<{ status: number; raw: Buffer; headers: Array<[string, string]>; body: Buffer; complete: boolean }>;
   /** Bytes after a 101 (the tunnel). */
   tunnel: Buffer;
   closed: boolean;
@@ -136,6 +136,13 @@ export function judge(fc: FuzzCase, observations: Observation[] | undefined, for
     obs.responses.forEach((res, p) => {
       const expected = messages[p]?.marker;
       const foreign = markersIn(res.raw.toString('latin1')).filter((m) => m !== expected);
+      // The backend's answer must arrive whole: echo <marker> <method> <body length>.
+      const echo = header(res.headers, 'x-fuzz-echo')[0];
+      const want = messages[p]?.body?.length;
+      const m = /^echo (\S+) \S+ (\d+)\n$/.exec(res.body.toString('latin1'));
+      if (echo !== undefined && res.status === 200 && (!res.complete || !m || m[1] !== echo || (want !== undefined && Number(m[2]) !== want))) {
+        add('response-body', `connection ${c}, response ${p} to ${echo}: body ${JSON.stringify(res.body.toString('latin1'))}${res.complete ? '' : ' (truncated)'}, the backend sent "echo ${echo} <method> ${want ?? '?'}"`);
+      }
       if (foreign.length > 0) {
         add('crossed-response', `connection ${c}, response ${p} (${res.status}, answering ${expected ?? 'nothing sent'}) carries ${foreign.join(', ')}: ${JSON.stringify(res.raw.toString('latin1').slice(0, 600))}`);
       }
