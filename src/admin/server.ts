@@ -4,13 +4,13 @@
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ListenConfig } from '../config/types.js';
-import type { ReloadResult } from '../cluster/primary.js';
+import type { ReloadResult, Status } from './types.js';
 import type { Logger } from '../log.js';
 
 export interface AdminHandlers {
   /** Read per request, so a reload can change the token. */
   token(): string;
-  status(): Promise<object>;
+  status(): Promise<Status>;
   reload(): Promise<ReloadResult>;
   /** Prometheus text summed over the workers (metrics/cluster-metrics.ts). */
   metrics(): Promise<string>;

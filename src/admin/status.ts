@@ -1,9 +1,9 @@
 // The body of `GET /status`: the primary's view of its workers plus the
 // counters of every worker, summed.
 import type { Config } from '../config/types.js';
-import type { WorkerInfo, WorkerStatsResult } from '../cluster/primary.js';
 import { VERSION } from '../version.js';
 import type { ServerCounts } from '../cluster/shared-state.js';
+import type { ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 
 export interface StatusInput {
   config: Config;
@@ -15,13 +15,7 @@ export interface StatusInput {
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
 }
 
-/** A server's shared-memory counts (summed over all workers) with its config. */
-export interface ServerStatus extends ServerCounts {
-  address: string;
-  weight: number;
-}
-
-export function buildStatus(input: StatusInput) {
+export function buildStatus(input: StatusInput): Status {
   const { config, stats } = input;
   const answered = stats.flatMap((r) => (r.stats ? [r.stats] : []));
   const sum = (f: (s: (typeof answered)[number]) => number) => answered.reduce((n, s) => n + f(s), 0);

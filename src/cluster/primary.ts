@@ -9,30 +9,13 @@ import type { WorkerStats } from '../proxy/server.js';
 import { createLogger, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { buildStatus } from '../admin/status.js';
+import type { ReloadResult, Status, WorkerInfo, WorkerStatsResult } from '../admin/types.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
 import { SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 
-export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
-
-export type WorkerState = 'starting' | 'ready' | 'draining' | 'backoff' | 'stopped';
-
-export interface WorkerInfo {
-  slot: number;
-  pid: number | null;
-  uptimeSeconds: number;
-  restarts: number;
-  state: WorkerState;
-}
-
-export interface WorkerStatsResult {
-  slot: number;
-  pid: number;
-  /** Undefined when the worker did not answer in time. */
-  stats?: WorkerStats;
-}
 
 export interface PrimaryOptions {
   /** Absolute path of the config file, re-read on reload. */
@@ -244,7 +227,7 @@ export class Primary {
     );
   }
 
-  async status(): Promise<object> {
+  async status(): Promise<Status> {
     return buildStatus({
       config: this.config,
       startedAt: this.startedAt,

@@ -117,8 +117,14 @@ export class ClientConnection implements Expirable {
     this.idleDeadline = 0;
     if (this.headDeadline === 0 && this.inHead) this.headDeadline = deadlineIn(this.worker.limits.headersTimeoutMs);
     this.executing = true;
-    const ret = this.parser.execute(chunk);
-    this.executing = false;
+    let ret: number | ParseError;
+    try {
+      ret = this.parser.execute(chunk);
+    } catch (err) {
+      return this.internalError(err);
+    } finally {
+      this.executing = false;
+    }
     if (this.closed) return;
     if (typeof ret !== 'number') return this.onParseError(ret);
     // (Re-read: the parser's callbacks may have set it.)
@@ -277,7 +283,7 @@ export class ClientConnection implements Expirable {
       return;
     }
     if (this.tunnel !== undefined) return this.tunnel.checkTunnelDeadline(t);
-    if (this.paused && this.parsing !== undefined && !this.peerFinished) this.checkPeerFinished();
+    if (this.paused && !this.peerFinished && (this.parsing !== undefined || this.held !== undefined)) this.checkPeerFinished();
     if (this.headDeadline !== 0 && t >= this.headDeadline && this.inHead && this.tunnel === undefined) {
       this.headDeadline = 0;
       if (this.active !== undefined) return;
@@ -292,6 +298,16 @@ export class ClientConnection implements Expirable {
     } else if (this.idleDeadline !== 0 && t >= this.idleDeadline && this.isIdle()) {
       this.destroy();
     }
+  }
+
+  /**
+   * A bug met while handling this connection's bytes: it costs this
+   * connection (aborted, whatever state it was in), never the worker and
+   * the other connections on it.
+   */
+  internalError(err: unknown): void {
+    this.worker.log.error({ peer: this.peerAddress, err }, 'internal error: connection aborted');
+    this.abort();
   }
 
   /** Abort: the client must see a broken connection, not a complete response. */
@@ -317,8 +333,9 @@ export class ClientConnection implements Expirable {
   }
 
   /**
-   * A socket paused mid-request (the upstream is slow to take the body) does
-   * not see the client leave: the kernel reports nothing until it is read.
+   * A socket paused mid-request (the upstream is slow to take the body, or an
+   * Upgrade request waits for its answer) does not see the client leave:
+   * the kernel reports nothing until it is read.
    * Ask it directly; once the client has stopped sending, the rest can be
    * read whatever the backpressure (no more than the receive buffer holds),
    * so the end or reset arrives and the upstream request is aborted at once.

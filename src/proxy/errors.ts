@@ -24,7 +24,7 @@ export type ProxyErrorReason =
   | 'upstream-bad-response'
   | 'upstream-timeout'
   | 'no-healthy-server'
-  | 'shutting-down';
+  | 'internal-error';
 
 export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'bad-request': 400,
@@ -47,7 +47,7 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'upstream-bad-response': 502,
   'upstream-timeout': 504,
   'no-healthy-server': 503,
-  'shutting-down': 503,
+  'internal-error': 500,
 };
 
 /**

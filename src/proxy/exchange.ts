@@ -159,8 +159,12 @@ export class Exchange implements UpstreamListener {
     }
     if (route.authenticator === undefined) return this.afterAuth(undefined);
     const result = route.authenticator.authenticate(this.gatewayRequest());
-    if (result instanceof Promise) void result.then((r) => this.afterAuth(r));
-    else this.afterAuth(result);
+    if (result instanceof Promise) {
+      result.then(
+        (r) => this.afterAuth(r),
+        (err: unknown) => this.fail('internal-error', `authentication failed unexpectedly: ${String(err)}`),
+      ).catch((err: unknown) => this.client.internalError(err));
+    } else this.afterAuth(result);
   }
 
   /** Authorization, rate limit and header rules once authentication (if any) has answered; then forward. */

@@ -251,9 +251,15 @@ export class UpstreamConnection implements Expirable {
     }
     this.received += chunk.length;
     listener.beforeUpstreamData();
-    if (this.rawRemaining > 0) this.passThrough(listener, chunk);
-    else this.parse(listener, chunk);
-    listener.afterUpstreamData();
+    try {
+      if (this.rawRemaining > 0) this.passThrough(listener, chunk);
+      else this.parse(listener, chunk);
+    } catch (err) {
+      // A bug while relaying this response: it fails this exchange (502 or an abort), not the worker.
+      this.fail(err instanceof Error ? err : new Error(String(err)), 'parse');
+    } finally {
+      listener.afterUpstreamData();
+    }
   }
 
   private parse(listener: UpstreamListener, chunk: Buffer): void {

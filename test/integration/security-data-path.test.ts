@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startRawBackend, type RawBackend } from '../helpers/backend.js';
 import { RawConnection, exchange } from '../helpers/raw-client.js';
 import { logLines } from '../helpers/gateway.js';
+import { status } from '../helpers/process.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
 const KEY = 'secret-key-0123456789';
@@ -192,8 +193,13 @@ test('bytes after an Upgrade head are not read without bound while the upstream 
     // Loopback socket buffers hold a few MiB; the rest must still be waiting in the client.
     assert.ok(conn.socket.writableLength > 32 << 20, `the proxy read ${(64 << 20) - conn.socket.writableLength} bytes ahead of any 101`);
   } finally {
-    conn.destroy();
+    conn.socket.resetAndDestroy();
   }
+  // The paused client's reset is noticed: the upstream request ends long before timeouts.response (3s).
+  const activeOnServer = async (): Promise<number> => ((await status(sy.adminPort)).upstreams.app!.servers[0] as unknown as { active: number }).active;
+  const left = Date.now();
+  while ((await activeOnServer()) !== 0 && Date.now() - left < 2000) await sleep(20);
+  assert.equal(await activeOnServer(), 0);
 });
 
 test('after a 101, bytes sent with the handshake and after it reach the upstream, and the tunnel closes when idle', async () => {
@@ -206,6 +212,10 @@ test('after a 101, bytes sent with the handshake and after it reach the upstream
     assert.equal((await conn.readBytes(6)).toString(), 'early;');
     conn.write('later;');
     assert.equal((await conn.readBytes(6)).toString(), 'later;');
+    // A live tunnel counts on its server: an active request over one open connection.
+    const server = (await status(sy.adminPort)).upstreams.app!.servers[0] as unknown as { active: number; activeConnections: number };
+    assert.equal(server.active, 1);
+    assert.ok(server.activeConnections >= 1);
     // tunnel_idle is 1s: the proxy closes the quiet tunnel.
     assert.ok(await conn.waitClosed(3000), 'the idle tunnel was closed');
   } finally {
