@@ -72,7 +72,7 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
       if (tunnelled || obs.malformed !== undefined) break;
       let parsed: ReturnType<typeof parseResponse>;
       try {
-        parsed = parseResponse(buf, 'GET', obs.closed);
+        parsed = parseResponse(buf, conn.messages[obs.responses.length]?.method ?? 'GET', obs.closed);
       } catch (err) {
         obs.malformed = `${(err as Error).message}; bytes ${JSON.stringify(buf.toString('latin1').slice(0, 300))}`;
         break;

@@ -18,6 +18,8 @@ export type Cls = 'ok' | 'reject' | 'terminal' | 'frame-error' | 'smuggled';
 
 export interface Message {
   marker: string;
+  /** HEAD answers have no body: the client needs it to read the answer. */
+  method: string;
   cls: Cls;
   bytes: Buffer;
   /** The body the backend must receive when this message is forwarded (ok, terminal). */
@@ -141,7 +143,14 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
   let version = 'HTTP/1.1';
   const upgrade101 = kind === 'upgrade' && r.chance(0.5);
   const reply = upgrade101 ? '101' : r.pick(['cl', 'chunked', 'trailer', 'slow', 'close', 'eof', 'continue']);
-  const method = kind === 'get' || kind === 'upgrade' ? 'GET' : r.pick(['POST', 'PUT', 'PATCH']);
+  let method = kind === 'upgrade' ? 'GET' : kind === 'get' ? (r.chance(0.15) ? 'HEAD' : 'GET') : r.pick(['POST', 'PUT', 'PATCH']);
+  // CONNECT is refused (400); its authority carries the marker in case it is not.
+  if (kind === 'get' && !tunnelFollower && r.chance(0.03)) {
+    method = 'CONNECT';
+    target = `${marker}.test:443`;
+    cls = 'reject';
+    what.push('CONNECT');
+  }
 
   const head: string[] = [`Host: ${HOST}`, `X-Fuzz-Id: ${marker}`, `X-Fuzz-Reply: ${reply}`, 'X-Forwarded-Proto: spoofed'];
   if (keyed) head.push(`X-Api-Key: ${API_KEY}`);
@@ -280,7 +289,7 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
   }
   const headText = `${startLine}${eolStart}${prefix}${head.map((l, i) => `${l}${eols[i] ?? '\r\n'}`).join('')}${eolEnd}`;
   const bytes = Buffer.concat([b(headText), bodyBytes]);
-  const message: Message = { marker, cls, bytes, body: cls === 'reject' ? undefined : intended, keyed, upgrade101, what };
+  const message: Message = { marker, method, cls, bytes, body: cls === 'reject' ? undefined : intended, keyed, upgrade101, what };
   return { message, glue: kind === 'upgrade' };
 }
 
@@ -302,7 +311,7 @@ export function generateCase(seed: number, index: number): FuzzCase {
       messages.push(m);
       if (m.cls === 'terminal' || m.cls === 'frame-error') {
         const marker = smuggleMarker();
-        messages.push({ marker, cls: 'smuggled', bytes: b(smuggledRequest(r, marker)), body: undefined, keyed: false, upgrade101: false, what: ['after terminal'] });
+        messages.push({ marker, method: 'GET', cls: 'smuggled', bytes: b(smuggledRequest(r, marker)), body: undefined, keyed: false, upgrade101: false, what: ['after terminal'] });
         break;
       }
       // An Upgrade request always has a follower in the same write: a keyless

@@ -157,23 +157,26 @@ async function answer(socket: net.Socket, req: Omit<ForwardedRequest, 'conn'>): 
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${all(req.headers, 'upgrade')[0]}\r\nSec-WebSocket-Accept: ${accept}\r\nX-Fuzz-Echo: ${marker}\r\n\r\n`);
     return 'tunnel';
   }
+  // A HEAD answer has the head a GET would get and no body.
+  const withBody = (headPart: string, bodyPart: string): string => (req.method === 'HEAD' ? headPart : headPart + bodyPart);
   if (mode === 'chunked' || mode === 'trailer') {
     const half = body.length >> 1;
-    let out = `${head}Transfer-Encoding: chunked\r\n${mode === 'trailer' ? `Trailer: X-Secret-${marker}\r\n` : ''}\r\n`;
-    out += `${half.toString(16)}\r\n${body.slice(0, half)}\r\n${(body.length - half).toString(16)}\r\n${body.slice(half)}\r\n0\r\n`;
-    out += mode === 'trailer' ? `X-Secret-${marker}: ${marker}\r\n\r\n` : '\r\n';
-    socket.write(out, 'latin1');
+    const headPart = `${head}Transfer-Encoding: chunked\r\n${mode === 'trailer' ? `Trailer: X-Secret-${marker}\r\n` : ''}\r\n`;
+    let bodyPart = `${half.toString(16)}\r\n${body.slice(0, half)}\r\n${(body.length - half).toString(16)}\r\n${body.slice(half)}\r\n0\r\n`;
+    bodyPart += mode === 'trailer' ? `X-Secret-${marker}: ${marker}\r\n\r\n` : '\r\n';
+    socket.write(withBody(headPart, bodyPart), 'latin1');
   } else if (mode === 'slow') {
     socket.write(`${head}Content-Length: ${body.length}\r\n\r\n`);
+    if (req.method === 'HEAD') return 'http';
     await sleep(30);
     socket.write(body.slice(0, 5));
     await sleep(20);
     socket.write(body.slice(5));
   } else if (mode === 'close' || mode === 'eof') {
-    socket.end(`${head}${mode === 'close' ? `Connection: close\r\nContent-Length: ${body.length}\r\n` : ''}\r\n${body}`, 'latin1');
+    socket.end(withBody(`${head}${mode === 'close' ? `Connection: close\r\nContent-Length: ${body.length}\r\n` : ''}\r\n`, body), 'latin1');
     return 'closed';
   } else {
-    socket.write(`${mode === 'continue' ? 'HTTP/1.1 100 Continue\r\n\r\n' : ''}${head}Content-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
+    socket.write(withBody(`${mode === 'continue' ? 'HTTP/1.1 100 Continue\r\n\r\n' : ''}${head}Content-Length: ${body.length}\r\n\r\n`, body), 'latin1');
   }
   return 'http';
 }
