@@ -101,11 +101,19 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
   };
   await new Promise<void>((resolve) => socket.once('connect', resolve).once('error', () => resolve()));
   let from = 0;
-  for (const at of [...conn.splits, bytes.length]) {
+  const end = conn.abortAt ?? bytes.length;
+  for (const at of [...conn.splits.filter((x) => x < end), end]) {
     if (socket.destroyed) break;
     socket.write(bytes.subarray(from, at));
     from = at;
-    if (at < bytes.length) await sleep(2);
+    if (at < end) await sleep(conn.pause);
+  }
+  if (conn.abortAt !== undefined) {
+    // Let the cut bytes reach the proxy, then reset: what was cut is not a request.
+    await sleep(20);
+    socket.resetAndDestroy();
+    obs.closed = true;
+    return obs;
   }
   if (conn.halfClose && !socket.destroyed) socket.end();
   while (!done()) {

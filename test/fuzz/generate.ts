@@ -38,6 +38,10 @@ export interface ClientConn {
   splits: number[];
   /** The client shuts its write side after the last byte (a FIN, reads go on). */
   halfClose: boolean;
+  /** The client resets the connection after this many bytes: what it cut must never reach the backend whole. */
+  abortAt?: number;
+  /** Milliseconds between split writes. */
+  pause: number;
 }
 
 export interface FuzzCase {
@@ -301,7 +305,7 @@ export function generateCase(seed: number, index: number): FuzzCase {
     const messages: Message[] = [];
     let smuggled = 0;
     const smuggleMarker = (): string => `FZ${seed}.${index}.${c}.S${smuggled++}`;
-    const count = r.int(1, 3);
+    const count = r.int(1, r.pick([3, 3, 6]));
     let tunnelFollower = false;
     let tunnelled = false;
     const glued: number[] = [];
@@ -328,7 +332,8 @@ export function generateCase(seed: number, index: number): FuzzCase {
       const at = r.int(1, Math.max(1, total - 1));
       if (!gluedAt.has(at)) splits.push(at);
     }
-    conns.push({ messages, splits: [...new Set(splits)].sort((x, y) => x - y), halfClose: r.chance(0.15) });
+    const abortAt = r.chance(0.08) ? r.int(1, total - 1) : undefined;
+    conns.push({ messages, splits: [...new Set(splits)].sort((x, y) => x - y), halfClose: r.chance(0.15), pause: r.pick([1, 2, 2, 20]), ...(abortAt === undefined ? {} : { abortAt }) });
   }
   return { seed, index, conns };
 }
