@@ -195,5 +195,5 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   console.error(err instanceof Error ? err.message : err);
-  void stopAll().finally(() => process.exit(1));
+  stopAll().finally(() => process.exit(1)).catch(() => {});
 });

@@ -81,10 +81,18 @@ async function main(argv: string[]): Promise<number | undefined> {
 async function run(config: Config, file: string, overrides: ConfigOverrides): Promise<number | undefined> {
   const { Primary } = await import('./cluster/primary.js');
   const primary = new Primary(config, { file, overrides });
-  const stop = () => void primary.shutdown().then(() => process.exit(0));
+  const stop = () =>
+    primary.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`switchyard: shutdown failed: ${String(err)}`);
+        process.exit(1);
+      },
+    );
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  process.on('SIGHUP', () => void primary.reload());
+  // reload() answers with the errors of an invalid file (and logs them) rather than rejecting; this catches the rest.
+  process.on('SIGHUP', () => primary.reload().catch((err: unknown) => console.error(`switchyard: reload failed: ${String(err)}`)));
   try {
     await primary.start();
   } catch (err) {

@@ -35,7 +35,7 @@ export function benchWorkspace(prefix: string): { tmp: string; cleanup(): Promis
   };
   process.once('SIGINT', () => {
     console.log('\ninterrupted: stopping everything');
-    void cleanup().then(() => process.exit(130));
+    cleanup().finally(() => process.exit(130)).catch(() => {});
   });
   return { tmp, cleanup };
 }

@@ -62,19 +62,19 @@ export function runWorker(): void {
     if (!isPrimaryMessage(m)) return;
     switch (m.type) {
       case 'config':
-        if (!configured) void start(m.config, m.region, m.rateLimitTable);
+        if (!configured) start(m.config, m.region, m.rateLimitTable).catch((err: unknown) => fatal(err, 'worker could not start'));
         break;
       case 'stats-request':
         if (proxy) send({ type: 'stats', id: m.id, stats: proxy.stats() });
         break;
       case 'shutdown':
-        void shutdown();
+        shutdown().catch((err: unknown) => fatal(err, 'worker could not drain'));
         break;
     }
   });
   // Ctrl-C reaches the whole process group; the primary turns it into an
   // orderly shutdown message. A direct SIGTERM means the same as that message.
   process.on('SIGINT', () => {});
-  process.on('SIGTERM', () => void shutdown());
+  process.on('SIGTERM', () => shutdown().catch((err: unknown) => fatal(err, 'worker could not drain')));
   send({ type: 'hello' });
 }

@@ -53,15 +53,23 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
 /**
  * A complete response (head and body) for `reason`, as latin1 text. `extra`
  * headers (WWW-Authenticate, Retry-After, RateLimit-*, CORS) come from the
- * gateway and are already valid header values.
+ * gateway and are already valid header values. An answer to HEAD has the
+ * same head and no body: the client reads none, so body bytes would be taken
+ * for the next response on the connection.
  */
-export function errorResponse(reason: ProxyErrorReason, requestId: string, keepAlive: boolean, extra?: ReadonlyArray<readonly [string, string]>): string {
+export function errorResponse(
+  reason: ProxyErrorReason,
+  requestId: string,
+  keepAlive: boolean,
+  extra?: ReadonlyArray<readonly [string, string]>,
+  head = false,
+): string {
   const status = STATUS_FOR[reason];
   const text = STATUS_CODES[status] ?? 'Error';
   const body = `${status} ${text} (${reason})\nrequest-id: ${requestId}\n`;
-  let head = `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nX-Request-Id: ${requestId}\r\n`;
-  if (extra !== undefined) for (const [name, value] of extra) head += `${name}: ${value}\r\n`;
-  return head + (keepAlive ? '' : 'Connection: close\r\n') + '\r\n' + body;
+  let lines = `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nX-Request-Id: ${requestId}\r\n`;
+  if (extra !== undefined) for (const [name, value] of extra) lines += `${name}: ${value}\r\n`;
+  return lines + (keepAlive ? '' : 'Connection: close\r\n') + '\r\n' + (head ? '' : body);
 }
 
 /** Switchyard's own answer to a CORS preflight: 204 with the policy's headers. */

@@ -648,7 +648,7 @@ export class Exchange implements UpstreamListener {
       'request failed',
     );
     const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
-    this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers), 'latin1');
+    this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers, this.method === 'HEAD'), 'latin1');
     this.finish();
   }
 

@@ -353,3 +353,18 @@ test('an upload reset by the client aborts the upstream request at once, even wh
   assert.equal(line.status, 499);
   assert.ok(Date.now() - cutAt < 1500);
 });
+
+test('an error answered to HEAD has no body, so the next response on the connection is read as itself', async () => {
+  const conn = await RawConnection.open(sy.port);
+  try {
+    conn.write('HEAD /admin HTTP/1.1\r\nHost: a.test\r\n\r\nGET /after HTTP/1.1\r\nHost: a.test\r\n\r\n');
+    const refused = await conn.expectResponse({ method: 'HEAD' });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.length, 0);
+    const next = await conn.expectResponse();
+    assert.equal(next.status, 200);
+    assert.equal(next.body.toString(), 'ok');
+  } finally {
+    conn.destroy();
+  }
+});
