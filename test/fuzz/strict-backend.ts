@@ -233,7 +233,11 @@ export async function startStrictBackend(): Promise<StrictBackend> {
         return;
       }
       buf = Buffer.concat([buf, chunk]);
-      void pump();
+      // A throw here is a bug of this parser: reported loudly, as a finding, rather than lost.
+      pump().catch((err: Error) => {
+        illFramed.push({ conn, reason: `strict backend bug: ${err.stack ?? err.message}`, bytes: buf });
+        socket.destroy();
+      });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
