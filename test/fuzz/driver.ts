@@ -56,6 +56,9 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
   socket.on('error', () => {});
   let buf = Buffer.alloc(0);
   let tunnelled = false;
+  // After an answer with Connection: close, a client reads nothing more, so
+  // later bytes (say a body sent on an answer to a malformed HEAD) desync nothing.
+  let lastResponse = false;
   let wake: (() => void) | undefined;
   socket.on('data', (d: Buffer) => {
     if (tunnelled) obs.tunnel = Buffer.concat([obs.tunnel, d]);
@@ -69,7 +72,7 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
   let deadline = Date.now() + CASE_DEADLINE_MS;
   const done = (): boolean => {
     for (;;) {
-      if (tunnelled || obs.malformed !== undefined) break;
+      if (tunnelled || lastResponse || obs.malformed !== undefined) break;
       let parsed: ReturnType<typeof parseResponse>;
       try {
         parsed = parseResponse(buf, conn.messages[obs.responses.length]?.method ?? 'GET', obs.closed);
@@ -83,6 +86,7 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
       const res = parsed.response;
       if (res.status >= 100 && res.status < 200 && res.status !== 101) continue;
       obs.responses.push({ status: res.status, raw, headers: res.rawHeaders, body: res.body, complete: res.complete });
+      lastResponse = res.rawHeaders.some(([n, v]) => n.toLowerCase() === 'connection' && /(^|,)\s*close\s*(,|$)/i.test(v));
       if (res.status === 101) {
         tunnelled = true;
         obs.tunnel = buf;
@@ -90,7 +94,7 @@ async function drive(port: number, conn: ClientConn): Promise<Observation> {
         deadline = Math.min(deadline, Date.now() + 1000);
       }
     }
-    if (obs.closed || obs.malformed !== undefined) return true;
+    if (obs.closed || lastResponse || obs.malformed !== undefined) return true;
     // After a 101 the rest of the bytes are tunnel data: wait for their echo.
     if (tunnelled) {
       const at = obs.responses.length;
