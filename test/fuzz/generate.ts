@@ -147,7 +147,9 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
   let version = 'HTTP/1.1';
   const upgrade101 = kind === 'upgrade' && r.chance(0.5);
   const reply = upgrade101 ? '101' : r.pick(['cl', 'chunked', 'trailer', 'slow', 'close', 'eof', 'continue']);
-  let method = kind === 'upgrade' ? 'GET' : kind === 'get' ? (r.chance(0.15) ? 'HEAD' : 'GET') : r.pick(['POST', 'PUT', 'PATCH']);
+  // An Upgrade request with a body: the body is framed like any other, never tunnel data.
+  const upgradeBody = kind === 'upgrade' && r.chance(0.2);
+  let method = kind === 'upgrade' ? (upgradeBody ? 'POST' : 'GET') : kind === 'get' ? (r.chance(0.15) ? 'HEAD' : 'GET') : r.pick(['POST', 'PUT', 'PATCH']);
   // CONNECT is refused (400); its authority carries the marker in case it is not.
   if (kind === 'get' && !tunnelFollower && r.chance(0.03)) {
     method = 'CONNECT';
@@ -169,12 +171,16 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
 
   // The body: sometimes a complete request that must stay body.
   let body: Buffer = Buffer.alloc(0);
-  if (kind !== 'get' && kind !== 'upgrade') {
+  if ((kind !== 'get' && kind !== 'upgrade') || upgradeBody) {
     body = b(r.pick([word(r, 0, 30), word(r, 1, 5), smuggledRequest(r, smuggleMarker()), `0\r\n\r\n${smuggledRequest(r, smuggleMarker())}`, '\r\n\r\n']));
   }
   let bodyBytes: Buffer = body;
   let intended: Buffer | undefined = body;
   const n = body.length;
+  if (upgradeBody) {
+    head.push(`Content-Length: ${n}`);
+    what.push('with a body');
+  }
 
   if (kind === 'post-cl' || kind === 'expect') {
     if (kind === 'expect') head.push(r.pick(['Expect: 100-continue', 'expect: 100-Continue']));

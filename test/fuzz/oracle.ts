@@ -147,6 +147,15 @@ export function judge(fc: FuzzCase, observations: Observation[] | undefined, for
         add('crossed-response', `connection ${c}, response ${p} (${res.status}, answering ${expected ?? 'nothing sent'}) carries ${foreign.join(', ')}: ${JSON.stringify(res.raw.toString('latin1').slice(0, 600))}`);
       }
     });
+    // The tunnel echoes what the client wrote after the Upgrade request, byte for byte.
+    const upgradeAt = obs.responses.findIndex((res) => res.status === 101);
+    if (upgradeAt >= 0) {
+      const sent = Buffer.concat(messages.slice(upgradeAt + 1).map((m) => m.bytes));
+      const got = obs.tunnel.subarray(0, sent.length);
+      if (!got.equals(sent.subarray(0, got.length))) {
+        add('tunnel-data', `connection ${c}: the tunnel after ${messages[upgradeAt]?.marker} echoed ${JSON.stringify(obs.tunnel.toString('latin1').slice(0, 400))}, the client sent ${JSON.stringify(sent.toString('latin1').slice(0, 400))}`);
+      }
+    }
     const foreignTunnel = markersIn(obs.tunnel.toString('latin1')).filter((m) => !m.startsWith(`FZ${fc.seed}.${fc.index}.${c}.`));
     if (foreignTunnel.length > 0) add('crossed-response', `connection ${c}: the tunnel carried ${foreignTunnel.join(', ')}`);
     if (obs.timedOut) {
