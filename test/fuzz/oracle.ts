@@ -139,8 +139,9 @@ export function judge(fc: FuzzCase, observations: Observation[] | undefined, for
       // The backend's answer must arrive whole: echo <marker> <method> <body length>.
       const echo = header(res.headers, 'x-fuzz-echo')[0];
       const want = messages[p]?.body?.length;
-      const m = /^echo (\S+) \S+ (\d+)\n$/.exec(res.body.toString('latin1'));
-      if (echo !== undefined && res.status === 200 && messages[p]?.method !== 'HEAD' && (!res.complete || !m || m[1] !== echo || (want !== undefined && Number(m[2]) !== want))) {
+      // An early answer (sent before the body was in) says "early" instead of the length.
+      const m = /^echo (\S+) \S+ (\d+|early)\n$/.exec(res.body.toString('latin1'));
+      if (echo !== undefined && res.status === 200 && messages[p]?.method !== 'HEAD' && (!res.complete || !m || m[1] !== echo || (want !== undefined && m[2] !== 'early' && Number(m[2]) !== want))) {
         add('response-body', `connection ${c}, response ${p} to ${echo}: body ${JSON.stringify(res.body.toString('latin1'))}${res.complete ? '' : ' (truncated)'}, the backend sent "echo ${echo} <method> ${want ?? '?'}"`);
       }
       if (foreign.length > 0) {

@@ -133,9 +133,21 @@ export function parseStrict(buf: Buffer): Parsed {
 /**
  * How the backend answers: Content-Length, chunked, chunked with a trailer
  * (X-Secret-<marker>), slowly in pieces, 101 to an Upgrade, Connection: close,
- * a body delimited by the close, or a 100 Continue before the answer.
+ * a body delimited by the close, a 100 Continue before the answer, or at once
+ * when the head is in, before the body (which is then read and dropped).
  */
-export type ReplyMode = 'cl' | 'chunked' | 'trailer' | 'slow' | '101' | 'close' | 'eof' | 'continue';
+export type ReplyMode = 'cl' | 'chunked' | 'trailer' | 'slow' | '101' | 'close' | 'eof' | 'continue' | 'early';
+
+/** The early answer to a request whose head is complete and which asks for one, else undefined. */
+function earlyAnswer(buf: Buffer): string | undefined {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return undefined;
+  const head = buf.subarray(0, end + 2).toString('latin1');
+  if (!/\r\nX-Fuzz-Reply: early\r\n/i.test(head)) return undefined;
+  const marker = /\r\nX-Fuzz-Id: ?([^\r]*)\r\n/i.exec(head)?.[1] ?? 'none';
+  const body = `echo ${marker} ${head.split(' ')[0]} early\n`;
+  return `HTTP/1.1 200 OK\r\nX-Fuzz-Echo: ${marker}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+}
 
 export interface StrictBackend {
   port: number;
@@ -194,6 +206,7 @@ export async function startStrictBackend(): Promise<StrictBackend> {
     let buf = Buffer.alloc(0);
     let tunnel = false;
     let ended = false;
+    let answeredEarly = false;
     // Requests are answered one at a time, in order, even when a slow answer is
     // pending: bytes arriving meanwhile are parsed by the running loop.
     let busy = false;
@@ -211,9 +224,21 @@ export async function startStrictBackend(): Promise<StrictBackend> {
             socket.destroy();
             return;
           }
-          if (parsed === 'need-more') return;
+          if (parsed === 'need-more') {
+            const early = answeredEarly ? undefined : earlyAnswer(buf);
+            if (early !== undefined) socket.write(early, 'latin1');
+            answeredEarly ||= early !== undefined;
+            return;
+          }
           buf = buf.subarray(parsed.consumed);
           requests.push({ conn, ...parsed.req });
+          const early = earlyAnswer(Buffer.from(parsed.req.head, 'latin1'));
+          if (early !== undefined) {
+            // Answered when its head came in, or now when the whole request came at once.
+            if (!answeredEarly) socket.write(early, 'latin1');
+            answeredEarly = false;
+            continue;
+          }
           const after = await answer(socket, parsed.req);
           // Bytes after an answer that closes are never read, as a real server would drop them.
           if (after === 'closed') ended = true;
