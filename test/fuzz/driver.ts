@@ -21,9 +21,11 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-export async function startTarget(): Promise<Target> {
+/** One worker puts every client on the same upstream pool: the likeliest place for crossings. */
+export async function startTarget(workers = 2): Promise<Target> {
   const backend = await startStrictBackend();
   const sy = await startSwitchyard({
+    workers,
     // Errors only: the log is capped, and a worker's dying words must fit in it.
     logging: { level: 'error', access: false },
     limits: { headers_timeout: '2s', request_timeout: '3s', max_body_bytes: 1048576 },

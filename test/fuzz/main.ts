@@ -1,4 +1,4 @@
-// `npm run fuzz -- --cases 20000 --seed N [--from K] [--case K] [--lanes L]`:
+// `npm run fuzz -- --cases 20000 --seed N [--from K] [--case K] [--lanes L] [--workers W]`:
 // runs cases [from, from + cases) of seed N (or the single case K) against a
 // fresh proxy, prints each finding with its exact bytes as it is judged, then
 // one summary line; exits 1 when there are findings.
@@ -13,14 +13,15 @@ const { values } = parseArgs({
     from: { type: 'string', default: '0' },
     case: { type: 'string' },
     lanes: { type: 'string', default: '4' },
+    workers: { type: 'string', default: '2' },
   },
 });
 const seed = Number(values.seed);
 const from = values.case !== undefined ? Number(values.case) : Number(values.from);
 const count = values.case !== undefined ? 1 : Number(values.cases);
-if (![seed, from, count, Number(values.lanes)].every(Number.isInteger)) throw new Error('--seed, --cases, --from, --case and --lanes take integers');
+if (![seed, from, count, Number(values.lanes), Number(values.workers)].every(Number.isInteger)) throw new Error('--seed, --cases, --from, --case, --lanes and --workers take integers');
 
-const target = await startTarget();
+const target = await startTarget(Number(values.workers));
 const started = Date.now();
 const kinds = new Map<string, number>();
 let result: RunResult;
