@@ -147,7 +147,7 @@ function buildMessage(r: Rng, marker: string, smuggleMarker: () => string, tunne
   let version = 'HTTP/1.1';
   const upgrade101 = kind === 'upgrade' && r.chance(0.5);
   const hasBody = kind === 'post-cl' || kind === 'post-chunked' || kind === 'expect';
-  const reply = upgrade101 ? '101' : hasBody && r.chance(0.15) ? 'early' : r.pick(['cl', 'chunked', 'trailer', 'slow', 'close', 'eof', 'continue']);
+  const reply = upgrade101 ? '101' : hasBody && r.chance(0.15) ? 'early' : r.pick(['cl', 'chunked', 'trailer', 'slow', 'close', 'eof', 'continue', 'extra']);
   // An Upgrade request with a body: the body is framed like any other, never tunnel data.
   const upgradeBody = kind === 'upgrade' && r.chance(0.2);
   let method = kind === 'upgrade' ? (upgradeBody ? 'POST' : 'GET') : kind === 'get' ? (r.chance(0.15) ? 'HEAD' : 'GET') : r.pick(['POST', 'PUT', 'PATCH']);

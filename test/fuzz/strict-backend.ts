@@ -134,9 +134,10 @@ export function parseStrict(buf: Buffer): Parsed {
  * How the backend answers: Content-Length, chunked, chunked with a trailer
  * (X-Secret-<marker>), slowly in pieces, 101 to an Upgrade, Connection: close,
  * a body delimited by the close, a 100 Continue before the answer, or at once
- * when the head is in, before the body (which is then read and dropped).
+ * when the head is in, before the body (which is then read and dropped), or
+ * twice (an unsolicited second answer).
  */
-export type ReplyMode = 'cl' | 'chunked' | 'trailer' | 'slow' | '101' | 'close' | 'eof' | 'continue' | 'early';
+export type ReplyMode = 'cl' | 'chunked' | 'trailer' | 'slow' | '101' | 'close' | 'eof' | 'continue' | 'early' | 'extra';
 
 /** The early answer to a request whose head is complete and which asks for one, else undefined. */
 function earlyAnswer(buf: Buffer): string | undefined {
@@ -188,7 +189,12 @@ async function answer(socket: net.Socket, req: Omit<ForwardedRequest, 'conn'>): 
     socket.end(withBody(`${head}${mode === 'close' ? `Connection: close\r\nContent-Length: ${body.length}\r\n` : ''}\r\n`, body), 'latin1');
     return 'closed';
   } else {
-    socket.write(withBody(`${mode === 'continue' ? 'HTTP/1.1 100 Continue\r\n\r\n' : ''}${head}Content-Length: ${body.length}\r\n\r\n`, body), 'latin1');
+    // A backend that read one request as two answers twice, in one write: the
+    // proxy holds the spare answer when it finishes the first and must drop the
+    // connection, never hand the spare to the next request. (A spare arriving
+    // after the next request went out cannot be told apart in HTTP/1.1.)
+    const spare = mode === 'extra' ? `${head}Content-Length: 6\r\n\r\nextra\n` : '';
+    socket.write(withBody(`${mode === 'continue' ? 'HTTP/1.1 100 Continue\r\n\r\n' : ''}${head}Content-Length: ${body.length}\r\n\r\n`, body) + spare, 'latin1');
   }
   return 'http';
 }

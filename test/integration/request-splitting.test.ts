@@ -114,6 +114,17 @@ const SHAPES: Shape[] = [
       });
     },
   },
+  {
+    name: 'an unsolicited second answer of the backend never reaches the next request on its connection',
+    // A backend that read one request as two answers twice (in one write); the pooled connection must not hand the spare on.
+    conns: ['a', 'b', 'c', 'd'].map((c) => `GET /f/extra-${c} HTTP/1.1\r\n${HOST}X-Fuzz-Id: extra-${c}\r\nX-Fuzz-Reply: ${c === 'a' ? 'extra' : 'cl'}\r\n\r\n`),
+    check: (_forwarded, responses) => {
+      responses.forEach((list, c) => {
+        const echoes = list.map((res) => res.header('x-fuzz-echo') ?? `(${res.status} of the proxy)`);
+        assert.deepEqual(echoes.slice(0, 1), [`extra-${'abcd'[c]}`], `client ${'abcd'[c]} got another request's answer: ${list.map((r) => r.body.toString()).join(' | ')}`);
+      });
+    },
+  },
 ];
 
 /** Writes one connection's bytes and reads responses until it closes or goes quiet. */
