@@ -3,7 +3,7 @@
 // and shared counters (N-API sum vs. reading the zero-copy view in JS).
 //   node --import tsx bench/native-lookup.ts [iterations]
 import { Counter, MaglevTable, SharedRegion } from '../src/native.js';
-import { MaglevReference, hashIp } from '../src/balancer/maglev-reference.js';
+import { MaglevReference, hashIp } from '../test/helpers/maglev-reference.js';
 
 const iterations = Number(process.argv[2] ?? 2_000_000);
 const servers = Array.from({ length: 10 }, (_, i) => `127.0.0.1:${9001 + i}`);

@@ -21,11 +21,3 @@ export function createLogger(logging: LoggingConfig, bindings: Record<string, un
   );
 }
 
-/**
- * The access logger for the data path, or undefined when `logging.access` is
- * off, so a request can skip building its log fields with one check.
- */
-export function createAccessLogger(base: Logger, logging: LoggingConfig): Logger | undefined {
-  return logging.access ? base.child({ log: 'access' }) : undefined;
-}
-

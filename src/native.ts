@@ -172,11 +172,9 @@ export interface RegionOptions {
  *
  * Reload with a changed server list: the primary calls createNext(identities),
  * which copies every slot's counters and the health of servers that stay
- * (matched by identity), then tells workers the new name. Each worker attaches
- * the new region and calls next.copySlotFrom(old, mySlot) before it switches,
- * so the counts it changed in the meantime move with it (a worker is the only
- * writer of its slot, so nothing is lost), then closes the old handle. The
- * primary unlinks the old name once every worker has switched.
+ * (matched by identity); the replacement workers attach the new generation,
+ * while draining workers keep the one they started with until they exit
+ * (cluster/shared-state.ts).
  */
 export class SharedRegion {
   readonly name: string;

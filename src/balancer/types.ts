@@ -1,4 +1,4 @@
-// The one balancer interface (see design.md). `pick` is the data plane: it
+// The one balancer interface. `pick` is the data plane: it
 // never throws or allocates and returns undefined when no server is eligible
 // (the caller answers 503). Building a balancer is the control plane and may
 // throw.
@@ -19,6 +19,4 @@ export interface PickContext {
 export interface Balancer {
   /** `exclude` holds servers already tried for this request (retries). */
   pick(ctx: PickContext, exclude?: ReadonlySet<ServerSlot>): ServerSlot | undefined;
-  onStart?(server: ServerSlot): void;
-  onEnd?(server: ServerSlot): void;
 }

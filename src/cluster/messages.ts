@@ -26,12 +26,21 @@ export type WorkerMessage =
   /** Sent once, after a drain and just before exiting: everything the worker counted. */
   | { type: 'metrics-final'; metrics: MetricJson[] };
 
+const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'metrics-final']);
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'shutdown']);
+
+function typeOf(m: unknown): string | undefined {
+  const type = typeof m === 'object' && m !== null ? (m as { type?: unknown }).type : undefined;
+  return typeof type === 'string' ? type : undefined;
+}
+
+/** A message a worker sends (anything else on the channel, Node's own cluster messages included, is not). */
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
-  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+  return WORKER_TYPES.has(typeOf(m) ?? '');
 }
 
 export function isPrimaryMessage(m: unknown): m is PrimaryMessage {
-  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+  return PRIMARY_TYPES.has(typeOf(m) ?? '');
 }
 
 /** Environment variable carrying a worker's slot (0..workers-1), reused by its replacement. */

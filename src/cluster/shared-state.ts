@@ -7,7 +7,7 @@
 // Slots belong to worker processes, not to worker indexes: during a rolling
 // reload an old worker drains while its replacement already serves, and both
 // must count without touching each other's slot.
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { Config } from '../config/types.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout, type RegionLayout } from '../balancer/layout.js';

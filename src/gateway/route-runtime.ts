@@ -3,7 +3,7 @@
 // rewrite, and its gateway checks (CORS, authentication, authorization, rate
 // limit, header rules), all built once per config so a request only reads
 // them. Building may throw (control plane); the checks never do.
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { HeaderRules, RateLimitConfig, RouteConfig, UpstreamTimeouts } from '../config/types.js';
 import type { UpstreamRuntime } from '../proxy/upstream-runtime.js';
 import { createAuthenticator, identityHeaderNames, identityHeaders, type Authenticator, type Identity } from './auth/index.js';

@@ -4,14 +4,14 @@
 // client can't make Switchyard buffer more than one read ahead.
 import type { Socket } from 'node:net';
 import { createParser, releaseParser, resetParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
-import { Exchange } from './exchange.js';
+import { Exchange, type ClientSide } from './exchange.js';
 import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { RequestHeadInfo } from './headers.js';
 import type { WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
 
-export class ClientConnection implements Expirable {
+export class ClientConnection implements Expirable, ClientSide {
   private readonly parser: NativeParser;
   /** The exchange whose response is being produced. */
   private active: Exchange | undefined;
@@ -55,7 +55,7 @@ export class ClientConnection implements Expirable {
         this.pendingUrl = '';
         this.inHead = false;
         this.headDeadline = 0;
-        const exchange = new Exchange(this, METHODS[method] ?? 'UNKNOWN', target, minor, major, headers, upgrade, keepAlive);
+        const exchange = new Exchange(this, this.worker, METHODS[method] ?? 'UNKNOWN', target, minor, major, headers, upgrade, keepAlive);
         this.parsing = exchange;
         if (upgrade) this.upgrade = exchange;
         if (this.active === undefined) {

@@ -1,4 +1,4 @@
-// Responses Switchyard generates itself (design.md, "Errors a client can see").
+// Responses Switchyard generates itself (README, "What a client sees").
 // Each is short plain text naming the request id, so a user reporting a
 // failure can hand over the id that is also in the log line.
 import { STATUS_CODES } from 'node:http';
@@ -49,6 +49,26 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'no-healthy-server': 503,
   'internal-error': 500,
 };
+
+/** Errors after which the request stream can't be trusted: the connection closes. */
+const CLOSES_CONNECTION: ReadonlySet<ProxyErrorReason> = new Set<ProxyErrorReason>([
+  'bad-request',
+  'bad-host',
+  'connect-method',
+  'foreign-absolute-form',
+  'unsupported-version',
+  'body-too-large',
+  'url-too-long',
+  'headers-too-large',
+  'headers-timeout',
+  'request-timeout',
+  'expectation-failed',
+  'internal-error',
+]);
+
+export function closesConnection(reason: ProxyErrorReason): boolean {
+  return CLOSES_CONNECTION.has(reason);
+}
 
 /**
  * A complete response (head and body) for `reason`, as latin1 text. `extra`

@@ -1,50 +1,105 @@
 // One request and its response: the forwarding state machine. The client
-// side (ClientConnection) feeds it the parsed request; an UpstreamConnection
-// feeds it the parsed response. Both bodies are streamed chunk by chunk with
-// backpressure in each direction and re-framed on the way (Content-Length
-// kept, chunked re-encoded), so no peer ever sees framing llhttp did not
-// accept.
+// side (a ClientSide, in practice ClientConnection) feeds it the parsed
+// request; an UpstreamConnection feeds it the parsed response. Both bodies
+// are streamed chunk by chunk with backpressure in each direction and
+// re-framed on the way (Content-Length kept, chunked re-encoded), so no peer
+// ever sees framing llhttp did not accept.
+//
+// Where an exchange stands is its Phase; the allowed moves are in NEXT, and
+// every move goes through `to()`. The request body streams alongside the
+// phases (`requestComplete`): a response may start, and even end, first.
+// The concerns around the machine live beside it: request-checks.ts (what a
+// head must satisfy), gateway-step.ts (the route's checks), retry-policy.ts
+// (when an attempt may be repeated) and tunnel.ts (after a 101).
 import type { Socket } from 'node:net';
-import type { ClientConnection } from './client-connection.js';
+import type { Logger } from '../log.js';
 import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
-import { buildClientHead, buildUpstreamHead, clientEndToEndHeaders, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
-import { errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
+import { closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
-import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
 import { redactQueryParam } from '../gateway/route-runtime.js';
-import { deadlineIn, now } from './coarse-clock.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
-import type { UpstreamTimeouts } from '../config/types.js';
+import { deadlineIn, now } from './coarse-clock.js';
+import type { LimitsConfig, UnderscorePolicy, UpstreamTimeouts } from '../config/types.js';
+import type { WorkerMetrics } from '../metrics/worker-metrics.js';
+import type { Router } from './router.js';
+import { checkRequest, isPlainId } from './request-checks.js';
+import { afterAuthentication, corsStep, type HeaderList } from './gateway-step.js';
+import { BodyReplay, IDEMPOTENT, retryVerdict, type UpstreamFailureKind } from './retry-policy.js';
+import { Tunnel } from './tunnel.js';
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-/** Errors after which the request stream can't be trusted: the connection closes. */
-const CLOSES_CONNECTION = new Set<ProxyErrorReason>([
-  'bad-request',
-  'bad-host',
-  'connect-method',
-  'foreign-absolute-form',
-  'unsupported-version',
-  'body-too-large',
-  'url-too-long',
-  'headers-too-large',
-  'headers-timeout',
-  'request-timeout',
-  'expectation-failed',
-]);
+/**
+ *   waiting ─▶ checking ─▶ connecting ─▶ forwarding ─▶ responding ─▶ finished
+ *                 │            ▲    ↺        │    │                     ▲
+ *                 │            └─────────────┘    └─▶ tunnel ───────────┘
+ *                 └─▶ finished (a preflight answered here)
+ *   every phase before finished ─▶ failed
+ *
+ * waiting: parsed behind another request of the connection (pipelining);
+ * checking: validated, routed, in the gateway (authentication may be async);
+ * connecting: a server picked, its connection not ready (again on a retry);
+ * forwarding: the head is upstream, the body may still be streaming;
+ * responding: the response head went to the client; tunnel: after a 101.
+ */
+export type Phase = 'waiting' | 'checking' | 'connecting' | 'forwarding' | 'responding' | 'tunnel' | 'finished' | 'failed';
+
+const NEXT: Readonly<Record<Phase, readonly Phase[]>> = {
+  waiting: ['checking', 'failed'],
+  checking: ['connecting', 'finished', 'failed'],
+  connecting: ['connecting', 'forwarding', 'failed'],
+  forwarding: ['connecting', 'responding', 'tunnel', 'failed'],
+  responding: ['finished', 'failed'],
+  tunnel: ['finished'],
+  finished: [],
+  failed: [],
+};
+
+/** What an exchange needs of the client connection it belongs to. */
+export interface ClientSide {
+  readonly socket: Socket;
+  readonly peerAddress: string;
+  peerTrusted(): boolean;
+  /** The client address used for balancing and limits (the peer, or what trusted proxies report). */
+  clientIp(info: RequestHeadInfo): string;
+  /** Re-decide whether the client socket is read (an exchange's backpressure changed). */
+  refreshReading(): void;
+  /** The exchange finished (answered, failed or tunnel closed): the next one may start. */
+  onExchangeDone(exchange: Exchange): void;
+  /** A 101 arrived: bytes the client sent after the request now belong to the tunnel. */
+  startTunnel(exchange: Exchange): void;
+  /** Reset the connection: the client must see an abort, never a short success. */
+  abort(): void;
+  internalError(err: unknown): void;
+}
+
+/** What an exchange needs of the worker it runs in. */
+export interface ExchangeContext {
+  readonly limits: LimitsConfig;
+  readonly router: Router<RouteRuntime>;
+  readonly metrics: WorkerMetrics;
+  readonly log: Logger;
+  readonly accessLog: boolean;
+  readonly underscores: UnderscorePolicy;
+  readonly dropUnderscored: boolean;
+  /** The worker is draining: answers close their connection. */
+  readonly closing: boolean;
+  nextRequestId(): string;
+  onRequestDone(upstream: UpstreamRuntime | undefined, server: ServerSlot | undefined, status: number, route: string | undefined, startedAt: number): void;
+}
+
 const CRLF = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 /** A head callback's verdict telling llhttp to stop after the head. */
 const STOP_AFTER_HEAD = 2;
-/** Host header value: reg-name, IPv4 or [IPv6], optional port (RFC 3986 §3.2.2). */
-const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
 
 export class Exchange implements UpstreamListener {
   readonly requestId: string;
   readonly startedAt = Date.now();
+  private phase: Phase = 'waiting';
   private readonly info: RequestHeadInfo;
   private target: string;
   private upstream: UpstreamRuntime | undefined;
@@ -57,7 +112,7 @@ export class Exchange implements UpstreamListener {
   /** The request headers sent upstream when the route rewrites them. */
   private upstreamRaw: readonly string[] | undefined;
   /** Headers the gateway adds to the response (CORS, RateLimit-*). */
-  private extraHeaders: ReadonlyArray<readonly [string, string]> | undefined;
+  private extraHeaders: HeaderList | undefined;
   private route: RouteRuntime | undefined;
   /** The route's effective timeouts (route overrides over the upstream's). */
   private timeouts!: UpstreamTimeouts;
@@ -75,29 +130,18 @@ export class Exchange implements UpstreamListener {
   private pending: Buffer[] | undefined;
   private requestBodyBytes = 0;
   private bodySentBytes = 0;
-  /**
-   * The body sent so far, kept (up to retry_body_bytes) until the response
-   * starts so an idempotent request can be replayed to another server;
-   * undefined once it outgrew that or when the request may not be retried.
-   */
-  private replay: Buffer[] | undefined;
-  private replayBytes = 0;
+  /** Kept until the response starts when the request may be retried; undefined otherwise. */
+  private replay: BodyReplay | undefined;
   /** Absolute cap from timeouts.total, or 0. */
   private totalDeadline = 0;
+  /** The client's request has been read to its end (independent of the phase). */
   requestComplete = false;
-  private started = false;
-  private headSent = false;
   private upstreamNeedsDrain = false;
-  /** Set once the exchange has nothing left to do upstream (answered or failed). */
-  private responseStarted = false;
-  responseComplete = false;
+  private upstreamKeepAlive = false;
   private framing: 'length' | 'chunked' | 'close' | 'none' = 'none';
   private status = 0;
   private responseBytes = 0;
-  /** The upstream socket once a 101 turned the exchange into a raw tunnel. */
-  private tunnelSocket: Socket | undefined;
-  /** When the tunnel is closed for want of a byte in either direction. */
-  private tunnelDeadline = 0;
+  private tunnel: Tunnel | undefined;
   /**
    * The request asked for an Upgrade its route allows, so a 101 may turn the
    * exchange into a tunnel. Until the 101 arrives it is an ordinary request:
@@ -106,11 +150,10 @@ export class Exchange implements UpstreamListener {
   private upgrading = false;
   /** Whether the client connection may carry another request after this one. */
   keepAlive: boolean;
-  private errorReason: ProxyErrorReason | undefined;
-  private done = false;
 
   constructor(
-    private readonly client: ClientConnection,
+    private readonly client: ClientSide,
+    private readonly ctx: ExchangeContext,
     readonly method: string,
     private readonly url: string,
     private readonly versionMinor: number,
@@ -121,87 +164,74 @@ export class Exchange implements UpstreamListener {
     clientKeepAlive: boolean,
   ) {
     this.info = inspectRequestHeaders(raw);
-    this.requestId = this.info.requestId !== undefined && isPlainId(this.info.requestId) ? this.info.requestId : client.worker.nextRequestId();
+    this.requestId = this.info.requestId !== undefined && isPlainId(this.info.requestId) ? this.info.requestId : ctx.nextRequestId();
     this.target = url;
     this.keepAlive = clientKeepAlive;
   }
 
   /** Answered, failed or aborted: nothing more happens. */
   get finished(): boolean {
-    return this.done;
+    return this.phase === 'finished' || this.phase === 'failed';
+  }
+
+  private to(next: Phase): void {
+    if (!NEXT[this.phase].includes(next)) throw new Error(`exchange ${this.requestId}: no move from ${this.phase} to ${next}`);
+    this.phase = next;
+  }
+
+  /** The upstream head is sent and the body (what has arrived of it) goes straight up. */
+  private get headSent(): boolean {
+    return this.phase === 'forwarding' || this.phase === 'responding';
   }
 
   // ---- client side -------------------------------------------------------
 
-  /** The exchange becomes the connection's active one: validate, route, connect. */
+  /** The exchange becomes the connection's active one: validate, route, run the gateway, connect. */
   start(): void {
-    this.started = true;
-    const reason = this.validate();
-    if (reason !== undefined) return this.fail(reason);
-    if (this.requestBodyBytes > this.client.worker.limits.maxBodyBytes) return this.fail('body-too-large');
-    const matched = this.client.worker.router.match(this.info.host, this.method, this.target, this.raw);
+    this.to('checking');
+    const ctx = this.ctx;
+    const checked = checkRequest({ method: this.method, url: this.url, versionMajor: this.versionMajor, versionMinor: this.versionMinor }, this.info, ctx.limits, ctx.underscores);
+    if (!checked.ok) return this.fail(checked.reason);
+    this.target = checked.target;
+    if (this.requestBodyBytes > ctx.limits.maxBodyBytes) return this.fail('body-too-large');
+    const matched = ctx.router.match(this.info.host, this.method, this.target, this.raw);
     if (matched === undefined) return this.fail('no-route');
     const route = (this.route = matched.target);
     this.routeName = route.name;
     const upstream = (this.upstream = route.upstream);
     this.timeouts = route.timeouts;
     this.upgrading = this.upgradeRequested && route.allowsUpgrade(this.info.upgrade);
-    if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.upgrading) this.replay = [];
+    if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.upgrading) this.replay = new BodyReplay(upstream.config.retryBodyBytes);
     if (this.timeouts.totalMs !== undefined) this.totalDeadline = deadlineIn(this.timeouts.totalMs);
     this.clientIp = this.client.clientIp(this.info);
-    if (route.cors !== undefined) {
-      const origin = headerValue(this.raw, 'origin');
-      const preflightMethod = this.method === 'OPTIONS' ? headerValue(this.raw, 'access-control-request-method') : undefined;
-      if (origin !== undefined && preflightMethod !== undefined) {
-        return this.answerPreflight(route.cors.preflight(origin, preflightMethod, headerValue(this.raw, 'access-control-request-headers')).headers);
-      }
-      this.extraHeaders = route.cors.responseHeaders(origin);
-    }
+    const cors = corsStep(route, this.method, this.raw);
+    if (cors.preflight !== undefined) return this.answerPreflight(cors.preflight);
+    this.extraHeaders = cors.responseHeaders;
     if (route.authenticator === undefined) return this.afterAuth(undefined);
     const result = route.authenticator.authenticate(this.gatewayRequest());
     if (result instanceof Promise) {
-      result.then(
-        (r) => this.afterAuth(r),
-        (err: unknown) => this.fail('internal-error', `authentication failed unexpectedly: ${String(err)}`),
-      ).catch((err: unknown) => this.client.internalError(err));
+      result
+        .then(
+          (r) => this.afterAuth(r),
+          (err: unknown) => this.fail('internal-error', `authentication failed unexpectedly: ${String(err)}`),
+        )
+        .catch((err: unknown) => this.client.internalError(err));
     } else this.afterAuth(result);
   }
 
-  /** Authorization, rate limit and header rules once authentication (if any) has answered; then forward. */
+  /** Authorization, rate limit and header rules once authentication (if any) has answered; then connect. */
   private afterAuth(result: AuthResult | undefined): void {
-    if (this.done) return; // the client left while a JWKS was being fetched
-    const route = this.route!;
-    const metrics = this.client.worker.metrics;
-    let identity: Identity | undefined;
-    if (result !== undefined) {
-      if (!result.ok) {
-        metrics.gatewayRefusal(route.name, 'auth');
-        return this.fail('unauthorized', result.reason, result.wwwAuthenticate === undefined ? undefined : [['WWW-Authenticate', result.wwwAuthenticate]]);
-      }
-      identity = this.identity = result.identity;
-    }
-    if (route.authorizer !== undefined) {
-      const decision = route.authorizer(this.gatewayRequest(), identity);
-      if (!decision.ok) {
-        metrics.gatewayRefusal(route.name, 'authorize');
-        return this.fail('forbidden', decision.reason);
-      }
-    }
-    const limit = route.rateLimit;
-    if (limit !== undefined) {
-      const key = rateLimitKey(limit.key, { clientIp: this.clientIp, rawHeaders: this.raw, identity });
-      if (key !== undefined) {
-        const decision = route.limiter!.take(route.name, key, limit);
-        const headers = rateLimitHeaders(decision, limit);
-        if (!decision.allowed) {
-          metrics.gatewayRefusal(route.name, 'rate-limit');
-          return this.fail('rate-limited', `rate limit ${limit.ratePerSecond}/s burst ${limit.burst} exceeded for ${limit.key}`, headers);
-        }
-        this.extraHeaders = this.extraHeaders === undefined ? headers : [...this.extraHeaders, ...headers];
-      }
-    }
-    // The client's hop-by-hop headers go first, so nothing it names in Connection can remove what the gateway adds.
-    if (route.rewritesRequestHeaders) this.upstreamRaw = route.upstreamHeaders(clientEndToEndHeaders(this.raw, this.info, this.client.worker.dropUnderscored), identity);
+    if (this.finished) return; // the client left while a JWKS was being fetched
+    const verdict = afterAuthentication(this.route!, result, {
+      request: this.gatewayRequest(),
+      info: this.info,
+      metrics: this.ctx.metrics,
+      dropUnderscored: this.ctx.dropUnderscored,
+    });
+    this.identity = verdict.identity;
+    if (!verdict.pass) return this.fail(verdict.reason, verdict.detail, verdict.headers);
+    if (verdict.responseHeaders !== undefined) this.extraHeaders = this.extraHeaders === undefined ? verdict.responseHeaders : [...this.extraHeaders, ...verdict.responseHeaders];
+    this.upstreamRaw = verdict.upstreamHeaders;
     if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
     this.connect();
   }
@@ -211,48 +241,22 @@ export class Exchange implements UpstreamListener {
   }
 
   /** A CORS preflight, answered here: the upstream never sees it. */
-  private answerPreflight(headers: ReadonlyArray<readonly [string, string]>): void {
+  private answerPreflight(headers: HeaderList): void {
     this.status = 204;
-    this.responseStarted = true;
-    this.responseComplete = true;
-    if (this.bodyStillComing() || this.client.worker.closing) this.keepAlive = false;
+    if (this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
     this.client.socket.write(preflightResponse(this.requestId, this.keepAlive, headers), 'latin1');
     this.finish();
   }
 
-  private validate(): ProxyErrorReason | undefined {
-    const { info, client } = this;
-    if (this.versionMajor !== 1) return 'unsupported-version';
-    if (this.method === 'CONNECT') return 'connect-method';
-    if (info.hostCount > 1 || (this.versionMinor >= 1 && info.hostCount === 0)) return 'bad-host';
-    if (info.host !== undefined && !VALID_HOST.test(info.host)) return 'bad-host';
-    // llhttp reports a bad final coding only after the head callback, so check it here,
-    // before anything is forwarded. Codings other than chunked are not supported (RFC 9112 §6.1).
-    if (info.transferEncoding !== undefined && info.transferEncoding.trim().toLowerCase() !== 'chunked') return 'bad-request';
-    if (this.url.length > client.worker.limits.maxUrlBytes) return 'url-too-long';
-    if (this.url.charCodeAt(0) !== 0x2f /* / */) {
-      if (this.url === '*' && this.method === 'OPTIONS') this.target = '*';
-      else {
-        const origin = absoluteFormTarget(this.url, info.host);
-        if (origin === undefined) return 'foreign-absolute-form';
-        this.target = origin;
-      }
-    }
-    if (info.expect !== undefined && info.expect.toLowerCase() !== '100-continue') return 'expectation-failed';
-    if (info.underscored && client.worker.underscores === 'reject') return 'bad-request';
-    if (info.contentLength > client.worker.limits.maxBodyBytes) return 'body-too-large';
-    return undefined;
-  }
-
   onRequestBody(chunk: Buffer): void {
     this.requestBodyBytes += chunk.length;
-    if (!this.started) {
+    if (this.phase === 'waiting') {
       // Pipelined behind the active exchange: the client is paused, so this holds at most one read.
       (this.pending ??= []).push(chunk);
       return;
     }
-    if (this.requestBodyBytes > this.client.worker.limits.maxBodyBytes) return this.fail('body-too-large');
-    if (this.responseComplete || this.errorReason !== undefined) return; // answered already: discard
+    if (this.requestBodyBytes > this.ctx.limits.maxBodyBytes) return this.fail('body-too-large');
+    if (this.finished) return; // answered already: discard
     if (!this.headSent) {
       (this.pending ??= []).push(chunk);
       this.client.refreshReading();
@@ -263,81 +267,57 @@ export class Exchange implements UpstreamListener {
 
   onRequestComplete(): void {
     this.requestComplete = true;
-    if (this.headSent && this.conn !== undefined && !this.responseComplete && this.info.chunked) this.conn.write(LAST_CHUNK, 'latin1');
-    if (this.responseComplete) this.finish();
+    if (this.headSent && this.info.chunked) this.conn?.write(LAST_CHUNK, 'latin1');
   }
 
   /** Whether the client socket must stop being read for this exchange's sake. */
   blocksClientReading(): boolean {
-    if (this.responseComplete || this.errorReason !== undefined) return false;
+    if (this.finished) return false;
     return this.upstreamNeedsDrain || (this.pending !== undefined && this.pending.length > 0) || (!this.headSent && this.requestBodyBytes > 0);
   }
 
   onClientDrain(): void {
-    if (this.tunnelSocket !== undefined) this.tunnelSocket.resume();
-    else if (this.conn !== undefined && !this.responseComplete) this.conn.socket.resume();
+    if (this.tunnel !== undefined) this.tunnel.onClientDrain();
+    else this.conn?.socket.resume();
   }
 
   /** The client went away (closed or reset) before this exchange finished. */
   onClientGone(): void {
-    if (this.tunnelSocket !== undefined) return this.endTunnel();
-    if (this.done) return;
+    if (this.tunnel !== undefined) return this.tunnel.close();
+    if (this.finished) return;
     this.dropUpstream();
+    this.to('failed');
     this.record(this.status === 0 ? 499 : this.status);
   }
 
   /** Client bytes once the tunnel is open (the client connection holds them until the 101). */
   onClientTunnelData(data: Buffer): void {
-    const socket = this.tunnelSocket;
-    if (data.length === 0 || this.done || socket === undefined) return;
-    this.tunnelDeadline = deadlineIn(this.timeouts.tunnelIdleMs);
-    if (!socket.write(data)) this.client.socket.pause();
+    this.tunnel?.fromClient(data);
   }
 
   /** Closes a tunnel that carried no byte for timeouts.tunnel_idle. */
   checkTunnelDeadline(t: number): void {
-    if (this.tunnelDeadline === 0 || t < this.tunnelDeadline) return;
-    this.client.worker.log.info({ reqId: this.requestId, server: this.server?.address, idleMs: this.timeouts.tunnelIdleMs }, 'tunnel closed: idle');
-    this.client.socket.destroy();
-    this.endTunnel();
+    if (this.tunnel?.expireIdle(t)) {
+      this.ctx.log.info({ reqId: this.requestId, server: this.server?.address, idleMs: this.timeouts.tunnelIdleMs }, 'tunnel closed: idle');
+    }
   }
 
   onClientEnd(): void {
-    this.tunnelSocket?.end();
+    this.tunnel?.onClientEnd();
   }
 
-  /**
-   * After a 101 both sockets carry raw bytes: the upstream socket is taken
-   * from its pool and relayed to the client with backpressure both ways until
-   * either side closes.
-   */
+  /** After a 101: the upstream socket leaves its pool and relays raw bytes until either side closes. */
   private startTunnel(conn: UpstreamConnection): void {
-    const upstreamSocket = conn.socket;
-    const clientSocket = this.client.socket;
+    this.to('tunnel');
     conn.takeOverForTunnel();
     this.conn = undefined;
-    this.tunnelSocket = upstreamSocket;
-    this.tunnelDeadline = deadlineIn(this.timeouts.tunnelIdleMs);
-    upstreamSocket.on('data', (data: Buffer) => {
-      this.responseBytes += data.length;
-      this.tunnelDeadline = deadlineIn(this.timeouts.tunnelIdleMs);
-      if (!clientSocket.write(data)) upstreamSocket.pause();
-    });
-    upstreamSocket.on('drain', () => clientSocket.resume());
-    upstreamSocket.on('end', () => clientSocket.end());
-    upstreamSocket.on('error', () => clientSocket.destroy());
-    upstreamSocket.on('close', () => {
-      clientSocket.destroy();
-      this.endTunnel();
-    });
+    this.tunnel = new Tunnel(this.client.socket, conn.socket, this.timeouts.tunnelIdleMs, () => this.endTunnel());
   }
 
   private endTunnel(): void {
-    if (this.done) return;
-    this.tunnelDeadline = 0;
-    this.tunnelSocket?.destroy();
+    if (this.finished) return;
+    this.responseBytes += this.tunnel!.bytesFromUpstream;
     this.upstream!.onEnd(this.server!, false);
-    this.responseComplete = true;
     this.keepAlive = false;
     this.finish();
   }
@@ -345,11 +325,7 @@ export class Exchange implements UpstreamListener {
   private sendBodyChunk(chunk: Buffer): void {
     const conn = this.conn!;
     this.bodySentBytes += chunk.length;
-    if (this.replay !== undefined) {
-      this.replayBytes += chunk.length;
-      if (this.replayBytes <= this.upstream!.config.retryBodyBytes) this.replay.push(chunk);
-      else this.replay = undefined;
-    }
+    this.replay?.record(chunk);
     let ok: boolean;
     if (this.info.chunked) {
       conn.socket.cork();
@@ -370,14 +346,15 @@ export class Exchange implements UpstreamListener {
 
   private connect(): void {
     const upstream = this.upstream!;
-    const ctx = { clientIp: this.clientIp, key: upstream.hashKeyOf?.(this.raw) };
-    const server = upstream.balancer.pick(ctx, this.tried);
+    const pick = { clientIp: this.clientIp, key: upstream.hashKeyOf?.(this.raw) };
+    const server = upstream.balancer.pick(pick, this.tried);
     if (server === undefined) return this.fail(this.attempts === 0 ? 'no-healthy-server' : this.lastFailure);
     this.attempts++;
     this.attachTo(server, this.upgrading);
   }
 
   private attachTo(server: ServerSlot, fresh: boolean): void {
+    this.to('connecting');
     const upstream = this.upstream!;
     this.server = server;
     upstream.onStart(server);
@@ -397,7 +374,7 @@ export class Exchange implements UpstreamListener {
       target: this.route!.upstreamTarget(this.target),
       raw: this.upstreamRaw ?? this.raw,
       filtered: this.upstreamRaw !== undefined,
-      dropUnderscored: this.client.worker.dropUnderscored,
+      dropUnderscored: this.ctx.dropUnderscored,
       info,
       forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
       forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : 'http',
@@ -407,9 +384,9 @@ export class Exchange implements UpstreamListener {
       upgrade: this.upgrading,
       defaultHost: this.server!.address,
     });
+    this.to('forwarding');
     conn.socket.cork();
     conn.write(head, 'latin1');
-    this.headSent = true;
     const pending = this.pending;
     this.pending = undefined;
     if (pending !== undefined) for (const chunk of pending) this.sendBodyChunk(chunk);
@@ -442,7 +419,6 @@ export class Exchange implements UpstreamListener {
     }
     const resp = inspectResponseHeaders(raw);
     this.status = statusCode;
-    this.responseStarted = true;
     this.replay = undefined;
     this.upstream!.recordOutcome(this.server!, statusCode < 500);
     this.upstreamKeepAlive = upstreamKeepAlive;
@@ -455,6 +431,7 @@ export class Exchange implements UpstreamListener {
       client.startTunnel(this);
       return;
     }
+    this.to('responding');
     const isHead = this.method === 'HEAD';
     const noBody = isHead || statusCode === 204 || statusCode === 304;
     if (statusCode === 204) this.framing = 'none';
@@ -463,7 +440,7 @@ export class Exchange implements UpstreamListener {
     else if (this.versionMinor >= 1) this.framing = 'chunked';
     else this.framing = 'close';
     if (!this.requestComplete && this.framing === 'close') this.keepAlive = false;
-    if (client.worker.closing) this.keepAlive = false;
+    if (this.ctx.closing) this.keepAlive = false;
     const head = buildClientHead(
       {
         statusCode,
@@ -487,8 +464,6 @@ export class Exchange implements UpstreamListener {
     if (this.framing === 'length' && !noBody && resp.contentLength > 0) return conn.passBodyThrough(resp.contentLength);
   }
 
-  private upstreamKeepAlive = false;
-
   onUpstreamBody(chunk: Buffer): void {
     const conn = this.conn!;
     conn.deadline = this.capped(deadlineIn(this.timeouts.idleMs));
@@ -506,23 +481,18 @@ export class Exchange implements UpstreamListener {
   }
 
   onUpstreamMessageComplete(): void {
-    if (!this.responseStarted) return; // end of an interim (1xx) response
+    if (this.phase !== 'responding') return; // the end of an interim (1xx) response
     const conn = this.conn!;
     this.conn = undefined;
     if (this.framing === 'chunked') this.client.socket.write(LAST_CHUNK, 'latin1');
-    this.responseComplete = true;
     this.upstream!.onEnd(this.server!, false);
     // The connection can serve another request only if this one was sent whole,
     // and not after an Upgrade offer the server declined: it may still expect to switch.
     if (this.upstreamKeepAlive && this.requestComplete && !this.upgrading) this.upstream!.pools[this.server!.index]!.release(conn);
     else conn.destroy();
-    if (this.framing === 'close') this.keepAlive = false;
-    if (this.requestComplete) this.finish();
-    else {
-      // Answered before the request body ended: stop reading it, close after the response.
-      this.keepAlive = false;
-      this.finish();
-    }
+    // Answered before the request body ended: stop reading it, close after the response.
+    if (this.framing === 'close' || !this.requestComplete) this.keepAlive = false;
+    this.finish();
   }
 
   onUpstreamUpgraded(rest: Buffer): void {
@@ -535,54 +505,50 @@ export class Exchange implements UpstreamListener {
     this.client.refreshReading();
   }
 
-  onUpstreamFailure(error: Error | ParseError, kind: 'connect' | 'io' | 'parse' | 'closed'): void {
-    if (this.done || this.conn === undefined) return;
+  onUpstreamFailure(error: Error | ParseError, kind: UpstreamFailureKind): void {
+    if (this.finished || this.conn === undefined) return;
     const conn = this.conn;
     this.conn = undefined;
     const server = this.server!;
     const upstream = this.upstream!;
     upstream.onEnd(server, true);
-    // A reused keep-alive connection that the server closed just as we wrote
-    // is not the server failing: retry once on a fresh connection when
-    // repeating the request is harmless.
-    if (kind !== 'connect' && kind !== 'parse' && conn.reused && conn.received === 0 && !this.freshRetryUsed && this.canReplay()) {
+    const verdict = retryVerdict({
+      kind,
+      reused: conn.reused,
+      received: conn.received,
+      freshRetryUsed: this.freshRetryUsed,
+      replayable: this.replayable(),
+      attempts: this.attempts,
+      retries: this.route!.retries,
+      budgetAllows: () => upstream.retryAllowed(),
+    });
+    if (verdict === 'fresh-connection') {
       this.freshRetryUsed = true;
       this.rewind();
       return this.attachTo(server, true);
     }
     upstream.recordOutcome(server, false);
-    if (this.responseStarted) return this.abortResponse(`upstream ${kind} error after response began: ${error.message}`);
+    if (this.phase === 'responding') return this.abortResponse(`upstream ${kind} error after response began: ${error.message}`);
     if (kind === 'parse') return this.fail('upstream-bad-response', error.message);
-    const log = this.client.worker.log;
     this.lastFailure = kind === 'connect' ? 'upstream-connect-failed' : 'upstream-reset';
-    if (this.attempts <= this.route!.retries) {
-      if (kind === 'connect') {
-        // Never reached the server: safe to try another one for any method.
-        log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream connect failed, retrying');
-        return this.retry();
-      }
-      if (conn.received === 0 && this.canReplay() && upstream.retryAllowed()) {
-        log.debug({ reqId: this.requestId, server: server.address, err: error.message }, 'upstream failed before answering, retrying');
-        return this.retry();
-      }
+    if (verdict === 'another-server') {
+      const what = kind === 'connect' ? 'upstream connect failed, retrying' : 'upstream failed before answering, retrying';
+      this.ctx.log.debug({ reqId: this.requestId, server: server.address, err: error.message }, what);
+      return this.retry();
     }
     this.fail(this.lastFailure, error.message);
   }
 
   /** Repeating the request is harmless and its body (if any) is still at hand. */
-  private canReplay(): boolean {
-    return IDEMPOTENT.has(this.method) && !this.upgrading && (this.bodySentBytes === 0 || this.replay !== undefined);
+  private replayable(): boolean {
+    return IDEMPOTENT.has(this.method) && !this.upgrading && (this.bodySentBytes === 0 || (this.replay !== undefined && this.replay.whole));
   }
 
   /** Makes the body sent so far pending again, to be sent after the next head. */
   private rewind(): void {
-    this.headSent = false;
-    if (this.bodySentBytes > 0) {
-      this.pending = [...this.replay!, ...(this.pending ?? [])];
-      this.replay = [];
-      this.replayBytes = 0;
-      this.bodySentBytes = 0;
-    }
+    if (this.bodySentBytes === 0) return;
+    this.pending = [...this.replay!.takeAll(), ...(this.pending ?? [])];
+    this.bodySentBytes = 0;
   }
 
   private retry(): void {
@@ -597,7 +563,7 @@ export class Exchange implements UpstreamListener {
   onUpstreamDeadline(): void {
     const timeouts = this.timeouts;
     const total = this.totalDeadline !== 0 && now() >= this.totalDeadline;
-    if (this.responseStarted) {
+    if (this.phase === 'responding') {
       if (!total) this.upstream!.recordOutcome(this.server!, false);
       return this.abortResponse(total ? `request exceeded timeouts.total (${timeouts.totalMs}ms)` : `upstream idle for ${timeouts.idleMs}ms during the response body`);
     }
@@ -634,32 +600,32 @@ export class Exchange implements UpstreamListener {
   }
 
   /** Answer with a generated error, or abort the client if the response has begun. */
-  fail(reason: ProxyErrorReason, detail?: string, extra?: ReadonlyArray<readonly [string, string]>): void {
-    if (this.done) return;
-    if (this.responseStarted) return this.abortResponse(detail ?? reason);
+  fail(reason: ProxyErrorReason, detail?: string, extra?: HeaderList): void {
+    if (this.finished) return;
+    if (this.phase === 'tunnel') return this.tunnel!.close();
+    if (this.phase === 'responding') return this.abortResponse(detail ?? reason);
     this.dropUpstream();
-    this.errorReason = reason;
     this.status = STATUS_FOR[reason];
-    this.responseStarted = true;
-    this.responseComplete = true;
-    if (CLOSES_CONNECTION.has(reason) || this.bodyStillComing() || this.client.worker.closing) this.keepAlive = false;
-    this.client.worker.log.warn(
+    if (closesConnection(reason) || this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
+    this.ctx.log.warn(
       { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address },
       'request failed',
     );
     const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
     this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers, this.method === 'HEAD'), 'latin1');
-    this.finish();
+    this.to('failed');
+    this.record(this.status);
+    this.client.onExchangeDone(this);
   }
 
   /** The response is partly sent and can't be completed: the client must see an abort, never a short success. */
   private abortResponse(why: string): void {
-    if (this.done) return;
-    this.client.worker.log.warn({ reqId: this.requestId, reason: why, upstream: this.upstream?.config.name, server: this.server?.address }, 'response aborted');
+    if (this.finished) return;
+    this.ctx.log.warn({ reqId: this.requestId, reason: why, upstream: this.upstream?.config.name, server: this.server?.address }, 'response aborted');
     this.dropUpstream();
     this.keepAlive = false;
+    this.to('failed');
     this.record(this.status);
-    this.done = true;
     this.client.abort();
   }
 
@@ -672,18 +638,18 @@ export class Exchange implements UpstreamListener {
     conn.destroy(true);
   }
 
+  /** Answered in full (or the tunnel closed): the connection moves on. */
   private finish(): void {
-    if (this.done) return;
-    this.done = true;
+    this.to('finished');
     this.record(this.status);
     this.client.onExchangeDone(this);
   }
 
   private record(status: number): void {
-    const worker = this.client.worker;
-    worker.onRequestDone(this.upstream, this.server, status, this.routeName, this.startedAt);
-    if (worker.accessLog) {
-      worker.log.info(
+    const ctx = this.ctx;
+    ctx.onRequestDone(this.upstream, this.server, status, this.routeName, this.startedAt);
+    if (ctx.accessLog) {
+      ctx.log.info(
         {
           reqId: this.requestId,
           method: this.method,
@@ -707,28 +673,4 @@ function interimHead(statusCode: number, statusMessage: string, raw: string[]): 
   let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
   for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
   return head + '\r\n';
-}
-
-/** A request id we pass through: short, printable ASCII, no spaces. */
-function isPlainId(id: string): boolean {
-  return id.length > 0 && id.length <= 200 && /^[\x21-\x7e]+$/.test(id);
-}
-
-/**
- * Absolute-form (RFC 9112 §3.2.2) is accepted only for the host the request
- * is already addressed to; Switchyard is not a forward proxy. Returns the
- * origin-form target, or undefined when the authority differs.
- */
-function absoluteFormTarget(url: string, host: string | undefined): string | undefined {
-  const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(url);
-  if (m === null || host === undefined) return undefined;
-  if (m[1]!.toLowerCase() !== host.toLowerCase()) return undefined;
-  const rest = m[2]!;
-  return rest === '' ? '/' : rest.startsWith('?') ? `/${rest}` : rest;
-}
-
-/** The first value of a header (name lower-case), or undefined. */
-function headerValue(raw: readonly string[], lowerName: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) return raw[i + 1];
-  return undefined;
 }

@@ -2,7 +2,7 @@
 // worker, ask for its counters, stop and drain it. How requests are parsed
 // and forwarded (plain `net` sockets driven through llhttp) stays behind it.
 import net from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { Config } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection } from './client-connection.js';

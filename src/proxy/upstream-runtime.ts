@@ -8,7 +8,7 @@ import { compileHashKey } from '../balancer/hash-key.js';
 import { Counter, type SharedRegion } from '../native.js';
 import { UpstreamPool } from './upstream-pool.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 
 /** The retry budget looks back this far (10 one-second snapshots of the cluster-wide sums). */
 const BUDGET_WINDOW = 10;

@@ -3,7 +3,7 @@
 // config; connections only read it.
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { Config, LimitsConfig, UnderscorePolicy } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
@@ -13,9 +13,16 @@ import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { UpstreamRuntime } from './upstream-runtime.js';
 import { regionLayout } from '../balancer/layout.js';
 import { Counter, type SharedRegion } from '../native.js';
-import type { ClientConnection } from './client-connection.js';
+import type { ExchangeContext } from './exchange.js';
 
-export class WorkerRuntime {
+/** What the worker does with the client connections it holds: count them, and close them when it drains. */
+export interface WorkerConnection {
+  /** Close once no request is in flight, after `graceMs` without one at the latest. */
+  closeWhenIdle(graceMs: number): void;
+  destroy(): void;
+}
+
+export class WorkerRuntime implements ExchangeContext {
   readonly limits: LimitsConfig;
   readonly router: Router<RouteRuntime>;
   private readonly routes: RouteRuntime[] = [];
@@ -24,7 +31,7 @@ export class WorkerRuntime {
   /** headers_with_underscores: the policy, and whether such headers are removed before forwarding. */
   readonly underscores: UnderscorePolicy;
   readonly dropUnderscored: boolean;
-  readonly connections = new Set<ClientConnection>();
+  readonly connections = new Set<WorkerConnection>();
   closing = false;
   readonly metrics: WorkerMetrics;
   requests = 0;
@@ -72,12 +79,12 @@ export class WorkerRuntime {
     this.metrics.requestDone(route, upstream?.config.name, server?.address, status, (Date.now() - startedAt) / 1000);
   }
 
-  onConnectionOpened(conn: ClientConnection): void {
+  onConnectionOpened(conn: WorkerConnection): void {
     this.connections.add(conn);
     this.metrics.setActiveConnections(this.connections.size);
   }
 
-  onConnectionClosed(conn: ClientConnection): void {
+  onConnectionClosed(conn: WorkerConnection): void {
     this.connections.delete(conn);
     this.metrics.setActiveConnections(this.connections.size);
     if (this.connections.size === 0) this.onIdle?.();

@@ -368,3 +368,35 @@ test('an error answered to HEAD has no body, so the next response on the connect
     conn.destroy();
   }
 });
+
+test('pipelined Upgrade requests answered without 101: each is an ordinary request, the bytes after them checked as requests', async () => {
+  behaviour = 'upgrade-200';
+  const conn = await RawConnection.open(sy.port);
+  try {
+    const upgrade = (path: string) => `GET ${path} HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`;
+    conn.write(upgrade('/one') + upgrade('/two') + 'GET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n' + 'NOT HTTP AT ALL\r\n\r\n');
+    assert.equal((await conn.expectResponse()).status, 200);
+    assert.equal((await conn.expectResponse()).status, 200);
+    assert.equal((await conn.expectResponse()).status, 401, '/admin without a key, parsed after two refused upgrades');
+    assert.equal((await conn.expectResponse()).status, 400, 'the garbage after it');
+    assert.ok(await conn.waitClosed(2000));
+    await sleep(100);
+    assert.deepEqual(heads(), ['GET /one HTTP/1.1', 'GET /two HTTP/1.1']);
+  } finally {
+    conn.destroy();
+  }
+});
+
+test('an Upgrade request with a body: the body is framed like any other, the bytes after it never reach the upstream before the 101', async () => {
+  behaviour = 'upgrade-200';
+  const res = await exchange(
+    sy.port,
+    'POST /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello' + 'GET /admin/x HTTP/1.1\r\nHost: a.test\r\n\r\n',
+    { closeWaitMs: 300 },
+  );
+  assert.equal(res.response?.status, 200);
+  await sleep(100);
+  assert.equal(seen.length, 1);
+  assert.match(seen[0]!.head, /\r\nContent-Length: 5(\r\n|$)/i);
+  assert.doesNotMatch(backend.connections.map((b) => b.toString('latin1')).join(''), /admin/);
+});

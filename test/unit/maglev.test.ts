@@ -10,7 +10,7 @@ import {
   hashKey as refHashKey,
   ipBytes,
   xxh64,
-} from '../../src/balancer/maglev-reference.js';
+} from '../helpers/maglev-reference.js';
 
 const servers = (n: number, from = 1): string[] => Array.from({ length: n }, (_, i) => `10.0.0.${from + i}:8080`);
 const ones = (n: number): number[] => new Array<number>(n).fill(1);
