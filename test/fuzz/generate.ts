@@ -109,7 +109,7 @@ function chunked(r: Rng, body: Buffer, what: string[], trailers: string[]): { by
   return { bytes: Buffer.concat(parts), cls };
 }
 
-/** Lower-severity of two classes wins: frame-error > terminal > reject > ok. */
+/** The stricter of two classes: frame-error > terminal > reject > ok. */
 function worst(a: Cls, c: Cls): Cls {
   const rank: Cls[] = ['ok', 'reject', 'terminal', 'frame-error'];
   return rank.indexOf(a) >= rank.indexOf(c) ? a : c;
