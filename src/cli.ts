@@ -13,7 +13,9 @@ const USAGE = `Usage: switchyard [options]
 
 Options:
   --config FILE   run with this config (default: config/switchyard.yaml)
-  --check FILE    validate FILE, print a summary and exit (1 on errors)
+  --check FILE    validate FILE, print a summary and the route audit, and exit
+                  (1 on errors; findings of the audit are warnings)
+  --strict        with --check: exit 1 when the route audit finds anything
   --workers N     override the number of worker processes
   --version       print the version and exit
   --help          print this help and exit
@@ -30,6 +32,7 @@ async function main(argv: string[]): Promise<number | undefined> {
       options: {
         config: { type: 'string' },
         check: { type: 'string' },
+        strict: { type: 'boolean' },
         workers: { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
@@ -46,6 +49,10 @@ async function main(argv: string[]): Promise<number | undefined> {
   if (values.version) {
     process.stdout.write(`switchyard ${VERSION}\n`);
     return 0;
+  }
+  if (values.strict && values.check === undefined) {
+    process.stderr.write("switchyard: --strict applies to --check only\nTry 'switchyard --help'.\n");
+    return 2;
   }
   const overrides: ConfigOverrides = {};
   if (values.workers !== undefined) {
@@ -72,8 +79,14 @@ async function main(argv: string[]): Promise<number | undefined> {
 
   if (values.check !== undefined) {
     const { summarizeConfig } = await import('./config/summary.js');
-    process.stdout.write(summarizeConfig(loaded.config) + '\n');
-    return 0;
+    const { auditRoutes, formatFinding } = await import('./proxy/route-audit.js');
+    const routes = loaded.config.routes;
+    const findings = auditRoutes(routes);
+    const audit = findings.length === 0
+      ? 'route audit: no route with auth can be reached with weaker checks'
+      : [`route audit: ${findings.length} warning${findings.length === 1 ? '' : 's'}`, ...findings.map((f) => `  warning: ${formatFinding(f, routes)}`)].join('\n');
+    process.stdout.write(`${summarizeConfig(loaded.config)}\n${audit}\n`);
+    return values.strict && findings.length > 0 ? 1 : 0;
   }
   return run(loaded.config, file, overrides);
 }

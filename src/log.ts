@@ -21,3 +21,34 @@ export function createLogger(logging: LoggingConfig, bindings: Record<string, un
   );
 }
 
+
+/**
+ * Bounds repeated log lines: per key (say, an error reason), at most
+ * `perSecond` lines a second. A flood of identical failures (an upstream
+ * down, file descriptors exhausted) then costs a few lines a second instead
+ * of one per request; each line let through says how many of its kind were
+ * held back since the previous one.
+ */
+export class LogThrottle {
+  private readonly windows = new Map<string, { start: number; logged: number; held: number }>();
+
+  constructor(private readonly perSecond = 10) {}
+
+  /** undefined: hold this line back; otherwise log it, with this many of its kind held back before it. */
+  admit(key: string, now = Date.now()): number | undefined {
+    let w = this.windows.get(key);
+    if (w === undefined) this.windows.set(key, (w = { start: now, logged: 0, held: 0 }));
+    if (now - w.start >= 1000) {
+      w.start = now;
+      w.logged = 0;
+    }
+    if (w.logged >= this.perSecond) {
+      w.held++;
+      return undefined;
+    }
+    w.logged++;
+    const held = w.held;
+    w.held = 0;
+    return held;
+  }
+}

@@ -23,7 +23,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map(({ host, port }) => ({ host, port })),
+    listen: raw.listen.map(({ host, port, backlog }) => (backlog === undefined ? { host, port } : { host, port, backlog })),
     admin: { ...raw.admin },
     logging: { ...raw.logging },
     limits: {
@@ -33,12 +33,14 @@ export function normalise(raw: RawConfig, file: string): Config {
       headersTimeoutMs: parseDuration(raw.limits.headers_timeout),
       requestTimeoutMs: parseDuration(raw.limits.request_timeout),
       keepaliveTimeoutMs: parseDuration(raw.limits.keepalive_timeout),
+      maxConnections: raw.limits.max_connections as number,
     },
     trustedProxies: [...raw.trusted_proxies],
     headersWithUnderscores: raw.headers_with_underscores,
     shutdownTimeoutMs: parseDuration(raw.shutdown_timeout),
     upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up)])),
     routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
+    normalize: { escapedSlashes: raw.normalize.escaped_slashes },
     demoBackends: raw.demo_backends.map(hostPort),
     rateLimitSlots: raw.rate_limit_slots,
   };
@@ -67,8 +69,8 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
       tunnelIdleMs: parseDuration(up.timeouts.tunnel_idle),
       ...(up.timeouts.total === undefined ? {} : { totalMs: parseDuration(up.timeouts.total) }),
     },
-    maxIdlePerServer: up.max_idle_per_server,
   };
+  if (up.max_idle_per_server !== 'auto') out.maxIdlePerServer = up.max_idle_per_server;
   if (up.health) {
     const h = up.health;
     const health: HealthConfig = {

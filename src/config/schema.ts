@@ -73,6 +73,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const BALANCE_ALGORITHMS = ['round-robin', 'least-conn', 'source', 'random'] as const;
 export const SCHEDULING_POLICIES = ['kernel', 'round-robin'] as const;
 export const MAX_WORKERS = 64;
+export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
@@ -140,7 +141,8 @@ const upstream = object(
       { connect: duration('2s'), response: duration('30s'), idle: duration('60s'), total: duration(), tunnel_idle: duration('10m') },
       { default: {} },
     ),
-    max_idle_per_server: int(0, 10000, 128),
+    // auto: no count cap; idle connections age out after timeouts.idle (the pool reuses the most recent first).
+    max_idle_per_server: { type: ['integer', 'string'], minimum: 0, maximum: 100000, pattern: '^auto$', default: 'auto', expected: 'an integer 0..100000 or "auto"' },
   },
   { required: ['servers'] },
 );
@@ -296,7 +298,8 @@ export const configSchema: Schema = object(
       expected: `an integer 1..${MAX_WORKERS} or "auto"`,
     },
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
-    listen: list(object({ host: host('127.0.0.1'), port: port() }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
+    // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
+    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535) }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
       { host: '127.0.0.1', port: 8080 },
     ]),
     admin: object(
@@ -316,6 +319,8 @@ export const configSchema: Schema = object(
         headers_timeout: duration('10s'),
         request_timeout: duration('60s'),
         keepalive_timeout: duration('60s'),
+        // Client connections per worker; beyond it new ones are accepted and closed at once. 0: no cap.
+        max_connections: int(0, 1_000_000, 0),
       },
       { default: {} },
     ),
@@ -333,6 +338,8 @@ export const configSchema: Schema = object(
       expected: 'a mapping of upstream names to upstreams',
     },
     routes: list(route, 1, 'a list of at least one route'),
+    // How request paths are read for matching (README, Security): %2F and %5C as "/" (decode) or refused with 400 (reject).
+    normalize: object({ escaped_slashes: oneOf(ESCAPED_SLASHES, 'decode') }, { default: {} }),
     demo_backends: list(hostPort, 0, 'a list of host:port addresses', []),
   },
   { required: ['admin', 'upstreams', 'routes'] },
@@ -342,11 +349,11 @@ export const configSchema: Schema = object(
 export interface RawConfig {
   workers: number | 'auto';
   scheduling: (typeof SCHEDULING_POLICIES)[number];
-  listen: { host: string; port: number }[];
+  listen: { host: string; port: number; backlog?: number }[];
   admin: { host: string; port: number; token: string };
   logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
   limits: Record<
-    'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout',
+    'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout' | 'max_connections',
     string | number
   >;
   headers_with_underscores: 'drop' | 'reject' | 'allow';
@@ -354,6 +361,7 @@ export interface RawConfig {
   shutdown_timeout: string | number;
   upstreams: Record<string, RawUpstream>;
   routes: RawRoute[];
+  normalize: { escaped_slashes: (typeof ESCAPED_SLASHES)[number] };
   demo_backends: string[];
   rate_limit_slots: number;
 }
@@ -421,7 +429,7 @@ export interface RawUpstream {
   retry_body_bytes: string | number;
   outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
   timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
-  max_idle_per_server: number;
+  max_idle_per_server: number | 'auto';
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, allowUnionTypes: true, strict: true });

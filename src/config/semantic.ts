@@ -12,6 +12,8 @@ import type { RawConfig, RawRoute } from './schema.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defaultRouteName, readKeysFile } from './normalise.js';
+// A leaf module (no imports): route paths are checked with the same function requests are read with.
+import { resolve as resolvePath } from '../proxy/request-target.js';
 
 function isPrefix(prefix: readonly PathSegment[], path: readonly PathSegment[]): boolean {
   return prefix.length <= path.length && prefix.every((seg, i) => seg === path[i]);
@@ -107,6 +109,15 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (ok(at('match', 'host')) && !isRouteHost(r.match.host)) {
       add(at('match', 'host'), `expected an exact host name, "*.example.com" or "*", got ${describeValue(r.match.host)}`);
     }
+    if (ok(at('match', 'path'))) {
+      const path = r.match.path;
+      // Requests carry bytes: a non-ASCII path is compared as its UTF-8 escapes.
+      const resolved = resolvePath(Buffer.from(path, 'utf8').toString('latin1'), 'decode');
+      if (resolved !== path || /[;?#]/.test(path)) {
+        const hint = typeof resolved === 'string' && !/[;?#]/.test(resolved) && resolved !== path ? `; write ${describeValue(resolved)}` : '';
+        add(at('match', 'path'), `expected a normalised path (no "." or ".." segments, "//", "\\", ";", "?", "#", escaped letters, digits or "-._~", lower-case hex in escapes), got ${describeValue(path)}${hint}`);
+      }
+    }
     if (typed(['upstreams']) && ok(at('upstream')) && !upstreamNames.includes(r.upstream)) {
       add(at('upstream'), `expected the name of an upstream (one of: ${upstreamNames.join(', ')}), got ${describeValue(r.upstream)}`);
     }
@@ -134,7 +145,11 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (!ok(['routes', i])) return;
     const key = routeKey(r);
     const sameMatch = routeKeys.get(key);
-    if (sameMatch !== undefined) add(at('match'), `duplicate route (same host, path, methods and headers as routes[${sameMatch}])`);
+    if (sameMatch !== undefined) {
+      const other = raw.routes[sameMatch]!.match.path;
+      const why = other === r.match.path ? 'same host, path' : `same host, path (${describeValue(other)}: paths match case-insensitively)`;
+      add(at('match'), `duplicate route (${why}, methods and headers as routes[${sameMatch}])`);
+    }
     else routeKeys.set(key, i);
     const name = r.name ?? defaultRouteName(r);
     const sameName = routeNames.get(name);
@@ -210,5 +225,6 @@ function routeKey(r: RawRoute): string {
     .map(([k, v]) => `${k.toLowerCase()}=${v}`)
     .sort()
     .join(',');
-  return `${r.match.host.toLowerCase()} ${r.match.path} ${methods} ${headers}`;
+  // Paths match case-insensitively too (Router): "/Admin" and "/admin" would make every request to either ambiguous.
+  return `${r.match.host.toLowerCase()} ${r.match.path.toLowerCase()} ${methods} ${headers}`;
 }

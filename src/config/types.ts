@@ -12,6 +12,11 @@ export interface ListenConfig {
   port: number;
 }
 
+/** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
+export interface ProxyListenConfig extends ListenConfig {
+  backlog?: number;
+}
+
 export interface AdminConfig {
   host: string;
   port: number;
@@ -31,6 +36,8 @@ export interface LimitsConfig {
   requestTimeoutMs: number;
   /** Idle time allowed on a client keep-alive connection between requests. */
   keepaliveTimeoutMs: number;
+  /** Client connections per worker; 0: no cap. */
+  maxConnections: number;
 }
 
 export interface ServerConfig {
@@ -97,8 +104,8 @@ export interface UpstreamConfig {
   retryBodyBytes: number;
   outlier: OutlierConfig;
   timeouts: UpstreamTimeouts;
-  /** Idle keep-alive connections kept per server per worker. */
-  maxIdlePerServer: number;
+  /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */
+  maxIdlePerServer?: number;
 }
 
 export interface RouteConfig {
@@ -216,7 +223,7 @@ export interface Config {
   /** Resolved: "auto" becomes os.availableParallelism(). */
   workers: number;
   scheduling: SchedulingPolicy;
-  listen: ListenConfig[];
+  listen: ProxyListenConfig[];
   admin: AdminConfig;
   logging: LoggingConfig;
   limits: LimitsConfig;
@@ -225,6 +232,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   upstreams: Record<string, UpstreamConfig>;
   routes: RouteConfig[];
+  /** How request paths are read for matching: %2F and %5C as "/", or refused. */
+  normalize: { escapedSlashes: 'decode' | 'reject' };
   /** Addresses on which the primary itself runs tiny demo backends. */
   demoBackends: ListenConfig[];
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */

@@ -38,12 +38,15 @@ export class RouteRuntime {
   /** Their lengths: most headers are ruled out without lower-casing their name. */
   private readonly identityLengths: ReadonlySet<number>;
   private readonly replacePrefix: string | undefined;
+  /** Whether strip_prefix or rewrite changes the target (the exchange then hands upstreamTarget the resolved one). */
+  readonly rewrites: boolean;
 
   constructor(readonly route: RouteConfig, readonly upstream: UpstreamRuntime, deps: GatewayDeps) {
     this.name = route.name;
     this.timeouts = { ...upstream.config.timeouts, ...route.timeouts };
     this.retries = route.retries ?? upstream.config.retries;
     this.replacePrefix = route.rewrite ?? (route.stripPrefix ? '' : undefined);
+    this.rewrites = this.replacePrefix !== undefined;
     this.cors = route.cors ? compileCors(route.cors) : undefined;
     this.authenticator = route.auth ? createAuthenticator(route.auth, deps.log) : undefined;
     this.authorizer = route.authorize ? compileAuthorizer(route.authorize) : undefined;
@@ -81,7 +84,9 @@ export class RouteRuntime {
   /**
    * The request-target sent upstream: with strip_prefix the matched prefix
    * goes ("/api/users/7?x" → "/users/7?x" for prefix "/api"), with rewrite it
-   * is replaced. Everything after the prefix is kept byte for byte.
+   * is replaced. Everything after the prefix is kept byte for byte: the
+   * caller passes the resolved target (request-target.ts), whose path starts
+   * with the route's prefix since the router matched every form of it.
    */
   upstreamTarget(target: string): string {
     const replacement = this.replacePrefix;

@@ -52,11 +52,16 @@ export class WorkerMetrics {
   /** upstream → server address → ejections. */
   private readonly ejections = new Map<string, Map<string, number>>();
   private activeConnections = 0;
+  private refusedConnections = 0;
   /** Event-loop delay since the last scrape, labelled by worker (quantiles do not sum). */
   private readonly loopDelay: IntervalHistogram | undefined;
   private readonly worker: string;
   /** route → [auth failures, authorization denials, rate-limited]. */
   private readonly gateway = new Map<string, Float64Array>();
+  /** upstream → server → [connections opened, requests sent on a reused connection]. */
+  private readonly upstreamConnections = new Map<string, Map<string, Float64Array>>();
+  /** upstream → server → close reason → connections closed. */
+  private readonly upstreamCloses = new Map<string, Map<string, Map<string, number>>>();
 
   /**
    * Pre-creates every series the config can produce, so they are exported
@@ -77,6 +82,7 @@ export class WorkerMetrics {
     for (const [name, upstream] of Object.entries(config.upstreams)) {
       this.retries.set(name, 0);
       this.ejections.set(name, new Map(upstream.servers.map((s) => [s.address, 0])));
+      this.upstreamConnections.set(name, new Map(upstream.servers.map((s) => [s.address, new Float64Array(2)])));
     }
     if (opts.answerPrimary ?? cluster.isWorker) {
       // 10 ms resolution: a timer firing 100 times a second costs nothing measurable.
@@ -119,11 +125,34 @@ export class WorkerMetrics {
     servers.set(server, (servers.get(server) ?? 0) + 1);
   }
 
+  /** An upstream connection was opened, or a request went out on one that served an earlier request. */
+  upstreamConnection(upstream: string, server: string, what: 'opened' | 'reused'): void {
+    let servers = this.upstreamConnections.get(upstream);
+    if (!servers) this.upstreamConnections.set(upstream, (servers = new Map()));
+    let counts = servers.get(server);
+    if (!counts) servers.set(server, (counts = new Float64Array(2)));
+    counts[what === 'opened' ? 0 : 1]!++;
+  }
+
+  /** An upstream connection was closed, and why (upstream-pool.ts, CloseReason). */
+  upstreamConnectionClosed(upstream: string, server: string, reason: string): void {
+    let servers = this.upstreamCloses.get(upstream);
+    if (!servers) this.upstreamCloses.set(upstream, (servers = new Map()));
+    let reasons = servers.get(server);
+    if (!reasons) servers.set(server, (reasons = new Map()));
+    reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+  }
+
   /** A request refused by the gateway: 401 (auth), 403 (authorization) or 429 (rate limit). */
   gatewayRefusal(route: string, kind: 'auth' | 'authorize' | 'rate-limit'): void {
     let counts = this.gateway.get(route);
     if (!counts) this.gateway.set(route, (counts = new Float64Array(3)));
     counts[kind === 'auth' ? 0 : kind === 'authorize' ? 1 : 2]!++;
+  }
+
+  /** A client connection closed at once because of limits.max_connections. */
+  connectionRefused(): void {
+    this.refusedConnections++;
   }
 
   /** Client connections open in this worker now. */
@@ -157,10 +186,26 @@ export class WorkerMetrics {
     for (const [upstream, servers] of this.ejections) {
       for (const [server, value] of servers) ejections.push({ value, labels: { upstream, server } });
     }
+    const opened: MetricJson['values'] = [];
+    const reused: MetricJson['values'] = [];
+    for (const [upstream, servers] of this.upstreamConnections) {
+      for (const [server, counts] of servers) {
+        opened.push({ value: counts[0]!, labels: { upstream, server } });
+        reused.push({ value: counts[1]!, labels: { upstream, server } });
+      }
+    }
+    const closed: MetricJson['values'] = [];
+    for (const [upstream, servers] of this.upstreamCloses) {
+      for (const [server, reasons] of servers) for (const [reason, value] of reasons) closed.push({ value, labels: { upstream, server, reason } });
+    }
     return [
+      metric('switchyard_upstream_connections_opened_total', 'counter', 'Upstream connections opened.', opened),
+      metric('switchyard_upstream_connection_reuses_total', 'counter', 'Upstream requests sent on a connection that served an earlier one.', reused),
+      metric('switchyard_upstream_connections_closed_total', 'counter', 'Upstream connections closed, by reason.', closed),
       metric('switchyard_requests_total', 'counter', 'Requests answered, by route, upstream, server and status class ("" = none).', requests),
       metric('switchyard_request_duration_seconds', 'histogram', 'Time from request head to the end of the response.', durations),
       metric('switchyard_active_connections', 'gauge', 'Open client connections.', [{ value: this.activeConnections, labels: {} }]),
+      metric('switchyard_refused_connections_total', 'counter', 'Client connections closed at once: limits.max_connections reached.', [{ value: this.refusedConnections, labels: {} }]),
       metric(
         'switchyard_upstream_retries_total',
         'counter',

@@ -6,6 +6,7 @@ import { STATUS_CODES } from 'node:http';
 export type ProxyErrorReason =
   | 'bad-request'
   | 'bad-host'
+  | 'bad-path'
   | 'connect-method'
   | 'foreign-absolute-form'
   | 'unsupported-version'
@@ -29,6 +30,7 @@ export type ProxyErrorReason =
 export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'bad-request': 400,
   'bad-host': 400,
+  'bad-path': 400,
   'connect-method': 400,
   'foreign-absolute-form': 400,
   'unsupported-version': 505,

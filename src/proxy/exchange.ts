@@ -12,13 +12,14 @@
 // head must satisfy), gateway-step.ts (the route's checks), retry-policy.ts
 // (when an attempt may be repeated) and tunnel.ts (after a 101).
 import type { Socket } from 'node:net';
-import type { Logger } from '../log.js';
+import type { Logger, LogThrottle } from '../log.js';
 import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
 import { closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { resolvedTarget } from './request-target.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { redactQueryParam } from '../gateway/route-runtime.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
@@ -81,6 +82,8 @@ export interface ExchangeContext {
   readonly router: Router<RouteRuntime>;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
+  /** Bounds repeated failure lines (one reason at most 10 a second). */
+  readonly logThrottle: LogThrottle;
   readonly accessLog: boolean;
   readonly underscores: UnderscorePolicy;
   readonly dropUnderscored: boolean;
@@ -196,6 +199,7 @@ export class Exchange implements UpstreamListener {
     if (this.requestBodyBytes > ctx.limits.maxBodyBytes) return this.fail('body-too-large');
     const matched = ctx.router.match(this.info.host, this.method, this.target, this.raw);
     if (matched === undefined) return this.fail('no-route');
+    if ('refused' in matched) return this.fail(matched.refused, matched.detail);
     const route = (this.route = matched.target);
     this.routeName = route.name;
     const upstream = (this.upstream = route.upstream);
@@ -371,7 +375,7 @@ export class Exchange implements UpstreamListener {
     const trusted = this.client.peerTrusted();
     const head = buildUpstreamHead({
       method: this.method,
-      target: this.route!.upstreamTarget(this.target),
+      target: this.route!.rewrites ? this.route!.upstreamTarget(resolvedTarget(this.target)) : this.target,
       raw: this.upstreamRaw ?? this.raw,
       filtered: this.upstreamRaw !== undefined,
       dropUnderscored: this.ctx.dropUnderscored,
@@ -489,7 +493,7 @@ export class Exchange implements UpstreamListener {
     // The connection can serve another request only if this one was sent whole,
     // and not after an Upgrade offer the server declined: it may still expect to switch.
     if (this.upstreamKeepAlive && this.requestComplete && !this.upgrading) this.upstream!.pools[this.server!.index]!.release(conn);
-    else conn.destroy();
+    else conn.destroy(!this.upstreamKeepAlive ? 'upstream-asked' : !this.requestComplete ? 'request-incomplete' : 'upgrade');
     // Answered before the request body ended: stop reading it, close after the response.
     if (this.framing === 'close' || !this.requestComplete) this.keepAlive = false;
     this.finish();
@@ -572,7 +576,7 @@ export class Exchange implements UpstreamListener {
     if (conn !== undefined) {
       this.upstream!.onEnd(this.server!, true);
       if (!total) this.upstream!.recordOutcome(this.server!, false);
-      conn.destroy();
+      conn.destroy('error');
     }
     this.fail('upstream-timeout', total ? `request exceeded timeouts.total (${timeouts.totalMs}ms)` : `no response within ${timeouts.responseMs}ms`);
   }
@@ -607,10 +611,13 @@ export class Exchange implements UpstreamListener {
     this.dropUpstream();
     this.status = STATUS_FOR[reason];
     if (closesConnection(reason) || this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
-    this.ctx.log.warn(
-      { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address },
-      'request failed',
-    );
+    const held = this.ctx.logThrottle.admit(reason);
+    if (held !== undefined) {
+      this.ctx.log.warn(
+        { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address, ...(held > 0 ? { heldBack: held } : {}) },
+        'request failed',
+      );
+    }
     const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
     this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers, this.method === 'HEAD'), 'latin1');
     this.to('failed');
@@ -635,7 +642,7 @@ export class Exchange implements UpstreamListener {
     if (conn === undefined) return;
     this.conn = undefined;
     this.upstream!.onEnd(this.server!, true);
-    conn.destroy(true);
+    conn.destroy('abandoned', true);
   }
 
   /** Answered in full (or the tunnel closed): the connection moves on. */

@@ -10,10 +10,18 @@
 // The first route whose path, methods and headers all match wins; no match
 // in a group falls through to the next group.
 //
+// Paths are compared in each form a backend could give them (request-target.ts):
+// every form must land on the same route, or the request is refused, so no
+// spelling of a path reaches a route other than the one its resource belongs
+// to under whichever reading the backend makes. Hosts compare lower-cased,
+// without port or trailing dot. Route paths are normalised (checked by the
+// config); folded forms compare with the route paths lower-cased.
+//
 // Routes sit in a trie of path segments per host group, so a request is
 // compared only with the routes whose prefix lies along its own path: a
 // table of a thousand services costs about what a table of ten does.
 import type { RouteConfig } from '../config/types.js';
+import { asciiLower, hasUpperCase, matchingHost, pathForms, pathKind, PLAIN, type EscapedSlashes } from './request-target.js';
 
 interface Entry<T> {
   route: RouteConfig;
@@ -42,8 +50,7 @@ const newNode = <T>(): TrieNode<T> => ({ children: new Map(), exact: [], slash: 
 class PathIndex<T> {
   private readonly root: TrieNode<T> = newNode<T>();
 
-  add(entry: Entry<T>): void {
-    const path = entry.route.path;
+  add(entry: Entry<T>, path: string): void {
     const slash = path.endsWith('/');
     const body = slash ? path.slice(1, -1) : path.slice(1);
     let node = this.root;
@@ -101,16 +108,16 @@ class PathIndex<T> {
   }
 }
 
-export class Router<T> {
+/** The routes grouped by host: exact names, "*.suffix" wildcards (longest first), "*". */
+class HostIndex<T> {
   private readonly exact = new Map<string, PathIndex<T>>();
   private readonly wildcard: Array<{ suffix: string; index: PathIndex<T> }> = [];
   private readonly any = new PathIndex<T>();
 
-  constructor(routes: readonly RouteConfig[], resolve: (route: RouteConfig) => T) {
+  constructor(entries: readonly Entry<T>[], pathOf: (route: RouteConfig) => string) {
     const wildcards = new Map<string, PathIndex<T>>();
-    routes.forEach((route, order) => {
-      const entry = { route, target: resolve(route), conditions: (route.methods ? 1 : 0) + Object.keys(route.headers ?? {}).length, order };
-      const host = route.host.toLowerCase();
+    for (const entry of entries) {
+      const host = routeHost(entry.route.host);
       let index: PathIndex<T>;
       if (host === '*') index = this.any;
       else if (host.startsWith('*.')) {
@@ -121,29 +128,88 @@ export class Router<T> {
         index = this.exact.get(host) ?? new PathIndex<T>();
         this.exact.set(host, index);
       }
-      index.add(entry);
-    });
+      index.add(entry, pathOf(entry.route));
+    }
     for (const [suffix, index] of wildcards) this.wildcard.push({ suffix, index });
     this.wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
     for (const index of [...this.exact.values(), ...wildcards.values(), this.any]) index.seal();
   }
 
-  /** `host` is the Host header as received (may carry a port); `target` the request-target (origin-form). */
-  match(host: string | undefined, method: string, target: string, raw: readonly string[]): { route: RouteConfig; target: T } | undefined {
-    if (host !== undefined && (this.exact.size > 0 || this.wildcard.length > 0)) {
-      const name = hostName(host);
-      const hit = this.exact.get(name)?.match(method, target, raw);
+  /** `name`: the matching host (see matchingHost), undefined without a Host header. */
+  match(name: string | undefined, method: string, path: string, raw: readonly string[]): Entry<T> | undefined {
+    if (name !== undefined && (this.exact.size > 0 || this.wildcard.length > 0)) {
+      const hit = this.exact.get(name)?.match(method, path, raw);
       if (hit !== undefined) return hit;
       for (const { suffix, index } of this.wildcard) {
         if (name.length > suffix.length && name.endsWith(suffix)) {
-          const wild = index.match(method, target, raw);
+          const wild = index.match(method, path, raw);
           if (wild !== undefined) return wild;
         }
       }
     }
-    return this.any.match(method, target, raw);
+    return this.any.match(method, path, raw);
   }
 }
+
+/** Why the router refused a request (400) instead of matching it. */
+export interface Refusal {
+  refused: 'bad-host' | 'bad-path';
+  detail: string;
+}
+
+export class Router<T> {
+  /** Route paths as written, for the forms compared case-sensitively. */
+  private readonly exact: HostIndex<T>;
+  /** Route paths lower-cased, for the folded forms (the same index when no route path has an upper-case letter). */
+  private readonly folded: HostIndex<T>;
+  private readonly foldAlways: boolean;
+
+  constructor(
+    routes: readonly RouteConfig[],
+    resolve: (route: RouteConfig) => T,
+    private readonly escapedSlashes: EscapedSlashes = 'decode',
+  ) {
+    const entries = routes.map((route, order) => ({
+      route,
+      target: resolve(route),
+      conditions: (route.methods ? 1 : 0) + Object.keys(route.headers ?? {}).length,
+      order,
+    }));
+    this.foldAlways = routes.some((r) => hasUpperCase(r.path));
+    this.exact = new HostIndex(entries, (r) => r.path);
+    this.folded = this.foldAlways ? new HostIndex(entries, (r) => asciiLower(r.path)) : this.exact;
+  }
+
+  /**
+   * `host` is the Host header as received (may carry a port); `target` the
+   * request-target (origin-form). Undefined when no route matches; a
+   * Refusal (400) for a Host no backend takes, a path refused by pathForms,
+   * or a path whose forms belong to different routes.
+   */
+  match(host: string | undefined, method: string, target: string, raw: readonly string[]): Entry<T> | Refusal | undefined {
+    const name = host === undefined ? undefined : matchingHost(host);
+    if (name === undefined && host !== undefined) return { refused: 'bad-host', detail: `a Host no backend accepts: ${quote(host)}` };
+    if (target.charCodeAt(0) !== 0x2f /* / */) return undefined;
+    if (!this.foldAlways && pathKind(target) === PLAIN) return this.exact.match(name, method, target, raw);
+    const forms = pathForms(target, this.escapedSlashes, this.foldAlways);
+    if (typeof forms === 'string') return { refused: 'bad-path', detail: forms };
+    const first = this.exact.match(name, method, forms.plain[0]!, raw);
+    for (const [index, list, from] of [[this.exact, forms.plain, 1], [this.folded, forms.folded, 0]] as const) {
+      for (let i = from; i < list.length; i++) {
+        const form = list[i]!;
+        const other = index.match(name, method, form, raw);
+        if (other !== first) {
+          return { refused: 'bad-path', detail: `the path belongs to ${routeLabel(first)} as ${quote(forms.plain[0]!)} but to ${routeLabel(other)} as ${quote(form)}` };
+        }
+      }
+    }
+    return first;
+  }
+}
+
+const routeLabel = (entry: Entry<unknown> | undefined): string => (entry === undefined ? 'no route' : `route ${entry.route.name}`);
+/** A path or Host for the log, cut short: either can be kilobytes long. */
+const quote = (path: string): string => JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}…` : path);
 
 function firstMatch<T>(list: readonly Entry<T>[], method: string, raw: readonly string[]): Entry<T> | undefined {
   for (const entry of list) {
@@ -170,10 +236,8 @@ function headersMatch(required: Readonly<Record<string, string>>, raw: readonly 
   return true;
 }
 
-/** Lower-cased host without the port ("[::1]:80" → "[::1]"). */
-export function hostName(host: string): string {
-  let end = host.length;
-  const colon = host.lastIndexOf(':');
-  if (colon > 0 && host.indexOf(']') < colon) end = colon;
-  return host.slice(0, end).toLowerCase();
+/** A route's host as matched: lower-case, without a trailing dot. */
+function routeHost(host: string): string {
+  const lower = host.toLowerCase();
+  return lower.length > 1 && lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }

@@ -3,7 +3,7 @@
 // and forwarded (plain `net` sockets driven through llhttp) stays behind it.
 import net from 'node:net';
 import type { Logger } from '../log.js';
-import type { Config } from '../config/types.js';
+import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection } from './client-connection.js';
 import { Counter, SharedRegion } from '../native.js';
@@ -66,7 +66,7 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   const region = placement.region ?? privateRegion(config, slot);
   const limiter = placement.limiter ?? (config.routes.some((r) => r.rateLimit) ? privateLimiter(config) : undefined);
   const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter);
-  const servers = await Promise.all(config.listen.map((l) => listen(runtime, l.host, l.port)));
+  const servers = await Promise.all(config.listen.map((l) => listen(runtime, l)));
 
   return {
     async stopAccepting() {
@@ -105,7 +105,7 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   };
 }
 
-function listen(runtime: WorkerRuntime, host: string, port: number): Promise<net.Server> {
+function listen(runtime: WorkerRuntime, { host, port, backlog }: ProxyListenConfig): Promise<net.Server> {
   // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     if (runtime.closing) {
@@ -114,9 +114,16 @@ function listen(runtime: WorkerRuntime, host: string, port: number): Promise<net
     }
     runtime.onConnectionOpened(new ClientConnection(socket, runtime));
   });
+  // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
+  // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
+  const cap = runtime.limits.maxConnections;
+  if (cap > 0) {
+    server.maxConnections = cap;
+    server.on('drop', () => runtime.onConnectionRefused());
+  }
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port }, () => {
+    server.listen(backlog === undefined ? { host, port } : { host, port, backlog }, () => {
       server.off('error', reject);
       server.on('error', (err) => runtime.log.error({ err }, 'listener error'));
       resolve(server);

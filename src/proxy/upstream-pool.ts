@@ -26,13 +26,39 @@ export interface UpstreamListener {
 export interface PoolOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Idle connections kept; Infinity: as many as were released, each aged out by idleTimeoutMs. */
   maxIdle: number;
   maxHeaderBytes: number;
 }
 
-/** Told when connections to a server open and close (shared-memory counters). */
+/**
+ * Why an upstream connection was closed (a label of
+ * switchyard_upstream_connections_closed_total): the idle cap or idle
+ * timeout; the upstream asked (Connection: close, a close-delimited body, or
+ * it closed the socket); it sent bytes nobody asked for; an error (connect,
+ * I/O, malformed response, timeout); the request was answered before it was
+ * sent whole; the exchange gave up on it (client gone, failure); an Upgrade
+ * (declined offer, or the end of a tunnel); the pool was shut down.
+ */
+export type CloseReason =
+  | 'idle-cap'
+  | 'idle-timeout'
+  | 'upstream-asked'
+  | 'tainted'
+  | 'error'
+  | 'request-incomplete'
+  | 'abandoned'
+  | 'upgrade'
+  | 'shutdown';
+
+export const CLOSE_REASONS: readonly CloseReason[] = ['idle-cap', 'idle-timeout', 'upstream-asked', 'tainted', 'error', 'request-incomplete', 'abandoned', 'upgrade', 'shutdown'];
+
+/** Told when connections to a server open, are reused and close (shared-memory counters, metrics). */
 export interface ConnectionCounter {
-  onConnectionCount(server: ServerSlot, delta: number): void;
+  connectionOpened(server: ServerSlot): void;
+  /** A request goes out on a connection that served an earlier one. */
+  connectionReused(server: ServerSlot): void;
+  connectionClosed(server: ServerSlot, reason: CloseReason): void;
 }
 
 export class UpstreamPool {
@@ -48,9 +74,10 @@ export class UpstreamPool {
         const conn = this.idle.pop()!;
         if (conn.usable()) {
           conn.attach(listener);
+          this.counter.connectionReused(this.server);
           return conn;
         }
-        conn.destroy();
+        conn.destroy(conn.tainted ? 'tainted' : 'upstream-asked');
       }
     }
     const conn = new UpstreamConnection(this, this.options);
@@ -60,7 +87,7 @@ export class UpstreamPool {
 
   release(conn: UpstreamConnection): void {
     if (this.closed || this.idle.length >= this.options.maxIdle || !conn.usable()) {
-      conn.destroy();
+      conn.destroy(this.closed ? 'shutdown' : !conn.usable() ? (conn.tainted ? 'tainted' : 'upstream-asked') : 'idle-cap');
       return;
     }
     conn.detach(deadlineIn(this.options.idleTimeoutMs));
@@ -78,7 +105,7 @@ export class UpstreamPool {
 
   close(): void {
     this.closed = true;
-    for (const conn of this.idle.splice(0)) conn.destroy();
+    for (const conn of this.idle.splice(0)) conn.destroy('shutdown');
   }
 }
 
@@ -109,7 +136,7 @@ export class UpstreamConnection implements Expirable {
   /** The response ended inside the current execute(). */
   private completed = false;
   /** The server sent bytes after its response: the connection must not serve another request. */
-  private tainted = false;
+  tainted = false;
 
   constructor(private readonly pool: UpstreamPool, private readonly options: PoolOptions) {
     const { host, port } = pool.server;
@@ -142,7 +169,7 @@ export class UpstreamConnection implements Expirable {
     });
     this.connectDeadline = deadlineIn(options.connectTimeoutMs);
     this.socket = net.connect({ host, port, noDelay: true });
-    pool.counter.onConnectionCount(pool.server, 1);
+    pool.counter.connectionOpened(pool.server);
     this.socket.on('connect', () => {
       this.connected = true;
       this.connectDeadline = 0;
@@ -151,6 +178,7 @@ export class UpstreamConnection implements Expirable {
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('end', () => this.onEnd());
     this.socket.on('error', (err) => this.fail(err, this.connected ? 'io' : 'connect'));
+    // 'close' after 'end' or 'error' finds the connection dead already: fail() reports once.
     this.socket.on('close', () => this.fail(new Error('upstream connection closed'), this.connected ? 'closed' : 'connect'));
     this.socket.on('drain', () => this.listener?.onUpstreamDrain());
     track(this);
@@ -203,7 +231,7 @@ export class UpstreamConnection implements Expirable {
     this.pool.forget(this);
     releaseParser(this.parser);
     // Still an open connection to the server: the tunnel gives the count back when it closes.
-    this.socket.once('close', () => this.pool.counter.onConnectionCount(this.pool.server, -1));
+    this.socket.once('close', () => this.pool.counter.connectionClosed(this.pool.server, 'upgrade'));
   }
 
   /**
@@ -235,7 +263,7 @@ export class UpstreamConnection implements Expirable {
     if (this.connectDeadline !== 0 && t >= this.connectDeadline) {
       this.fail(new Error(`connect timeout to ${this.pool.server.address}`), 'connect');
     } else if (this.idleDeadline !== 0 && t >= this.idleDeadline) {
-      this.destroy();
+      this.destroy('idle-timeout');
     } else if (this.deadline !== 0 && t >= this.deadline) {
       this.deadline = 0;
       this.listener?.onUpstreamDeadline();
@@ -246,7 +274,7 @@ export class UpstreamConnection implements Expirable {
     const listener = this.listener;
     if (listener === undefined) {
       // An idle connection must stay silent; anything else makes it unsafe to reuse.
-      this.destroy();
+      this.destroy('tainted');
       return;
     }
     this.received += chunk.length;
@@ -294,12 +322,12 @@ export class UpstreamConnection implements Expirable {
   private fail(error: Error, kind: 'connect' | 'io' | 'parse' | 'closed'): void {
     if (this.dead) return;
     const listener = this.listener;
-    this.destroy();
+    this.destroy(kind === 'closed' ? 'upstream-asked' : 'error');
     listener?.onUpstreamFailure(error, kind);
   }
 
   /** With `reset`, the server sees a TCP reset at once instead of a close behind the bytes still queued. */
-  destroy(reset = false): void {
+  destroy(reason: CloseReason, reset = false): void {
     if (this.dead) return;
     this.dead = true;
     this.listener = undefined;
@@ -308,7 +336,7 @@ export class UpstreamConnection implements Expirable {
     if (!this.upgraded) {
       if (reset && this.connected) this.socket.resetAndDestroy();
       else this.socket.destroy();
-      this.pool.counter.onConnectionCount(this.pool.server, -1);
+      this.pool.counter.connectionClosed(this.pool.server, reason);
     }
     releaseParser(this.parser);
   }

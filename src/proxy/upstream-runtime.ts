@@ -6,7 +6,7 @@ import type { Balancer, ServerSlot } from '../balancer/types.js';
 import { createBalancer } from '../balancer/create.js';
 import { compileHashKey } from '../balancer/hash-key.js';
 import { Counter, type SharedRegion } from '../native.js';
-import { UpstreamPool } from './upstream-pool.js';
+import { UpstreamPool, type CloseReason } from './upstream-pool.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { Logger } from '../log.js';
 
@@ -44,7 +44,7 @@ export class UpstreamRuntime {
     const poolOptions = {
       connectTimeoutMs: config.timeouts.connectMs,
       idleTimeoutMs: config.timeouts.idleMs,
-      maxIdle: config.maxIdlePerServer,
+      maxIdle: config.maxIdlePerServer ?? Infinity,
       maxHeaderBytes,
     };
     this.region = placement.region;
@@ -131,9 +131,19 @@ export class UpstreamRuntime {
     if (failed) this.region.add(Counter.Failures, index, this.slot, 1);
   }
 
-  /** Open upstream connections per server, for /status. */
-  onConnectionCount(server: ServerSlot, delta: number): void {
-    this.region.add(Counter.ActiveConnections, this.base + server.index, this.slot, delta);
+  /** Open upstream connections per server in shared memory (for /status); opened, reused and closed in the metrics. */
+  connectionOpened(server: ServerSlot): void {
+    this.region.add(Counter.ActiveConnections, this.base + server.index, this.slot, 1);
+    this.metrics.upstreamConnection(this.config.name, server.address, 'opened');
+  }
+
+  connectionReused(server: ServerSlot): void {
+    this.metrics.upstreamConnection(this.config.name, server.address, 'reused');
+  }
+
+  connectionClosed(server: ServerSlot, reason: CloseReason): void {
+    this.region.add(Counter.ActiveConnections, this.base + server.index, this.slot, -1);
+    this.metrics.upstreamConnectionClosed(this.config.name, server.address, reason);
   }
 
   /** This worker's own counts for a server. */

@@ -3,7 +3,7 @@
 // config; connections only read it.
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../log.js';
+import { LogThrottle, type Logger } from '../log.js';
 import type { Config, LimitsConfig, UnderscorePolicy } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
@@ -28,6 +28,7 @@ export class WorkerRuntime implements ExchangeContext {
   private readonly routes: RouteRuntime[] = [];
   readonly upstreams = new Map<string, UpstreamRuntime>();
   readonly accessLog: boolean;
+  readonly logThrottle = new LogThrottle();
   /** headers_with_underscores: the policy, and whether such headers are removed before forwarding. */
   readonly underscores: UnderscorePolicy;
   readonly dropUnderscored: boolean;
@@ -58,7 +59,7 @@ export class WorkerRuntime implements ExchangeContext {
       const runtime = new RouteRuntime(route, this.upstreams.get(route.upstream)!, deps);
       this.routes.push(runtime);
       return runtime;
-    });
+    }, config.normalize.escapedSlashes);
     for (const entry of config.trustedProxies) addTrusted(this.trusted, entry);
     this.hasTrusted = config.trustedProxies.length > 0;
   }
@@ -82,6 +83,13 @@ export class WorkerRuntime implements ExchangeContext {
   onConnectionOpened(conn: WorkerConnection): void {
     this.connections.add(conn);
     this.metrics.setActiveConnections(this.connections.size);
+  }
+
+  /** A client connection closed at once: the worker holds limits.max_connections already. */
+  onConnectionRefused(): void {
+    this.metrics.connectionRefused();
+    const held = this.logThrottle.admit('max-connections');
+    if (held !== undefined) this.log.warn({ max: this.limits.maxConnections, ...(held > 0 ? { heldBack: held } : {}) }, 'connection refused: limits.max_connections reached');
   }
 
   onConnectionClosed(conn: WorkerConnection): void {

@@ -116,7 +116,11 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
  * Starts Switchyard with `config` (snake_case, as in YAML). workers (2),
  * listen, admin and logging are filled in when absent.
  */
-export async function startSwitchyard(config: Record<string, unknown>, opts: { startTimeoutMs?: number } = {}): Promise<Switchyard> {
+export async function startSwitchyard(
+  config: Record<string, unknown>,
+  /** nofile: the open-file limit (soft and hard) of the primary and its workers, set with prlimit. */
+  opts: { startTimeoutMs?: number; nofile?: number } = {},
+): Promise<Switchyard> {
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run \`npm run build\` first`);
   const host = '127.0.0.1';
   // Never listen on a port the config names as an upstream (e.g. a "closed" one).
@@ -135,7 +139,10 @@ export async function startSwitchyard(config: Record<string, unknown>, opts: { s
   const configFile = path.join(dir, 'switchyard.yaml');
   writeFileSync(configFile, stringify(full));
 
-  const child = spawn(process.execPath, [CLI_PATH, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const command = [process.execPath, CLI_PATH, '--config', configFile];
+  // prlimit execs the command, so the child's pid is the primary's.
+  if (opts.nofile !== undefined) command.unshift('prlimit', `--nofile=${opts.nofile}:${opts.nofile}`);
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let output = '';
   const collect = (d: Buffer): void => {

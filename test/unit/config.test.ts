@@ -54,6 +54,7 @@ describe('config: valid files', () => {
       headersTimeoutMs: 10_000,
       requestTimeoutMs: 60_000,
       keepaliveTimeoutMs: 60_000,
+      maxConnections: 0,
     });
     assert.deepEqual(config.trustedProxies, []);
     assert.equal(config.headersWithUnderscores, 'drop');
@@ -70,7 +71,6 @@ describe('config: valid files', () => {
         retryBodyBytes: 65_536,
         outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
         timeouts: { connectMs: 2000, responseMs: 30_000, idleMs: 60_000, tunnelIdleMs: 600_000 },
-        maxIdlePerServer: 128,
       },
     });
     assert.deepEqual(config.routes, [{ name: '*/', host: '*', path: '/', upstream: 'app', stripPrefix: false, upgrades: ['websocket'] }]);
@@ -136,6 +136,7 @@ shutdown_timeout: 1h
       headersTimeoutMs: 1500,
       requestTimeoutMs: 120_000,
       keepaliveTimeoutMs: 500,
+      maxConnections: 0,
     });
     assert.equal(config.shutdownTimeoutMs, 3_600_000);
   });
@@ -197,7 +198,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, upstreams, routes, demo_backends)`,
+      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, upstreams, routes, normalize, demo_backends)`,
     ]);
   });
 

@@ -1,0 +1,77 @@
+// Issue 10, defect 6: `switchyard --check` runs the route audit. The shipped
+// example has no finding; the layout the issue found in it (an open route for
+// the same prefix as an authenticated POST/PUT route, an authenticated
+// wildcard-host route beside an open "*" route to the same upstream) is
+// reported as warnings, exit 0, or exit 1 with --strict. Route paths that are
+// not normalised, and routes that differ only in path case, are config errors.
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { baseConfig, runCli, tempDir, type TempDir } from '../helpers/process.js';
+
+const EXAMPLE = fileURLToPath(new URL('../../config/examples/api-gateway.yaml', import.meta.url));
+const KEY = { api_key: { keys: [{ name: 'k', key: 'a-key-of-enough-length' }] } };
+
+describe('--check: route audit', () => {
+  let tmp: TempDir;
+  let bypassable: string;
+  before(async () => {
+    tmp = await tempDir();
+    const base = baseConfig({ proxyPort: 18080, adminPort: 19090, servers: ['127.0.0.1:9001'] });
+    bypassable = await tmp.writeConfig({
+      ...base,
+      upstreams: { ...(base.upstreams as object), web: { servers: [{ address: '127.0.0.1:9002' }] } },
+      routes: [
+        { name: 'orders-write', match: { host: 'api.example.test', path: '/v1/orders', methods: ['POST', 'PUT'] }, upstream: 'app', auth: KEY },
+        { name: 'orders-read', match: { host: 'api.example.test', path: '/v1/orders' }, upstream: 'app' },
+        { name: 'admin-ui', match: { host: '*.example.test', path: '/admin' }, upstream: 'web', auth: { basic: { users: [{ name: 'ops', hash: `$2b$10$${'a'.repeat(53)}` }] } } },
+        { name: 'site', match: { host: '*', path: '/' }, upstream: 'web' },
+      ],
+    }, 'bypassable.yaml');
+  });
+  after(() => tmp.remove());
+
+  test('the shipped API-gateway example passes the audit, even with --strict', async () => {
+    const r = await runCli(['--check', EXAMPLE, '--strict']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /route audit: no route with auth can be reached with weaker checks/);
+  });
+
+  test('the bypassable layout: warnings naming both routes, the methods and the hosts; exit 0', async () => {
+    const r = await runCli(['--check', bypassable]);
+    assert.equal(r.code, 0, r.stderr);
+    const warnings = r.stdout.split('\n').filter((l) => l.includes('warning:'));
+    assert.equal(warnings.length, 2, r.stdout);
+    assert.match(warnings[0]!, /routes\[0\] orders-write \(POST,PUT api\.example\.test \/v1\/orders\) has api_key auth, but GET, HEAD, PATCH, DELETE, OPTIONS, methods no route names for \/v1\/orders and below with Host api\.example\.test reach upstream "app" via routes\[1\] orders-read without auth/);
+    assert.match(warnings[1]!, /routes\[2\] admin-ui .* has basic auth, but requests of any method for \/admin and below with a Host no route names reach upstream "web" via routes\[3\] site without auth/);
+  });
+
+  test('--strict turns findings into exit 1; --strict without --check is a usage error', async () => {
+    assert.equal((await runCli(['--check', bypassable, '--strict'])).code, 1);
+    const r = await runCli(['--strict']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--strict applies to --check only/);
+  });
+
+  test('route paths must be normalised; paths that differ only in case make duplicate routes', async () => {
+    const base = baseConfig({ proxyPort: 18080, adminPort: 19090, servers: ['127.0.0.1:9001'] });
+    const file = await tmp.writeConfig({
+      ...base,
+      routes: [
+        { match: { path: '/a/../b' }, upstream: 'app' },
+        { match: { path: '/x;y' }, upstream: 'app' },
+        { match: { path: '/%61dmin' }, upstream: 'app' },
+        { match: { path: '/caf\u00e9' }, upstream: 'app' },
+        { match: { path: '/Admin' }, upstream: 'app' },
+        { match: { path: '/admin' }, upstream: 'app' },
+      ],
+    }, 'paths.yaml');
+    const r = await runCli(['--check', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /routes\[0\]\.match\.path: expected a normalised path .*got "\/a\/\.\.\/b"; write "\/b"/);
+    assert.match(r.stderr, /routes\[1\]\.match\.path: expected a normalised path .*got "\/x;y"\n/);
+    assert.match(r.stderr, /routes\[2\]\.match\.path: .*; write "\/admin"/);
+    assert.match(r.stderr, /routes\[3\]\.match\.path: .*; write "\/caf%C3%A9"/);
+    assert.match(r.stderr, /routes\[5\]\.match: duplicate route \(same host, path \("\/Admin": paths match case-insensitively\), methods and headers as routes\[4\]\)/);
+  });
+});
