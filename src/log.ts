@@ -23,32 +23,34 @@ export function createLogger(logging: LoggingConfig, bindings: Record<string, un
 
 
 /**
- * Bounds repeated log lines: per key (say, an error reason), at most
- * `perSecond` lines a second. A flood of identical failures (an upstream
- * down, file descriptors exhausted) then costs a few lines a second instead
- * of one per request; each line let through says how many of its kind were
- * held back since the previous one.
+ * Bounds repeated log lines: per key (say, an error reason), a token bucket
+ * of `burst` lines refilled at `perSecond`. Ordinary error rates are logged
+ * line for line; a flood of identical failures (an upstream down, file
+ * descriptors exhausted) then costs a few lines a second instead of one per
+ * request, and each line let through says how many of its kind were held
+ * back since the previous one.
  */
 export class LogThrottle {
-  private readonly windows = new Map<string, { start: number; logged: number; held: number }>();
+  private readonly buckets = new Map<string, { tokens: number; at: number; held: number }>();
 
-  constructor(private readonly perSecond = 10) {}
+  constructor(
+    private readonly perSecond = 10,
+    private readonly burst = 100,
+  ) {}
 
   /** undefined: hold this line back; otherwise log it, with this many of its kind held back before it. */
   admit(key: string, now = Date.now()): number | undefined {
-    let w = this.windows.get(key);
-    if (w === undefined) this.windows.set(key, (w = { start: now, logged: 0, held: 0 }));
-    if (now - w.start >= 1000) {
-      w.start = now;
-      w.logged = 0;
-    }
-    if (w.logged >= this.perSecond) {
-      w.held++;
+    let b = this.buckets.get(key);
+    if (b === undefined) this.buckets.set(key, (b = { tokens: this.burst, at: now, held: 0 }));
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
+    b.at = now;
+    if (b.tokens < 1) {
+      b.held++;
       return undefined;
     }
-    w.logged++;
-    const held = w.held;
-    w.held = 0;
+    b.tokens--;
+    const held = b.held;
+    b.held = 0;
     return held;
   }
 }

@@ -82,7 +82,7 @@ export interface ExchangeContext {
   readonly router: Router<RouteRuntime>;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
-  /** Bounds repeated failure lines (one reason at most 10 a second). */
+  /** Bounds repeated failure lines (per reason: a burst of 100, then 10 a second). */
   readonly logThrottle: LogThrottle;
   readonly accessLog: boolean;
   readonly underscores: UnderscorePolicy;

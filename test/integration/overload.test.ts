@@ -54,7 +54,6 @@ test('beyond limits.max_connections a new connection is closed at once, counted,
 });
 
 test('a flood of one failure logs a bounded number of lines, each saying how many were held back', async () => {
-  await sleep(1100); // a fresh one-second window
   const before = logLines(sy.output()).filter((l) => l.msg === 'request failed').length;
   const requests = 400;
   const started = Date.now();
@@ -62,7 +61,8 @@ test('a flood of one failure logs a bounded number of lines, each saying how man
   const seconds = Math.ceil((Date.now() - started) / 1000) + 1;
   await sleep(200);
   const lines = logLines(sy.output()).filter((l) => l.msg === 'request failed').slice(before);
-  assert.ok(lines.length <= 10 * seconds, `${lines.length} lines for ${requests} failures in ~${seconds} s`);
+  // At most a burst of 100 lines, then 10 a second.
+  assert.ok(lines.length <= 100 + 10 * seconds, `${lines.length} lines for ${requests} failures in ~${seconds} s`);
   assert.ok(lines.length >= 10);
   const accounted = lines.length + lines.reduce((n, l) => n + Number(l.heldBack ?? 0), 0);
   assert.ok(accounted <= requests);
