@@ -103,6 +103,7 @@ interface NativeAddon {
 }
 
 let loaded: NativeAddon | undefined;
+const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'layout'];
 
 /** Loads the addon once; throws an Error saying how to build it if it is missing. */
 function addon(): NativeAddon {
@@ -113,14 +114,21 @@ function addon(): NativeAddon {
   const tried: string[] = [];
   for (const flavour of ['Release', 'Debug']) {
     const file = path.join(root, 'build', flavour, 'switchyard.node');
+    let candidate: NativeAddon;
     try {
-      loaded = require(file) as NativeAddon;
-      return loaded;
+      candidate = require(file) as NativeAddon;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'MODULE_NOT_FOUND' && code !== 'ERR_DLOPEN_FAILED') throw err;
       tried.push(`${file}: ${(err as Error).message.split('\n')[0]}`);
+      continue;
     }
+    // A build left from an older checkout loads fine and fails later, in a worker, on a missing export: say so now.
+    const missing = ADDON_EXPORTS.filter((name) => candidate[name] === undefined);
+    if (missing.length > 0) {
+      throw new Error(`Switchyard native addon ${file} is older than this code (no ${missing.join(', ')}): rebuild it with \`npm run install\` in ${root}.`);
+    }
+    return (loaded = candidate);
   }
   throw new Error(
     'Switchyard native addon is missing or does not load (needed for shared counters and hashing).\n' +
