@@ -38,6 +38,13 @@ export class LogThrottle {
     private readonly burst = 100,
   ) {}
 
+  /** Logs `msg` at warn level unless lines of `key` are held back; a line let through carries `heldBack` when some were. */
+  warn(log: Logger, key: string, fields: Record<string, unknown>, msg: string): void {
+    const held = this.admit(key);
+    if (held === undefined) return;
+    log.warn(held > 0 ? { ...fields, heldBack: held } : fields, msg);
+  }
+
   /** undefined: hold this line back; otherwise log it, with this many of its kind held back before it. */
   admit(key: string, now = Date.now()): number | undefined {
     let b = this.buckets.get(key);

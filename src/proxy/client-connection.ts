@@ -178,8 +178,7 @@ export class ClientConnection implements Expirable, ClientSide {
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       reason = !this.requestLineDone || this.requestLineBytes > this.worker.limits.maxUrlBytes ? 'url-too-long' : 'headers-too-large';
     }
-    const held = this.worker.logThrottle.admit(`malformed:${err.code}`);
-    if (held !== undefined) this.worker.log.warn({ peer: this.peerAddress, code: err.code, reason: err.reason, ...(held > 0 ? { heldBack: held } : {}) }, 'malformed request');
+    this.worker.logThrottle.warn(this.worker.log, `malformed:${err.code}`, { peer: this.peerAddress, code: err.code, reason: err.reason }, 'malformed request');
     this.socket.pause();
     const broken = this.parsing;
     if (broken !== undefined && broken === this.active) {

@@ -611,18 +611,15 @@ export class Exchange implements UpstreamListener {
     this.dropUpstream();
     this.status = STATUS_FOR[reason];
     if (closesConnection(reason) || this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
-    const held = this.ctx.logThrottle.admit(reason);
-    if (held !== undefined) {
-      this.ctx.log.warn(
-        { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address, ...(held > 0 ? { heldBack: held } : {}) },
-        'request failed',
-      );
-    }
+    this.ctx.logThrottle.warn(
+      this.ctx.log,
+      reason,
+      { reqId: this.requestId, status: this.status, reason, detail, method: this.method, url: this.loggedUrl(), upstream: this.upstream?.config.name, server: this.server?.address },
+      'request failed',
+    );
     const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
     this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers, this.method === 'HEAD'), 'latin1');
-    this.to('failed');
-    this.record(this.status);
-    this.client.onExchangeDone(this);
+    this.end('failed');
   }
 
   /** The response is partly sent and can't be completed: the client must see an abort, never a short success. */
@@ -647,7 +644,12 @@ export class Exchange implements UpstreamListener {
 
   /** Answered in full (or the tunnel closed): the connection moves on. */
   private finish(): void {
-    this.to('finished');
+    this.end('finished');
+  }
+
+  /** Answered, by the upstream or by Switchyard itself: recorded, and the connection moves on. */
+  private end(phase: 'finished' | 'failed'): void {
+    this.to(phase);
     this.record(this.status);
     this.client.onExchangeDone(this);
   }

@@ -7,6 +7,7 @@
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
+import { headerNameEquals } from '../gateway/header-rules.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { ProxyErrorReason } from './errors.js';
 import { clientEndToEndHeaders, type RequestHeadInfo } from './headers.js';
@@ -92,6 +93,6 @@ export function afterAuthentication(route: RouteRuntime, result: AuthResult | un
 
 /** The first value of a header (name lower-case), or undefined. */
 function headerValue(raw: readonly string[], lowerName: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) return raw[i + 1];
+  for (let i = 0; i < raw.length; i += 2) if (headerNameEquals(raw[i]!, lowerName)) return raw[i + 1];
   return undefined;
 }

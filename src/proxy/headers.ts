@@ -132,11 +132,14 @@ export function clientEndToEndHeaders(raw: readonly string[], info: RequestHeadI
   const tokens = info.connectionTokens;
   const underscores = dropUnderscored && info.underscored;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP) || (underscores && name.indexOf('_') >= 0)) continue;
-    out.push(name, raw[i + 1]!);
+    if (!isDroppedUp(raw[i]!, tokens, underscores)) out.push(raw[i]!, raw[i + 1]!);
   }
   return out;
+}
+
+/** A request header that never goes upstream as the client sent it. */
+function isDroppedUp(name: string, tokens: string[] | undefined, underscores: boolean): boolean {
+  return isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP) || (underscores && name.indexOf('_') >= 0);
 }
 
 export interface UpstreamHeadOptions {
@@ -168,9 +171,7 @@ export function buildUpstreamHead(o: UpstreamHeadOptions): string {
   const tokens = o.filtered ? undefined : o.info.connectionTokens;
   const underscores = !o.filtered && o.dropUnderscored && o.info.underscored;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP) || (underscores && name.indexOf('_') >= 0)) continue;
-    head += `${name}: ${raw[i + 1]}\r\n`;
+    if (!isDroppedUp(raw[i]!, tokens, underscores)) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
   }
   head += `X-Forwarded-For: ${o.forwardedFor}\r\nX-Forwarded-Proto: ${o.forwardedProto}\r\n`;
   if (o.forwardedHost !== undefined) head += `X-Forwarded-Host: ${o.forwardedHost}\r\n`;

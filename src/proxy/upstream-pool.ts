@@ -51,8 +51,6 @@ export type CloseReason =
   | 'upgrade'
   | 'shutdown';
 
-export const CLOSE_REASONS: readonly CloseReason[] = ['idle-cap', 'idle-timeout', 'upstream-asked', 'tainted', 'error', 'request-incomplete', 'abandoned', 'upgrade', 'shutdown'];
-
 /** Told when connections to a server open, are reused and close (shared-memory counters, metrics). */
 export interface ConnectionCounter {
   connectionOpened(server: ServerSlot): void;
@@ -77,7 +75,7 @@ export class UpstreamPool {
           this.counter.connectionReused(this.server);
           return conn;
         }
-        conn.destroy(conn.tainted ? 'tainted' : 'upstream-asked');
+        conn.destroy(conn.unusableReason());
       }
     }
     const conn = new UpstreamConnection(this, this.options);
@@ -87,7 +85,7 @@ export class UpstreamPool {
 
   release(conn: UpstreamConnection): void {
     if (this.closed || this.idle.length >= this.options.maxIdle || !conn.usable()) {
-      conn.destroy(this.closed ? 'shutdown' : !conn.usable() ? (conn.tainted ? 'tainted' : 'upstream-asked') : 'idle-cap');
+      conn.destroy(this.closed ? 'shutdown' : !conn.usable() ? conn.unusableReason() : 'idle-cap');
       return;
     }
     conn.detach(deadlineIn(this.options.idleTimeoutMs));
@@ -136,7 +134,7 @@ export class UpstreamConnection implements Expirable {
   /** The response ended inside the current execute(). */
   private completed = false;
   /** The server sent bytes after its response: the connection must not serve another request. */
-  tainted = false;
+  private tainted = false;
 
   constructor(private readonly pool: UpstreamPool, private readonly options: PoolOptions) {
     const { host, port } = pool.server;
@@ -208,6 +206,11 @@ export class UpstreamConnection implements Expirable {
   /** The exchange's own connect deadline (a route may shorten the upstream's). */
   limitConnectTime(deadline: number): void {
     if (!this.connected && deadline < this.connectDeadline) this.connectDeadline = deadline;
+  }
+
+  /** Why an unusable connection is closed: it sent bytes nobody asked for, or the upstream ended it. */
+  unusableReason(): CloseReason {
+    return this.tainted ? 'tainted' : 'upstream-asked';
   }
 
   usable(): boolean {

@@ -88,8 +88,7 @@ export class WorkerRuntime implements ExchangeContext {
   /** A client connection closed at once: the worker holds limits.max_connections already. */
   onConnectionRefused(): void {
     this.metrics.connectionRefused();
-    const held = this.logThrottle.admit('max-connections');
-    if (held !== undefined) this.log.warn({ max: this.limits.maxConnections, ...(held > 0 ? { heldBack: held } : {}) }, 'connection refused: limits.max_connections reached');
+    this.logThrottle.warn(this.log, 'max-connections', { max: this.limits.maxConnections }, 'connection refused: limits.max_connections reached');
   }
 
   onConnectionClosed(conn: WorkerConnection): void {
