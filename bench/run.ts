@@ -8,6 +8,7 @@ import { startBackends } from './lib/backends.js';
 import { checkOnce } from './lib/check.js';
 import { autocannonDriver, wrkDriver, type Driver, type LoadSpec } from './lib/load.js';
 import { sampleRss, treeCpuMicros } from './lib/proc.js';
+import { scrapeMetrics, upstreamReusePct } from './lib/metrics.js';
 import { startCpuSplit } from './lib/split.js';
 import { benchWorkspace, stopAll } from './lib/process.js';
 import { LEGEND, summarise, table, writeResults, type Cell } from './lib/report.js';
@@ -97,7 +98,7 @@ async function runCell(sys: SystemDef, s: Scenario, round: number, ctx: CellCont
       url,
       method: s.method,
       body,
-      connections: ctx.opts.connections,
+      connections: s.connections ?? ctx.opts.connections,
       durationSec: ctx.opts.durationSec,
       newConnectionPerRequest: s.newConnectionPerRequest ?? false,
     };
@@ -107,8 +108,10 @@ async function runCell(sys: SystemDef, s: Scenario, round: number, ctx: CellCont
       ? `, primary ${m.primaryCpuPct!.toFixed(1)}% CPU, workers ${m.workerCpuPct.map((x) => x.toFixed(0)).join('/')}`
       : '';
     const errs = m.errors || m.non2xx ? `, ${m.errors} errors, ${m.non2xx} non-2xx` : '';
-    console.log(`${tag} ${m.rps.toFixed(0).padStart(7)} req/s, p99 ${m.p99Ms.toFixed(2)} ms${cost}${split}${errs}`);
-    return { round, scenario: s.name, system: sys.name, ...m };
+    const reusePct = running.admin && upstreamReusePct(await scrapeMetrics(running.admin.port, running.admin.token));
+    const reuse = reusePct === undefined ? '' : `, upstream reuse ${reusePct.toFixed(2)}%`;
+    console.log(`${tag} ${m.rps.toFixed(0).padStart(7)} req/s, p99 ${m.p99Ms.toFixed(2)} ms${cost}${split}${errs}${reuse}`);
+    return { round, scenario: s.name, system: sys.name, ...m, ...(reusePct === undefined ? {} : { upstreamReusePct: reusePct }) };
   } catch (err) {
     return failed((err as Error).message);
   } finally {

@@ -121,12 +121,14 @@ export function parseWrk(out: string, durationSec: number): LoadResult {
 
 /**
  * wrk with one thread (the machine has 2 cores, shared with the proxy and
- * backends). For a new connection per request it sends `Connection: close`:
+ * backends), two from 1,000 connections, where one thread's event loop would
+ * become the bottleneck and measure wrk instead of the proxy. For a new connection per request it sends `Connection: close`:
  * wrk reconnects whenever a response is not keep-alive.
  */
 export function wrkDriver(wrk: string): Driver {
   return (spec, tmp) => {
-    const args = ['-t1', `-c${spec.connections}`, `-d${spec.durationSec}s`, '--latency', '--timeout', '10s'];
+    const threads = spec.connections >= 1000 ? 2 : 1;
+    const args = [`-t${threads}`, `-c${spec.connections}`, `-d${spec.durationSec}s`, '--latency', '--timeout', '10s'];
     if (spec.newConnectionPerRequest) args.push('-H', 'Connection: close');
     if (spec.method !== 'GET' || spec.body) {
       const lua = join(tmp, `wrk-${spec.method}-${spec.body?.length ?? 0}.lua`);

@@ -41,3 +41,21 @@ export function parseLoopDelay(text: string): Map<string, LoopDelay> {
   }
   return out;
 }
+
+/** Summed over workers: a counter's samples in one scrape (every label set). */
+function counterSum(text: string, name: string): number {
+  let sum = 0;
+  for (const [, value] of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+(\\S+)`, 'gm'))) sum += Number(value);
+  return sum;
+}
+
+/**
+ * Share of upstream requests that went out on a reused connection, percent;
+ * undefined when the build does not count them.
+ */
+export function upstreamReusePct(text: string): number | undefined {
+  if (!text.includes('# TYPE switchyard_upstream_connection_reuses_total ')) return undefined;
+  const reused = counterSum(text, 'switchyard_upstream_connection_reuses_total');
+  const opened = counterSum(text, 'switchyard_upstream_connections_opened_total');
+  return reused + opened > 0 ? (100 * reused) / (reused + opened) : undefined;
+}

@@ -16,7 +16,9 @@ master_process on;
 worker_processes ${workers};
 pid ${join(prefix, 'nginx.pid')};
 error_log ${join(prefix, 'logs/error.log')} warn;
-events { worker_connections 4096; }
+# The connections sweep holds 8,000 clients plus as many upstream sockets.
+worker_rlimit_nofile 40000;
+events { worker_connections 20000; }
 http {
   access_log off;
   default_type application/octet-stream;
@@ -42,7 +44,7 @@ ${inner}
  */
 export function backendConf(prefix: string, www: string, port: number): string {
   return conf(prefix, 1, `  server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} backlog=16384;
     location = /100b { return 200 "${'a'.repeat(100)}"; }
     location = /post { return 200 "ok\\n"; }
     location / { root ${www}; }
@@ -58,7 +60,7 @@ ${servers}
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} backlog=16384;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;

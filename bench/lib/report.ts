@@ -22,6 +22,8 @@ export interface Cell {
   primaryCpuPct?: number;
   /** Cluster systems: each worker's share of the workers' CPU, percent, busiest first. */
   workerCpuPct?: number[];
+  /** Switchyard: share of upstream requests sent on a reused connection, percent. */
+  upstreamReusePct?: number;
   /** Why the cell has no numbers. */
   failed?: string;
 }

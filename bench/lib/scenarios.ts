@@ -10,6 +10,8 @@ export interface Scenario {
   /** Response body size every backend sends for `path`. */
   expectBytes: number;
   newConnectionPerRequest?: boolean;
+  /** Client connections for this scenario; absent: `--connections` (64). */
+  connections?: number;
   /** Only these systems run it; undefined means every non-variant system. */
   systems?: string[];
   /** Variants and references that run here too, beside every other system. */
@@ -41,6 +43,17 @@ export const SCENARIOS: Scenario[] = [
     variants: [...SCHEDULING_VARIANTS, ...REFERENCES],
   },
   { name: 'post-4k', description: 'POST 4 KB body, keep-alive', path: '/post', method: 'POST', bodyBytes: 4096, expectBytes: 3, variants: SCHEDULING_VARIANTS },
+  // The connections sweep (with `100b` as its 64-connection point): what a
+  // front end holding thousands of keep-alive clients costs per request.
+  ...[1000, 8000].map((connections) => ({
+    name: `c${connections / 1000}k`,
+    description: `GET 100 B, keep-alive, ${connections} connections (wrk -t2)`,
+    path: '/100b',
+    method: 'GET' as const,
+    expectBytes: 100,
+    connections,
+    systems: ['switchyard', 'nginx', 'haproxy'],
+  })),
   {
     name: 'balance',
     description: 'GET 100 B keep-alive: Switchyard round-robin vs source vs least-conn (one client IP: source pins to one backend)',

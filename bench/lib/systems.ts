@@ -76,7 +76,7 @@ export function switchyardYaml(
   return `workers: 2
 scheduling: ${scheduling}
 listen:
-  - { host: 127.0.0.1, port: ${port} }
+  - { host: 127.0.0.1, port: ${port}, backlog: 16384 }
 admin: { host: 127.0.0.1, port: ${adminPort}, token: ${ADMIN_TOKEN} }
 logging: { level: warn, access: false }
 shutdown_timeout: 2s
@@ -171,7 +171,8 @@ export const SYSTEMS: SystemDef[] = [
         file,
         `global
   nbthread 2
-  maxconn 4096
+  # 8,000 clients plus their server sockets; HAProxy asks for 2 fds per connection.
+  maxconn 9500
 defaults
   mode http
   http-reuse always
