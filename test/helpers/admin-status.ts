@@ -1,9 +1,16 @@
-// Typed reads of a running Switchyard's `GET /status` for balancing tests:
-// the per-server counters and health, and waits for "the workers run this
-// config now" after a reload or a respawn. Every wait is bounded and its
-// error carries the last status seen.
+// The admin API of a running Switchyard, for tests: authenticated requests,
+// typed reads of `GET /status` (workers, per-server counters and health), and
+// waits for "the workers run this config now" after a reload or a respawn.
+// Every wait is bounded and its error carries the last status seen.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { admin } from './process.js';
+import { request, type Response } from './process.js';
+import { ADMIN_TOKEN } from './switchyard.js';
+
+/** A request to the admin API with the test token (or `token`, or none when null). */
+export function admin(port: number, path: string, method = 'GET', token: string | null = ADMIN_TOKEN): Promise<Response> {
+  // A reload replaces every worker, one at a time: on a loaded 2-core machine that can take several seconds.
+  return request({ port, path, method, headers: token === null ? {} : { authorization: `Bearer ${token}` }, timeoutMs: 30_000 });
+}
 
 export interface ServerStatus {
   address: string;
@@ -18,20 +25,25 @@ export interface ServerStatus {
 export interface WorkerStatus {
   slot: number;
   pid: number | null;
+  uptimeSeconds: number;
   state: string;
   restarts: number;
 }
 
-export interface BalancingStatus {
+export interface Status {
+  pid: number;
+  crashLoop: boolean;
   workers: WorkerStatus[];
   unresponsiveWorkers: number[];
+  requests: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
+  [key: string]: unknown;
 }
 
-export async function getStatus(adminPort: number): Promise<BalancingStatus> {
+export async function getStatus(adminPort: number): Promise<Status> {
   const res = await admin(adminPort, '/status');
   if (res.status !== 200) throw new Error(`GET /status answered ${res.status}: ${res.body}`);
-  return JSON.parse(res.body) as BalancingStatus;
+  return JSON.parse(res.body) as Status;
 }
 
 /**
@@ -39,14 +51,9 @@ export async function getStatus(adminPort: number): Promise<BalancingStatus> {
  * `what` and the last status. A refused connection is retried: the admin API
  * starts listening only once the first workers are ready.
  */
-export async function waitForStatus(
-  adminPort: number,
-  what: string,
-  ok: (s: BalancingStatus) => boolean,
-  timeoutMs = 10_000,
-): Promise<BalancingStatus> {
+export async function waitForStatus(adminPort: number, what: string, ok: (s: Status) => boolean, timeoutMs = 10_000): Promise<Status> {
   const deadline = Date.now() + timeoutMs;
-  let last: BalancingStatus | string = 'none';
+  let last: Status | string = 'none';
   for (;;) {
     try {
       last = await getStatus(adminPort);
@@ -61,16 +68,16 @@ export async function waitForStatus(
 }
 
 /** Exactly `count` workers, all ready, none of them in `oldPids` (the ones before a reload or kill). */
-export function workersReady(s: BalancingStatus, count: number, oldPids: ReadonlySet<number> = new Set()): boolean {
+export function workersReady(s: Status, count: number, oldPids: ReadonlySet<number> = new Set()): boolean {
   return s.workers.length === count && s.workers.every((w) => w.state === 'ready' && w.pid !== null && !oldPids.has(w.pid));
 }
 
 /** The server addresses /status lists for `upstream`, in its order. */
-export function serverAddresses(s: BalancingStatus, upstream: string): string[] {
+export function serverAddresses(s: Status, upstream: string): string[] {
   return (s.upstreams[upstream]?.servers ?? []).map((server) => server.address);
 }
 
 /** Per-server active counts of `upstream`, keyed by address. */
-export function activeByServer(s: BalancingStatus, upstream: string): Map<string, number> {
+export function activeByServer(s: Status, upstream: string): Map<string, number> {
   return new Map((s.upstreams[upstream]?.servers ?? []).map((server) => [server.address, server.active]));
 }

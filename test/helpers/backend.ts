@@ -245,6 +245,23 @@ export async function startBackend(
   return backend;
 }
 
+/**
+ * A backend that names itself: answers `backend <port>\n`; `/slow` answers
+ * `backend <port> slow\n` after `slowMs` and calls `onSlow` when such a
+ * request arrives (so a test knows it is in flight).
+ */
+export async function startNamedBackend(o: { slowMs?: number; onSlow?: () => void } = {}): Promise<Backend> {
+  const backend = await startBackend({
+    respond: (req) => {
+      const text = { status: 200, headers: [['content-type', 'text/plain']] as Array<[string, string]> };
+      if (req.url !== '/slow') return { ...text, body: `backend ${backend.port}\n` };
+      o.onSlow?.();
+      return { ...text, body: `backend ${backend.port} slow\n`, delayMs: o.slowMs ?? 1500 };
+    },
+  });
+  return backend;
+}
+
 async function sendAnswer(res: http.ServerResponse, a: Answer): Promise<void> {
   if (a.delayMs) await sleep(a.delayMs);
   if (res.destroyed) return;

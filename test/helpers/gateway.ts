@@ -6,8 +6,7 @@ import http from 'node:http';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import type { Backend, ReceivedRequest } from './backend.js';
-import { waitForStatus, workersReady } from './admin-status.js';
-import { admin } from './process.js';
+import { admin, waitForStatus, workersReady } from './admin-status.js';
 
 export interface Reply {
   status: number;

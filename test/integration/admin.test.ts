@@ -2,22 +2,10 @@
 // SIGHUP), and that it never answers on a proxy port.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import {
-  admin,
-  ADMIN_TOKEN,
-  baseConfig,
-  freePort,
-  isAlive,
-  request,
-  startBackend,
-  startCli,
-  status,
-  tempDir,
-  waitForStatus,
-  type Backend,
-  type RunningCli,
-  type TempDir,
-} from '../helpers/process.js';
+import { admin, getStatus, waitForStatus } from '../helpers/admin-status.js';
+import { startNamedBackend, type Backend } from '../helpers/backend.js';
+import { isAlive, request, tempDir, type TempDir } from '../helpers/process.js';
+import { ADMIN_TOKEN, baseConfig, freePort, startCli, type RunningCli } from '../helpers/switchyard.js';
 
 describe('admin API', () => {
   let tmp: TempDir;
@@ -30,7 +18,7 @@ describe('admin API', () => {
 
   before(async () => {
     tmp = await tempDir();
-    backend = await startBackend();
+    backend = await startNamedBackend();
     proxyPort = await freePort();
     adminPort = await freePort();
     config = baseConfig({ proxyPort, adminPort, servers: [backend.address], workers: 1 });
@@ -59,7 +47,7 @@ describe('admin API', () => {
 
   test('GET /status with the token describes the process, workers and upstreams', async () => {
     for (let i = 0; i < 3; i++) assert.equal((await request({ port: proxyPort, path: `/n${i}` })).status, 200);
-    const s = await status(adminPort);
+    const s = await getStatus(adminPort);
     assert.equal(s.pid, cli.pid);
     assert.equal(s.configFile, file);
     assert.equal(s.scheduling, 'kernel');
@@ -96,7 +84,7 @@ describe('admin API', () => {
   });
 
   test('POST /reload with an invalid file answers 400 with the errors and changes nothing', async () => {
-    const before = await status(adminPort);
+    const before = await getStatus(adminPort);
     await tmp.writeText('workers: 2\nbogus: true\n', 'switchyard.yaml');
     try {
       const res = await admin(adminPort, '/reload', 'POST');
@@ -104,7 +92,7 @@ describe('admin API', () => {
       const body = JSON.parse(res.body) as { ok: boolean; errors: string[] };
       assert.equal(body.ok, false);
       assert.ok(body.errors.some((e) => e.startsWith(`${file}:2:1`) && e.includes('bogus')), res.body);
-      const after = await status(adminPort);
+      const after = await getStatus(adminPort);
       assert.deepEqual(
         after.workers.map((w) => w.pid),
         before.workers.map((w) => w.pid),
@@ -116,32 +104,33 @@ describe('admin API', () => {
   });
 
   test('POST /reload with a valid file replaces every worker and applies a new worker count', async () => {
-    const before = await status(adminPort);
+    const before = await getStatus(adminPort);
     const oldPid = before.workers[0]!.pid!;
     await tmp.writeConfig({ ...config, workers: 2 });
     const res = await admin(adminPort, '/reload', 'POST');
     assert.equal(res.status, 200, res.body);
     assert.deepEqual(JSON.parse(res.body), { ok: true });
-    const after = await waitForStatus(adminPort, (s) => s.workers.filter((w) => w.state === 'ready').length === 2);
+    const after = await waitForStatus(adminPort, 'two ready workers after the reload', (s) => s.workers.filter((w) => w.state === 'ready').length === 2);
     // The old worker may still be listed as draining (idle keep-alive connections get a short grace).
     const ready = after.workers.filter((w) => w.state === 'ready');
     assert.deepEqual(ready.map((w) => w.slot).sort(), [0, 1]);
     assert.ok(ready.every((w) => w.pid !== oldPid && w.restarts === 0));
     // The old worker drains (no requests in flight) and exits.
-    await waitForStatus(adminPort, (s) => s.workers.length === 2 && !isAlive(oldPid));
+    await waitForStatus(adminPort, 'two workers, the old one gone', (s) => s.workers.length === 2 && !isAlive(oldPid));
     assert.equal((await request({ port: proxyPort })).status, 200);
   });
 
   test('SIGHUP reloads like POST /reload', async () => {
-    const before = await waitForStatus(adminPort, (s) => s.workers.every((w) => w.state === 'ready'));
+    const before = await waitForStatus(adminPort, 'every worker ready', (s) => s.workers.every((w) => w.state === 'ready'));
     await tmp.writeConfig({ ...config, workers: 1 });
     process.kill(cli.pid, 'SIGHUP');
     const after = await waitForStatus(
       adminPort,
+      'one new ready worker after SIGHUP',
       (s) => s.workers.length === 1 && s.workers[0]!.state === 'ready' && !before.workers.some((w) => w.pid === s.workers[0]!.pid),
     );
     assert.equal(after.workers[0]!.slot, 0);
-    await waitForStatus(adminPort, () => before.workers.every((w) => !isAlive(w.pid!)));
+    await waitForStatus(adminPort, 'the old workers gone', () => before.workers.every((w) => !isAlive(w.pid!)));
     assert.equal((await request({ port: proxyPort })).status, 200);
   });
 });

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 import { clientAddress, getOnce, mapPool, startLoad, type ShortResponse } from '../helpers/client-pool.js';
 import { startIdentityBackends, type IdentityBackend } from '../helpers/identity-backends.js';
-import { activeByServer, getStatus, waitForStatus, workersReady, type BalancingStatus } from '../helpers/admin-status.js';
+import { activeByServer, getStatus, waitForStatus, workersReady, type Status } from '../helpers/admin-status.js';
 
 const WORKERS = 2;
 const SERVERS = 6;
@@ -30,7 +30,7 @@ async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Prom
 
 const totalOpen = (backends: readonly IdentityBackend[]): number => backends.reduce((n, b) => n + b.open, 0);
 
-function allIdle(s: BalancingStatus): boolean {
+function allIdle(s: Status): boolean {
   return s.unresponsiveWorkers.length === 0 && s.upstreams.app!.servers.every((server) => server.active === 0);
 }
 

@@ -9,10 +9,9 @@ import { writeFileSync } from 'node:fs';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
-import { admin } from '../helpers/process.js';
 import { countBy, whoServes } from '../helpers/client-pool.js';
 import { startIdentityBackends, type IdentityBackend } from '../helpers/identity-backends.js';
-import { getStatus, serverAddresses, waitForStatus, workersReady } from '../helpers/admin-status.js';
+import { admin, getStatus, serverAddresses, waitForStatus, workersReady } from '../helpers/admin-status.js';
 
 const CLIENTS = 10_000;
 const CONCURRENCY = 64;

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { baseConfig, runCli, tempDir, type TempDir } from '../helpers/process.js';
+import { tempDir, type TempDir } from '../helpers/process.js';
+import { baseConfig, runCli } from '../helpers/switchyard.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../config/examples/api-gateway.yaml', import.meta.url));
 const KEY = { api_key: { keys: [{ name: 'k', key: 'a-key-of-enough-length' }] } };

@@ -2,22 +2,10 @@
 // crash loop and graceful shutdown.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import {
-  baseConfig,
-  freePort,
-  isAlive,
-  request,
-  runCli,
-  sleep,
-  startBackend,
-  startCli,
-  status,
-  tempDir,
-  waitForStatus,
-  type Backend,
-  withOutput,
-  type TempDir,
-} from '../helpers/process.js';
+import { getStatus, waitForStatus } from '../helpers/admin-status.js';
+import { startNamedBackend, type Backend } from '../helpers/backend.js';
+import { isAlive, request, sleep, tempDir, type TempDir } from '../helpers/process.js';
+import { baseConfig, freePort, runCli, startCli, withOutput } from '../helpers/switchyard.js';
 
 describe('command line', () => {
   let tmp: TempDir;
@@ -89,7 +77,7 @@ describe('command line', () => {
   });
 
   test('a proxy port already taken fails the start-up with exit 1', async () => {
-    const blocker = await startBackend();
+    const blocker = await startNamedBackend();
     try {
       const adminPort = await freePort();
       const file = await tmp.writeConfig(
@@ -110,7 +98,7 @@ describe('workers', () => {
   let backend: Backend;
   before(async () => {
     tmp = await tempDir();
-    backend = await startBackend();
+    backend = await startNamedBackend();
   });
   after(async () => {
     await backend.close();
@@ -129,7 +117,7 @@ describe('workers', () => {
     const { cli, proxyPort, adminPort } = await start(2);
     try {
       await withOutput(cli, async () => {
-        const s = await waitForStatus(adminPort, (s) => s.workers.filter((w) => w.state === 'ready').length === 2);
+        const s = await waitForStatus(adminPort, 'two ready workers', (s) => s.workers.filter((w) => w.state === 'ready').length === 2);
         assert.equal(s.pid, cli.pid);
         assert.deepEqual(s.workers.map((w) => w.slot).sort(), [0, 1]);
         for (const w of s.workers) {
@@ -152,7 +140,7 @@ describe('workers', () => {
     const cli = await startCli(file, { args: ['--workers', '1'], waitFor: [proxyPort, adminPort] });
     try {
       await withOutput(cli, async () => {
-        const s = await waitForStatus(adminPort, (s) => s.workers.some((w) => w.state === 'ready'));
+        const s = await waitForStatus(adminPort, 'a ready worker', (s) => s.workers.some((w) => w.state === 'ready'));
         assert.equal(s.workers.length, 1);
       });
     } finally {
@@ -164,7 +152,7 @@ describe('workers', () => {
     const { cli, proxyPort, adminPort } = await start(2);
     try {
       await withOutput(cli, async () => {
-        const before = await waitForStatus(adminPort, (s) => s.workers.every((w) => w.state === 'ready'));
+        const before = await waitForStatus(adminPort, 'every worker ready', (s) => s.workers.every((w) => w.state === 'ready'));
         const victim = before.workers.find((w) => w.slot === 0)!;
         const other = before.workers.find((w) => w.slot === 1)!;
 
@@ -188,7 +176,7 @@ describe('workers', () => {
             process.kill(victim.pid!, 'SIGKILL');
             killed = true;
           } else if (killed && !replaced) {
-            const s = await status(adminPort);
+            const s = await getStatus(adminPort);
             const slot0 = s.workers.find((w) => w.slot === 0);
             replaced = slot0?.state === 'ready' && slot0.pid !== victim.pid;
           } else if (replaced) afterReplaced++;
@@ -197,7 +185,7 @@ describe('workers', () => {
         assert.ok(failures.length <= 1, `failures: ${failures.join(', ')}`);
         assert.ok(ok >= 70, `only ${ok} requests succeeded`);
 
-        const s = await status(adminPort);
+        const s = await getStatus(adminPort);
         const slot0 = s.workers.find((w) => w.slot === 0)!;
         const slot1 = s.workers.find((w) => w.slot === 1)!;
         assert.notEqual(slot0.pid, victim.pid);
@@ -216,10 +204,10 @@ describe('workers', () => {
     const { cli, proxyPort, adminPort } = await start(2);
     try {
       await withOutput(cli, async () => {
-        const before = await waitForStatus(adminPort, (s) => s.workers.every((w) => w.state === 'ready'));
+        const before = await waitForStatus(adminPort, 'every worker ready', (s) => s.workers.every((w) => w.state === 'ready'));
         const victim = before.workers.find((w) => w.slot === 1)!;
         process.kill(victim.pid!, 'SIGTERM');
-        const after = await waitForStatus(adminPort, (s) => {
+        const after = await waitForStatus(adminPort, 'slot 1 respawned and ready', (s) => {
           const w = s.workers.find((w) => w.slot === 1);
           return w?.state === 'ready' && w.pid !== victim.pid;
         });
@@ -241,7 +229,7 @@ describe('workers', () => {
         // workers: the fifth death within 10 s is a crash loop, and the worker
         // of the other slot survives it.
         for (const n of [2, 2, 1]) {
-          const s = await waitForStatus(adminPort, (s) =>
+          const s = await waitForStatus(adminPort, 'every worker respawned and ready', (s) =>
             s.workers.every((w) => w.state === 'ready' && w.pid !== null && !killed.has(w.pid)),
           );
           for (const w of s.workers.slice(0, n)) {
@@ -249,14 +237,14 @@ describe('workers', () => {
             killed.add(w.pid!);
           }
         }
-        const s = await waitForStatus(adminPort, (s) => s.crashLoop);
+        const s = await waitForStatus(adminPort, 'the crash loop flagged', (s) => s.crashLoop);
         const survivors = s.workers.filter((w) => w.state === 'ready');
         assert.equal(survivors.length, 1, JSON.stringify(s.workers));
         assert.ok(s.workers.some((w) => w.state === 'stopped' && w.pid === null));
 
         // Nothing is respawned afterwards (beyond the largest backoff used so far).
         await sleep(1000);
-        const later = await status(adminPort);
+        const later = await getStatus(adminPort);
         assert.equal(later.crashLoop, true);
         assert.deepEqual(
           later.workers.map((w) => [w.slot, w.pid, w.state]),
@@ -283,7 +271,7 @@ describe('graceful shutdown', () => {
     test(`${how}: an in-flight slow request completes, then the primary exits 0`, async () => {
       let arrived!: () => void;
       const slowArrived = new Promise<void>((resolve) => (arrived = resolve));
-      const backend = await startBackend({ slowMs: 1500, onSlow: () => arrived() });
+      const backend = await startNamedBackend({ slowMs: 1500, onSlow: () => arrived() });
       const proxyPort = await freePort();
       const adminPort = await freePort();
       const file = await tmp.writeConfig(baseConfig({ proxyPort, adminPort, servers: [backend.address], workers: 2 }));
@@ -291,7 +279,7 @@ describe('graceful shutdown', () => {
       const cli = await startCli(file, { waitFor: [proxyPort, adminPort], detached });
       try {
         await withOutput(cli, async () => {
-          const { workers } = await waitForStatus(adminPort, (s) => s.workers.every((w) => w.state === 'ready'));
+          const { workers } = await waitForStatus(adminPort, 'every worker ready', (s) => s.workers.every((w) => w.state === 'ready'));
           const inflight = request({ port: proxyPort, path: '/slow', timeoutMs: 10_000 });
           await slowArrived;
           const sentAt = Date.now();
@@ -317,7 +305,7 @@ describe('graceful shutdown', () => {
   test('a request that outlives shutdown_timeout is cut and the primary still exits 0', async () => {
     let arrived!: () => void;
     const slowArrived = new Promise<void>((resolve) => (arrived = resolve));
-    const backend = await startBackend({ slowMs: 5000, onSlow: () => arrived() });
+    const backend = await startNamedBackend({ slowMs: 5000, onSlow: () => arrived() });
     const proxyPort = await freePort();
     const adminPort = await freePort();
     const file = await tmp.writeConfig(
@@ -351,7 +339,7 @@ describe('demo backends', () => {
   after(() => tmp.remove());
 
   test('the primary serves demo backends the proxy can reach; a taken port is logged by address', async () => {
-    const blocker = await startBackend();
+    const blocker = await startNamedBackend();
     const demoPort = await freePort();
     const proxyPort = await freePort();
     const adminPort = await freePort();

@@ -2,22 +2,10 @@
 // summed over both workers and match exactly the number of requests sent.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import {
-  admin,
-  baseConfig,
-  freePort,
-  isAlive,
-  request,
-  sleep,
-  startBackend,
-  startCli,
-  status,
-  tempDir,
-  waitForStatus,
-  type Backend,
-  type RunningCli,
-  type TempDir,
-} from '../helpers/process.js';
+import { admin, getStatus, waitForStatus } from '../helpers/admin-status.js';
+import { startNamedBackend, type Backend } from '../helpers/backend.js';
+import { isAlive, request, sleep, tempDir, type TempDir } from '../helpers/process.js';
+import { baseConfig, freePort, startCli, type RunningCli } from '../helpers/switchyard.js';
 
 const N = 200;
 
@@ -47,7 +35,7 @@ function twoWorkerCli() {
   const ctx = {} as { tmp: TempDir; backend: Backend; cli: RunningCli; proxyPort: number; adminPort: number };
   before(async () => {
     ctx.tmp = await tempDir();
-    ctx.backend = await startBackend();
+    ctx.backend = await startNamedBackend();
     ctx.proxyPort = await freePort();
     ctx.adminPort = await freePort();
     const file = await ctx.tmp.writeConfig(
@@ -106,11 +94,11 @@ describe('metrics across a reload', () => {
   test('counters keep the requests of workers a reload replaced (Prometheus sees no reset)', async () => {
     const base = sum(await metrics(ctx.adminPort), 'switchyard_requests_total');
     for (let i = 0; i < N; i++) assert.equal((await request({ port: ctx.proxyPort, path: `/a/${i}` })).status, 200);
-    const oldPids = (await status(ctx.adminPort)).workers.map((w) => w.pid);
+    const oldPids = (await getStatus(ctx.adminPort)).workers.map((w) => w.pid);
     const res = await admin(ctx.adminPort, '/reload', 'POST');
     assert.equal(res.status, 200, res.body);
     // Both old workers drained and exited: their counts now live on only in the primary.
-    await waitForStatus(ctx.adminPort, (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && !oldPids.includes(w.pid)));
+    await waitForStatus(ctx.adminPort, 'two new ready workers after the reload', (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && !oldPids.includes(w.pid)));
     for (let i = 0; i < 20 && oldPids.some((pid) => pid !== null && isAlive(pid)); i++) await sleep(100);
     for (let i = 0; i < N; i++) assert.equal((await request({ port: ctx.proxyPort, path: `/b/${i}` })).status, 200);
     let total = sum(await metrics(ctx.adminPort), 'switchyard_requests_total') - base;

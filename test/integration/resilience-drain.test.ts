@@ -3,9 +3,9 @@
 // enabled one takes requests again; unknown upstreams and servers get 404.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getStatus, waitForStatus, workersReady } from '../helpers/admin-status.js';
+import { admin, getStatus, waitForStatus, workersReady } from '../helpers/admin-status.js';
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
-import { admin, request, type Response } from '../helpers/process.js';
+import { request, type Response } from '../helpers/process.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
 /** Fails with what Switchyard printed too. */

@@ -3,14 +3,14 @@
 // retries, slow start, response timeouts and the 503 of an all-down upstream.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getStatus, waitForStatus, workersReady, type BalancingStatus } from '../helpers/admin-status.js';
+import { getStatus, waitForStatus, workersReady, type Status } from '../helpers/admin-status.js';
 import { startRawBackend, type RawBackend } from '../helpers/backend.js';
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
 import { request, sleep } from '../helpers/process.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
-function healthOf(s: BalancingStatus, address: string): boolean | undefined {
+function healthOf(s: Status, address: string): boolean | undefined {
   return s.upstreams.app?.servers.find((server) => server.address === address)?.healthy;
 }
 
@@ -21,7 +21,7 @@ function healthOf(s: BalancingStatus, address: string): boolean | undefined {
  */
 async function whenHealth(sy: Switchyard, address: string, healthy: boolean, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
-  let last: BalancingStatus | undefined;
+  let last: Status | undefined;
   while (Date.now() < deadline) {
     try {
       last = await getStatus(sy.adminPort);

@@ -4,9 +4,9 @@
 // on repeats, and never more than `max_ejection_percent` of an upstream is out.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { waitForStatus, workersReady } from '../helpers/admin-status.js';
+import { admin, waitForStatus, workersReady } from '../helpers/admin-status.js';
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
-import { admin, request, sleep } from '../helpers/process.js';
+import { request, sleep } from '../helpers/process.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
 const FAILURES = 5;

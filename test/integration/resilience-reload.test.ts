@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { getStatus, waitForStatus, workersReady } from '../helpers/admin-status.js';
+import { admin, getStatus, waitForStatus, workersReady } from '../helpers/admin-status.js';
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
-import { admin, isAlive, sleep } from '../helpers/process.js';
+import { isAlive, sleep } from '../helpers/process.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
 /** Fails with what Switchyard printed too. */

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startRawBackend, type RawBackend } from '../helpers/backend.js';
 import { RawConnection, exchange } from '../helpers/raw-client.js';
 import { logLines } from '../helpers/gateway.js';
-import { status } from '../helpers/process.js';
+import { getStatus } from '../helpers/admin-status.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
 const KEY = 'secret-key-0123456789';
@@ -196,7 +196,7 @@ test('bytes after an Upgrade head are not read without bound while the upstream 
     conn.socket.resetAndDestroy();
   }
   // The paused client's reset is noticed: the upstream request ends long before timeouts.response (3s).
-  const activeOnServer = async (): Promise<number> => ((await status(sy.adminPort)).upstreams.app!.servers[0] as unknown as { active: number }).active;
+  const activeOnServer = async (): Promise<number> => ((await getStatus(sy.adminPort)).upstreams.app!.servers[0] as unknown as { active: number }).active;
   const left = Date.now();
   while ((await activeOnServer()) !== 0 && Date.now() - left < 2000) await sleep(20);
   assert.equal(await activeOnServer(), 0);
@@ -213,7 +213,7 @@ test('after a 101, bytes sent with the handshake and after it reach the upstream
     conn.write('later;');
     assert.equal((await conn.readBytes(6)).toString(), 'later;');
     // A live tunnel counts on its server: an active request over one open connection.
-    const server = (await status(sy.adminPort)).upstreams.app!.servers[0] as unknown as { active: number; activeConnections: number };
+    const server = (await getStatus(sy.adminPort)).upstreams.app!.servers[0] as unknown as { active: number; activeConnections: number };
     assert.equal(server.active, 1);
     assert.ok(server.activeConnections >= 1);
     // tunnel_idle is 1s: the proxy closes the quiet tunnel.
