@@ -2,8 +2,7 @@
 // counters of every worker, summed.
 import type { Config } from '../config/types.js';
 import { VERSION } from '../version.js';
-import type { ServerCounts } from '../cluster/shared-state.js';
-import type { ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { ServerCounts, ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 
 export interface StatusInput {
   config: Config;

@@ -1,8 +1,35 @@
 // What the admin API serves and takes, in one module that both the API and
 // the primary (which implements it) import, so neither imports the other's
-// internals.
-import type { ServerCounts } from '../cluster/shared-state.js';
-import type { WorkerStats } from '../proxy/server.js';
+// internals. The shapes the data path and the shared state report (worker
+// stats, server counts) are defined here too: the admin API is their
+// consumer, and this file imports nothing, so any layer may use it.
+
+/** A server's counts in shared memory, summed over all workers. */
+export interface ServerCounts {
+  healthy: boolean;
+  drained: boolean;
+  /** Upstream requests in flight, all workers. */
+  active: number;
+  /** Open upstream connections (pooled or busy), all workers. */
+  activeConnections: number;
+  /** Since the workers now alive started. */
+  requests: number;
+  failures: number;
+}
+
+/** One server's counts as one worker saw them. */
+export interface ServerStats {
+  active: number;
+  requests: number;
+  failures: number;
+}
+
+export interface WorkerStats {
+  requests: number;
+  activeConnections: number;
+  activeRequests: number;
+  upstreams: Record<string, Record<string, ServerStats>>;
+}
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 

@@ -2,7 +2,7 @@
 // messages travel on the same channel but are never emitted as 'message', so
 // anything without a known `type` is ignored.
 import type { Config } from '../config/types.js';
-import type { WorkerStats } from '../proxy/server.js';
+import type { WorkerStats } from '../admin/types.js';
 import type { MetricJson } from '../metrics/worker-metrics.js';
 
 /**

@@ -13,21 +13,10 @@ import { Counter, SharedRegion } from '../native.js';
 import { regionLayout, type RegionLayout } from '../balancer/layout.js';
 import type { HealthSink } from '../health/active-checker.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
+import type { ServerCounts } from '../admin/types.js';
 
 /** Enough for the largest cluster (64 workers) plus its replacements during a reload. */
 const SLOTS = 144;
-
-export interface ServerCounts {
-  healthy: boolean;
-  drained: boolean;
-  /** Upstream requests in flight, all workers. */
-  active: number;
-  /** Open upstream connections (pooled or busy), all workers. */
-  activeConnections: number;
-  /** Since the workers now alive started. */
-  requests: number;
-  failures: number;
-}
 
 export class SharedState implements HealthSink {
   private region: SharedRegion;

@@ -21,8 +21,8 @@ import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectRespo
 import { closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { resolvedTarget } from './request-target.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
-import { redactQueryParam } from '../gateway/route-runtime.js';
-import type { RouteRuntime } from '../gateway/route-runtime.js';
+import { redactQueryParam } from '../gateway/query-credential.js';
+import type { RouteRuntime } from './route-runtime.js';
 import { deadlineIn, now } from './coarse-clock.js';
 import type { LimitsConfig, UnderscorePolicy, UpstreamTimeouts } from '../config/types.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
@@ -208,11 +208,12 @@ export class Exchange implements UpstreamListener {
     if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.upgrading) this.replay = new BodyReplay(upstream.config.retryBodyBytes);
     if (this.timeouts.totalMs !== undefined) this.totalDeadline = deadlineIn(this.timeouts.totalMs);
     this.clientIp = this.client.clientIp(this.info);
-    const cors = corsStep(route, this.method, this.raw);
+    const cors = corsStep(route.policy, this.method, this.raw);
     if (cors.preflight !== undefined) return this.answerPreflight(cors.preflight);
     this.extraHeaders = cors.responseHeaders;
-    if (route.authenticator === undefined) return this.afterAuth(undefined);
-    const result = route.authenticator.authenticate(this.gatewayRequest());
+    const authenticator = route.policy.authenticator;
+    if (authenticator === undefined) return this.afterAuth(undefined);
+    const result = authenticator.authenticate(this.gatewayRequest());
     if (result instanceof Promise) {
       result
         .then(
@@ -226,7 +227,7 @@ export class Exchange implements UpstreamListener {
   /** Authorization, rate limit and header rules once authentication (if any) has answered; then connect. */
   private afterAuth(result: AuthResult | undefined): void {
     if (this.finished) return; // the client left while a JWKS was being fetched
-    const verdict = afterAuthentication(this.route!, result, {
+    const verdict = afterAuthentication(this.route!.policy, result, {
       request: this.gatewayRequest(),
       info: this.info,
       metrics: this.ctx.metrics,
@@ -449,7 +450,7 @@ export class Exchange implements UpstreamListener {
       {
         statusCode,
         statusMessage,
-        raw: this.route!.responseHeaders(raw),
+        raw: this.route!.policy.responseHeaders(raw),
         requestId: this.requestId,
         framing: this.framing,
         keepAlive: this.keepAlive,
@@ -590,7 +591,7 @@ export class Exchange implements UpstreamListener {
 
   /** The URL for the log: a credential passed in the query (API key, token) is redacted. */
   private loggedUrl(): string {
-    const param = this.route?.credentialQueryParam;
+    const param = this.route?.policy.credentialQueryParam;
     return param === undefined ? this.url : redactQueryParam(this.url, param);
   }
 

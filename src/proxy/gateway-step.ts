@@ -6,7 +6,7 @@
 // them and turns their answers into what the exchange does next.
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
-import type { RouteRuntime } from '../gateway/route-runtime.js';
+import type { RoutePolicy } from '../gateway/route-policy.js';
 import { headerNameEquals } from '../gateway/header-rules.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { ProxyErrorReason } from './errors.js';
@@ -17,7 +17,7 @@ export type HeaderList = ReadonlyArray<readonly [string, string]>;
 /** What CORS makes of a request: a preflight to answer here, or headers to add to the response. */
 export type CorsOutcome = { preflight: HeaderList } | { preflight?: undefined; responseHeaders: HeaderList | undefined };
 
-export function corsStep(route: RouteRuntime, method: string, raw: readonly string[]): CorsOutcome {
+export function corsStep(route: RoutePolicy, method: string, raw: readonly string[]): CorsOutcome {
   const cors = route.cors;
   if (cors === undefined) return { responseHeaders: undefined };
   const origin = headerValue(raw, 'origin');
@@ -51,7 +51,7 @@ export interface GatewayContext {
   dropUnderscored: boolean;
 }
 
-export function afterAuthentication(route: RouteRuntime, result: AuthResult | undefined, ctx: GatewayContext): GatewayVerdict {
+export function afterAuthentication(route: RoutePolicy, result: AuthResult | undefined, ctx: GatewayContext): GatewayVerdict {
   const { metrics, request } = ctx;
   let identity: Identity | undefined;
   if (result !== undefined) {

@@ -10,6 +10,7 @@ import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
 import type { MetricJson } from '../metrics/worker-metrics.js';
+import type { ServerStats, WorkerStats } from '../admin/types.js';
 
 /** Rate-limit buckets only this process maps (a worker run outside the cluster). */
 function privateLimiter(config: Config): RateLimiter {
@@ -28,19 +29,6 @@ function privateRegion(config: Config, slot: number): SharedRegion {
 
 /** How long an idle keep-alive connection may stay open once the worker drains. */
 const DRAIN_IDLE_GRACE_MS = 1000;
-
-export interface ServerStats {
-  active: number;
-  requests: number;
-  failures: number;
-}
-
-export interface WorkerStats {
-  requests: number;
-  activeConnections: number;
-  activeRequests: number;
-  upstreams: Record<string, Record<string, ServerStats>>;
-}
 
 export interface ProxyWorker {
   /** Stop accepting new connections (listeners closed); idle keep-alive connections are closed. */

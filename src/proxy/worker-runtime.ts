@@ -7,7 +7,7 @@ import { LogThrottle, type Logger } from '../log.js';
 import type { Config, LimitsConfig, UnderscorePolicy } from '../config/types.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
-import { RouteRuntime } from '../gateway/route-runtime.js';
+import { RouteRuntime } from './route-runtime.js';
 import type { RateLimiter } from '../gateway/rate-limit.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { UpstreamRuntime } from './upstream-runtime.js';

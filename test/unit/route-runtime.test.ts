@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { RouteRuntime, redactQueryParam, removeQueryParam } from '../../src/gateway/route-runtime.ts';
+import { RouteRuntime } from '../../src/proxy/route-runtime.ts';
+import { redactQueryParam, removeQueryParam } from '../../src/gateway/query-credential.ts';
 import { queryValue } from '../../src/gateway/auth/request-parts.ts';
 import type { RouteConfig } from '../../src/config/types.ts';
 import type { UpstreamRuntime } from '../../src/proxy/upstream-runtime.ts';
@@ -85,6 +86,6 @@ test('the credential query parameter of api_key and jwt routes never reaches the
 
 test('with a CORS policy the upstream\'s own Access-Control-* headers are dropped', () => {
   const r = rt('/', { cors: { origins: ['https://a.test'], methods: ['GET'], headers: [], exposeHeaders: [], credentials: false } });
-  assert.deepEqual(r.responseHeaders(['Access-Control-Allow-Origin', '*', 'Vary', 'Accept', 'access-control-allow-credentials', 'true']), ['Vary', 'Accept']);
-  assert.deepEqual(rt('/', {}).responseHeaders(['Access-Control-Allow-Origin', '*']), ['Access-Control-Allow-Origin', '*']);
+  assert.deepEqual(r.policy.responseHeaders(['Access-Control-Allow-Origin', '*', 'Vary', 'Accept', 'access-control-allow-credentials', 'true']), ['Vary', 'Accept']);
+  assert.deepEqual(rt('/', {}).policy.responseHeaders(['Access-Control-Allow-Origin', '*']), ['Access-Control-Allow-Origin', '*']);
 });
