@@ -3,7 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { RateTable, rateTableName } from '../../src/native.js';
@@ -176,15 +179,23 @@ test('a drained bucket is drained for another process', () =>
 
 test('exact across processes: 2 processes on one key at 50/s, burst 10, for 2 s get 10 + 50 x 2', (ctx) =>
   withTable(1024, async (t) => {
-    const startAt = Date.now() + 1500; // both children start together, after tsx loads
-    const hammer = `
+    // A file barrier, not a fixed start time: loading tsx in a child can take
+    // seconds on a busy machine, and a window that passed before it loaded
+    // measured nothing.
+    const barrier = mkdtempSync(join(tmpdir(), 'rl-barrier-'));
+    const hammer = (i: number) => `
+      const fs = await import('node:fs');
       const lim = rl.RateLimiter.attach(${JSON.stringify(t.name)});
       const cfg = { ratePerSecond: 50, burst: 10, key: 'client-ip' };
-      while (Date.now() < ${startAt}) {}
+      fs.writeFileSync(${JSON.stringify(barrier)} + '/ready-${i}', '');
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      let startAt;
+      while ((startAt = Number(fs.existsSync(${JSON.stringify(barrier)} + '/go') && fs.readFileSync(${JSON.stringify(barrier)} + '/go', 'utf8'))) === 0) Atomics.wait(nap, 0, 0, 10);
+      while (Date.now() < startAt) {}
       let allowed = 0, takes = 0;
       const first = Date.now();
       let last = first;
-      while ((last = Date.now()) < ${startAt + 2000}) {
+      while ((last = Date.now()) < startAt + 2000) {
         takes++;
         if (lim.take('route', '10.0.0.1', cfg).allowed) allowed++;
       }
@@ -192,15 +203,23 @@ test('exact across processes: 2 processes on one key at 50/s, burst 10, for 2 s 
       console.log(JSON.stringify({ allowed, takes, first, last }));
     `;
     type R = { allowed: number; takes: number; first: number; last: number };
-    const results = (await Promise.all([inChild(hammer), inChild(hammer)])) as R[];
-    const total = results[0]!.allowed + results[1]!.allowed;
-    const span = (Math.max(...results.map((r) => r.last)) - Math.min(...results.map((r) => r.first))) / 1000;
-    const expected = 10 + 50 * span;
-    const t2 = results.map((r) => r.takes);
-    ctx.diagnostic(`exactness: ${total} allowed of ${t2[0]! + t2[1]!} takes over ${span.toFixed(3)} s, expected ${expected.toFixed(1)}`);
-    assert.ok(results.every((r) => r.allowed > 0 && r.takes > 1000), 'both processes hammered');
-    assert.ok(Math.abs(total - expected) <= expected * 0.05, `${total} allowed, expected ${expected} +-5%`);
-    assert.equal(t.stats().lockTimeouts, 0);
+    try {
+      const children = [inChild(hammer(0)), inChild(hammer(1))];
+      while (!existsSync(join(barrier, 'ready-0')) || !existsSync(join(barrier, 'ready-1'))) await sleep(20);
+      writeFileSync(join(barrier, 'go.tmp'), String(Date.now() + 200));
+      renameSync(join(barrier, 'go.tmp'), join(barrier, 'go'));
+      const results = (await Promise.all(children)) as R[];
+      const total = results[0]!.allowed + results[1]!.allowed;
+      const span = (Math.max(...results.map((r) => r.last)) - Math.min(...results.map((r) => r.first))) / 1000;
+      const expected = 10 + 50 * span;
+      const t2 = results.map((r) => r.takes);
+      ctx.diagnostic(`exactness: ${total} allowed of ${t2[0]! + t2[1]!} takes over ${span.toFixed(3)} s, expected ${expected.toFixed(1)}`);
+      assert.ok(results.every((r) => r.allowed > 0 && r.takes > 1000), 'both processes hammered');
+      assert.ok(Math.abs(total - expected) <= expected * 0.05, `${total} allowed, expected ${expected} +-5%`);
+      assert.equal(t.stats().lockTimeouts, 0);
+    } finally {
+      rmSync(barrier, { recursive: true, force: true });
+    }
   }));
 
 test('eviction: a flood of 10 x slots distinct keys keeps memory fixed and evicts refilled or idle keys first', () =>
