@@ -7,7 +7,7 @@ import importX, { createNodeResolver } from 'eslint-plugin-import-x';
 //   cli -> cluster -> admin, health, proxy
 //   proxy -> gateway -> balancer -> native
 //   cluster -> admin/health -> native
-// config, log and admin/types.ts (the shapes the admin API serves) are leaves
+// config, log, errors.ts and admin/types.ts (the shapes the admin API serves) are leaves
 // any layer may use. Each entry: a folder, and the folders it must not import.
 const layers = {
   'src/native': ['src/balancer', 'src/gateway', 'src/proxy', 'src/cluster', 'src/admin', 'src/health', 'src/metrics'],
@@ -20,6 +20,7 @@ const layers = {
   'src/metrics': ['src/cluster', 'src/admin', 'src/proxy', 'src/gateway'],
   'src/config': ['src/cluster', 'src/admin', 'src/health', 'src/metrics', 'src/proxy', 'src/gateway', 'src/balancer'],
   'src/log.ts': ['src/cluster', 'src/admin', 'src/health', 'src/metrics', 'src/proxy', 'src/gateway', 'src/balancer'],
+  'src/errors.ts': ['src/cluster', 'src/admin', 'src/health', 'src/metrics', 'src/proxy', 'src/gateway', 'src/balancer', 'src/config', 'src/native'],
 };
 /** Allowed exceptions ('target>from': files under from), each with its reason. */
 const allowed = {

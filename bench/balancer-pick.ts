@@ -7,7 +7,8 @@
 import { createBalancer } from '../src/balancer/create.js';
 import type { Balancer, PickContext, ServerSlot } from '../src/balancer/types.js';
 import type { BalanceAlgorithm, UpstreamConfig } from '../src/config/types.js';
-import { SharedRegion } from '../src/native.js';
+import { Counter, SharedRegion } from '../src/native.js';
+import { eligible } from '../test/helpers/native-probes.ts';
 
 const iterations = Number(process.argv[2] ?? 1_000_000);
 const workers = Number(process.argv[3] ?? 8);
@@ -55,8 +56,8 @@ function naiveLeastConn(region: SharedRegion, base: number, servers: ServerSlot[
       start = (start + 1) % servers.length;
       for (let k = 0; k < servers.length; k++) {
         const i = (start + k) % servers.length;
-        if (!region.eligible(base + i)) continue;
-        const load = region.activeRequests(base + i);
+        if (!eligible(region, base + i)) continue;
+        const load = region.sum(Counter.ActiveRequests, base + i);
         if (best < 0 || load * servers[best]!.weight < bestLoad * servers[i]!.weight) {
           best = i;
           bestLoad = load;
@@ -87,7 +88,7 @@ const ids = Array.from({ length: total }, (_, i) => `s${i}`);
 const region = SharedRegion.create(ids, { name: `/switchyard-bench-pick-${process.pid}`, slots: 64 });
 try {
   // Some load in every worker's slot, so sums have something to add.
-  for (let s = 0; s < total; s++) for (let w = 0; w < workers; w++) region.addActiveRequests(s, w, (s * 7 + w) % 5);
+  for (let s = 0; s < total; s++) for (let w = 0; w < workers; w++) region.add(Counter.ActiveRequests, s, w, (s * 7 + w) % 5);
   const rows: Record<string, string>[] = [];
   let base = 0;
   for (const n of SIZES) {

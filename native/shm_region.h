@@ -201,12 +201,6 @@ class ShmRegion {
   // Returns the number of servers matched.
   uint32_t CopyFrom(const ShmRegion& from, int64_t slot);
 
-  // The counter section, for read-only typed-array views in JS.
-  uint8_t* counters_base() const { return base_ + header_->counters_offset; }
-  size_t counters_bytes() const {
-    return static_cast<size_t>(header_->servers) * header_->slots * kLineBytes;
-  }
-
  private:
   ShmRegion(std::string name, uint8_t* base, size_t size);
   CounterLine& Line(uint32_t server, uint32_t slot) const {

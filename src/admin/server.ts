@@ -6,6 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ListenConfig } from '../config/types.js';
 import type { ReloadResult, Status } from './types.js';
 import type { Logger } from '../log.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 export interface AdminHandlers {
   /** Read per request, so a reload can change the token. */
@@ -109,7 +110,7 @@ export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log:
   });
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new Error(`admin API could not listen on ${at.host}:${at.port}: ${err.message}`));
+      reject(new SwitchyardError(ErrorCode.AdminListen, `admin API could not listen on ${at.host}:${at.port}: ${err.message}`));
     });
     server.listen(at.port, at.host, () => {
       const port = (server.address() as { port: number }).port;

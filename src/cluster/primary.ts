@@ -14,6 +14,7 @@ import { SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 
 export interface PrimaryOptions {
@@ -251,7 +252,7 @@ export class Primary {
     let onFail!: (reason: string) => void;
     const ready = new Promise<void>((resolve, reject) => {
       onReady = resolve;
-      onFail = (reason) => reject(new Error(reason));
+      onFail = (reason) => reject(new SwitchyardError(ErrorCode.WorkerNotReady, reason));
     });
     ready.catch(() => undefined); // observed only by reloads
     const entry: Entry = {
@@ -355,7 +356,7 @@ export class Primary {
       { deaths: this.deaths.length, windowMs: CRASH_WINDOW_MS, surviving: this.liveEntries().length },
       'workers are crash-looping: respawning stopped (fix the cause, then reload or restart)',
     );
-    this.startWaiter?.reject(new Error('workers crashed repeatedly while starting; see the log for their errors'));
+    this.startWaiter?.reject(new SwitchyardError(ErrorCode.WorkersCrashed, 'workers crashed repeatedly while starting; see the log for their errors'));
     this.startWaiter = undefined;
   }
 
@@ -477,7 +478,7 @@ export class Primary {
   private async doShutdown(): Promise<void> {
     this.log.info('shutting down: draining workers');
     this.health?.stop();
-    this.startWaiter?.reject(new Error('shut down while starting'));
+    this.startWaiter?.reject(new SwitchyardError(ErrorCode.ShutdownDuringStart, 'shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);
     const entries = this.liveEntries();

@@ -14,6 +14,7 @@ import { regionLayout, type RegionLayout } from '../balancer/layout.js';
 import type { HealthSink } from '../health/active-checker.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
 import type { ServerCounts } from '../admin/types.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /** Enough for the largest cluster (64 workers) plus its replacements during a reload. */
 const SLOTS = 144;
@@ -53,7 +54,7 @@ export class SharedState implements HealthSink {
         return slot;
       }
     }
-    throw new Error(`no free counter slot: more than ${SLOTS} worker processes alive`);
+    throw new SwitchyardError(ErrorCode.SlotsExhausted, `no free counter slot: more than ${SLOTS} worker processes alive`);
   }
 
   /** The worker in `slot` exited: its counts go (in every generation it touched), the slot is free again. */

@@ -3,12 +3,14 @@
 //   FILE:LINE:COL key.path: what was expected, got what
 // so the CLI, `POST /reload` and tests can print `.errors` as they are.
 
-export class ConfigError extends Error {
+import { ErrorCode, SwitchyardError } from '../errors.js';
+
+export class ConfigError extends SwitchyardError {
   readonly errors: string[];
 
-  constructor(file: string, errors: string[]) {
+  constructor(file: string, errors: string[], code: typeof ErrorCode.ConfigInvalid | typeof ErrorCode.ConfigUnreadable = ErrorCode.ConfigInvalid) {
     const n = errors.length;
-    super(`${file}: ${n} configuration error${n === 1 ? '' : 's'}:\n  ${errors.join('\n  ')}`);
+    super(code, `${file}: ${n} configuration error${n === 1 ? '' : 's'}:\n  ${errors.join('\n  ')}`);
     this.name = 'ConfigError';
     this.errors = errors;
   }

@@ -4,6 +4,7 @@
 
 import { dirname, resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { ErrorCode } from '../errors.js';
 import { ConfigError, describeValue, formatPath } from './errors.js';
 import type { Issue } from './errors.js';
 import { normalise } from './normalise.js';
@@ -27,7 +28,7 @@ export function loadConfig(file: string, overrides: ConfigOverrides = {}): LoadR
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(file, [`${file}: cannot read: ${(err as Error).message}`]);
+    throw new ConfigError(file, [`${file}: cannot read: ${(err as Error).message}`], ErrorCode.ConfigUnreadable);
   }
   return parseConfigText(text, file, overrides);
 }

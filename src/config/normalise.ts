@@ -12,6 +12,7 @@ import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
 import type { RawApiKey, RawConfig, RawHeaderRules, RawRoute, RawUpstream } from './schema.js';
 import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, RouteConfig, UpstreamConfig } from './types.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
 export function autoWorkers(): number {
@@ -212,7 +213,7 @@ function auth(raw: NonNullable<RawRoute['auth']>, baseDir: string): AuthConfig {
 /** Addresses were checked by checkSemantics; a failure here is a bug. */
 function hostPort(text: string): HostPort {
   const parsed = parseHostPort(text);
-  if (typeof parsed === 'string') throw new Error(`unchecked address ${text}: ${parsed}`);
+  if (typeof parsed === 'string') throw new SwitchyardError(ErrorCode.ConfigInvalid, `unchecked address ${text}: ${parsed}`);
   return parsed;
 }
 

@@ -6,6 +6,7 @@
 import { BlockList, isIP } from 'node:net';
 import type { AuthorizeConfig } from '../config/types.js';
 import type { GatewayRequest, Identity } from './auth/types.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 export type AuthorizeResult = { ok: true } | { ok: false; reason: string };
 export type Authorizer = (req: GatewayRequest, identity: Identity | undefined) => AuthorizeResult;
@@ -59,7 +60,7 @@ function blockListOf(cidrs: readonly string[]): BlockList {
     const max = writtenFamily === 4 ? 32 : 128;
     const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
     if (writtenFamily === 0 || extra !== undefined || !(prefix <= max)) {
-      throw new Error(`authorize: "${entry}" is not an IP address or CIDR`);
+      throw new SwitchyardError(ErrorCode.ConfigPolicy, `authorize: "${entry}" is not an IP address or CIDR`);
     }
     // Clients are matched as IPv4 when mapped, so a mapped range ("::ffff:10.0.0.0/104")
     // becomes the IPv4 range under its 96-bit prefix.

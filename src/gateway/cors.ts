@@ -11,6 +11,7 @@
 // when the origin is refused or absent), so a cache never hands one
 // origin's answer to another; the caller appends it to any upstream Vary.
 import type { CorsConfig } from '../config/types.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 export interface PreflightResult {
   /** False: answer the preflight (e.g. 204) with `headers` only; the browser then refuses. */
@@ -54,7 +55,7 @@ export function compileCors(cfg: CorsConfig): CorsPolicy {
       anyOrigin = true;
     } else if (origin.includes('*')) {
       const m = WILDCARD.exec(origin);
-      if (!m) throw new Error(`CORS origin "${raw}": a wildcard must be scheme://*.domain[:port]`);
+      if (!m) throw new SwitchyardError(ErrorCode.ConfigPolicy, `CORS origin "${raw}": a wildcard must be scheme://*.domain[:port]`);
       wildcards.push({ scheme: m[1]!, suffix: m[2]!, port: m[3] ?? '' });
     } else {
       exact.add(origin);

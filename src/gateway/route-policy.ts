@@ -12,6 +12,7 @@ import { compileCors, type CorsPolicy } from './cors.js';
 import { applyHeaderRules } from './header-rules.js';
 import { removeQueryParam } from './query-credential.js';
 import type { RateLimiter } from './rate-limit.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 export interface GatewayDeps {
   log: Logger;
@@ -47,7 +48,7 @@ export class RoutePolicy {
     this.authenticator = route.auth ? createAuthenticator(route.auth, deps.log, {}, gate) : undefined;
     this.authorizer = route.authorize ? compileAuthorizer(route.authorize) : undefined;
     this.rateLimit = route.rateLimit;
-    if (route.rateLimit && deps.limiter === undefined) throw new Error(`route ${route.name} has a rate limit but no rate-limit table is attached`);
+    if (route.rateLimit && deps.limiter === undefined) throw new SwitchyardError(ErrorCode.ConfigPolicy, `route ${route.name} has a rate limit but no rate-limit table is attached`);
     this.limiter = deps.limiter;
     this.requestRules = route.requestHeaders;
     this.responseRules = route.responseHeaders;

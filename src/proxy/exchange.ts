@@ -31,6 +31,7 @@ import { checkRequest, isPlainId } from './request-checks.js';
 import { afterAuthentication, corsStep, type HeaderList } from './gateway-step.js';
 import { BodyReplay, IDEMPOTENT, retryVerdict, type UpstreamFailureKind } from './retry-policy.js';
 import { Tunnel } from './tunnel.js';
+import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /**
  *   waiting ─▶ checking ─▶ connecting ─▶ forwarding ─▶ responding ─▶ finished
@@ -178,7 +179,7 @@ export class Exchange implements UpstreamListener {
   }
 
   private to(next: Phase): void {
-    if (!NEXT[this.phase].includes(next)) throw new Error(`exchange ${this.requestId}: no move from ${this.phase} to ${next}`);
+    if (!NEXT[this.phase].includes(next)) throw new SwitchyardError(ErrorCode.ExchangePhase, `exchange ${this.requestId}: no move from ${this.phase} to ${next}`);
     this.phase = next;
   }
 

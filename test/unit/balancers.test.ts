@@ -8,7 +8,7 @@ import { compileHashKey } from '../../src/balancer/hash-key.js';
 import { createBalancer, type BalancerContext } from '../../src/balancer/create.js';
 import type { Balancer, ServerSlot } from '../../src/balancer/types.js';
 import type { BalanceAlgorithm, UpstreamConfig } from '../../src/config/types.js';
-import { MaglevTable, SharedRegion } from '../../src/native.js';
+import { Counter, MaglevTable, SharedRegion } from '../../src/native.js';
 
 const ALGORITHMS: readonly BalanceAlgorithm[] = ['round-robin', 'least-conn', 'source', 'random'];
 // The upstream under test starts at region server BASE, after another upstream's servers.
@@ -68,7 +68,7 @@ function make(balance: BalanceAlgorithm, s: ServerSlot[], extra: Partial<Balance
 }
 
 /** Active requests of the upstream's server i in a worker slot. */
-const load = (i: number, slot: number, n: number): void => region.addActiveRequests(BASE + i, slot, n);
+const load = (i: number, slot: number, n: number): void => region.add(Counter.ActiveRequests, BASE + i, slot, n);
 const ip = (n: number): string => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
 
 /** Indices picked for `count` picks, client address varying (so source spreads too). */
@@ -262,20 +262,26 @@ describe('native helpers behind the balancers', () => {
     const ids = ['x:1', 'y:1'];
     const a = SharedRegion.create(ids, { name: `/switchyard-test-balancers-a-${process.pid}`, slots: 8 });
     const b = SharedRegion.create(ids, { name: `/switchyard-test-balancers-b-${process.pid}`, slots: 8 });
+    let c: SharedRegion | undefined;
     try {
-      a.addActiveRequests(1, 6, 4);
-      assert.equal(a.activeRequests(1), 4);
+      a.add(Counter.ActiveRequests, 1, 6, 4);
+      assert.equal(a.sum(Counter.ActiveRequests, 1), 4);
       const view = b.view(0, 2);
       view.readLoads();
       assert.deepEqual([...view.state], [0, 0]);
-      b.copySlotFrom(a, 6);
+      // A reload's next region copies every slot: its sums must see slot 6 at once.
+      c = a.createNext(ids);
+      const copied = c.view(0, 2);
+      assert.equal(copied.readLoads(), 2);
+      assert.deepEqual([...copied.state], [0, 4]);
+      b.add(Counter.ActiveRequests, 1, 6, 4);
       assert.equal(view.readLoads(), 2);
       assert.deepEqual([...view.state], [0, 4]);
-      b.addActiveRequests(1, 6, -5); // a decrement seen before its increment reads as 0
+      b.add(Counter.ActiveRequests, 1, 6, -5); // a decrement seen before its increment reads as 0
       view.readLoads();
       assert.deepEqual([...view.state], [0, 0]);
     } finally {
-      for (const r of [a, b]) {
+      for (const r of [a, b, ...(c ? [c] : [])]) {
         r.close();
         r.unlink();
       }

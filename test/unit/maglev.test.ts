@@ -2,7 +2,8 @@
 // assignments, and the quality properties (balance, weights, disruption).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MaglevTable, SharedRegion, chooseSize, hashIp, hashKey } from '../../src/native.js';
+import { MaglevTable, SharedRegion } from '../../src/native.js';
+import { chooseSize, hashIp, hashKey } from '../helpers/native-probes.ts';
 import {
   MaglevReference,
   chooseSize as refChooseSize,

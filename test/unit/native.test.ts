@@ -2,12 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Counter, SharedRegion, regionName } from '../../src/native.js';
+import { eligible } from '../helpers/native-probes.ts';
 
 const NATIVE_TS = fileURLToPath(new URL('../../src/native.ts', import.meta.url));
 const ids = ['127.0.0.1:9001', '127.0.0.1:9002', '127.0.0.1:9003'];
@@ -36,21 +37,21 @@ function cleanup(...regions: SharedRegion[]): void {
 test('a second process attaches by name and shares the counters', async () => {
   const region = SharedRegion.create(ids, { name: testName(), slots: 4 });
   try {
-    region.addActiveConnections(1, 0, 3);
+    region.add(Counter.ActiveConnections, 1, 0, 3);
     region.add(Counter.RequestsTotal, 2, 0, 10);
     const seen = await inChild(`
       const r = native.SharedRegion.attach(${JSON.stringify(region.name)}, ${JSON.stringify(ids)});
-      const before = r.activeConnections(1);
-      r.addActiveConnections(1, 2, 4);
+      const before = r.sum(native.Counter.ActiveConnections, 1);
+      r.add(native.Counter.ActiveConnections, 1, 2, 4);
       r.add(native.Counter.RequestsTotal, 2, 2, 5);
       r.setHealthy(0, false);
       r.close();
       console.log(JSON.stringify({ before, slots: r.slots, identities: r.identities }));
     `);
     assert.deepEqual(seen, { before: 3, slots: 4, identities: ids });
-    assert.equal(region.activeConnections(1), 7);
+    assert.equal(region.sum(Counter.ActiveConnections, 1), 7);
     assert.equal(region.read(Counter.ActiveConnections, 1, 2), 4);
-    assert.equal(region.requestsTotal(2), 15);
+    assert.equal(region.sum(Counter.RequestsTotal, 2), 15);
     assert.equal(region.healthy(0), false);
   } finally {
     cleanup(region);
@@ -72,29 +73,22 @@ test('counters: per slot, summed over slots, negative deltas, zeroSlot', () => {
   const region = SharedRegion.create(ids, { name: testName(), slots: 8 });
   try {
     for (let slot = 0; slot < 8; slot++) {
-      region.addActiveRequests(0, slot, slot + 1);
+      region.add(Counter.ActiveRequests, 0, slot, slot + 1);
       region.add(Counter.Failures, 0, slot, 1);
     }
-    region.addActiveRequests(0, 3, -2);
-    assert.equal(region.activeRequests(0), 36 - 2);
+    region.add(Counter.ActiveRequests, 0, 3, -2);
+    assert.equal(region.sum(Counter.ActiveRequests, 0), 36 - 2);
     assert.equal(region.read(Counter.ActiveRequests, 0, 3), 2);
-    assert.equal(region.failures(0), 8);
-    assert.equal(region.activeRequests(1), 0);
+    assert.equal(region.sum(Counter.Failures, 0), 8);
+    assert.equal(region.sum(Counter.ActiveRequests, 1), 0);
 
     region.zeroSlot(5);
     assert.equal(region.read(Counter.ActiveRequests, 0, 5), 0);
-    assert.equal(region.activeRequests(0), 34 - 6);
-    assert.equal(region.failures(0), 7);
+    assert.equal(region.sum(Counter.ActiveRequests, 0), 34 - 6);
+    assert.equal(region.sum(Counter.Failures, 0), 7);
 
-    // Zero-copy view: (server * slots + slot) * 8 + counter.
-    const view = region.countersView();
-    assert.equal(view[(0 * 8 + 2) * 8 + Counter.ActiveRequests], 3n);
-    region.addActiveRequests(0, 2, 1);
-    assert.equal(view[(0 * 8 + 2) * 8 + Counter.ActiveRequests], 4n);
     region.close();
-    // The view keeps the mapping alive after close().
-    assert.equal(view[(0 * 8 + 2) * 8 + Counter.ActiveRequests], 4n);
-    assert.throws(() => region.activeRequests(0), /closed/);
+    assert.throws(() => region.sum(Counter.ActiveRequests, 0), /closed/);
   } finally {
     cleanup(region);
   }
@@ -103,17 +97,17 @@ test('counters: per slot, summed over slots, negative deltas, zeroSlot', () => {
 test('health words: healthy, drained, ejection deadline, eligibility', () => {
   const region = SharedRegion.create(ids, { name: testName(), slots: 1 });
   try {
-    assert.ok(ids.every((_, i) => region.healthy(i) && !region.drained(i) && region.eligible(i)));
+    assert.ok(ids.every((_, i) => region.healthy(i) && !region.drained(i) && eligible(region, i)));
     region.setHealthy(0, false);
     region.setDrained(1, true);
     region.setEjectedUntil(2, Date.now() + 60_000);
-    assert.deepEqual([0, 1, 2].map((i) => region.eligible(i)), [false, false, false]);
+    assert.deepEqual([0, 1, 2].map((i) => eligible(region, i)), [false, false, false]);
     assert.equal(region.healthy(1), true);
     assert.equal(region.drained(0), false);
     region.setHealthy(0, true);
     region.setDrained(1, false);
     region.setEjectedUntil(2, Date.now() - 1);
-    assert.deepEqual([0, 1, 2].map((i) => region.eligible(i)), [true, true, true]);
+    assert.deepEqual([0, 1, 2].map((i) => eligible(region, i)), [true, true, true]);
   } finally {
     cleanup(region);
   }
@@ -122,9 +116,9 @@ test('health words: healthy, drained, ejection deadline, eligibility', () => {
 test('bad arguments throw TypeError / RangeError, never abort', () => {
   const region = SharedRegion.create(ids, { name: testName(), slots: 2 });
   try {
-    assert.throws(() => region.addActiveConnections(3, 0, 1), RangeError);
-    assert.throws(() => region.addActiveConnections(0, 2, 1), RangeError);
-    assert.throws(() => region.addActiveConnections(0, 0, 1.5), TypeError);
+    assert.throws(() => region.add(Counter.ActiveConnections, 3, 0, 1), RangeError);
+    assert.throws(() => region.add(Counter.ActiveConnections, 0, 2, 1), RangeError);
+    assert.throws(() => region.add(Counter.ActiveConnections, 0, 0, 1.5), TypeError);
     assert.throws(() => region.add(7 as Counter, 0, 0, 1), TypeError);
     assert.throws(() => region.sum(Counter.Failures, -1), TypeError);
     assert.throws(() => region.setEjectedUntil(0, -5), TypeError);
@@ -143,8 +137,8 @@ test('unlink removes the name; existing mappings keep working', () => {
     assert.equal(region.unlink(), false);
     assert.equal(existsSync(`/dev/shm${region.name}`), false);
     assert.throws(() => SharedRegion.attach(region.name), /No such file/);
-    region.addActiveConnections(0, 0, 1);
-    assert.equal(other.activeConnections(0), 1);
+    region.add(Counter.ActiveConnections, 0, 0, 1);
+    assert.equal(other.sum(Counter.ActiveConnections, 0), 1);
   } finally {
     region.close();
     other.close();
@@ -172,12 +166,12 @@ test('sweepStale removes segments of dead pids only', async () => {
   }
 });
 
-test('reload: createNext keeps counts and health of staying servers; copySlotFrom moves a slot', () => {
+test('reload: createNext keeps counts and health of staying servers', () => {
   const old = SharedRegion.create(ids, { name: regionName(process.pid, 500_000), generation: 0, slots: 4 });
   let next: SharedRegion | undefined;
   try {
-    old.addActiveConnections(0, 1, 2); // 127.0.0.1:9001 stays
-    old.addActiveConnections(1, 1, 5); // 127.0.0.1:9002 goes
+    old.add(Counter.ActiveConnections, 0, 1, 2); // 127.0.0.1:9001 stays
+    old.add(Counter.ActiveConnections, 1, 1, 5); // 127.0.0.1:9002 goes
     old.add(Counter.RequestsTotal, 2, 3, 40); // 127.0.0.1:9003 stays
     old.setDrained(2, true);
     const newIds = ['127.0.0.1:9003', '127.0.0.1:9004', '127.0.0.1:9001'];
@@ -185,19 +179,11 @@ test('reload: createNext keeps counts and health of staying servers; copySlotFro
     assert.equal(next.name, regionName(process.pid, 1));
     assert.equal(next.generation, 1);
     assert.deepEqual(next.identities, newIds);
-    assert.equal(next.activeConnections(2), 2);
-    assert.equal(next.requestsTotal(0), 40);
+    assert.equal(next.sum(Counter.ActiveConnections, 2), 2);
+    assert.equal(next.sum(Counter.RequestsTotal, 0), 40);
     assert.equal(next.drained(0), true);
-    assert.equal(next.activeConnections(1), 0);
+    assert.equal(next.sum(Counter.ActiveConnections, 1), 0);
     assert.equal(next.healthy(1), true);
-
-    // A worker in slot 1 changed its counts before switching: it copies its slot.
-    old.addActiveConnections(0, 1, -1);
-    old.add(Counter.RequestsTotal, 2, 1, 1);
-    old.add(Counter.RequestsTotal, 2, 3, 100); // another slot: not copied now
-    assert.equal(next.copySlotFrom(old, 1), 2);
-    assert.equal(next.activeConnections(2), 1);
-    assert.equal(next.requestsTotal(0), 41);
   } finally {
     cleanup(old);
     if (next) cleanup(next);
@@ -216,19 +202,53 @@ test('create with the default name replaces a leftover of this pid', () => {
   }
 });
 
-test('a missing addon fails with a message saying to run npm install', async () => {
-  // The loader looks for build/ next to its own directory: copy it where there is none.
-  const root = mkdtempSync(path.join(tmpdir(), 'switchyard-noaddon-'));
+/** A copy of src/native.ts, src/native/ and src/errors.ts under a temporary root (package.json, no build/); `edit` may change the copy. */
+function copyOfNative(edit?: (root: string) => void): string {
+  const root = mkdtempSync(path.join(tmpdir(), 'switchyard-native-copy-'));
+  const src = path.dirname(NATIVE_TS);
+  mkdirSync(path.join(root, 'src', 'native'), { recursive: true });
+  writeFileSync(path.join(root, 'package.json'), '{"type":"module"}');
+  for (const file of ['native.ts', 'errors.ts', 'native/addon.ts', 'native/layout.ts', 'native/region.ts', 'native/maglev.ts', 'native/rate-table.ts', 'native/socket-peer.ts']) {
+    copyFileSync(path.join(src, file), path.join(root, 'src', file));
+  }
+  edit?.(root);
+  return root;
+}
+
+const loadOutcome = `try { native.MaglevTable.build(['a:1'], [1]); console.log('null'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+
+test('a missing addon fails with SWY_ERR_NATIVE_MISSING and a message saying to run npm install', async () => {
+  // The loader looks for build/ two levels above its own directory: copy it where there is none.
+  const root = copyOfNative();
   try {
-    mkdirSync(path.join(root, 'src'));
-    writeFileSync(path.join(root, 'package.json'), '{"type":"module"}');
-    const copy = path.join(root, 'src', 'native.ts');
-    copyFileSync(NATIVE_TS, copy);
-    const seen = await inChild(
-      `try { native.chooseSize(1); console.log('null'); } catch (e) { console.log(JSON.stringify(e.message)); }`,
-      copy,
-    );
-    assert.match(String(seen), /addon is missing[\s\S]*npm install[\s\S]*npm rebuild/);
+    const seen = (await inChild(loadOutcome, path.join(root, 'src', 'native.ts'))) as { code: string; message: string };
+    assert.equal(seen.code, 'SWY_ERR_NATIVE_MISSING');
+    assert.match(seen.message, /addon is missing[\s\S]*npm install[\s\S]*npm rebuild/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('an addon whose shared-memory layout differs from src/native/layout.ts is refused at load (SWY_ERR_NATIVE_LAYOUT)', async () => {
+  // The real build, and a layout.ts that says the healthy bit is another one.
+  const root = copyOfNative((dir) => {
+    symlinkSync(path.resolve(path.dirname(NATIVE_TS), '..', 'build'), path.join(dir, 'build'));
+    const layout = path.join(dir, 'src', 'native', 'layout.ts');
+    const text = readFileSync(layout, 'utf8');
+    assert.ok(text.includes('export const HEALTHY = 1;'));
+    writeFileSync(layout, text.replace('export const HEALTHY = 1;', 'export const HEALTHY = 4;'));
+  });
+  try {
+    const seen = (await inChild(loadOutcome, path.join(root, 'src', 'native.ts'))) as { code: string; message: string };
+    assert.equal(seen.code, 'SWY_ERR_NATIVE_LAYOUT');
+    assert.match(seen.message, /"healthy":1.*"healthy":4/);
+    // The unchanged copy loads the same build.
+    const ok = copyOfNative((dir) => symlinkSync(path.resolve(path.dirname(NATIVE_TS), '..', 'build'), path.join(dir, 'build')));
+    try {
+      assert.equal(await inChild(loadOutcome, path.join(ok, 'src', 'native.ts')), null);
+    } finally {
+      rmSync(ok, { recursive: true, force: true });
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { Counter, SharedRegion } from '../../src/native.ts';
+import { eligible } from '../helpers/native-probes.ts';
 import { UpstreamRuntime } from '../../src/proxy/upstream-runtime.ts';
 import { WorkerMetrics } from '../../src/metrics/worker-metrics.ts';
 import { parseConfigText } from '../../src/config/load.ts';
@@ -48,10 +49,10 @@ describe('outlier ejection', () => {
     rt.recordOutcome(s, true); // streak broken
     rt.recordOutcome(s, false);
     rt.recordOutcome(s, false);
-    assert.equal(region.eligible(1), true);
+    assert.equal(eligible(region, 1), true);
     region.recordFailure(1); // a third failure seen by another worker...
     rt.recordOutcome(s, false); // ...makes this one the 4th in a row
-    assert.equal(region.eligible(1), false);
+    assert.equal(eligible(region, 1), false);
     const until = region.ejectedUntil(1) - Date.now();
     assert.ok(until > 9000 && until <= 10_000, `ejected for ${until} ms`);
     assert.equal(region.ejections(1), 1);
@@ -72,14 +73,14 @@ describe('outlier ejection', () => {
   it('never ejects more than max_ejection_percent of the upstream', () => {
     const { rt, region } = runtime(4, '    outlier: { consecutive_failures: 1, max_ejection_percent: 50 }');
     for (const s of rt.servers) rt.recordOutcome(s, false);
-    const ejected = rt.servers.filter((s) => !region.eligible(s.index)).length;
+    const ejected = rt.servers.filter((s) => !eligible(region, s.index)).length;
     assert.equal(ejected, 2);
   });
 
   it('a single-server upstream is never ejected (it would leave nothing to serve)', () => {
     const { rt, region } = runtime(1, '    outlier: { consecutive_failures: 1 }');
     for (let i = 0; i < 5; i++) rt.recordOutcome(rt.servers[0]!, false);
-    assert.equal(region.eligible(0), true);
+    assert.equal(eligible(region, 0), true);
   });
 });
 

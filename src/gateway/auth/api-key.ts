@@ -9,6 +9,7 @@ import { headerValue, queryValue } from './request-parts.js';
 import type { Lookup } from './request-parts.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
 import { SuccessCache } from './success-cache.js';
+import { ErrorCode, SwitchyardError } from '../../errors.js';
 
 interface StoredKey {
   digest: Buffer;
@@ -45,7 +46,7 @@ export class ApiKeyAuthenticator implements Authenticator {
     this.#query = options.query;
     this.#gate = options.gate;
     this.#keys = options.keys.map((k) => {
-      if (!/^[0-9a-f]{64}$/i.test(k.sha256)) throw new Error(`api key "${k.name}": sha256 must be 64 hex digits`);
+      if (!/^[0-9a-f]{64}$/i.test(k.sha256)) throw new SwitchyardError(ErrorCode.ConfigPolicy, `api key "${k.name}": sha256 must be 64 hex digits`);
       return {
         digest: Buffer.from(k.sha256, 'hex'),
         identity: Object.freeze({ kind: 'api_key', subject: k.name, scopes: Object.freeze([...k.scopes]), claims: Object.freeze({}) }),

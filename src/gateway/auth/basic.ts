@@ -16,6 +16,7 @@ import { authorizationCredentials } from './request-parts.js';
 import { DEFAULT_SUCCESS_CACHE, SuccessCache } from './success-cache.js';
 import type { SuccessCacheOptions } from './success-cache.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
+import { ErrorCode, SwitchyardError } from '../../errors.js';
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -38,7 +39,7 @@ export class BasicAuthenticator implements Authenticator {
   constructor(realm: string, users: readonly BasicUser[], cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE, gate?: AttemptGate) {
     this.#gate = gate;
     for (const u of users) {
-      if (u.name.includes(':')) throw new Error(`basic auth user "${u.name}": a user name cannot contain ":"`);
+      if (u.name.includes(':')) throw new SwitchyardError(ErrorCode.ConfigPolicy, `basic auth user "${u.name}": a user name cannot contain ":"`);
       const identity: Identity = Object.freeze({ kind: 'basic', subject: u.name, scopes: Object.freeze([]), claims: Object.freeze({}) });
       this.#users.set(u.name, { verifier: parsePasswordHash(u.hash, `basic auth user "${u.name}"`), identity });
     }

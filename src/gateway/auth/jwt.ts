@@ -22,6 +22,7 @@ import type { Lookup } from './request-parts.js';
 import { DEFAULT_SUCCESS_CACHE, SuccessCache } from './success-cache.js';
 import type { SuccessCacheOptions } from './success-cache.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
+import { ErrorCode, SwitchyardError } from '../../errors.js';
 
 /** Timing of a remote JWKS: every fetch is bounded, refreshes happen off the request path. */
 export interface JwksTuning {
@@ -60,7 +61,7 @@ export class JwtAuthenticator implements Authenticator {
     this.#clockSkewMs = cfg.clockSkewMs;
     this.#verified = new SuccessCache(cache);
     this.#readToken = tokenReader(cfg.from);
-    if (cfg.algorithms.length === 0) throw new Error('jwt: at least one algorithm is required');
+    if (cfg.algorithms.length === 0) throw new SwitchyardError(ErrorCode.ConfigPolicy, 'jwt: at least one algorithm is required');
     this.#options = {
       algorithms: [...cfg.algorithms],
       clockTolerance: cfg.clockSkewMs / 1000,
@@ -70,11 +71,11 @@ export class JwtAuthenticator implements Authenticator {
     };
 
     const secret = cfg.secret === undefined ? undefined : new TextEncoder().encode(cfg.secret);
-    if (cfg.algorithms.includes('HS256') && secret === undefined) throw new Error('jwt: HS256 needs a secret');
+    if (cfg.algorithms.includes('HS256') && secret === undefined) throw new SwitchyardError(ErrorCode.ConfigPolicy, 'jwt: HS256 needs a secret');
     const asymmetric = cfg.algorithms.filter((a) => a !== 'HS256');
     const sources = [cfg.publicKeyPem, cfg.jwksFile, cfg.jwksUrl].filter((s) => s !== undefined).length;
     if (asymmetric.length > 0 && sources !== 1) {
-      throw new Error(`jwt: ${asymmetric.join('/')} needs exactly one of public_key_file, jwks_file, jwks_url`);
+      throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: ${asymmetric.join('/')} needs exactly one of public_key_file, jwks_file, jwks_url`);
     }
     const keySource = asymmetric.length > 0 ? this.#asymmetricSource(cfg, asymmetric, tuning) : undefined;
 
@@ -133,11 +134,11 @@ export class JwtAuthenticator implements Authenticator {
       try {
         key = createPublicKey(cfg.publicKeyPem);
       } catch (err) {
-        throw new Error(`jwt: public_key_file does not hold a valid PEM public key (${(err as Error).message})`);
+        throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: public_key_file does not hold a valid PEM public key (${(err as Error).message})`);
       }
       const alg = algorithmOf(key);
       if (alg === undefined || !algorithms.includes(alg)) {
-        throw new Error(`jwt: public_key_file holds a ${describeKey(key)} key, usable with none of ${algorithms.join(', ')}`);
+        throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: public_key_file holds a ${describeKey(key)} key, usable with none of ${algorithms.join(', ')}`);
       }
       // Name the one algorithm this key serves, so a token naming another is refused even among allowed ones.
       return async (header) => {
@@ -150,12 +151,12 @@ export class JwtAuthenticator implements Authenticator {
       try {
         jwks = JSON.parse(readFileSync(cfg.jwksFile, 'utf8'));
       } catch (err) {
-        throw new Error(`jwt: cannot read jwks_file ${cfg.jwksFile}: ${(err as Error).message}`);
+        throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: cannot read jwks_file ${cfg.jwksFile}: ${(err as Error).message}`);
       }
       try {
         return createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
       } catch (err) {
-        throw new Error(`jwt: jwks_file ${cfg.jwksFile} is not a JWK Set: ${(err as Error).message}`);
+        throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: jwks_file ${cfg.jwksFile} is not a JWK Set: ${(err as Error).message}`);
       }
     }
     return this.#remoteSource(cfg.jwksUrl!, tuning);
@@ -173,7 +174,7 @@ export class JwtAuthenticator implements Authenticator {
     try {
       parsed = new URL(url);
     } catch {
-      throw new Error(`jwt: jwks_url ${url} is not a URL`);
+      throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: jwks_url ${url} is not a URL`);
     }
     const remote = createRemoteJWKSet(parsed, {
       timeoutDuration: tuning.timeoutMs,
@@ -213,7 +214,7 @@ function tokenReader(from: string): (req: GatewayRequest) => Lookup {
     if (kind === 'cookie') return (req) => cookieValue(req, name);
     if (kind === 'query') return (req) => queryValue(req, name);
   }
-  throw new Error(`jwt: from must be "authorization", "header:NAME", "cookie:NAME" or "query:NAME", not "${from}"`);
+  throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: from must be "authorization", "header:NAME", "cookie:NAME" or "query:NAME", not "${from}"`);
 }
 
 function algorithmOf(key: KeyObject): string | undefined {

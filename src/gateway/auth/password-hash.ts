@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { hashPool } from './hash-pool.js';
 import type { HashOutcome } from './hash-pool.js';
+import { ErrorCode, SwitchyardError } from '../../errors.js';
 
 export interface PasswordVerifier {
   /** Whether `password` matches; "busy" when the hash pool refused the check. */
@@ -45,7 +46,7 @@ class ScryptVerifier implements PasswordVerifier {
 /** Parse a stored hash; throws with `label` in the message when it is malformed. */
 export function parsePasswordHash(hash: string, label: string): PasswordVerifier {
   if (hash.startsWith('$2')) {
-    if (!BCRYPT.test(hash)) throw new Error(`${label}: malformed bcrypt hash`);
+    if (!BCRYPT.test(hash)) throw new SwitchyardError(ErrorCode.ConfigPolicy, `${label}: malformed bcrypt hash`);
     return new BcryptVerifier(hash);
   }
   if (hash.startsWith('scrypt$')) {
@@ -57,12 +58,12 @@ export function parsePasswordHash(hash: string, label: string): PasswordVerifier
       Number.isInteger(r) && r >= 1 && r <= 64 &&
       Number.isInteger(p) && p >= 1 && p <= 16 &&
       BASE64.test(parts[4]!) && BASE64.test(parts[5]!);
-    if (!ok) throw new Error(`${label}: malformed scrypt hash (expected scrypt$N$r$p$salt-b64$hash-b64, N a power of 2 ≤ 2^20)`);
+    if (!ok) throw new SwitchyardError(ErrorCode.ConfigPolicy, `${label}: malformed scrypt hash (expected scrypt$N$r$p$salt-b64$hash-b64, N a power of 2 ≤ 2^20)`);
     const expected = Buffer.from(parts[5]!, 'base64');
-    if (expected.length < 16) throw new Error(`${label}: scrypt hash shorter than 16 bytes`);
+    if (expected.length < 16) throw new SwitchyardError(ErrorCode.ConfigPolicy, `${label}: scrypt hash shorter than 16 bytes`);
     return new ScryptVerifier(N, r, p, Buffer.from(parts[4]!, 'base64'), expected);
   }
-  throw new Error(`${label}: unsupported password hash (bcrypt $2a$/$2b$/$2y$ or scrypt$N$r$p$salt$hash)`);
+  throw new SwitchyardError(ErrorCode.ConfigPolicy, `${label}: unsupported password hash (bcrypt $2a$/$2b$/$2y$ or scrypt$N$r$p$salt$hash)`);
 }
 
 /**
