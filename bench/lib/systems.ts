@@ -100,18 +100,24 @@ const GATEWAY_ROUTE = `    auth:
     rate_limit: { rate: 1000000/s, burst: 1000000, key: api-key }
 `;
 
-function switchyard(name: string, balance: string, scheduling: SchedulingPolicy = 'kernel', gateway = false): SystemDef {
+/**
+ * A before/after comparison in one run: SWITCHYARD_BASELINE_CLI=/path/to/other/dist/cli.js
+ * adds `switchyard-baseline`, the same config on that build.
+ */
+const BASELINE_CLI = process.env.SWITCHYARD_BASELINE_CLI;
+
+function switchyard(name: string, balance: string, scheduling: SchedulingPolicy = 'kernel', gateway = false, cli = SWITCHYARD_CLI): SystemDef {
   return {
     name,
-    description: `Switchyard, 2 workers, balance ${balance}, scheduling ${scheduling}${gateway ? ', route with API-key auth, scope check and rate limit' : ''}`,
-    unavailable: () => (existsSync(SWITCHYARD_CLI) ? undefined : 'dist/cli.js missing (run npm run build)'),
+    description: `Switchyard${cli === SWITCHYARD_CLI ? '' : ` (${cli})`}, 2 workers, balance ${balance}, scheduling ${scheduling}${gateway ? ', route with API-key auth, scope check and rate limit' : ''}`,
+    unavailable: () => (existsSync(cli) ? undefined : `${cli} missing (run npm run build)`),
     async start({ tmp, backends }) {
       const port = await freePort();
       const adminPort = await freePort();
       const file = join(tmp, `${name}.yaml`);
       writeFileSync(file, switchyardYaml(port, adminPort, backends, balance, scheduling, gateway));
       const ready = gateway ? `${READY_PATH}?key=${GATEWAY_KEY}` : READY_PATH;
-      const proc = await startProcess(name, process.execPath, [SWITCHYARD_CLI, '--config', file], { port, path: ready }, REPO);
+      const proc = await startProcess(name, process.execPath, [cli, '--config', file], { port, path: ready }, REPO);
       try {
         // A variant that silently ran the other policy would measure nothing.
         const status = await awaitSwitchyardStatus(adminPort, ADMIN_TOKEN);
@@ -145,6 +151,7 @@ export const SYSTEMS: SystemDef[] = [
   switchyard('switchyard-least-conn', 'least-conn'),
   switchyard('switchyard-sched-rr', 'round-robin', 'round-robin'),
   switchyard('switchyard-gateway', 'round-robin', 'kernel', true),
+  ...(BASELINE_CLI === undefined ? [] : [switchyard('switchyard-baseline', 'round-robin', 'kernel', false, BASELINE_CLI)]),
   {
     name: 'nginx',
     description: 'nginx proxy, worker_processes 2, upstream keepalive 64',

@@ -11,6 +11,9 @@ import type { RequestHeadInfo } from './headers.js';
 import type { WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
 
+/** A head callback's verdict telling llhttp to stop after the head (as node:http does for an upgrade). */
+const STOP_AFTER_HEAD = 2;
+
 export class ClientConnection implements Expirable, ClientSide {
   private readonly parser: NativeParser;
   /** The exchange whose response is being produced. */
@@ -65,13 +68,36 @@ export class ClientConnection implements Expirable, ClientSide {
           this.queue.push(exchange);
           this.refreshReading();
         }
-        return 0;
+        if (this.closed || upgrade) return 0;
+        const length = exchange.fixedBodyLength();
+        if (length <= 0 || length > this.worker.limits.maxBodyBytes) return 0;
+        // llhttp has checked the framing (one valid Content-Length, no
+        // Transfer-Encoding): the body's bytes go to the exchange as the
+        // socket's own chunks, without the parser (see passBodyThrough).
+        this.bodyRemaining = length;
+        this.lastRequest = !keepAlive;
+        return STOP_AFTER_HEAD;
       },
       onBody: (chunk) => {
         if (!this.closed) this.parsing?.onRequestBody(chunk);
       },
       onMessageComplete: () => {
-        if (this.closed) return;
+        // A pass-through body: llhttp calls this at the end of the head; the
+        // message ends when its last byte has been passed on.
+        if (this.closed || this.bodyRemaining > 0) return;
+        this.requestEnded();
+      },
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', () => this.onClose());
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => this.active?.onClientDrain());
+    track(this);
+  }
+
+  /** The request being parsed has been read to its end. */
+  private requestEnded(): void {
         const exchange = this.parsing;
         // llhttp stops after an Upgrade request: what follows waits for the upstream's answer.
         if (exchange !== undefined && exchange === this.upgrade) this.held = [];
@@ -83,14 +109,37 @@ export class ClientConnection implements Expirable, ClientSide {
         exchange?.onRequestComplete();
         // Answered from its head callback (an error, a preflight): the connection is now idle.
         if (this.active === undefined && this.queue.length === 0 && !this.closed) this.idleDeadline = deadlineIn(this.worker.limits.keepaliveTimeoutMs);
-      },
-    });
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
-    socket.on('error', () => this.onClose());
-    socket.on('close', () => this.onClose());
-    socket.on('drain', () => this.active?.onClientDrain());
-    track(this);
+  }
+
+  /**
+   * Body bytes of the request being parsed still to come, passed through as
+   * the socket's own chunks. llhttp would copy every body chunk into a new
+   * Buffer (as for responses, upstream-pool.ts): a 4 KB POST cost a copy
+   * and its garbage per read. The exchange sees the same onRequestBody
+   * calls either way, so the 413 count and the retry replay are unchanged.
+   */
+  private bodyRemaining = 0;
+  /**
+   * The request whose body is passing through was the connection's last
+   * (Connection: close, HTTP/1.0): llhttp would refuse any byte after it, so
+   * they are dropped; the connection closes after the response.
+   */
+  private lastRequest = false;
+
+  /** Passes body bytes on; returns what follows the body in `chunk`, if anything. */
+  private passBody(chunk: Buffer): Buffer | undefined {
+    const take = Math.min(this.bodyRemaining, chunk.length);
+    this.bodyRemaining -= take;
+    this.parsing?.onRequestBody(take === chunk.length ? chunk : chunk.subarray(0, take));
+    if (this.bodyRemaining > 0 || this.closed) return undefined;
+    if (this.lastRequest) {
+      this.requestEnded();
+      return undefined;
+    }
+    // The parser stopped after the head: it starts afresh for the next request.
+    resetParser(this.parser, 'request', this.worker.limits.maxHeaderBytes);
+    this.requestEnded();
+    return take < chunk.length ? chunk.subarray(take) : undefined;
   }
 
   private onMessageBegin(): void {
@@ -103,11 +152,30 @@ export class ClientConnection implements Expirable, ClientSide {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closed) return;
-    if (this.tunnel !== undefined) return this.tunnel.onClientTunnelData(chunk);
+    let rest: Buffer | undefined = chunk;
+    while (rest !== undefined && !this.closed) {
+      if (this.bodyRemaining > 0) {
+        try {
+          rest = this.passBody(rest);
+        } catch (err) {
+          return this.internalError(err);
+        }
+      } else if (this.lastRequest) {
+        return;
+      } else rest = this.parse(rest);
+    }
+  }
+
+  /** Feeds `chunk` to the parser; returns the bytes after a head whose body passes through. */
+  private parse(chunk: Buffer): Buffer | undefined {
+    if (this.tunnel !== undefined) {
+      this.tunnel.onClientTunnelData(chunk);
+      return undefined;
+    }
     if (this.held !== undefined) {
       this.held.push(chunk);
-      return this.refreshReading();
+      this.refreshReading();
+      return undefined;
     }
     if (this.inHead && !this.requestLineDone) {
       const lf = chunk.indexOf(10);
@@ -121,12 +189,16 @@ export class ClientConnection implements Expirable, ClientSide {
     try {
       ret = this.parser.execute(chunk);
     } catch (err) {
-      return this.internalError(err);
+      this.internalError(err);
+      return undefined;
     } finally {
       this.executing = false;
     }
-    if (this.closed) return;
-    if (typeof ret !== 'number') return this.onParseError(ret);
+    if (this.closed) return undefined;
+    if (typeof ret !== 'number') {
+      this.onParseError(ret);
+      return undefined;
+    }
     // (Re-read: the parser's callbacks may have set it.)
     const held = this.held as Buffer[] | undefined;
     if (held !== undefined) {
@@ -134,7 +206,9 @@ export class ClientConnection implements Expirable, ClientSide {
       // Answered already (from its head, say a 401): go on parsing what came after it.
       if (this.upgrade!.finished) this.resumeParsing();
       else this.refreshReading();
+      return undefined;
     }
+    return this.bodyRemaining > 0 && ret < chunk.length ? chunk.subarray(ret) : undefined;
   }
 
   /**

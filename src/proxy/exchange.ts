@@ -254,6 +254,11 @@ export class Exchange implements UpstreamListener {
     this.finish();
   }
 
+  /** The request body's Content-Length, or -1 when it has none (chunked, or no body). */
+  fixedBodyLength(): number {
+    return this.info.chunked ? -1 : this.info.contentLength;
+  }
+
   onRequestBody(chunk: Buffer): void {
     this.requestBodyBytes += chunk.length;
     if (this.phase === 'waiting') {
