@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { getStatus, waitForStatus } from '../helpers/admin-status.js';
 import { startNamedBackend, type Backend } from '../helpers/backend.js';
 import { isAlive, request, sleep, tempDir, type TempDir } from '../helpers/process.js';
-import { baseConfig, freePort, runCli, startCli, withOutput } from '../helpers/switchyard.js';
+import { baseConfig, freePort, runCli, startCli, withOutput, type RunningCli } from '../helpers/switchyard.js';
 
 describe('command line', () => {
   let tmp: TempDir;
@@ -348,19 +348,22 @@ describe('demo backends', () => {
       ...baseConfig({ proxyPort, adminPort, servers: [demo], workers: 1 }),
       demo_backends: [demo, blocker.address],
     });
-    const cli = await startCli(file, { waitFor: [proxyPort, adminPort] });
+    // A failed start must still close the blocker: a listening server left behind keeps the test process alive.
+    let cli: RunningCli | undefined;
     try {
-      await withOutput(cli, async () => {
+      cli = await startCli(file, { waitFor: [proxyPort, adminPort] });
+      const running = cli;
+      await withOutput(running, async () => {
         const res = await request({ port: proxyPort, path: '/anything' });
         assert.equal(res.status, 200);
         assert.equal(res.body, `Hello from Switchyard demo backend ${demo}\n`);
         assert.equal((await request({ port: demoPort, path: '/healthz' })).status, 200);
-        assert.ok(cli.output().includes(`demo backend could not listen on ${blocker.address}`));
+        assert.ok(running.output().includes(`demo backend could not listen on ${blocker.address}`));
       });
-      assert.deepEqual(await cli.stop(), { code: 0, signal: null });
+      assert.deepEqual(await running.stop(), { code: 0, signal: null });
       await assert.rejects(request({ port: demoPort, timeoutMs: 1000 }), 'demo backends stop with the primary');
     } finally {
-      await cli.stop('SIGKILL');
+      await cli?.stop('SIGKILL');
       await blocker.close();
     }
   });
