@@ -46,13 +46,18 @@ export function buildStatus(input: StatusInput): Status {
     uptimeSeconds: Math.round((Date.now() - input.startedAt) / 1000),
     configFile: config.file,
     scheduling: config.scheduling,
-    workers: input.workers,
+    workers: input.workers.map((w) => {
+      const tunnels = stats.find((r) => r.pid === w.pid)?.stats?.tunnels;
+      return tunnels === undefined ? w : { ...w, tunnels };
+    }),
     crashLoop: input.crashLoop,
     // Workers that did not answer the stats request in time: their counts are missing below.
     unresponsiveWorkers: stats.filter((r) => !r.stats).map((r) => r.pid),
     requests: sum((s) => s.requests),
     activeConnections: sum((s) => s.activeConnections),
     activeRequests: sum((s) => s.activeRequests),
+    tunnels: sum((s) => s.tunnels),
+    retiringWorkers: input.workers.filter((w) => w.state === 'retiring').length,
     upstreams,
   };
 }

@@ -6,7 +6,8 @@ import type { WorkerStats } from '../proxy/server.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 
-export type WorkerState = 'starting' | 'ready' | 'draining' | 'backoff' | 'stopped';
+/** retiring: replaced by a reload, HTTP requests finished, kept alive for its open tunnels (up to tunnel_max_age). */
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'retiring' | 'backoff' | 'stopped';
 
 export interface WorkerInfo {
   slot: number;
@@ -14,6 +15,10 @@ export interface WorkerInfo {
   uptimeSeconds: number;
   restarts: number;
   state: WorkerState;
+  /** Open tunnels (from the worker's answer to the stats request). */
+  tunnels?: number;
+  /** draining or retiring: seconds since it was replaced or told to stop. */
+  retiredSeconds?: number;
 }
 
 export interface WorkerStatsResult {
@@ -43,5 +48,9 @@ export interface Status {
   requests: number;
   activeConnections: number;
   activeRequests: number;
+  /** Open tunnels, all workers. */
+  tunnels: number;
+  /** Replaced workers still alive for their tunnels (each one is a process). */
+  retiringWorkers: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
 }

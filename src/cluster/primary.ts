@@ -11,7 +11,7 @@ import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { buildStatus } from '../admin/status.js';
 import type { ReloadResult, Status, WorkerInfo, WorkerStatsResult } from '../admin/types.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
-import { SharedState } from './shared-state.js';
+import { COUNTER_SLOTS, SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
@@ -35,6 +35,8 @@ const READY_TIMEOUT_MS = 30_000;
 /** Grace added to shutdown_timeout before workers still alive are killed. */
 const HARD_KILL_GRACE_MS = 2_000;
 const STATS_TIMEOUT_MS = 1_000;
+/** Retiring workers (kept for their tunnels) allowed per configured worker before the oldest is cut short. */
+const MAX_RETIRING_PER_WORKER = 2;
 /**
  * With kernel scheduling every worker accepts on the shared socket, and the
  * one awake first takes a whole burst of connections (measured: one worker
@@ -60,11 +62,17 @@ interface Entry {
   slot: number;
   pid: number;
   startedAt: number;
-  state: 'starting' | 'ready' | 'draining';
+  state: 'starting' | 'ready' | 'draining' | 'retiring';
+  /** Retiring: the tunnels it reported open once its HTTP requests were done. */
+  tunnels?: number;
+  /** When it was told to retire (reload) or to stop. */
+  retiredAt?: number;
   config: Config;
   /** The worker's counter slot in the shared region, and the region it maps. */
   counterSlot: number;
   regionName: string;
+  /** Told to end its tunnels before tunnel_max_age (too many retiring workers). */
+  cutShort?: boolean;
   /** It sent its final metrics: they are in retiredMetrics. */
   countsRetired?: boolean;
   /** Settled by the 'ready' message, or by exit/timeout before it. */
@@ -195,6 +203,7 @@ export class Primary {
       uptimeSeconds: Math.round((now - e.startedAt) / 1000),
       restarts,
       state: e.state,
+      ...(e.retiredAt === undefined ? {} : { retiredSeconds: Math.round((now - e.retiredAt) / 1000) }),
     });
     const out: WorkerInfo[] = [];
     for (const slot of this.slots) {
@@ -296,6 +305,15 @@ export class Primary {
       case 'stats':
         this.pendingStats.get(m.id)?.(m.stats);
         break;
+      case 'retiring':
+        if (entry.state !== 'draining') break;
+        entry.state = 'retiring';
+        entry.tunnels = m.tunnels;
+        this.log.info(
+          { slot: entry.slot, workerPid: entry.pid, tunnels: m.tunnels, tunnelMaxAgeMs: this.config.tunnelMaxAgeMs },
+          'replaced worker keeps running for its open tunnels',
+        );
+        break;
       case 'metrics-final':
         // From now on its counts come from here, not from asking it.
         entry.countsRetired = true;
@@ -311,7 +329,9 @@ export class Primary {
     const slot = this.slots[entry.slot];
     const fields = { slot: entry.slot, workerPid: entry.pid, code, signal };
     if (this.draining.delete(entry) || this.shuttingDown) {
+      // A replaced worker is never respawned, whatever ended it: its slot already has a successor.
       if (code === 0) this.log.info(fields, 'worker exited');
+      else if (entry.state === 'retiring') this.log.warn({ ...fields, tunnels: entry.tunnels }, 'retiring worker died: its tunnels are lost; not respawned');
       else this.log.warn(fields, 'worker exited uncleanly while shutting down');
       return;
     }
@@ -367,10 +387,36 @@ export class Primary {
     }
   }
 
-  /** Tells a worker to stop accepting and finish its requests; its exit is expected from now on. */
+  /**
+   * Tells a replaced worker to stop accepting and finish its requests, keeping
+   * its tunnels for up to tunnel_max_age; its exit is expected from now on.
+   * Beyond MAX_RETIRING per worker slot (frequent reloads with long-lived
+   * tunnels), the oldest retiring worker is told to end its tunnels now:
+   * each one is a process and a counter slot.
+   */
   private retire(entry: Entry): void {
     entry.state = 'draining';
+    entry.retiredAt = Date.now();
     this.draining.add(entry);
+    if (!this.send(entry, { type: 'retire', tunnelMaxAgeMs: this.config.tunnelMaxAgeMs })) entry.worker.process.kill('SIGTERM');
+    const retiring = [...this.draining].filter((e) => e.state === 'retiring' && !e.cutShort);
+    // Never so many that a reload could not find counter slots for its new workers.
+    const cap = Math.max(1, Math.min(MAX_RETIRING_PER_WORKER * this.config.workers, COUNTER_SLOTS - 2 * this.config.workers));
+    const excess = retiring.length - cap;
+    for (const oldest of retiring.sort((a, b) => a.retiredAt! - b.retiredAt!).slice(0, Math.max(0, excess))) {
+      oldest.cutShort = true;
+      this.log.warn({ workerPid: oldest.pid, tunnels: oldest.tunnels }, 'too many retiring workers: the oldest closes its tunnels now');
+      this.send(oldest, { type: 'shutdown' });
+    }
+  }
+
+  /** Cluster shutdown: every worker, retiring ones included, finishes within shutdown_timeout. */
+  private stop(entry: Entry): void {
+    if (entry.state !== 'draining' && entry.state !== 'retiring') {
+      entry.state = 'draining';
+      entry.retiredAt = Date.now();
+      this.draining.add(entry);
+    }
     if (!this.send(entry, { type: 'shutdown' })) entry.worker.process.kill('SIGTERM');
   }
 
@@ -485,9 +531,7 @@ export class Primary {
     const exited = entries.map((e) =>
       e.worker.isDead() ? Promise.resolve() : new Promise<void>((resolve) => e.worker.once('exit', () => resolve())),
     );
-    for (const e of entries) {
-      if (e.state !== 'draining') this.retire(e);
-    }
+    for (const e of entries) this.stop(e);
     const hardKill = setTimeout(() => {
       for (const e of entries) {
         if (!e.worker.isDead()) {

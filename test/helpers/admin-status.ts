@@ -20,11 +20,16 @@ export interface WorkerStatus {
   pid: number | null;
   state: string;
   restarts: number;
+  /** Open tunnels on this worker. */
+  tunnels?: number;
 }
 
 export interface BalancingStatus {
   workers: WorkerStatus[];
   unresponsiveWorkers: number[];
+  /** Replaced workers still alive for their open tunnels. */
+  retiringWorkers: number;
+  tunnels: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
 }
 
