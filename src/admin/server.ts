@@ -3,7 +3,8 @@
 // are JSON.
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { ListenConfig } from '../config/types.js';
+import type { ListenConfig, UpstreamConfig } from '../config/types.js';
+import { whatIf } from './what-if.js';
 import type { ReloadResult, Status } from './types.js';
 import type { Logger } from '../log.js';
 
@@ -16,6 +17,8 @@ export interface AdminHandlers {
   metrics(): Promise<string>;
   /** Drain (no new requests; in-flight ones finish) or re-enable a server; false if there is no such server. */
   setDrained(upstream: string, address: string, drained: boolean): boolean;
+  /** The running config's upstream, for what-if questions. */
+  upstream(name: string): UpstreamConfig | undefined;
 }
 
 /** The Prometheus text exposition format, version 0.0.4. */
@@ -81,6 +84,24 @@ function serverAction(h: AdminHandlers, req: http.IncomingMessage, res: http.Ser
   send(res, 200, { ok: true, upstream, address, drained });
 }
 
+/** GET /upstreams/{name}/what-if?remove=ADDR&add=ADDR:W */
+const WHAT_IF = /^\/upstreams\/([^/]+)\/what-if$/;
+
+function whatIfAction(h: AdminHandlers, req: http.IncomingMessage, res: http.ServerResponse, name: string, query: URLSearchParams): void {
+  if (req.method !== 'GET') return send(res, 405, { error: 'what-if accepts GET only' }, { allow: 'GET' });
+  let upstreamName: string;
+  try {
+    upstreamName = decodeURIComponent(name);
+  } catch {
+    return send(res, 400, { error: 'malformed percent-encoding in the path' });
+  }
+  const upstream = h.upstream(upstreamName);
+  if (upstream === undefined) return send(res, 404, { error: `no upstream ${JSON.stringify(upstreamName)}` });
+  const result = whatIf(upstream, query);
+  if (!result.ok) return send(res, 400, { error: 'invalid what-if query', errors: result.errors });
+  send(res, 200, result.body);
+}
+
 export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log: Logger): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
     req.resume(); // no endpoint reads a body
@@ -90,9 +111,12 @@ export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log:
       });
       return;
     }
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
     const action = SERVER_ACTION.exec(path);
     if (action) return serverAction(handlers, req, res, action);
+    const question = WHAT_IF.exec(path);
+    if (question) return whatIfAction(handlers, req, res, question[1]!, url.searchParams);
     const route = ROUTES[path];
     if (!route) {
       send(res, 404, { error: `no such endpoint: ${path}` });

@@ -155,6 +155,7 @@ export class Primary {
         status: () => this.status(),
         reload: () => this.reload(),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
+        upstream: (name) => (Object.hasOwn(this.config.upstreams, name) ? this.config.upstreams[name] : undefined),
         // Workers still starting have no counts yet: asking them would only wait for the deadline.
         metrics: () =>
           clusterMetricsText(
