@@ -5,14 +5,15 @@ import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ListenConfig, UpstreamConfig } from '../config/types.js';
 import { whatIf } from './what-if.js';
-import type { ReloadResult, Status } from './types.js';
+import type { ReloadOptions, ReloadResult, Status } from './types.js';
+import { parseDuration } from '../config/duration.js';
 import type { Logger } from '../log.js';
 
 export interface AdminHandlers {
   /** Read per request, so a reload can change the token. */
   token(): string;
   status(): Promise<Status>;
-  reload(): Promise<ReloadResult>;
+  reload(options?: ReloadOptions): Promise<ReloadResult>;
   /** Prometheus text summed over the workers (metrics/cluster-metrics.ts). */
   metrics(): Promise<string>;
   /** Drain (no new requests; in-flight ones finish) or re-enable a server; false if there is no such server. */
@@ -42,7 +43,42 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
   res.end(json);
 }
 
-const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.ServerResponse): Promise<void> }> = {
+/** Limits of `POST /reload?canary=`: long enough to see traffic, short enough to wait for in one request. */
+const CANARY_MIN_MS = 1_000;
+const CANARY_MAX_MS = 3_600_000;
+/** The canary must answer at least this many requests in its window to be judged (`min_requests`). */
+const DEFAULT_MIN_REQUESTS = 20;
+
+/** The query of POST /reload: nothing (a plain reload), or canary=DURATION with an optional min_requests=N. */
+function reloadOptions(query: URLSearchParams): ReloadOptions | string[] {
+  const errors: string[] = [];
+  let windowMs: number | undefined;
+  let minRequests = DEFAULT_MIN_REQUESTS;
+  const seen = new Set<string>();
+  for (const [key, value] of query) {
+    if (seen.has(key)) {
+      errors.push(`${key}: given twice`);
+      continue;
+    }
+    seen.add(key);
+    if (key === 'canary') {
+      const ms = /^\d+(ms|s|m|h)$/.test(value) ? parseDuration(value) : NaN;
+      if (!(ms >= CANARY_MIN_MS && ms <= CANARY_MAX_MS)) errors.push(`canary: expected a duration from 1s to 1h like 30s or 5m, got ${JSON.stringify(value)}`);
+      else windowMs = ms;
+    } else if (key === 'min_requests') {
+      const n = /^\d{1,7}$/.test(value) ? Number(value) : NaN;
+      if (!(n >= 1)) errors.push(`min_requests: expected an integer 1..9999999, got ${JSON.stringify(value)}`);
+      else minRequests = n;
+    } else {
+      errors.push(`unknown query parameter ${JSON.stringify(key)}: expected canary=DURATION and optionally min_requests=N`);
+    }
+  }
+  if (seen.has('min_requests') && !seen.has('canary')) errors.push('min_requests applies to a canary reload only (add canary=DURATION)');
+  if (errors.length > 0) return errors;
+  return windowMs === undefined ? {} : { canary: { windowMs, minRequests } };
+}
+
+const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.ServerResponse, query: URLSearchParams): Promise<void> }> = {
   '/status': {
     method: 'GET',
     async run(h, res) {
@@ -59,9 +95,12 @@ const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.S
   },
   '/reload': {
     method: 'POST',
-    async run(h, res) {
-      const result = await h.reload();
-      send(res, result.ok ? 200 : 400, result);
+    async run(h, res, query) {
+      const options = reloadOptions(query);
+      if (Array.isArray(options)) return send(res, 400, { ok: false, errors: options });
+      const result = await h.reload(options);
+      // A canary that was judged and rolled back: the request was fine, the new config was not (409).
+      send(res, result.ok ? 200 : result.canary?.state === 'rolled-back' ? 409 : 400, result);
     },
   },
 };
@@ -126,7 +165,7 @@ export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log:
       send(res, 405, { error: `${path} accepts ${route.method} only` }, { allow: route.method });
       return;
     }
-    route.run(handlers, res).catch((err: Error) => {
+    route.run(handlers, res, url.searchParams).catch((err: Error) => {
       log.error({ err, path }, 'admin request failed');
       if (!res.headersSent) send(res, 500, { error: err.message });
     });

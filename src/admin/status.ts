@@ -3,7 +3,7 @@
 import type { Config } from '../config/types.js';
 import { VERSION } from '../version.js';
 import type { ServerCounts } from '../cluster/shared-state.js';
-import type { ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { CanaryReport, ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 
 export interface StatusInput {
   config: Config;
@@ -13,6 +13,7 @@ export interface StatusInput {
   stats: WorkerStatsResult[];
   /** Per-server counts summed over all workers, from shared memory. */
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
+  canary?: CanaryReport;
 }
 
 export function buildStatus(input: StatusInput): Status {
@@ -58,6 +59,7 @@ export function buildStatus(input: StatusInput): Status {
     activeRequests: sum((s) => s.activeRequests),
     tunnels: sum((s) => s.tunnels),
     retiringWorkers: input.workers.filter((w) => w.state === 'retiring').length,
+    ...(input.canary === undefined ? {} : { canary: input.canary }),
     upstreams,
   };
 }

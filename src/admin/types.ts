@@ -4,7 +4,29 @@
 import type { ServerCounts } from '../cluster/shared-state.js';
 import type { WorkerStats } from '../proxy/server.js';
 
-export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
+import type { WindowFigures } from '../metrics/canary-figures.js';
+
+/** A canary reload's result travels with the reload's. */
+export type ReloadResult = { ok: true; canary?: CanaryReport } | { ok: false; errors: string[]; canary?: CanaryReport };
+
+/** `POST /reload?canary=30s&min_requests=N`: the new config on one worker first, judged over the window. */
+export interface ReloadOptions {
+  canary?: { windowMs: number; minRequests: number };
+}
+
+/** The current or last canary reload, as /status, the log and the reload answer show it. */
+export interface CanaryReport {
+  state: 'running' | 'rolled-out' | 'rolled-back';
+  startedAt: string;
+  windowMs: number;
+  minRequests: number;
+  canaryPid: number;
+  /** Set once decided. */
+  reason?: string;
+  /** The window's figures of the canary and of the other workers (absent when it was cut short). */
+  canary?: WindowFigures;
+  others?: WindowFigures;
+}
 
 /** retiring: replaced by a reload, HTTP requests finished, kept alive for its open tunnels (up to tunnel_max_age). */
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'retiring' | 'backoff' | 'stopped';
@@ -19,6 +41,8 @@ export interface WorkerInfo {
   tunnels?: number;
   /** draining or retiring: seconds since it was replaced or told to stop. */
   retiredSeconds?: number;
+  /** Runs a canary reload's new config. */
+  canary?: true;
 }
 
 export interface WorkerStatsResult {
@@ -52,5 +76,7 @@ export interface Status {
   tunnels: number;
   /** Replaced workers still alive for their tunnels (each one is a process). */
   retiringWorkers: number;
+  /** The current or last canary reload. */
+  canary?: CanaryReport;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
 }
