@@ -49,7 +49,7 @@ export function buildStatus(input: StatusInput): Status {
     scheduling: config.scheduling,
     workers: input.workers.map((w) => {
       const tunnels = stats.find((r) => r.pid === w.pid)?.stats?.tunnels;
-      return tunnels === undefined ? w : { ...w, tunnels };
+      return tunnels ? { ...w, tunnels } : w;
     }),
     crashLoop: input.crashLoop,
     // Workers that did not answer the stats request in time: their counts are missing below.

@@ -37,7 +37,7 @@ export interface WorkerInfo {
   uptimeSeconds: number;
   restarts: number;
   state: WorkerState;
-  /** Open tunnels (from the worker's answer to the stats request). */
+  /** Open tunnels, when there are any (from the worker's answer to the stats request). */
   tunnels?: number;
   /** draining or retiring: seconds since it was replaced or told to stop. */
   retiredSeconds?: number;

@@ -108,6 +108,8 @@ export class Primary {
   private reloadChain: Promise<unknown> = Promise.resolve();
   /** The current or last canary reload, for /status. */
   private canaryReport: CanaryReport | undefined;
+  /** During a canary window: the new config, which shared memory and health checks already follow. */
+  private canaryNext: Config | undefined;
   private admin: AdminServer | undefined;
   private demo: DemoBackends | undefined;
   private nextStatsId = 1;
@@ -192,7 +194,9 @@ export class Primary {
 
   /** Admin drain/enable: written to shared memory, so every worker's next pick sees it. */
   setDrained(upstream: string, address: string, drained: boolean): boolean {
-    const index = this.config.upstreams[upstream]?.servers.findIndex((s) => s.address === address) ?? -1;
+    // Server indexes of the config the shared region is laid out for.
+    const config = this.canaryNext ?? this.config;
+    const index = (Object.hasOwn(config.upstreams, upstream) ? config.upstreams[upstream] : undefined)?.servers.findIndex((s) => s.address === address) ?? -1;
     if (index < 0 || this.shared === undefined) return false;
     this.shared.setDrained(upstream, index, drained);
     this.log.info({ upstream, server: address }, drained ? 'server drained' : 'server enabled');
@@ -325,6 +329,7 @@ export class Primary {
           { slot: entry.slot, workerPid: entry.pid, tunnels: m.tunnels, tunnelMaxAgeMs: this.config.tunnelMaxAgeMs },
           'replaced worker keeps running for its open tunnels',
         );
+        this.capRetiring();
         break;
       case 'metrics-final':
         // From now on its counts come from here, not from asking it.
@@ -399,18 +404,20 @@ export class Primary {
     }
   }
 
-  /**
-   * Tells a replaced worker to stop accepting and finish its requests, keeping
-   * its tunnels for up to tunnel_max_age; its exit is expected from now on.
-   * Beyond MAX_RETIRING per worker slot (frequent reloads with long-lived
-   * tunnels), the oldest retiring worker is told to end its tunnels now:
-   * each one is a process and a counter slot.
-   */
+  /** Tells a replaced worker to stop accepting and finish its requests, keeping its tunnels for up to tunnel_max_age; its exit is expected from now on. */
   private retire(entry: Entry): void {
     entry.state = 'draining';
     entry.retiredAt = Date.now();
     this.draining.add(entry);
     if (!this.send(entry, { type: 'retire', tunnelMaxAgeMs: this.config.tunnelMaxAgeMs })) entry.worker.process.kill('SIGTERM');
+  }
+
+  /**
+   * Beyond MAX_RETIRING_PER_WORKER per configured worker (frequent reloads
+   * with long-lived tunnels), the oldest retiring workers are told to end
+   * their tunnels now: each one is a process and a counter slot.
+   */
+  private capRetiring(): void {
     const retiring = [...this.draining].filter((e) => e.state === 'retiring' && !e.cutShort);
     // Never so many that a reload could not find counter slots for its new workers.
     const cap = Math.max(1, Math.min(MAX_RETIRING_PER_WORKER * this.config.workers, COUNTER_SLOTS - 2 * this.config.workers));
@@ -556,8 +563,10 @@ export class Primary {
     // region generation it mapped (its health bits hold still for the window when the server list changed).
     this.shared?.applyConfig(next);
     this.health?.replace(next);
+    this.canaryNext = next;
     const canary = await this.replaceSlotWorker(slot, next);
     if (typeof canary === 'string') {
+      this.canaryNext = undefined;
       this.shared?.applyConfig(previous);
       this.health?.replace(previous);
       if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
@@ -576,6 +585,7 @@ export class Primary {
       exited,
     );
     canary.canary = false;
+    this.canaryNext = undefined;
     this.canaryReport = decided;
     const fields = { decision: decided.state, reason: decided.reason, canaryPid: canary.pid, canary: decided.canary, others: decided.others };
     if (this.shuttingDown) return { ok: false, errors: ['shutting down'], canary: decided };

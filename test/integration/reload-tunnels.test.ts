@@ -129,7 +129,8 @@ describe('tunnels across reloads', () => {
       routes: [{ match: { host: '*', path: '/' }, upstream: 'app', response_headers: { set: { 'X-Gen': '0' } } }],
     });
     cleanup.push(() => sy.stop());
-    await waitForStatus(sy.adminPort, 'both workers ready', (s) => workersReady(s, 2));
+    const workers = (extra.workers as number | undefined) ?? 2;
+    await waitForStatus(sy.adminPort, 'workers ready', (s) => workersReady(s, workers));
     return sy;
   }
 
@@ -233,6 +234,34 @@ describe('tunnels across reloads', () => {
       assert.equal(s.workers.reduce((n, w) => n + w.restarts, 0), 0);
       assert.equal(sy.workerPids().length, 2);
       assert.match(sy.output(), /retiring worker died/);
+    });
+  });
+
+  test('tunnels cannot pin old workers without bound: beyond 2 retiring per worker, the oldest closes its tunnels', { timeout: 90_000 }, async () => {
+    const sy = await setUp({ workers: 1 });
+    await diagnosed(sy, async () => {
+      const sockets: WebSocket[] = [];
+      const holders: number[] = [];
+      for (let gen = 1; gen <= 3; gen++) {
+        const ws = await openSocket(sy.port);
+        sockets.push(ws);
+        holders.push((await getStatus(sy.adminPort)).workers.find((w) => w.state === 'ready')!.pid!);
+        const before = new Set(pids(await getStatus(sy.adminPort), 'ready'));
+        writeFileSync(sy.configFile, stringify(generation(sy, gen, { workers: 1 })));
+        assert.equal((await admin(sy.adminPort, '/reload', 'POST')).status, 200);
+        await waitForStatus(sy.adminPort, `reload ${gen}`, (s) => pids(s, 'ready').length === 1 && !before.has(pids(s, 'ready')[0]!) && pids(s, 'retiring').length === Math.min(gen, 2), 15_000);
+      }
+      // The first holder was cut short (within shutdown_timeout, 2s); the two newer ones keep theirs.
+      await closed(sockets[0]!);
+      const deadline = Date.now() + 5000;
+      while (isAlive(holders[0]!) && Date.now() < deadline) await sleep(50);
+      assert.equal(isAlive(holders[0]!), false);
+      await echo(sockets[1]!, 'second still open');
+      await echo(sockets[2]!, 'third still open');
+      const s = await getStatus(sy.adminPort);
+      assert.deepEqual(pids(s, 'retiring').sort(), [holders[1]!, holders[2]!].sort());
+      assert.match(sy.output(), /too many retiring workers: the oldest closes its tunnels now/);
+      for (const ws of sockets) ws.terminate();
     });
   });
 });
