@@ -57,6 +57,7 @@ describe('config: valid files', () => {
       maxConnections: 0,
     });
     assert.deepEqual(config.trustedProxies, []);
+    assert.equal(config.tunnelMaxAgeMs, 3_600_000);
     assert.equal(config.headersWithUnderscores, 'drop');
     assert.equal(config.shutdownTimeoutMs, 30_000);
     assert.deepEqual(config.demoBackends, []);
@@ -222,6 +223,16 @@ describe('config: errors', () => {
       `${FILE}:1:19 shutdown_timeout: expected a duration of at most 2147483647ms (about 24 days), got "1000h"`,
     ]);
     assert.equal(parseConfigText(`limits: { max_body_bytes: 10 mb }\n${MINIMAL}`, FILE).config.limits.maxBodyBytes, 10 * 1024 * 1024);
+  });
+
+  it('tunnel_max_age: a positive duration a timer can hold', () => {
+    assert.equal(parseConfigText(`tunnel_max_age: 10m\n${MINIMAL}`, FILE).config.tunnelMaxAgeMs, 600_000);
+    assert.deepEqual(errorsOf(`tunnel_max_age: forever\n${MINIMAL}`), [
+      `${FILE}:1:17 tunnel_max_age: expected a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds, got "forever"`,
+    ]);
+    assert.deepEqual(errorsOf(`tunnel_max_age: 1000h\n${MINIMAL}`), [
+      `${FILE}:1:17 tunnel_max_age: expected a duration of at most 2147483647ms (about 24 days), got "1000h"`,
+    ]);
   });
 
   it('bad server addresses', () => {
