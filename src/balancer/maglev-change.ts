@@ -73,12 +73,16 @@ export function maglevChange(before: readonly WeightedServer[], after: readonly 
     flow.share += share;
   };
   if (a.length === b.length) {
-    const unit = 1 / a.length;
+    // Counted by server index pair (one number per entry, no strings in the 65,537-entry loop).
+    const nb = after.length;
+    const staysAs = before.map((s) => after.findIndex((t) => t.address === s.address));
+    const pairs = new Map<number, number>();
     for (let i = 0; i < a.length; i++) {
-      const from = before[a[i]!]!.address;
-      const to = after[b[i]!]!.address;
-      if (from !== to) addFlow(from, to, unit);
+      const from = a[i]!;
+      const to = b[i]!;
+      if (staysAs[from] !== to) pairs.set(from * nb + to, (pairs.get(from * nb + to) ?? 0) + 1);
     }
+    for (const [pair, n] of pairs) addFlow(before[Math.floor(pair / nb)]!.address, after[pair % nb]!.address, n / a.length);
   } else {
     for (const [from, pa] of shareA) for (const [to, pb] of shareB) if (from !== to && pa * pb > 0) addFlow(from, to, pa * pb);
   }
