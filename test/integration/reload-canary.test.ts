@@ -158,6 +158,22 @@ describe('canary reloads', () => {
     await expectOldConfigEverywhere();
   });
 
+  test('a canary worker that dies in the window is a rollback; its slot comes back with the running config', { timeout: 90_000 }, async () => {
+    const load = traffic(sy.port, 2);
+    writeFileSync(sy.configFile, stringify(withRoute('fast', 'doomed')));
+    const pending = admin(sy.adminPort, '/reload?canary=6s', 'POST');
+    const s = await waitForStatus(sy.adminPort, 'a canary worker', (st) => st.workers.some((w) => (w as { canary?: boolean }).canary), 20_000);
+    const canaryPid = s.workers.find((w) => (w as { canary?: boolean }).canary)!.pid!;
+    process.kill(canaryPid, 'SIGKILL');
+    const res = await pending;
+    await load.stop();
+    assert.equal(res.status, 409, res.body);
+    const body = JSON.parse(res.body) as CanaryAnswer;
+    assert.equal(body.canary!.state, 'rolled-back');
+    assert.equal(body.canary!.reason, 'the canary worker died during the window');
+    await expectOldConfigEverywhere();
+  });
+
   test('the query is checked: each problem named, nothing started', async () => {
     const cases: Array<[string, RegExp]> = [
       ['?canary=abc', /canary: expected a duration from 1s to 1h/],
@@ -181,5 +197,19 @@ describe('canary reloads', () => {
     assert.match(res.body, /lmits: unknown key/);
     writeFileSync(sy.configFile, stringify(base));
     await expectOldConfigEverywhere();
+  });
+
+  test('one worker cannot be a canary and its own baseline: 400, nothing changed', { timeout: 60_000 }, async () => {
+    // Its own ports: the helper fills in listen and admin.
+    const { listen: _listen, admin: _admin, ...rest } = base;
+    const single = await startSwitchyard({ ...rest, workers: 1 });
+    try {
+      await waitForStatus(single.adminPort, 'worker ready', (s) => workersReady(s, 1));
+      const res = await admin(single.adminPort, '/reload?canary=2s', 'POST');
+      assert.equal(res.status, 400, res.body);
+      assert.match(res.body, /a canary needs at least 2 ready workers/);
+    } finally {
+      await single.stop();
+    }
   });
 });
