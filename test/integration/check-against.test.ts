@@ -10,6 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { MaglevReference } from '../helpers/maglev-reference.js';
 import { baseConfig, runCli, tempDir, type TempDir } from '../helpers/process.js';
 
+/** Each run builds Maglev tables and audits the routes: generous on a loaded machine. */
+const CLI_TIMEOUT_MS = 60_000;
 const K1 = { name: 'k1', key: 'first-key-of-enough-length', scopes: ['orders'] };
 const K2 = { name: 'k2', key: 'second-key-of-enough-length', scopes: ['orders'] };
 const OPS = { name: 'ops', hash: `$2b$10$${'a'.repeat(53)}` };
@@ -45,7 +47,7 @@ const adminUi = (authorize?: unknown) => ({
 const reports = { name: 'reports', match: { host: '*', path: '/reports' }, upstream: 'web', auth: { api_key: { keys: [K1] } } };
 const site = { name: 'site', match: { host: '*', path: '/' }, upstream: 'web' };
 
-describe('--check --against', () => {
+describe('--check --against', { timeout: 300_000 }, () => {
   let tmp: TempDir;
   let current: string;
   let weakening: string;
@@ -74,7 +76,7 @@ describe('--check --against', () => {
   after(() => tmp.remove());
 
   test('every weakening is named; routes and upstreams are listed; exit 0, or 1 with --strict', async () => {
-    const r = await runCli(['--check', weakening, '--against', current]);
+    const r = await runCli(['--check', weakening, '--against', current], CLI_TIMEOUT_MS);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const out = r.stdout;
     assert.match(out, /routes: 2 added, 1 removed, 2 changed/);
@@ -95,12 +97,12 @@ describe('--check --against', () => {
     for (const re of expect) assert.ok(weakened.some((l) => re.test(l)), `missing ${re} in:\n${out}`);
     assert.match(out, new RegExp(`weakened: ${weakened.length}\\n`));
 
-    const strict = await runCli(['--check', weakening, '--against', current, '--strict']);
+    const strict = await runCli(['--check', weakening, '--against', current, '--strict'], CLI_TIMEOUT_MS);
     assert.equal(strict.code, 1);
   });
 
   test('the share of clients the hashed upstream moves is the reference Maglev tables\'', async () => {
-    const r = await runCli(['--check', weakening, '--against', current]);
+    const r = await runCli(['--check', weakening, '--against', current], CLI_TIMEOUT_MS);
     const m = /~ app: servers (.*): ([\d.]+)% of clients move \((.*)\)/.exec(r.stdout);
     assert.ok(m, r.stdout);
     assert.match(m[1]!, /-10\.1\.0\.4:80/);
@@ -118,29 +120,29 @@ describe('--check --against', () => {
   });
 
   test('a change that only tightens checks weakens nothing, even for --strict', async () => {
-    const r = await runCli(['--check', tightening, '--against', current, '--strict']);
+    const r = await runCli(['--check', tightening, '--against', current, '--strict'], CLI_TIMEOUT_MS);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /routes: 0 added, 0 removed, 2 changed/);
     assert.match(r.stdout, /weakened: nothing/);
-    const same = await runCli(['--check', current, '--against', current, '--strict']);
+    const same = await runCli(['--check', current, '--against', current, '--strict'], CLI_TIMEOUT_MS);
     assert.equal(same.code, 0);
     assert.match(same.stdout, /routes: 0 added, 0 removed, 0 changed\nupstreams: 0 added, 0 removed, 0 changed\nweakened: nothing/);
   });
 
   test('a shorter prefix is a wider CIDR: 10.0.0.0/8 -> 10.0.0.0/7 and a new trusted proxy inside nothing are named', async () => {
     const wider = await tmp.writeConfig(config([ordersWrite([K1], '10/s'), adminUi({ cidrs: ['10.0.0.0/7'] }), reports, site], { trusted: ['192.0.2.1'] }), 'wider.yaml');
-    const r = await runCli(['--check', wider, '--against', current, '--strict']);
+    const r = await runCli(['--check', wider, '--against', current, '--strict'], CLI_TIMEOUT_MS);
     assert.equal(r.code, 1);
     assert.match(r.stdout, /admin-ui .*: authorize client addresses widened: 10\.0\.0\.0\/7/);
     assert.match(r.stdout, /trusted_proxies adds 192\.0\.2\.1/);
   });
 
   test('bad use: --against without --check, or an invalid file to compare with', async () => {
-    const usage = await runCli(['--against', current]);
+    const usage = await runCli(['--against', current], CLI_TIMEOUT_MS);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--against applies to --check only/);
     const broken = await tmp.writeText('workers: 2\nlmits: {}\n', 'broken.yaml');
-    const r = await runCli(['--check', current, '--against', broken]);
+    const r = await runCli(['--check', current, '--against', broken], CLI_TIMEOUT_MS);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /--against .*broken\.yaml is not a valid config:\n(.*\n)*.*broken\.yaml:2:1 lmits: unknown key/);
   });
