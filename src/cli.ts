@@ -16,6 +16,11 @@ Options:
   --check FILE    validate FILE, print a summary and the route audit, and exit
                   (1 on errors; findings of the audit are warnings)
   --strict        with --check: exit 1 when the route audit finds anything
+                  (or, with --against, when the change weakens any check)
+  --against FILE  with --check: compare FILE (the config running now) with the
+                  checked one: routes added, removed and changed, the share of
+                  clients each hashed upstream moves, and every auth or limit
+                  the change weakens
   --workers N     override the number of worker processes
   --version       print the version and exit
   --help          print this help and exit
@@ -33,6 +38,7 @@ async function main(argv: string[]): Promise<number | undefined> {
         config: { type: 'string' },
         check: { type: 'string' },
         strict: { type: 'boolean' },
+        against: { type: 'string' },
         workers: { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
@@ -52,6 +58,10 @@ async function main(argv: string[]): Promise<number | undefined> {
   }
   if (values.strict && values.check === undefined) {
     process.stderr.write("switchyard: --strict applies to --check only\nTry 'switchyard --help'.\n");
+    return 2;
+  }
+  if (values.against !== undefined && values.check === undefined) {
+    process.stderr.write("switchyard: --against applies to --check only\nTry 'switchyard --help'.\n");
     return 2;
   }
   const overrides: ConfigOverrides = {};
@@ -86,7 +96,23 @@ async function main(argv: string[]): Promise<number | undefined> {
       ? 'route audit: no route with auth can be reached with weaker checks'
       : [`route audit: ${findings.length} warning${findings.length === 1 ? '' : 's'}`, ...findings.map((f) => `  warning: ${formatFinding(f, routes)}`)].join('\n');
     process.stdout.write(`${summarizeConfig(loaded.config)}\n${audit}\n`);
-    return values.strict && findings.length > 0 ? 1 : 0;
+    let weakened = 0;
+    if (values.against !== undefined) {
+      const againstFile = path.resolve(values.against);
+      let current;
+      try {
+        current = loadConfig(againstFile, overrides).config;
+      } catch (err) {
+        const errors = err instanceof ConfigError ? err.errors : [(err as Error).message];
+        process.stderr.write(`switchyard: --against ${values.against} is not a valid config:\n${errors.map((e) => `  ${e}\n`).join('')}`);
+        return 1;
+      }
+      const { diffConfigs, formatDiff } = await import('./proxy/config-diff.js');
+      const diff = diffConfigs(current, loaded.config);
+      weakened = diff.weakened.length;
+      process.stdout.write(`${formatDiff(diff, values.against)}\n`);
+    }
+    return values.strict && (findings.length > 0 || weakened > 0) ? 1 : 0;
   }
   return run(loaded.config, file, overrides);
 }

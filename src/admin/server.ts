@@ -4,7 +4,8 @@
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ListenConfig } from '../config/types.js';
-import type { ReloadResult, Status } from './types.js';
+import type { ReloadOptions, ReloadResult, Status, WhatIfResult } from './types.js';
+import { parseDuration } from '../config/duration.js';
 import type { Logger } from '../log.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
@@ -12,11 +13,13 @@ export interface AdminHandlers {
   /** Read per request, so a reload can change the token. */
   token(): string;
   status(): Promise<Status>;
-  reload(): Promise<ReloadResult>;
+  reload(options?: ReloadOptions): Promise<ReloadResult>;
   /** Prometheus text summed over the workers (metrics/cluster-metrics.ts). */
   metrics(): Promise<string>;
   /** Drain (no new requests; in-flight ones finish) or re-enable a server; false if there is no such server. */
   setDrained(upstream: string, address: string, drained: boolean): boolean;
+  /** What a change of the named upstream's servers would do; undefined: no such upstream. */
+  whatIf(upstream: string, query: URLSearchParams): WhatIfResult | undefined;
 }
 
 /** The Prometheus text exposition format, version 0.0.4. */
@@ -40,7 +43,42 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
   res.end(json);
 }
 
-const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.ServerResponse): Promise<void> }> = {
+/** Limits of `POST /reload?canary=`: long enough to see traffic, short enough to wait for in one request. */
+const CANARY_MIN_MS = 1_000;
+const CANARY_MAX_MS = 3_600_000;
+/** The canary must answer at least this many requests in its window to be judged (`min_requests`). */
+const DEFAULT_MIN_REQUESTS = 20;
+
+/** The query of POST /reload: nothing (a plain reload), or canary=DURATION with an optional min_requests=N. */
+function reloadOptions(query: URLSearchParams): ReloadOptions | string[] {
+  const errors: string[] = [];
+  let windowMs: number | undefined;
+  let minRequests = DEFAULT_MIN_REQUESTS;
+  const seen = new Set<string>();
+  for (const [key, value] of query) {
+    if (seen.has(key)) {
+      errors.push(`${key}: given twice`);
+      continue;
+    }
+    seen.add(key);
+    if (key === 'canary') {
+      const ms = /^\d+(ms|s|m|h)$/.test(value) ? parseDuration(value) : NaN;
+      if (!(ms >= CANARY_MIN_MS && ms <= CANARY_MAX_MS)) errors.push(`canary: expected a duration from 1s to 1h like 30s or 5m, got ${JSON.stringify(value)}`);
+      else windowMs = ms;
+    } else if (key === 'min_requests') {
+      const n = /^\d{1,7}$/.test(value) ? Number(value) : NaN;
+      if (!(n >= 1)) errors.push(`min_requests: expected an integer 1..9999999, got ${JSON.stringify(value)}`);
+      else minRequests = n;
+    } else {
+      errors.push(`unknown query parameter ${JSON.stringify(key)}: expected canary=DURATION and optionally min_requests=N`);
+    }
+  }
+  if (seen.has('min_requests') && !seen.has('canary')) errors.push('min_requests applies to a canary reload only (add canary=DURATION)');
+  if (errors.length > 0) return errors;
+  return windowMs === undefined ? {} : { canary: { windowMs, minRequests } };
+}
+
+const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.ServerResponse, query: URLSearchParams): Promise<void> }> = {
   '/status': {
     method: 'GET',
     async run(h, res) {
@@ -57,9 +95,12 @@ const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.S
   },
   '/reload': {
     method: 'POST',
-    async run(h, res) {
-      const result = await h.reload();
-      send(res, result.ok ? 200 : 400, result);
+    async run(h, res, query) {
+      const options = reloadOptions(query);
+      if (Array.isArray(options)) return send(res, 400, { ok: false, errors: options });
+      const result = await h.reload(options);
+      // A canary that was judged and rolled back: the request was fine, the new config was not (409).
+      send(res, result.ok ? 200 : result.canary?.state === 'rolled-back' ? 409 : 400, result);
     },
   },
 };
@@ -82,6 +123,23 @@ function serverAction(h: AdminHandlers, req: http.IncomingMessage, res: http.Ser
   send(res, 200, { ok: true, upstream, address, drained });
 }
 
+/** GET /upstreams/{name}/what-if?remove=ADDR&add=ADDR:W */
+const WHAT_IF = /^\/upstreams\/([^/]+)\/what-if$/;
+
+function whatIfAction(h: AdminHandlers, req: http.IncomingMessage, res: http.ServerResponse, name: string, query: URLSearchParams): void {
+  if (req.method !== 'GET') return send(res, 405, { error: 'what-if accepts GET only' }, { allow: 'GET' });
+  let upstreamName: string;
+  try {
+    upstreamName = decodeURIComponent(name);
+  } catch {
+    return send(res, 400, { error: 'malformed percent-encoding in the path' });
+  }
+  const result = h.whatIf(upstreamName, query);
+  if (result === undefined) return send(res, 404, { error: `no upstream ${JSON.stringify(upstreamName)}` });
+  if (!result.ok) return send(res, 400, { error: 'invalid what-if query', errors: result.errors });
+  send(res, 200, result.body);
+}
+
 export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log: Logger): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
     req.resume(); // no endpoint reads a body
@@ -91,9 +149,12 @@ export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log:
       });
       return;
     }
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
     const action = SERVER_ACTION.exec(path);
     if (action) return serverAction(handlers, req, res, action);
+    const question = WHAT_IF.exec(path);
+    if (question) return whatIfAction(handlers, req, res, question[1]!, url.searchParams);
     const route = ROUTES[path];
     if (!route) {
       send(res, 404, { error: `no such endpoint: ${path}` });
@@ -103,7 +164,7 @@ export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log:
       send(res, 405, { error: `${path} accepts ${route.method} only` }, { allow: route.method });
       return;
     }
-    route.run(handlers, res).catch((err: Error) => {
+    route.run(handlers, res, url.searchParams).catch((err: Error) => {
       log.error({ err, path }, 'admin request failed');
       if (!res.headersSent) send(res, 500, { error: err.message });
     });

@@ -2,7 +2,7 @@
 // counters of every worker, summed.
 import type { Config } from '../config/types.js';
 import { VERSION } from '../version.js';
-import type { ServerCounts, ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { CanaryReport, ServerCounts, ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 
 export interface StatusInput {
   config: Config;
@@ -12,6 +12,7 @@ export interface StatusInput {
   stats: WorkerStatsResult[];
   /** Per-server counts summed over all workers, from shared memory. */
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
+  canary?: CanaryReport;
 }
 
 export function buildStatus(input: StatusInput): Status {
@@ -45,13 +46,19 @@ export function buildStatus(input: StatusInput): Status {
     uptimeSeconds: Math.round((Date.now() - input.startedAt) / 1000),
     configFile: config.file,
     scheduling: config.scheduling,
-    workers: input.workers,
+    workers: input.workers.map((w) => {
+      const tunnels = stats.find((r) => r.pid === w.pid)?.stats?.tunnels;
+      return tunnels ? { ...w, tunnels } : w;
+    }),
     crashLoop: input.crashLoop,
     // Workers that did not answer the stats request in time: their counts are missing below.
     unresponsiveWorkers: stats.filter((r) => !r.stats).map((r) => r.pid),
     requests: sum((s) => s.requests),
     activeConnections: sum((s) => s.activeConnections),
     activeRequests: sum((s) => s.activeRequests),
+    tunnels: sum((s) => s.tunnels),
+    retiringWorkers: input.workers.filter((w) => w.state === 'retiring').length,
+    ...(input.canary === undefined ? {} : { canary: input.canary }),
     upstreams,
   };
 }

@@ -2,7 +2,9 @@
 // the primary (which implements it) import, so neither imports the other's
 // internals. The shapes the data path and the shared state report (worker
 // stats, server counts) are defined here too: the admin API is their
-// consumer, and this file imports nothing, so any layer may use it.
+// consumer, and this file imports only types (the canary's figures), so any
+// layer may use it.
+import type { WindowFigures } from '../metrics/canary-figures.js';
 
 /** A server's counts in shared memory, summed over all workers. */
 export interface ServerCounts {
@@ -28,12 +30,36 @@ export interface WorkerStats {
   requests: number;
   activeConnections: number;
   activeRequests: number;
+  /** Client connections carrying a tunnel (WebSocket or another Upgrade). */
+  tunnels: number;
   upstreams: Record<string, Record<string, ServerStats>>;
 }
 
-export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 
-export type WorkerState = 'starting' | 'ready' | 'draining' | 'backoff' | 'stopped';
+/** A canary reload's result travels with the reload's. */
+export type ReloadResult = { ok: true; canary?: CanaryReport } | { ok: false; errors: string[]; canary?: CanaryReport };
+
+/** `POST /reload?canary=30s&min_requests=N`: the new config on one worker first, judged over the window. */
+export interface ReloadOptions {
+  canary?: { windowMs: number; minRequests: number };
+}
+
+/** The current or last canary reload, as /status, the log and the reload answer show it. */
+export interface CanaryReport {
+  state: 'running' | 'rolled-out' | 'rolled-back';
+  startedAt: string;
+  windowMs: number;
+  minRequests: number;
+  canaryPid: number;
+  /** Set once decided. */
+  reason?: string;
+  /** The window's figures of the canary and of the other workers (absent when it was cut short). */
+  canary?: WindowFigures;
+  others?: WindowFigures;
+}
+
+/** retiring: replaced by a reload, HTTP requests finished, kept alive for its open tunnels (up to tunnel_max_age). */
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'retiring' | 'backoff' | 'stopped';
 
 export interface WorkerInfo {
   slot: number;
@@ -41,6 +67,12 @@ export interface WorkerInfo {
   uptimeSeconds: number;
   restarts: number;
   state: WorkerState;
+  /** Open tunnels, when there are any (from the worker's answer to the stats request). */
+  tunnels?: number;
+  /** draining or retiring: seconds since it was replaced or told to stop. */
+  retiredSeconds?: number;
+  /** Runs a canary reload's new config. */
+  canary?: true;
 }
 
 export interface WorkerStatsResult {
@@ -70,5 +102,14 @@ export interface Status {
   requests: number;
   activeConnections: number;
   activeRequests: number;
+  /** Open tunnels, all workers. */
+  tunnels: number;
+  /** Replaced workers still alive for their tunnels (each one is a process). */
+  retiringWorkers: number;
+  /** The current or last canary reload. */
+  canary?: CanaryReport;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
 }
+
+/** GET /upstreams/{name}/what-if: the answer, or every problem with the query. */
+export type WhatIfResult = { ok: true; body: Record<string, unknown> } | { ok: false; errors: string[] };

@@ -15,6 +15,12 @@ export type PrimaryMessage =
   /** The config to run, and the shared region to attach with this worker's own counter slot. */
   | { type: 'config'; config: Config; region: { name: string; slot: number }; rateLimitTable: string }
   | { type: 'stats-request'; id: number }
+  /**
+   * Replaced by a reload: stop accepting, finish the HTTP requests, keep open
+   * tunnels up to tunnelMaxAgeMs (from now), then exit.
+   */
+  | { type: 'retire'; tunnelMaxAgeMs: number }
+  /** The cluster stops: finish everything within shutdown_timeout (also cuts a retiring worker's tunnels short). */
   | { type: 'shutdown' };
 
 export type WorkerMessage =
@@ -23,11 +29,13 @@ export type WorkerMessage =
   /** The data path is listening. */
   | { type: 'ready' }
   | { type: 'stats'; id: number; stats: WorkerStats }
+  /** Retiring: its HTTP requests are done, these tunnels are still open. */
+  | { type: 'retiring'; tunnels: number }
   /** Sent once, after a drain and just before exiting: everything the worker counted. */
   | { type: 'metrics-final'; metrics: MetricJson[] };
 
-const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'metrics-final']);
-const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'shutdown']);
+const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'retiring', 'metrics-final']);
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'retire', 'shutdown']);
 
 function typeOf(m: unknown): string | undefined {
   const type = typeof m === 'object' && m !== null ? (m as { type?: unknown }).type : undefined;

@@ -8,9 +8,11 @@ import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../log.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { buildStatus } from '../admin/status.js';
-import type { ReloadResult, Status, WorkerInfo, WorkerStats, WorkerStatsResult } from '../admin/types.js';
+import type { CanaryReport, ReloadOptions, ReloadResult, Status, WorkerInfo, WorkerStats, WorkerStatsResult } from '../admin/types.js';
+import { observeCanary } from './canary.js';
+import { whatIf } from './what-if.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
-import { SharedState } from './shared-state.js';
+import { COUNTER_SLOTS, SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
@@ -35,6 +37,8 @@ const READY_TIMEOUT_MS = 30_000;
 /** Grace added to shutdown_timeout before workers still alive are killed. */
 const HARD_KILL_GRACE_MS = 2_000;
 const STATS_TIMEOUT_MS = 1_000;
+/** Retiring workers (kept for their tunnels) allowed per configured worker before the oldest is cut short. */
+const MAX_RETIRING_PER_WORKER = 2;
 /**
  * With kernel scheduling every worker accepts on the shared socket, and the
  * one awake first takes a whole burst of connections (measured: one worker
@@ -60,11 +64,19 @@ interface Entry {
   slot: number;
   pid: number;
   startedAt: number;
-  state: 'starting' | 'ready' | 'draining';
+  state: 'starting' | 'ready' | 'draining' | 'retiring';
+  /** Retiring: the tunnels it reported open once its HTTP requests were done. */
+  tunnels?: number;
+  /** When it was told to retire (reload) or to stop. */
+  retiredAt?: number;
   config: Config;
   /** The worker's counter slot in the shared region, and the region it maps. */
   counterSlot: number;
   regionName: string;
+  /** Runs a canary reload's new config while the others run the old one. */
+  canary?: boolean;
+  /** Told to end its tunnels before tunnel_max_age (too many retiring workers). */
+  cutShort?: boolean;
   /** It sent its final metrics: they are in retiredMetrics. */
   countsRetired?: boolean;
   /** Settled by the 'ready' message, or by exit/timeout before it. */
@@ -95,6 +107,10 @@ export class Primary {
   private crashLoop = false;
   private shuttingDown: Promise<void> | undefined;
   private reloadChain: Promise<unknown> = Promise.resolve();
+  /** The current or last canary reload, for /status. */
+  private canaryReport: CanaryReport | undefined;
+  /** During a canary window: the new config, which shared memory and health checks already follow. */
+  private canaryNext: Config | undefined;
   private admin: AdminServer | undefined;
   private demo: DemoBackends | undefined;
   private nextStatsId = 1;
@@ -145,8 +161,9 @@ export class Primary {
       {
         token: () => this.config.admin.token,
         status: () => this.status(),
-        reload: () => this.reload(),
+        reload: (options) => this.reload(options),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
+        whatIf: (name, query) => (Object.hasOwn(this.config.upstreams, name) ? whatIf(this.config.upstreams[name]!, query) : undefined),
         // Workers still starting have no counts yet: asking them would only wait for the deadline.
         metrics: () =>
           clusterMetricsText(
@@ -165,16 +182,22 @@ export class Primary {
     );
   }
 
-  /** Re-reads the config file; if valid, replaces the workers one slot at a time. */
-  reload(): Promise<ReloadResult> {
-    const result = this.reloadChain.then(() => this.doReload());
+  /**
+   * Re-reads the config file; if valid, replaces the workers one slot at a
+   * time. With `canary`, first one worker only, judged over the window.
+   */
+  reload(options: ReloadOptions = {}): Promise<ReloadResult> {
+    const { canary } = options;
+    const result = this.reloadChain.then(() => (canary ? this.doCanaryReload(canary.windowMs, canary.minRequests) : this.doReload()));
     this.reloadChain = result.catch(() => undefined);
     return result;
   }
 
   /** Admin drain/enable: written to shared memory, so every worker's next pick sees it. */
   setDrained(upstream: string, address: string, drained: boolean): boolean {
-    const index = this.config.upstreams[upstream]?.servers.findIndex((s) => s.address === address) ?? -1;
+    // Server indexes of the config the shared region is laid out for.
+    const config = this.canaryNext ?? this.config;
+    const index = (Object.hasOwn(config.upstreams, upstream) ? config.upstreams[upstream] : undefined)?.servers.findIndex((s) => s.address === address) ?? -1;
     if (index < 0 || this.shared === undefined) return false;
     this.shared.setDrained(upstream, index, drained);
     this.log.info({ upstream, server: address }, drained ? 'server drained' : 'server enabled');
@@ -195,6 +218,8 @@ export class Primary {
       uptimeSeconds: Math.round((now - e.startedAt) / 1000),
       restarts,
       state: e.state,
+      ...(e.retiredAt === undefined ? {} : { retiredSeconds: Math.round((now - e.retiredAt) / 1000) }),
+      ...(e.canary ? { canary: true } : {}),
     });
     const out: WorkerInfo[] = [];
     for (const slot of this.slots) {
@@ -235,6 +260,7 @@ export class Primary {
       workers: this.workers(),
       stats: await this.collectStats(),
       serverCounts: (upstream, index) => this.shared?.counts(upstream, index),
+      canary: this.canaryReport,
     });
   }
 
@@ -244,10 +270,10 @@ export class Primary {
     return { index, restarts: 0, nextBackoffMs: BACKOFF_MIN_MS, stopped: false };
   }
 
-  private fork(slot: Slot): Entry {
+  private fork(slot: Slot, config: Config = this.config): Entry {
     const shared = this.shared!;
     const counterSlot = shared.allocateSlot();
-    const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index), ...KERNEL_SCHEDULING_ENV[this.config.scheduling] });
+    const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index), ...KERNEL_SCHEDULING_ENV[config.scheduling] });
     let onReady!: () => void;
     let onFail!: (reason: string) => void;
     const ready = new Promise<void>((resolve, reject) => {
@@ -261,7 +287,7 @@ export class Primary {
       pid: worker.process.pid ?? -1,
       startedAt: Date.now(),
       state: 'starting',
-      config: this.config,
+      config,
       counterSlot,
       regionName: shared.regionName,
       ready,
@@ -296,6 +322,16 @@ export class Primary {
       case 'stats':
         this.pendingStats.get(m.id)?.(m.stats);
         break;
+      case 'retiring':
+        if (entry.state !== 'draining') break;
+        entry.state = 'retiring';
+        entry.tunnels = m.tunnels;
+        this.log.info(
+          { slot: entry.slot, workerPid: entry.pid, tunnels: m.tunnels, tunnelMaxAgeMs: this.config.tunnelMaxAgeMs },
+          'replaced worker keeps running for its open tunnels',
+        );
+        this.capRetiring();
+        break;
       case 'metrics-final':
         // From now on its counts come from here, not from asking it.
         entry.countsRetired = true;
@@ -311,7 +347,9 @@ export class Primary {
     const slot = this.slots[entry.slot];
     const fields = { slot: entry.slot, workerPid: entry.pid, code, signal };
     if (this.draining.delete(entry) || this.shuttingDown) {
+      // A replaced worker is never respawned, whatever ended it: its slot already has a successor.
       if (code === 0) this.log.info(fields, 'worker exited');
+      else if (entry.state === 'retiring') this.log.warn({ ...fields, tunnels: entry.tunnels }, 'retiring worker died: its tunnels are lost; not respawned');
       else this.log.warn(fields, 'worker exited uncleanly while shutting down');
       return;
     }
@@ -367,10 +405,38 @@ export class Primary {
     }
   }
 
-  /** Tells a worker to stop accepting and finish its requests; its exit is expected from now on. */
+  /** Tells a replaced worker to stop accepting and finish its requests, keeping its tunnels for up to tunnel_max_age; its exit is expected from now on. */
   private retire(entry: Entry): void {
     entry.state = 'draining';
+    entry.retiredAt = Date.now();
     this.draining.add(entry);
+    if (!this.send(entry, { type: 'retire', tunnelMaxAgeMs: this.config.tunnelMaxAgeMs })) entry.worker.process.kill('SIGTERM');
+  }
+
+  /**
+   * Beyond MAX_RETIRING_PER_WORKER per configured worker (frequent reloads
+   * with long-lived tunnels), the oldest retiring workers are told to end
+   * their tunnels now: each one is a process and a counter slot.
+   */
+  private capRetiring(): void {
+    const retiring = [...this.draining].filter((e) => e.state === 'retiring' && !e.cutShort);
+    // Never so many that a reload could not find counter slots for its new workers.
+    const cap = Math.max(1, Math.min(MAX_RETIRING_PER_WORKER * this.config.workers, COUNTER_SLOTS - 2 * this.config.workers));
+    const excess = retiring.length - cap;
+    for (const oldest of retiring.sort((a, b) => a.retiredAt! - b.retiredAt!).slice(0, Math.max(0, excess))) {
+      oldest.cutShort = true;
+      this.log.warn({ workerPid: oldest.pid, tunnels: oldest.tunnels }, 'too many retiring workers: the oldest closes its tunnels now');
+      this.send(oldest, { type: 'shutdown' });
+    }
+  }
+
+  /** Cluster shutdown: every worker, retiring ones included, finishes within shutdown_timeout. */
+  private stop(entry: Entry): void {
+    if (entry.state !== 'draining' && entry.state !== 'retiring') {
+      entry.state = 'draining';
+      entry.retiredAt = Date.now();
+      this.draining.add(entry);
+    }
     if (!this.send(entry, { type: 'shutdown' })) entry.worker.process.kill('SIGTERM');
   }
 
@@ -391,21 +457,37 @@ export class Primary {
 
   // ---- reload --------------------------------------------------------------
 
-  private async doReload(): Promise<ReloadResult> {
-    if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
-    let next: Config;
+  /** The config file, validated; or the errors, logged, with nothing changed. */
+  private loadNext(): { ok: true; config: Config } | { ok: false; errors: string[] } {
     try {
-      next = loadConfig(this.options.file, this.options.overrides).config;
+      return { ok: true, config: loadConfig(this.options.file, this.options.overrides).config };
     } catch (err) {
       const errors = err instanceof ConfigError ? [...err.errors] : [(err as Error).message];
       this.log.error({ file: this.options.file, errors }, 'reload rejected: the config is invalid; nothing changed');
       return { ok: false, errors };
     }
+  }
 
-    const previous = this.config;
+  /**
+   * A reload: every slot gets a worker running the new config. After a canary
+   * that passed, `rollOut` carries its config (shared memory and health
+   * already follow it) and slot 0 already runs it.
+   */
+  private async doReload(rollOut?: { next: Config; previous: Config }): Promise<ReloadResult> {
+    if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
+    let next: Config;
+    let previous: Config;
+    if (rollOut !== undefined) {
+      ({ next, previous } = rollOut);
+    } else {
+      const loaded = this.loadNext();
+      if (!loaded.ok) return loaded;
+      next = loaded.config;
+      previous = this.config;
+      this.shared?.applyConfig(next);
+      this.health?.replace(next);
+    }
     this.config = next;
-    this.shared?.applyConfig(next);
-    this.health?.replace(next);
     this.log.level = next.logging.level;
     this.warnUnappliable(previous, next);
     if (!sameDemoBackends(previous.demoBackends, next.demoBackends)) {
@@ -416,30 +498,11 @@ export class Primary {
     this.crashLoop = false;
     this.deaths = [];
 
-    for (let i = 0; i < next.workers; i++) {
+    for (let i = rollOut === undefined ? 0 : 1; i < next.workers; i++) {
       if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
       const slot = (this.slots[i] ??= this.newSlot(i));
-      clearTimeout(slot.respawnTimer);
-      slot.respawnTimer = undefined;
-      slot.stopped = false;
-      const candidate = this.fork(slot);
-      slot.candidate = candidate;
-      const timer = setTimeout(() => {
-        candidate.onFail(`worker ${candidate.pid} was not ready within ${READY_TIMEOUT_MS} ms`);
-        candidate.worker.process.kill('SIGKILL');
-      }, READY_TIMEOUT_MS);
-      try {
-        await candidate.ready;
-      } catch (err) {
-        return this.abortReload(slot, previous, (err as Error).message);
-      } finally {
-        clearTimeout(timer);
-      }
-      slot.candidate = undefined;
-      if (slot.current) this.retire(slot.current);
-      slot.current = candidate;
-      // The new worker counts as the slot's fresh start.
-      slot.nextBackoffMs = BACKOFF_MIN_MS;
+      const started = await this.replaceSlotWorker(slot, next);
+      if (typeof started === 'string') return this.abortReload(slot, previous, started);
     }
     for (const slot of this.slots.splice(next.workers)) {
       clearTimeout(slot.respawnTimer);
@@ -447,6 +510,100 @@ export class Primary {
     }
     this.log.info({ workers: next.workers }, 'reload complete');
     return { ok: true };
+  }
+
+  /**
+   * Starts a worker running `config` in `slot` and, once it is ready, retires
+   * the one it replaces (the new one listens before the old one drains).
+   * Resolves the new worker, or why it did not start.
+   */
+  private async replaceSlotWorker(slot: Slot, config: Config): Promise<Entry | string> {
+    clearTimeout(slot.respawnTimer);
+    slot.respawnTimer = undefined;
+    slot.stopped = false;
+    const candidate = this.fork(slot, config);
+    slot.candidate = candidate;
+    const timer = setTimeout(() => {
+      candidate.onFail(`worker ${candidate.pid} was not ready within ${READY_TIMEOUT_MS} ms`);
+      candidate.worker.process.kill('SIGKILL');
+    }, READY_TIMEOUT_MS);
+    try {
+      await candidate.ready;
+    } catch (err) {
+      slot.candidate = undefined;
+      return (err as Error).message;
+    } finally {
+      clearTimeout(timer);
+    }
+    slot.candidate = undefined;
+    if (slot.current) this.retire(slot.current);
+    slot.current = candidate;
+    // The new worker counts as the slot's fresh start.
+    slot.nextBackoffMs = BACKOFF_MIN_MS;
+    return candidate;
+  }
+
+  /**
+   * POST /reload?canary=: slot 0 gets a worker with the new config, the
+   * others keep the old one; after the window the canary's 5xx rate and p99
+   * (its own metrics) are compared with theirs, and the new config is rolled
+   * out to every slot, or slot 0 goes back to the old one.
+   */
+  private async doCanaryReload(windowMs: number, minRequests: number): Promise<ReloadResult> {
+    if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
+    const loaded = this.loadNext();
+    if (!loaded.ok) return loaded;
+    const next = loaded.config;
+    const previous = this.config;
+    const slot = this.slots[0];
+    const baseline = this.slots.slice(1).flatMap((s) => (s.current?.state === 'ready' ? [s.current] : []));
+    if (slot === undefined || baseline.length === 0) {
+      return { ok: false, errors: ['a canary needs at least 2 ready workers: one runs the new config, the others are its baseline'] };
+    }
+    // Shared memory and health checks follow the new server list, as in a reload; the baseline keeps the
+    // region generation it mapped (its health bits hold still for the window when the server list changed).
+    this.shared?.applyConfig(next);
+    this.health?.replace(next);
+    this.canaryNext = next;
+    const canary = await this.replaceSlotWorker(slot, next);
+    if (typeof canary === 'string') {
+      this.canaryNext = undefined;
+      this.shared?.applyConfig(previous);
+      this.health?.replace(previous);
+      if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
+      this.log.error({ error: canary }, 'canary reload failed: the canary did not start; nothing changed');
+      return { ok: false, errors: [`the canary did not start: ${canary}`] };
+    }
+    canary.canary = true;
+    const report: CanaryReport = { state: 'running', startedAt: new Date().toISOString(), windowMs, minRequests, canaryPid: canary.pid };
+    this.canaryReport = report;
+    this.log.info({ canaryPid: canary.pid, windowMs, minRequests }, 'canary reload: one worker runs the new config');
+    const exited = canary.worker.isDead() ? Promise.resolve() : new Promise<void>((resolve) => canary.worker.once('exit', () => resolve()));
+    const decided = await observeCanary(
+      report,
+      canary.worker,
+      baseline.map((e) => e.worker),
+      exited,
+    );
+    canary.canary = false;
+    this.canaryNext = undefined;
+    this.canaryReport = decided;
+    const fields = { decision: decided.state, reason: decided.reason, canaryPid: canary.pid, canary: decided.canary, others: decided.others };
+    if (this.shuttingDown) return { ok: false, errors: ['shutting down'], canary: decided };
+    if (decided.state === 'rolled-out') {
+      this.log.info(fields, 'canary passed: rolling the new config out');
+      const result = await this.doReload({ next, previous });
+      return { ...result, canary: decided };
+    }
+    this.log.warn(fields, 'canary failed: rolling back to the running config');
+    this.shared?.applyConfig(previous);
+    this.health?.replace(previous);
+    // A canary that died was respawned (or will be) with the running config already.
+    if (slot.current === canary) {
+      const back = await this.replaceSlotWorker(slot, previous);
+      if (typeof back === 'string') this.log.error({ error: back }, 'rollback: the replacement of the canary did not start; it keeps serving');
+    }
+    return { ok: false, errors: [`canary rolled back: ${decided.reason}`], canary: decided };
   }
 
   /** A replacement failed to start: later slots keep their workers, and respawns use the old config. */
@@ -485,9 +642,7 @@ export class Primary {
     const exited = entries.map((e) =>
       e.worker.isDead() ? Promise.resolve() : new Promise<void>((resolve) => e.worker.once('exit', () => resolve())),
     );
-    for (const e of entries) {
-      if (e.state !== 'draining') this.retire(e);
-    }
+    for (const e of entries) this.stop(e);
     const hardKill = setTimeout(() => {
       for (const e of entries) {
         if (!e.worker.isDead()) {

@@ -17,7 +17,7 @@ import type { ServerCounts } from '../admin/types.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /** Enough for the largest cluster (64 workers) plus its replacements during a reload. */
-const SLOTS = 144;
+export const COUNTER_SLOTS = 144;
 
 export class SharedState implements HealthSink {
   private region: SharedRegion;
@@ -34,7 +34,7 @@ export class SharedState implements HealthSink {
     const stale = [...SharedRegion.sweepStale(), ...RateLimiter.sweepStale()];
     if (stale.length > 0) log.warn({ segments: stale }, 'removed shared-memory segments left by a primary that did not exit cleanly');
     this.layout = regionLayout(config);
-    this.region = SharedRegion.create(this.layout.identities, { slots: SLOTS });
+    this.region = SharedRegion.create(this.layout.identities, { slots: COUNTER_SLOTS });
     this.limiter = RateLimiter.create(config.rateLimitSlots);
   }
 
@@ -48,13 +48,13 @@ export class SharedState implements HealthSink {
 
   /** A free slot for a new worker, in the current region. */
   allocateSlot(): number {
-    for (let slot = 0; slot < SLOTS; slot++) {
+    for (let slot = 0; slot < COUNTER_SLOTS; slot++) {
       if (!this.slotRegion.has(slot)) {
         this.slotRegion.set(slot, this.region);
         return slot;
       }
     }
-    throw new SwitchyardError(ErrorCode.SlotsExhausted, `no free counter slot: more than ${SLOTS} worker processes alive`);
+    throw new SwitchyardError(ErrorCode.SlotsExhausted, `no free counter slot: more than ${COUNTER_SLOTS} worker processes alive`);
   }
 
   /** The worker in `slot` exited: its counts go (in every generation it touched), the slot is free again. */
@@ -83,7 +83,7 @@ export class SharedState implements HealthSink {
       return;
     }
     const previous = this.region;
-    this.region = previous.createNext(layout.identities, { slots: SLOTS });
+    this.region = previous.createNext(layout.identities, { slots: COUNTER_SLOTS });
     this.layout = layout;
     const users = new Set<number>();
     for (const [slot, region] of this.slotRegion) if (region === previous) users.add(slot);

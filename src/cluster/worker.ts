@@ -30,17 +30,40 @@ export function runWorker(): void {
   process.on('uncaughtException', (err) => fatal(err, 'uncaught exception'));
   process.on('unhandledRejection', (err) => fatal(err, 'unhandled promise rejection'));
 
-  const shutdown = async () => {
+  /** Settled when a retiring worker must close its tunnels now (the cluster is shutting down). */
+  let cutTunnelsShort!: () => void;
+  const tunnelsCutShort = new Promise<void>((resolve) => (cutTunnelsShort = resolve));
+  let cutScheduled = false;
+
+  /**
+   * Stop accepting, finish the HTTP requests (within shutdown_timeout), then
+   * keep the tunnels left open for up to `tunnelMaxAgeMs` from now: a reload
+   * must not cut a WebSocket that has nothing to do with the config change.
+   */
+  const retire = async (tunnelMaxAgeMs: number) => {
     if (stopping) return;
     stopping = true;
     if (!proxy) process.exit(0); // not listening yet: nothing to drain
     const started = Date.now();
     await proxy.stopAccepting();
-    await proxy.drain(drainTimeoutMs);
+    const tunnels = await proxy.finishRequests(drainTimeoutMs);
+    if (tunnels > 0) {
+      log.info({ tunnels, tunnelMaxAgeMs }, 'worker retiring: HTTP requests finished, keeping tunnels open');
+      send({ type: 'retiring', tunnels });
+    }
+    await proxy.drain(Math.max(0, tunnelMaxAgeMs - (Date.now() - started)), tunnelsCutShort);
     log.info({ drainMs: Date.now() - started }, 'worker drained');
     // The primary keeps these, so counters do not fall back when workers are replaced.
     if (process.connected) process.send?.({ type: 'metrics-final', metrics: proxy.metricsSnapshot() } satisfies WorkerMessage, () => process.exit(0));
     else process.exit(0);
+  };
+
+  /** The cluster stops: everything, tunnels included, ends within shutdown_timeout. */
+  const shutdown = async () => {
+    if (!stopping) return retire(drainTimeoutMs);
+    if (cutScheduled) return;
+    cutScheduled = true;
+    setTimeout(cutTunnelsShort, drainTimeoutMs);
   };
 
   const start = async (c: Config, shared: { name: string; slot: number }, rateLimitTable: string) => {
@@ -66,6 +89,9 @@ export function runWorker(): void {
         break;
       case 'stats-request':
         if (proxy) send({ type: 'stats', id: m.id, stats: proxy.stats() });
+        break;
+      case 'retire':
+        retire(m.tunnelMaxAgeMs).catch((err: unknown) => fatal(err, 'worker could not drain'));
         break;
       case 'shutdown':
         shutdown().catch((err: unknown) => fatal(err, 'worker could not drain'));

@@ -39,6 +39,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     trustedProxies: [...raw.trusted_proxies],
     headersWithUnderscores: raw.headers_with_underscores,
     shutdownTimeoutMs: parseDuration(raw.shutdown_timeout),
+    tunnelMaxAgeMs: parseDuration(raw.tunnel_max_age),
     upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up)])),
     routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
     normalize: { escapedSlashes: raw.normalize.escaped_slashes },

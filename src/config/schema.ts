@@ -330,6 +330,8 @@ export const configSchema: Schema = object(
     headers_with_underscores: oneOf(['drop', 'reject', 'allow'], 'drop'),
     trusted_proxies: list({ type: 'string', minLength: 1, expected: 'a CIDR or IP address' }, 0, 'a list of CIDRs or IP addresses', []),
     shutdown_timeout: duration('30s'),
+    // Reloads (issue 14): how long a replaced worker keeps its open tunnels (WebSocket and other Upgrades).
+    tunnel_max_age: duration('1h'),
     // Shared-memory token buckets for every rate-limited route together; when full, the least recently used go.
     rate_limit_slots: int(1024, 16_777_216, 65536),
     // Failed authentication attempts per client address, over all routes: a bucket in the same table.
@@ -369,6 +371,7 @@ export interface RawConfig {
   headers_with_underscores: 'drop' | 'reject' | 'allow';
   trusted_proxies: string[];
   shutdown_timeout: string | number;
+  tunnel_max_age: string | number;
   upstreams: Record<string, RawUpstream>;
   routes: RawRoute[];
   normalize: { escaped_slashes: (typeof ESCAPED_SLASHES)[number] };

@@ -75,6 +75,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (ok(['limits', key])) expectTimer(['limits', key], raw.limits[key]);
   }
   if (ok(['shutdown_timeout'])) expectTimer(['shutdown_timeout'], raw.shutdown_timeout);
+  if (ok(['tunnel_max_age'])) expectTimer(['tunnel_max_age'], raw.tunnel_max_age);
   if (ok(['auth_failures', 'rate']) && !(parseRate(raw.auth_failures.rate) > 0)) {
     add(['auth_failures', 'rate'], `expected a positive rate, got ${describeValue(raw.auth_failures.rate)}`);
   }

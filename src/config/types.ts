@@ -238,6 +238,8 @@ export interface Config {
   trustedProxies: string[];
   headersWithUnderscores: UnderscorePolicy;
   shutdownTimeoutMs: number;
+  /** After a reload, how long a replaced worker keeps serving its open tunnels before it closes them and exits. */
+  tunnelMaxAgeMs: number;
   upstreams: Record<string, UpstreamConfig>;
   routes: RouteConfig[];
   /** How request paths are read for matching: %2F and %5C as "/", or refused. */

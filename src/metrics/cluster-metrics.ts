@@ -116,7 +116,7 @@ export async function clusterMetricsText(
 }
 
 /** Each worker's snapshot, or undefined for one that exited, was not connected or missed the deadline. */
-function collectFromWorkers(workers: readonly Worker[], timeoutMs: number): Promise<(MetricJson[] | undefined)[]> {
+export function collectFromWorkers(workers: readonly Worker[], timeoutMs: number): Promise<(MetricJson[] | undefined)[]> {
   return Promise.all(
     workers.map(
       (worker) =>

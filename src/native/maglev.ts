@@ -60,7 +60,7 @@ export class MaglevTable {
     return this.native.lookupKey(key, exclude);
   }
 
-  /** A copy of the table (server index per entry), for tests. */
+  /** A copy of the table (server index per entry), for tests and what-if answers (balancer/maglev-change.ts). */
   entries(): Int32Array {
     return this.native.entries();
   }

@@ -346,6 +346,11 @@ export class ClientConnection implements Expirable, ClientSide {
     if (this.idleDeadline === 0 || this.idleDeadline > deadline) this.idleDeadline = deadline;
   }
 
+  /** After a 101: the connection carries a tunnel, no more HTTP. */
+  inTunnel(): boolean {
+    return this.tunnel !== undefined;
+  }
+
   /** Between requests: nothing parsed or answered right now. */
   isIdle(): boolean {
     return this.active === undefined && this.parsing === undefined;

@@ -100,21 +100,26 @@ export function auditRoutes(routes: readonly RouteConfig[]): AuditFinding[] {
 export function formatFinding(f: AuditFinding, routes: readonly RouteConfig[]): string {
   const route = routes[f.route]!;
   const via = routes[f.via]!;
-  const conditions = [route.methods?.join(',') ?? 'any method', route.host, route.path, ...Object.entries(route.headers ?? {}).map(([k, v]) => `${k}: ${v}`)].join(' ');
+  const conditions = routeConditions(route);
   const methods = f.methods[0] === 'any' ? 'requests of any method' : f.methods.map((m) => (m === 'other' ? 'methods no route names' : m)).join(', ');
   const hosts = f.hosts.map((h) => (h === '*' ? 'a Host no route names' : h.startsWith('*.') ? `another Host under ${h}` : `Host ${h}`)).join(' or ');
   return `routes[${f.route}] ${route.name} (${conditions}) has ${route.auth!.type} auth, but ${methods} for ${f.path} and below with ${hosts} reach upstream "${f.upstream}" via routes[${f.via}] ${via.name} ${f.weaker}`;
 }
 
+/** What a route matches, as the audit and the config diff show it: "POST,PUT api.example.test /v1/orders". */
+export function routeConditions(route: RouteConfig): string {
+  return [route.methods?.join(',') ?? 'any method', route.host, route.path, ...Object.entries(route.headers ?? {}).map(([k, v]) => `${k}: ${v}`)].join(' ');
+}
+
 /** Whether `outer` takes requests for `inner`'s path: a segment prefix of it, or the same prefix with or without the trailing slash. */
-function coversPath(outer: string, inner: string): boolean {
+export function coversPath(outer: string, inner: string): boolean {
   const o = outer.endsWith('/') ? outer.slice(0, -1) : outer;
   const i = inner.endsWith('/') ? inner.slice(0, -1) : inner;
   return o === '' || i === o || i.startsWith(`${o}/`);
 }
 
 /** How `other`'s checks fall short of `route`'s (which has auth), or undefined when they are the same. */
-function weakerChecks(route: RouteConfig, other: RouteConfig): string | undefined {
+export function weakerChecks(route: RouteConfig, other: RouteConfig): string | undefined {
   const auth = route.auth!;
   if (other.auth === undefined) return 'without auth';
   if (other.auth.type !== auth.type) return `with ${other.auth.type} auth instead of ${auth.type}`;
@@ -127,7 +132,7 @@ function weakerChecks(route: RouteConfig, other: RouteConfig): string | undefine
 }
 
 /** Whether a route's host (exact, "*.suffix" or "*") takes `host`. */
-function hostMatches(pattern: string, host: string): boolean {
+export function hostMatches(pattern: string, host: string): boolean {
   const p = pattern.toLowerCase().replace(/\.$/, '');
   if (p === '*') return true;
   if (p.startsWith('*.')) return host.length > p.length - 1 && host.endsWith(p.slice(1));

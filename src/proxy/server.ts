@@ -2,6 +2,7 @@
 // worker, ask for its counters, stop and drain it. How requests are parsed
 // and forwarded (plain `net` sockets driven through llhttp) stays behind it.
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
@@ -29,12 +30,23 @@ function privateRegion(config: Config, slot: number): SharedRegion {
 
 /** How long an idle keep-alive connection may stay open once the worker drains. */
 const DRAIN_IDLE_GRACE_MS = 1000;
+/** How often a draining worker looks whether only tunnels are left. */
+const FINISH_POLL_MS = 50;
 
 export interface ProxyWorker {
   /** Stop accepting new connections (listeners closed); idle keep-alive connections are closed. */
   stopAccepting(): Promise<void>;
-  /** Resolves when every in-flight request has finished, or at the deadline, when the rest are destroyed. */
-  drain(timeoutMs: number): Promise<void>;
+  /**
+   * Resolves once every connection left carries a tunnel (every HTTP request
+   * answered, idle keep-alive connections closed), or at the deadline, when the
+   * others are destroyed; with the number of tunnels still open.
+   */
+  finishRequests(timeoutMs: number): Promise<number>;
+  /**
+   * Resolves when every connection has closed, or at the deadline (or when
+   * `cutShort` settles first), when the rest are destroyed; then stops background work.
+   */
+  drain(timeoutMs: number, cutShort?: Promise<void>): Promise<void>;
   stats(): WorkerStats;
   /** Everything this worker counted, for the primary to keep when the worker retires. */
   metricsSnapshot(): MetricJson[];
@@ -63,11 +75,20 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       for (const s of servers) s.close();
       for (const conn of runtime.connections) conn.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
     },
-    async drain(timeoutMs) {
+    async finishRequests(timeoutMs) {
+      runtime.closing = true;
+      // Polled: a connection becomes a tunnel without an event the runtime sees, and this runs once per worker life.
+      const deadline = Date.now() + timeoutMs;
+      const httpLeft = () => [...runtime.connections].filter((c) => !c.inTunnel());
+      while (httpLeft().length > 0 && Date.now() < deadline) await sleep(FINISH_POLL_MS);
+      for (const conn of httpLeft()) conn.destroy();
+      return runtime.tunnels();
+    },
+    async drain(timeoutMs, cutShort) {
       runtime.closing = true;
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-      await Promise.race([runtime.whenIdle(), deadline]);
+      await Promise.race([runtime.whenIdle(), deadline, ...(cutShort ? [cutShort] : [])]);
       clearTimeout(timer);
       for (const conn of runtime.connections) conn.destroy();
       runtime.close();
@@ -88,7 +109,7 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
         }
         upstreams[name] = servers;
       }
-      return { requests: runtime.requests, activeConnections: runtime.connections.size, activeRequests: runtime.activeRequests(), upstreams };
+      return { requests: runtime.requests, activeConnections: runtime.connections.size, activeRequests: runtime.activeRequests(), tunnels: runtime.tunnels(), upstreams };
     },
   };
 }

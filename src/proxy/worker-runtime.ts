@@ -19,6 +19,8 @@ import type { ExchangeContext } from './exchange.js';
 export interface WorkerConnection {
   /** Close once no request is in flight, after `graceMs` without one at the latest. */
   closeWhenIdle(graceMs: number): void;
+  /** Carries a tunnel (after a 101): a retiring worker keeps it open. */
+  inTunnel(): boolean;
   destroy(): void;
 }
 
@@ -101,6 +103,13 @@ export class WorkerRuntime implements ExchangeContext {
   whenIdle(): Promise<void> {
     if (this.connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => (this.onIdle = resolve));
+  }
+
+  /** Client connections that carry a tunnel. */
+  tunnels(): number {
+    let n = 0;
+    for (const conn of this.connections) if (conn.inTunnel()) n++;
+    return n;
   }
 
   /** Stops background work (JWKS refreshes, retry-budget timers) and idle pools. */

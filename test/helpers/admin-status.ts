@@ -28,6 +28,8 @@ export interface WorkerStatus {
   uptimeSeconds: number;
   state: string;
   restarts: number;
+  /** Open tunnels on this worker. */
+  tunnels?: number;
 }
 
 export interface Status {
@@ -36,6 +38,9 @@ export interface Status {
   workers: WorkerStatus[];
   unresponsiveWorkers: number[];
   requests: number;
+  /** Replaced workers still alive for their open tunnels. */
+  retiringWorkers: number;
+  tunnels: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
   [key: string]: unknown;
 }

@@ -57,6 +57,7 @@ describe('config: valid files', () => {
       maxConnections: 0,
     });
     assert.deepEqual(config.trustedProxies, []);
+    assert.equal(config.tunnelMaxAgeMs, 3_600_000);
     assert.equal(config.headersWithUnderscores, 'drop');
     assert.equal(config.shutdownTimeoutMs, 30_000);
     assert.deepEqual(config.demoBackends, []);
@@ -199,7 +200,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends)`,
+      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, tunnel_max_age, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends)`,
     ]);
   });
 
@@ -222,6 +223,16 @@ describe('config: errors', () => {
       `${FILE}:1:19 shutdown_timeout: expected a duration of at most 2147483647ms (about 24 days), got "1000h"`,
     ]);
     assert.equal(parseConfigText(`limits: { max_body_bytes: 10 mb }\n${MINIMAL}`, FILE).config.limits.maxBodyBytes, 10 * 1024 * 1024);
+  });
+
+  it('tunnel_max_age: a positive duration a timer can hold', () => {
+    assert.equal(parseConfigText(`tunnel_max_age: 10m\n${MINIMAL}`, FILE).config.tunnelMaxAgeMs, 600_000);
+    assert.deepEqual(errorsOf(`tunnel_max_age: forever\n${MINIMAL}`), [
+      `${FILE}:1:17 tunnel_max_age: expected a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds, got "forever"`,
+    ]);
+    assert.deepEqual(errorsOf(`tunnel_max_age: 1000h\n${MINIMAL}`), [
+      `${FILE}:1:17 tunnel_max_age: expected a duration of at most 2147483647ms (about 24 days), got "1000h"`,
+    ]);
   });
 
   it('bad server addresses', () => {
