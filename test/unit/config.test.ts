@@ -44,7 +44,7 @@ describe('config: valid files', () => {
     assert.equal(config.file, resolve(FILE));
     assert.equal(config.workers, Math.min(64, availableParallelism()));
     assert.equal(config.scheduling, 'kernel');
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080 }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0 }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 't' });
     assert.deepEqual(config.logging, { level: 'info', access: true });
     assert.deepEqual(config.limits, {
@@ -81,6 +81,7 @@ describe('config: valid files', () => {
     const { config } = parseConfigText(MINIMAL.replace('    servers:', '    health: {}\n    servers:'), FILE);
     const health = config.upstreams.app!.health!;
     assert.deepEqual({ ...health, expectStatus: undefined }, {
+      type: 'http',
       path: '/healthz',
       intervalMs: 2000,
       timeoutMs: 1000,
@@ -196,7 +197,7 @@ describe('config: errors', () => {
   it('unknown key, at the key, listing the known ones', () => {
     const text = MINIMAL.replace('    servers:', '    balanse: least-conn\n    servers:');
     assert.deepEqual(errorsOf(text), [
-      `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
+      `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server, proxy_protocol)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
       `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends)`,
@@ -359,7 +360,7 @@ routes:
       `${FILE}:1:10 workers: expected an integer 1..64 or "auto", got 0`,
       `${FILE}:4:16 admin.port: port 8080 on 127.0.0.1 is already taken by listen[0] (127.0.0.1:8080)`,
       `${FILE}:6:20 limits.headers_timeout: expected a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds, got "2x"`,
-      `${FILE}:9:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
+      `${FILE}:9:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server, proxy_protocol)`,
       `${FILE}:12:18 upstreams.app.servers[1].address: expected host:port, got "localhost"`,
       `${FILE}:13:20 upstreams.app.servers[2].address: duplicate server address (also servers[0])`,
       `${FILE}:13:44 upstreams.app.servers[2].weight: expected an integer 1..1000, got 0`,
@@ -381,7 +382,7 @@ routes:
 describe('config: shipped files', () => {
   it('config/switchyard.yaml is the runnable demo', () => {
     const { config } = loadConfig(join(CONFIG_DIR, 'switchyard.yaml'));
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080 }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0 }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 'change-me' });
     const demo = ['127.0.0.1:9001', '127.0.0.1:9002', '127.0.0.1:9003'];
     assert.deepEqual(config.demoBackends.map((d) => `${d.host}:${d.port}`), demo);
