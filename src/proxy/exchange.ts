@@ -664,6 +664,8 @@ export class Exchange implements UpstreamListener {
       ctx.log.info(
         {
           reqId: this.requestId,
+          // The client as balancing and limits saw it (after a trusted PROXY header or X-Forwarded-For).
+          client: this.clientIp || this.client.peerAddress,
           method: this.method,
           path: this.loggedUrl(),
           status,

@@ -10,6 +10,8 @@ NEEDED=(
   "curl curl"
   "openssl openssl"
   "redis-server redis-server"
+  "nginx nginx"
+  "haproxy haproxy"
 )
 
 missing_pkgs=()
