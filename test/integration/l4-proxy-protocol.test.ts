@@ -336,15 +336,12 @@ function slowSend(port: number, pieces: Buffer[], gapMs: number, timeoutMs = 500
       clearTimeout(timer);
       resolve({ data: Buffer.concat(chunks), ms: Date.now() - started });
     });
-    socket.once('connect', () => {
-      void (async () => {
-        for (const p of pieces) {
-          if (socket.destroyed) return;
-          socket.write(p);
-          if (gapMs > 0) await sleep(gapMs);
-        }
-      })();
-    });
+    const writeNext = (i: number): void => {
+      if (socket.destroyed || i >= pieces.length) return;
+      socket.write(pieces[i]!);
+      setTimeout(() => writeNext(i + 1), gapMs);
+    };
+    socket.once('connect', () => writeNext(0));
   });
 }
 
