@@ -12,6 +12,9 @@ NEEDED=(
   "redis-server redis-server"
   "nginx nginx"
   "haproxy haproxy"
+  "nft nftables"
+  "ip iproute2"
+  "python3 python3"
 )
 
 missing_pkgs=()
