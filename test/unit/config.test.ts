@@ -404,3 +404,39 @@ describe('config: shipped files', () => {
     });
   }
 });
+
+describe('config: L4 keys (issue 13)', () => {
+  const withListen = (listen: string, extra = ''): string => `listen:\n${listen}\n${extra}${MINIMAL}`;
+
+  it('a tcp listener with every key, accept_proxy and proxy_protocol load as written', () => {
+    const { config } = parseConfigText(
+      withListen('  - { port: 5432, mode: tcp, upstream: app, idle_timeout: 1h, max_connections: 7, accept_proxy: true, proxy_timeout: 2s }\n  - { port: 8080, accept_proxy: true }', 'trusted_proxies: [10.0.0.0/8]\n').replace(
+        '    servers:',
+        '    proxy_protocol: v1\n    health: { type: tcp }\n    servers:',
+      ),
+      FILE,
+    );
+    assert.deepEqual(config.listen, [
+      { host: '127.0.0.1', port: 5432, mode: 'tcp', upstream: 'app', acceptProxy: true, proxyTimeoutMs: 2000, idleTimeoutMs: 3_600_000, maxConnections: 7 },
+      { host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: true, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0 },
+    ]);
+    assert.equal(config.upstreams.app!.proxyProtocol, 'v1');
+    assert.equal(config.upstreams.app!.health!.type, 'tcp');
+    assert.match(summarizeConfig(config), /^listen: 127\.0\.0\.1:5432 \(tcp -> app, accepts PROXY\), 127\.0\.0\.1:8080 \(accepts PROXY\)$/m);
+  });
+
+  it('each mistake is named with its key and what was expected', () => {
+    assert.deepEqual(errorsOf(withListen('  - { port: 5432, mode: tcp }')), [`${FILE}:2:5 listen[0].upstream: required key is missing (a mode: tcp listener relays to an upstream)`]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 5432, mode: tcp, upstream: db }')), [`${FILE}:2:40 listen[0].upstream: expected the name of an upstream (one of: app), got "db"`]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 80, upstream: app, idle_timeout: 1m }')), [
+      `${FILE}:2:27 listen[0].upstream: only for mode: tcp (an HTTP listener picks upstreams by routes)`,
+      `${FILE}:2:46 listen[0].idle_timeout: only for mode: tcp (HTTP listeners use limits.keepalive_timeout)`,
+    ]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 80, mode: udp }')), [`${FILE}:2:23 listen[0].mode: expected one of: http, tcp, got "udp"`]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 80, accept_proxy: true }')), [
+      `${FILE}:2:31 listen[0].accept_proxy: needs trusted_proxies: a PROXY header is accepted only from those peers, and none are listed`,
+    ]);
+    assert.deepEqual(errorsOf(MINIMAL.replace('    servers:', '    proxy_protocol: v3\n    servers:')), [`${FILE}:4:21 upstreams.app.proxy_protocol: expected one of: v1, v2, got "v3"`]);
+    assert.deepEqual(errorsOf(MINIMAL.replace('    servers:', '    health: { type: udp }\n    servers:')), [`${FILE}:4:21 upstreams.app.health.type: expected one of: http, tcp, got "udp"`]);
+  });
+});
