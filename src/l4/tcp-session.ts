@@ -113,7 +113,8 @@ export class TcpSession implements L4Connection {
     this.done = true;
     const server = this.server;
     if (server !== undefined) {
-      this.upstream.onEnd(server, failed && !this.relaying);
+      // Connect failures were counted where they happened; a client leaving is not the server's failure.
+      this.upstream.onEnd(server, false);
       this.upstream.connectionClosed(server, failed ? 'error' : 'upstream-asked');
     }
     this.worker.onConnectionClosed(this);
