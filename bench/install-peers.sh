@@ -16,6 +16,9 @@ if ! apt-get install -y --no-install-recommends nginx-light haproxy wrk; then
   apt-get install -y --no-install-recommends nginx haproxy wrk
 fi
 
+# The L4 bench (bench/l4-tcp.ts) compares with nginx's stream module, a separate package.
+apt-get install -y --no-install-recommends libnginx-mod-stream || true
+
 # Debian's packages start system services where an init system runs; the bench
 # runs its own instances on its own ports, so stop any that were started.
 for svc in nginx haproxy; do

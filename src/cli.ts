@@ -24,10 +24,17 @@ Options:
   --workers N     override the number of worker processes
   --version       print the version and exit
   --help          print this help and exit
+
+       switchyard dsr-server --vip ADDR [--l3dsr DSCP] [--apply] [--remove]
+                  print (or apply) what a server behind a DSR balancer needs
 `;
 
 /** Exit codes: 0 ok, 1 config or start-up error, 2 bad command line. */
 async function main(argv: string[]): Promise<number | undefined> {
+  if (argv[0] === 'dsr-server') {
+    const { runDsrServerCommand } = await import('./dsr/server-setup.js');
+    return runDsrServerCommand(argv.slice(1));
+  }
   let values;
   try {
     ({ values } = parseArgs({

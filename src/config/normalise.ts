@@ -10,8 +10,8 @@ import { parseHostPort } from './address.js';
 import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
-import type { RawApiKey, RawConfig, RawHeaderRules, RawRoute, RawUpstream } from './schema.js';
-import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, RouteConfig, UpstreamConfig } from './types.js';
+import type { RawApiKey, RawConfig, RawHeaderRules, RawListen, RawRoute, RawUpstream } from './schema.js';
+import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, ProxyListenConfig, RouteConfig, UpstreamConfig } from './types.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
@@ -24,7 +24,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map(({ host, port, backlog }) => (backlog === undefined ? { host, port } : { host, port, backlog })),
+    listen: raw.listen.map((l) => listener(l, raw.limits.max_connections as number)),
     admin: { ...raw.admin },
     logging: { ...raw.logging },
     limits: {
@@ -48,6 +48,23 @@ export function normalise(raw: RawConfig, file: string): Config {
     authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
   };
   return deepFreeze(config);
+}
+
+/** mode tcp connections stay open as long as nginx's stream module keeps them by default without a byte. */
+const TCP_IDLE_DEFAULT = '10m';
+
+function listener(l: RawListen, maxConnections: number): ProxyListenConfig {
+  return {
+    host: l.host,
+    port: l.port,
+    ...(l.backlog === undefined ? {} : { backlog: l.backlog }),
+    mode: l.mode,
+    ...(l.upstream === undefined ? {} : { upstream: l.upstream }),
+    acceptProxy: l.accept_proxy,
+    proxyTimeoutMs: parseDuration(l.proxy_timeout),
+    idleTimeoutMs: parseDuration(l.idle_timeout ?? TCP_IDLE_DEFAULT),
+    maxConnections: l.max_connections ?? maxConnections,
+  };
 }
 
 function upstream(name: string, up: RawUpstream): UpstreamConfig {
@@ -74,9 +91,11 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
     },
   };
   if (up.max_idle_per_server !== 'auto') out.maxIdlePerServer = up.max_idle_per_server;
+  if (up.proxy_protocol !== undefined) out.proxyProtocol = up.proxy_protocol;
   if (up.health) {
     const h = up.health;
     const health: HealthConfig = {
+      type: h.type,
       path: h.path,
       intervalMs: parseDuration(h.interval),
       timeoutMs: parseDuration(h.timeout),

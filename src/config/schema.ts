@@ -74,6 +74,8 @@ export const BALANCE_ALGORITHMS = ['round-robin', 'least-conn', 'source', 'rando
 export const SCHEDULING_POLICIES = ['kernel', 'round-robin'] as const;
 export const MAX_WORKERS = 64;
 export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
+export const LISTEN_MODES = ['http', 'tcp'] as const;
+export const PROXY_PROTOCOL_VERSIONS = ['v1', 'v2'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
@@ -91,6 +93,8 @@ const server = object(
 );
 
 const health = object({
+  // L4 (issue 13): tcp checks only that a connection opens (servers that speak no HTTP).
+  type: oneOf(['http', 'tcp'], 'http'),
   path: { type: 'string', pattern: '^/', default: '/healthz', expected: 'a path starting with "/"' },
   interval: duration('2s'),
   timeout: duration('1s'),
@@ -143,6 +147,8 @@ const upstream = object(
     ),
     // auto: no count cap; idle connections age out after timeouts.idle (the pool reuses the most recent first).
     max_idle_per_server: { type: ['integer', 'string'], minimum: 0, maximum: 100000, pattern: '^auto$', default: 'auto', expected: 'an integer 0..100000 or "auto"' },
+    // L4 (issue 13): a PROXY protocol header opens every connection to the servers (tcp and http listeners alike).
+    proxy_protocol: oneOf(PROXY_PROTOCOL_VERSIONS),
   },
   { required: ['servers'] },
 );
@@ -301,7 +307,25 @@ export const configSchema: Schema = object(
     },
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
     // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
-    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535) }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
+    listen: list(
+      object(
+        {
+          host: host('127.0.0.1'),
+          port: port(),
+          backlog: int(1, 65535),
+          // L4 (issue 13): mode tcp relays bytes to `upstream`; accept_proxy reads a PROXY v1/v2 header from trusted_proxies first.
+          mode: oneOf(LISTEN_MODES, 'http'),
+          upstream: { type: 'string', minLength: 1, expected: 'the name of an upstream' },
+          accept_proxy: { type: 'boolean', default: false, expected: 'true or false' },
+          proxy_timeout: duration('5s'),
+          idle_timeout: duration(),
+          max_connections: int(0, 1_000_000),
+        },
+        { required: ['port'] },
+      ),
+      1,
+      'a list of at least one { host, port }',
+      [
       { host: '127.0.0.1', port: 8080 },
     ]),
     admin: object(
@@ -361,7 +385,7 @@ export const configSchema: Schema = object(
 export interface RawConfig {
   workers: number | 'auto';
   scheduling: (typeof SCHEDULING_POLICIES)[number];
-  listen: { host: string; port: number; backlog?: number }[];
+  listen: RawListen[];
   admin: { host: string; port: number; token: string };
   logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
   limits: Record<
@@ -378,6 +402,18 @@ export interface RawConfig {
   demo_backends: string[];
   rate_limit_slots: number;
   auth_failures: { rate: number | string; burst: number };
+}
+
+export interface RawListen {
+  host: string;
+  port: number;
+  backlog?: number;
+  mode: (typeof LISTEN_MODES)[number];
+  upstream?: string;
+  accept_proxy: boolean;
+  proxy_timeout: string | number;
+  idle_timeout?: string | number;
+  max_connections?: number;
 }
 
 export interface RawHeaderRules {
@@ -431,6 +467,7 @@ export interface RawUpstream {
   hash: { key: string; balance_factor?: number };
   servers: { address: string; weight: number }[];
   health?: {
+    type: 'http' | 'tcp';
     path: string;
     interval: string | number;
     timeout: string | number;
@@ -445,6 +482,7 @@ export interface RawUpstream {
   outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
   timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
   max_idle_per_server: number | 'auto';
+  proxy_protocol?: (typeof PROXY_PROTOCOL_VERSIONS)[number];
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, allowUnionTypes: true, strict: true });

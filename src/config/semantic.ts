@@ -16,6 +16,37 @@ import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
 // A leaf module (no imports): route paths are checked with the same function requests are read with.
 import { resolve as resolvePath } from '../proxy/request-target.js';
 
+interface Checks {
+  ok(path: PathSegment[]): boolean;
+  typed(path: PathSegment[]): boolean;
+  add(path: PathSegment[], message: string): void;
+  expectTimer(path: PathSegment[], value: string | number): void;
+}
+
+/** L4 (issue 13): what a listener's mode, upstream and PROXY settings must agree on. */
+function checkL4Listeners(raw: RawConfig, { ok, typed, add, expectTimer }: Checks): void {
+  if (!typed(['listen'])) return;
+  const upstreamNames = typed(['upstreams']) ? Object.keys(raw.upstreams) : undefined;
+  raw.listen.forEach((l, i) => {
+    const at = (...rest: PathSegment[]): PathSegment[] => ['listen', i, ...rest];
+    if (!ok(at())) return;
+    if (l.mode === 'tcp') {
+      if (l.upstream === undefined) add(at('upstream'), 'required key is missing (a mode: tcp listener relays to an upstream)');
+      else if (upstreamNames !== undefined && !upstreamNames.includes(l.upstream)) {
+        add(at('upstream'), `expected the name of an upstream (one of: ${upstreamNames.join(', ')}), got ${describeValue(l.upstream)}`);
+      }
+    } else {
+      if (l.upstream !== undefined) add(at('upstream'), 'only for mode: tcp (an HTTP listener picks upstreams by routes)');
+      if (l.idle_timeout !== undefined) add(at('idle_timeout'), 'only for mode: tcp (HTTP listeners use limits.keepalive_timeout)');
+    }
+    if (l.idle_timeout !== undefined) expectTimer(at('idle_timeout'), l.idle_timeout);
+    expectTimer(at('proxy_timeout'), l.proxy_timeout);
+    if (l.accept_proxy && typed(['trusted_proxies']) && raw.trusted_proxies.length === 0) {
+      add(at('accept_proxy'), 'needs trusted_proxies: a PROXY header is accepted only from those peers, and none are listed');
+    }
+  });
+}
+
 function isPrefix(prefix: readonly PathSegment[], path: readonly PathSegment[]): boolean {
   return prefix.length <= path.length && prefix.every((seg, i) => seg === path[i]);
 }
@@ -58,6 +89,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (ok(['listen', i, 'host'])) expectHost(['listen', i, 'host'], l.host);
     if (ok(['listen', i])) bind(['listen', i], l);
   });
+  checkL4Listeners(raw, { ok, typed, add, expectTimer });
   if (ok(['admin', 'host']) && ok(['admin', 'port'])) {
     expectHost(['admin', 'host'], raw.admin.host);
     bind(['admin', 'port'], raw.admin);

@@ -1,23 +1,31 @@
 // The human summary `switchyard --check FILE` prints for a valid config.
 
 import { formatDuration } from './duration.js';
-import type { Config, ListenConfig } from './types.js';
+import type { Config, ListenConfig, ProxyListenConfig } from './types.js';
 
 const addr = (l: ListenConfig): string => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`);
+
+/** "0.0.0.0:5432 (tcp -> db, accepts PROXY)": the L4 settings of a listener (issue 13). */
+function listener(l: ProxyListenConfig): string {
+  const notes = [...(l.mode === 'tcp' ? [`tcp -> ${l.upstream}`] : []), ...(l.acceptProxy ? ['accepts PROXY'] : [])];
+  return notes.length === 0 ? addr(l) : `${addr(l)} (${notes.join(', ')})`;
+}
 
 export function summarizeConfig(config: Config): string {
   const lines = [
     `workers: ${config.workers} (scheduling: ${config.scheduling})`,
-    `listen: ${config.listen.map(addr).join(', ')}`,
+    `listen: ${config.listen.map(listener).join(', ')}`,
     `admin: ${addr(config.admin)}`,
   ];
   if (config.demoBackends.length > 0) lines.push(`demo backends: ${config.demoBackends.map(addr).join(', ')}`);
   lines.push('upstreams:');
   for (const up of Object.values(config.upstreams)) {
     const algo = up.balance === 'source' ? `source, key ${up.hash.key}` : up.balance;
-    const health = up.health ? `, health ${up.health.path} every ${formatDuration(up.health.intervalMs)}` : '';
+    const check = up.health?.type === 'tcp' ? 'tcp connect' : up.health?.path;
+    const health = up.health ? `, health ${check} every ${formatDuration(up.health.intervalMs)}` : '';
+    const proxy = up.proxyProtocol ? `, sends PROXY ${up.proxyProtocol}` : '';
     const servers = up.servers.map((s) => (s.weight === 1 ? s.address : `${s.address} (weight ${s.weight})`));
-    lines.push(`  ${up.name} (${algo}, retries ${up.retries}${health}): ${servers.join(', ')}`);
+    lines.push(`  ${up.name} (${algo}, retries ${up.retries}${health}${proxy}): ${servers.join(', ')}`);
   }
   lines.push('routes:');
   const width = Math.max(...config.routes.map((r) => r.host.length + r.path.length + 1));

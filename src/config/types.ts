@@ -15,6 +15,19 @@ export interface ListenConfig {
 /** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
 export interface ProxyListenConfig extends ListenConfig {
   backlog?: number;
+  // L4 (issue 13) ---------------------------------------------------------
+  /** http: the HTTP data path; tcp: bytes relayed to `upstream` (L4). */
+  mode: 'http' | 'tcp';
+  /** mode tcp: where connections go. */
+  upstream?: string;
+  /** A PROXY v1/v2 header from a trusted_proxies peer opens every connection; it names the client. */
+  acceptProxy: boolean;
+  /** The whole PROXY header must arrive within this long. */
+  proxyTimeoutMs: number;
+  /** mode tcp: a connection with no byte either way for this long is closed. */
+  idleTimeoutMs: number;
+  /** Connections this listener holds per worker (0: none); defaults to limits.max_connections. */
+  maxConnections: number;
 }
 
 export interface AdminConfig {
@@ -49,6 +62,8 @@ export interface ServerConfig {
 }
 
 export interface HealthConfig {
+  /** http: GET path, status checked; tcp (L4, issue 13): the connection opens. */
+  type: 'http' | 'tcp';
   path: string;
   intervalMs: number;
   timeoutMs: number;
@@ -106,6 +121,8 @@ export interface UpstreamConfig {
   timeouts: UpstreamTimeouts;
   /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */
   maxIdlePerServer?: number;
+  /** L4 (issue 13): a PROXY protocol header of this version opens every connection to a server. */
+  proxyProtocol?: 'v1' | 'v2';
 }
 
 export interface RouteConfig {

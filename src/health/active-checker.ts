@@ -1,5 +1,6 @@
 // Active health checks, run once in the primary: every `health.interval` each
-// server of an upstream with `health` configured gets one HTTP GET; `rise`
+// server of an upstream with `health` configured gets one HTTP GET (or, with
+// `type: tcp`, one TCP connect), preceded by a PROXY header when the upstream sends them; `rise`
 // consecutive passes mark it up, `fall` consecutive failures mark it down.
 // Transitions are logged once and handed to a HealthSink (the primary writes
 // them into the shared-memory health bits every worker reads on its next pick).
@@ -9,6 +10,9 @@
 // every start, while a server that really is down is caught by retries and
 // passive ejection in the workers until `fall` checks confirm it.
 import http from 'node:http';
+import net from 'node:net';
+import { encodeProxyV1, PROXY_V2_LOCAL } from '../l4/proxy-protocol.js';
+import { socketOrigin } from '../l4/proxy-header-reader.js';
 import { performance } from 'node:perf_hooks';
 import type { Config, HealthConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -43,13 +47,14 @@ interface ServerState {
 }
 
 interface Check {
-  req: http.ClientRequest;
+  socket: net.Socket;
   timer: NodeJS.Timeout;
 }
 
 interface UpstreamState {
   readonly name: string;
   readonly health: HealthConfig;
+  readonly proxyProtocol: 'v1' | 'v2' | undefined;
   readonly servers: ServerState[];
   timer: NodeJS.Timeout | undefined;
 }
@@ -144,7 +149,7 @@ export class ActiveHealthChecker {
         }
         return { index, address: s.address, host: s.host, port: s.port, healthy: true, streak: 0, rampFrom: undefined, check: undefined };
       });
-      this.upstreams.set(name, { name, health: upstream.health, servers, timer: undefined });
+      this.upstreams.set(name, { name, health: upstream.health, proxyProtocol: upstream.proxyProtocol, servers, timer: undefined });
     }
   }
 
@@ -164,18 +169,11 @@ export class ActiveHealthChecker {
   }
 
   private check(up: UpstreamState, s: ServerState): void {
-    const { path, timeoutMs, expectStatus } = up.health;
+    const { path, timeoutMs, expectStatus, type } = up.health;
     const started = performance.now();
-    // agent: false and Connection: close: one short-lived connection per check, nothing pooled to clean up.
-    const req = http.request({
-      host: s.host,
-      port: s.port,
-      path,
-      method: 'GET',
-      agent: false,
-      headers: { host: s.address, 'user-agent': 'switchyard-health-check', connection: 'close' },
-    });
-    const check: Check = { req, timer: setTimeout(() => finish(false, `timeout after ${timeoutMs} ms`), timeoutMs) };
+    // One short-lived connection per check, nothing pooled to clean up.
+    const socket = net.connect({ host: s.host, port: s.port });
+    const check: Check = { socket, timer: setTimeout(() => finish(false, `timeout after ${timeoutMs} ms`), timeoutMs) };
     s.check = check;
     // Events of a check that timed out, finished or was aborted by stop()/replace() are ignored.
     const finish = (ok: boolean, reason: string) => {
@@ -183,10 +181,22 @@ export class ActiveHealthChecker {
       abort(s);
       this.record(up, s, { ok, reason, durationMs: Math.round((performance.now() - started) * 10) / 10 });
     };
-    // Only the status matters: the body is never read.
-    req.on('response', (res) => finish(expectStatus.includes(res.statusCode ?? 0), `status ${res.statusCode}`));
-    req.on('error', (err: NodeJS.ErrnoException) => finish(false, `error: ${err.code ?? err.message}`));
-    req.end();
+    socket.on('error', (err: NodeJS.ErrnoException) => finish(false, `error: ${err.code ?? err.message}`));
+    socket.once('connect', () => {
+      // A server that expects PROXY headers refuses a connection without one (haproxy's check-send-proxy does the same).
+      if (up.proxyProtocol !== undefined) socket.write(healthCheckProxyHeader(up.proxyProtocol, socket));
+      if (type === 'tcp') return finish(true, 'connected');
+      const req = http.request({
+        path,
+        method: 'GET',
+        createConnection: () => socket,
+        headers: { host: s.address, 'user-agent': 'switchyard-health-check', connection: 'close' },
+      });
+      // Only the status matters: the body is never read.
+      req.on('response', (res) => finish(expectStatus.includes(res.statusCode ?? 0), `status ${res.statusCode}`));
+      req.on('error', (err: NodeJS.ErrnoException) => finish(false, `error: ${err.code ?? err.message}`));
+      req.end();
+    });
   }
 
   private record(up: UpstreamState, s: ServerState, outcome: Outcome): void {
@@ -234,7 +244,12 @@ function abort(s: ServerState): void {
   if (!check) return;
   s.check = undefined;
   clearTimeout(check.timer);
-  check.req.destroy();
+  check.socket.destroy();
+}
+
+/** v2: LOCAL (the specification's command for a proxy's own connections); v1 has none, so the check's own endpoints. */
+function healthCheckProxyHeader(version: 'v1' | 'v2', socket: net.Socket): Buffer {
+  return version === 'v2' ? PROXY_V2_LOCAL : encodeProxyV1(socketOrigin(socket));
 }
 
 /** Builds and starts the checker; the primary keeps it for reload (`replace`) and shutdown (`stop`). */

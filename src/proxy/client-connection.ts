@@ -10,6 +10,8 @@ import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { RequestHeadInfo } from './headers.js';
 import type { WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
+import { socketOrigin } from '../l4/proxy-header-reader.js';
+import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 
 /** A head callback's verdict telling llhttp to stop after the head (as node:http does for an upgrade). */
 const STOP_AFTER_HEAD = 2;
@@ -38,8 +40,12 @@ export class ClientConnection implements Expirable, ClientSide {
   readonly peerAddress: string;
   private trusted: boolean | undefined;
 
-  constructor(readonly socket: Socket, readonly worker: WorkerRuntime) {
-    this.peerAddress = normaliseAddress(socket.remoteAddress ?? '');
+  /** The connection's endpoints: the socket's own, or those a trusted PROXY header reported. */
+  readonly origin: ConnectionOrigin;
+
+  constructor(readonly socket: Socket, readonly worker: WorkerRuntime, origin?: ConnectionOrigin) {
+    this.origin = origin ?? socketOrigin(socket);
+    this.peerAddress = normaliseAddress(this.origin.sourceAddress);
     this.headDeadline = deadlineIn(worker.limits.headersTimeoutMs);
     this.parser = createParser('request', worker.limits.maxHeaderBytes, {
       onMessageBegin: () => this.onMessageBegin(),

@@ -12,6 +12,7 @@
 // head must satisfy), gateway-step.ts (the route's checks), retry-policy.ts
 // (when an attempt may be repeated) and tunnel.ts (after a 101).
 import type { Socket } from 'node:net';
+import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 import type { Logger, LogThrottle } from '../log.js';
 import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
@@ -63,6 +64,8 @@ const NEXT: Readonly<Record<Phase, readonly Phase[]>> = {
 export interface ClientSide {
   readonly socket: Socket;
   readonly peerAddress: string;
+  /** The client connection's endpoints (after a PROXY header: the ones it reported), for PROXY headers sent upstream. */
+  readonly origin: ConnectionOrigin;
   peerTrusted(): boolean;
   /** The client address used for balancing and limits (the peer, or what trusted proxies report). */
   clientIp(info: RequestHeadInfo): string;
@@ -369,7 +372,7 @@ export class Exchange implements UpstreamListener {
     const upstream = this.upstream!;
     this.server = server;
     upstream.onStart(server);
-    const conn = upstream.pools[server.index]!.acquire(this, fresh);
+    const conn = upstream.pools[server.index]!.acquire(this, fresh, this.client.origin);
     this.conn = conn;
     if (conn.connected) this.onUpstreamConnect(conn);
     else conn.limitConnectTime(this.capped(deadlineIn(this.timeouts.connectMs)));
@@ -668,6 +671,8 @@ export class Exchange implements UpstreamListener {
       ctx.log.info(
         {
           reqId: this.requestId,
+          // The client as balancing and limits saw it (after a trusted PROXY header or X-Forwarded-For).
+          client: this.clientIp || this.client.peerAddress,
           method: this.method,
           path: this.loggedUrl(),
           status,

@@ -7,6 +7,9 @@ import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection } from './client-connection.js';
+import { createTcpServer, unmapped } from '../l4/tcp-listener.js';
+import { receiveProxyHeader } from '../l4/proxy-header-reader.js';
+import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
@@ -114,22 +117,9 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   };
 }
 
-function listen(runtime: WorkerRuntime, { host, port, backlog }: ProxyListenConfig): Promise<net.Server> {
-  // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    if (runtime.closing) {
-      socket.destroy();
-      return;
-    }
-    runtime.onConnectionOpened(new ClientConnection(socket, runtime));
-  });
-  // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
-  // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
-  const cap = runtime.limits.maxConnections;
-  if (cap > 0) {
-    server.maxConnections = cap;
-    server.on('drop', () => runtime.onConnectionRefused());
-  }
+function listen(runtime: WorkerRuntime, config: ProxyListenConfig): Promise<net.Server> {
+  const { host, port, backlog } = config;
+  const server = config.mode === 'tcp' ? tcpServer(runtime, config) : httpServer(runtime, config);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(backlog === undefined ? { host, port } : { host, port, backlog }, () => {
@@ -138,4 +128,43 @@ function listen(runtime: WorkerRuntime, { host, port, backlog }: ProxyListenConf
       resolve(server);
     });
   });
+}
+
+function httpServer(runtime: WorkerRuntime, config: ProxyListenConfig): net.Server {
+  const name = `${config.host}:${config.port}`;
+  // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    if (runtime.closing) {
+      socket.destroy();
+      return;
+    }
+    if (!config.acceptProxy) return runtime.onConnectionOpened(new ClientConnection(socket, runtime));
+    // Behind an L4 balancer: the PROXY header names the client, for X-Forwarded-For, hashing, limits and logs.
+    const peer = unmapped(socket.remoteAddress ?? '');
+    const onReady = (origin: ConnectionOrigin): void => {
+      runtime.onConnectionOpened(new ClientConnection(socket, runtime, origin));
+      socket.resume();
+    };
+    receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, onReady, (reason) =>
+      runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
+    );
+  });
+  // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
+  // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
+  if (config.maxConnections > 0) {
+    server.maxConnections = config.maxConnections;
+    server.on('drop', () => runtime.onConnectionRefused());
+  }
+  return server;
+}
+
+function tcpServer(runtime: WorkerRuntime, config: ProxyListenConfig): net.Server {
+  const options = {
+    name: `${config.host}:${config.port}`,
+    acceptProxy: config.acceptProxy,
+    proxyTimeoutMs: config.proxyTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxConnections: config.maxConnections,
+  };
+  return createTcpServer(options, runtime.upstreams.get(config.upstream!)!, runtime);
 }

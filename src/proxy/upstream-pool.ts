@@ -6,6 +6,11 @@ import net from 'node:net';
 import { createParser, releaseParser, resetParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { ServerSlot } from '../balancer/types.js';
+import { encodeProxyV1, encodeProxyV2, type ConnectionOrigin } from '../l4/proxy-protocol.js';
+
+function originTag(o: ConnectionOrigin): string {
+  return `${o.sourceAddress} ${o.sourcePort} ${o.destAddress} ${o.destPort}`;
+}
 
 /** What an upstream connection reports to the exchange using it. */
 export interface UpstreamListener {
@@ -29,6 +34,8 @@ export interface PoolOptions {
   /** Idle connections kept; Infinity: as many as were released, each aged out by idleTimeoutMs. */
   maxIdle: number;
   maxHeaderBytes: number;
+  /** L4 (issue 13): each connection opens with a PROXY header naming the client connection it was made for. */
+  proxyProtocol?: 'v1' | 'v2';
 }
 
 /**
@@ -65,11 +72,19 @@ export class UpstreamPool {
 
   constructor(readonly server: ServerSlot, readonly options: PoolOptions, readonly counter: ConnectionCounter) {}
 
-  /** A connected idle connection if there is one, else a new one (connecting). */
-  acquire(listener: UpstreamListener, fresh: boolean): UpstreamConnection {
+  /**
+   * A connected idle connection if there is one, else a new one (connecting).
+   * With proxy_protocol, a connection's PROXY header spoke for one client
+   * connection (`origin`), so only that client's later requests may reuse it.
+   */
+  acquire(listener: UpstreamListener, fresh: boolean, origin?: ConnectionOrigin): UpstreamConnection {
+    const version = this.options.proxyProtocol;
+    const tag = version === undefined || origin === undefined ? undefined : originTag(origin);
     if (!fresh) {
-      while (this.idle.length > 0) {
-        const conn = this.idle.pop()!;
+      for (let i = this.idle.length - 1; i >= 0; i--) {
+        const conn = this.idle[i]!;
+        if (conn.usable() && conn.originTag !== tag) continue;
+        this.idle.splice(i, 1);
         if (conn.usable()) {
           conn.attach(listener);
           this.counter.connectionReused(this.server);
@@ -78,7 +93,8 @@ export class UpstreamPool {
         conn.destroy(conn.unusableReason());
       }
     }
-    const conn = new UpstreamConnection(this, this.options);
+    const header = version === undefined || origin === undefined ? undefined : version === 'v1' ? encodeProxyV1(origin) : encodeProxyV2(origin);
+    const conn = new UpstreamConnection(this, this.options, header, tag);
     conn.attach(listener);
     return conn;
   }
@@ -136,7 +152,13 @@ export class UpstreamConnection implements Expirable {
   /** The server sent bytes after its response: the connection must not serve another request. */
   private tainted = false;
 
-  constructor(private readonly pool: UpstreamPool, private readonly options: PoolOptions) {
+  constructor(
+    private readonly pool: UpstreamPool,
+    private readonly options: PoolOptions,
+    proxyHeader?: Buffer,
+    /** The client connection its PROXY header named (undefined without proxy_protocol). */
+    readonly originTag?: string,
+  ) {
     const { host, port } = pool.server;
     this.parser = createParser('response', options.maxHeaderBytes, {
       onMessageBegin: () => {
@@ -167,6 +189,8 @@ export class UpstreamConnection implements Expirable {
     });
     this.connectDeadline = deadlineIn(options.connectTimeoutMs);
     this.socket = net.connect({ host, port, noDelay: true });
+    // Queued while connecting, so it is the first thing the server reads.
+    if (proxyHeader !== undefined) this.socket.write(proxyHeader);
     pool.counter.connectionOpened(pool.server);
     this.socket.on('connect', () => {
       this.connected = true;

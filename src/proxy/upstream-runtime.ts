@@ -46,6 +46,7 @@ export class UpstreamRuntime {
       idleTimeoutMs: config.timeouts.idleMs,
       maxIdle: config.maxIdlePerServer ?? Infinity,
       maxHeaderBytes,
+      ...(config.proxyProtocol === undefined ? {} : { proxyProtocol: config.proxyProtocol }),
     };
     this.region = placement.region;
     this.base = placement.base;

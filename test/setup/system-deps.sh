@@ -10,6 +10,11 @@ NEEDED=(
   "curl curl"
   "openssl openssl"
   "redis-server redis-server"
+  "nginx nginx"
+  "haproxy haproxy"
+  "nft nftables"
+  "ip iproute2"
+  "python3 python3"
 )
 
 missing_pkgs=()

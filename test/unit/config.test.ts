@@ -44,7 +44,7 @@ describe('config: valid files', () => {
     assert.equal(config.file, resolve(FILE));
     assert.equal(config.workers, Math.min(64, availableParallelism()));
     assert.equal(config.scheduling, 'kernel');
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080 }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0 }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 't' });
     assert.deepEqual(config.logging, { level: 'info', access: true });
     assert.deepEqual(config.limits, {
@@ -82,6 +82,7 @@ describe('config: valid files', () => {
     const { config } = parseConfigText(MINIMAL.replace('    servers:', '    health: {}\n    servers:'), FILE);
     const health = config.upstreams.app!.health!;
     assert.deepEqual({ ...health, expectStatus: undefined }, {
+      type: 'http',
       path: '/healthz',
       intervalMs: 2000,
       timeoutMs: 1000,
@@ -197,7 +198,7 @@ describe('config: errors', () => {
   it('unknown key, at the key, listing the known ones', () => {
     const text = MINIMAL.replace('    servers:', '    balanse: least-conn\n    servers:');
     assert.deepEqual(errorsOf(text), [
-      `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
+      `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server, proxy_protocol)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
       `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, tunnel_max_age, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends)`,
@@ -370,7 +371,7 @@ routes:
       `${FILE}:1:10 workers: expected an integer 1..64 or "auto", got 0`,
       `${FILE}:4:16 admin.port: port 8080 on 127.0.0.1 is already taken by listen[0] (127.0.0.1:8080)`,
       `${FILE}:6:20 limits.headers_timeout: expected a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds, got "2x"`,
-      `${FILE}:9:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
+      `${FILE}:9:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server, proxy_protocol)`,
       `${FILE}:12:18 upstreams.app.servers[1].address: expected host:port, got "localhost"`,
       `${FILE}:13:20 upstreams.app.servers[2].address: duplicate server address (also servers[0])`,
       `${FILE}:13:44 upstreams.app.servers[2].weight: expected an integer 1..1000, got 0`,
@@ -392,7 +393,7 @@ routes:
 describe('config: shipped files', () => {
   it('config/switchyard.yaml is the runnable demo', () => {
     const { config } = loadConfig(join(CONFIG_DIR, 'switchyard.yaml'));
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080 }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0 }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 'change-me' });
     const demo = ['127.0.0.1:9001', '127.0.0.1:9002', '127.0.0.1:9003'];
     assert.deepEqual(config.demoBackends.map((d) => `${d.host}:${d.port}`), demo);
@@ -413,4 +414,40 @@ describe('config: shipped files', () => {
       assert.ok(summarizeConfig(config).includes('routes:'));
     });
   }
+});
+
+describe('config: L4 keys (issue 13)', () => {
+  const withListen = (listen: string, extra = ''): string => `listen:\n${listen}\n${extra}${MINIMAL}`;
+
+  it('a tcp listener with every key, accept_proxy and proxy_protocol load as written', () => {
+    const { config } = parseConfigText(
+      withListen('  - { port: 5432, mode: tcp, upstream: app, idle_timeout: 1h, max_connections: 7, accept_proxy: true, proxy_timeout: 2s }\n  - { port: 8080, accept_proxy: true }', 'trusted_proxies: [10.0.0.0/8]\n').replace(
+        '    servers:',
+        '    proxy_protocol: v1\n    health: { type: tcp }\n    servers:',
+      ),
+      FILE,
+    );
+    assert.deepEqual(config.listen, [
+      { host: '127.0.0.1', port: 5432, mode: 'tcp', upstream: 'app', acceptProxy: true, proxyTimeoutMs: 2000, idleTimeoutMs: 3_600_000, maxConnections: 7 },
+      { host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: true, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0 },
+    ]);
+    assert.equal(config.upstreams.app!.proxyProtocol, 'v1');
+    assert.equal(config.upstreams.app!.health!.type, 'tcp');
+    assert.match(summarizeConfig(config), /^listen: 127\.0\.0\.1:5432 \(tcp -> app, accepts PROXY\), 127\.0\.0\.1:8080 \(accepts PROXY\)$/m);
+  });
+
+  it('each mistake is named with its key and what was expected', () => {
+    assert.deepEqual(errorsOf(withListen('  - { port: 5432, mode: tcp }')), [`${FILE}:2:5 listen[0].upstream: required key is missing (a mode: tcp listener relays to an upstream)`]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 5432, mode: tcp, upstream: db }')), [`${FILE}:2:40 listen[0].upstream: expected the name of an upstream (one of: app), got "db"`]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 80, upstream: app, idle_timeout: 1m }')), [
+      `${FILE}:2:27 listen[0].upstream: only for mode: tcp (an HTTP listener picks upstreams by routes)`,
+      `${FILE}:2:46 listen[0].idle_timeout: only for mode: tcp (HTTP listeners use limits.keepalive_timeout)`,
+    ]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 80, mode: udp }')), [`${FILE}:2:23 listen[0].mode: expected one of: http, tcp, got "udp"`]);
+    assert.deepEqual(errorsOf(withListen('  - { port: 80, accept_proxy: true }')), [
+      `${FILE}:2:31 listen[0].accept_proxy: needs trusted_proxies: a PROXY header is accepted only from those peers, and none are listed`,
+    ]);
+    assert.deepEqual(errorsOf(MINIMAL.replace('    servers:', '    proxy_protocol: v3\n    servers:')), [`${FILE}:4:21 upstreams.app.proxy_protocol: expected one of: v1, v2, got "v3"`]);
+    assert.deepEqual(errorsOf(MINIMAL.replace('    servers:', '    health: { type: udp }\n    servers:')), [`${FILE}:4:21 upstreams.app.health.type: expected one of: http, tcp, got "udp"`]);
+  });
 });
