@@ -6,6 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ListenConfig } from '../config/types.js';
 import type { ReloadResult, Status } from './types.js';
 import type { Logger } from '../log.js';
+import type { ServerLatencies } from '../metrics/cluster-metrics.js';
+import { isDashboardPath, loadDashboardAssets, serveDashboard } from './dashboard-assets.js';
 
 export interface AdminHandlers {
   /** Read per request, so a reload can change the token. */
@@ -14,6 +16,8 @@ export interface AdminHandlers {
   reload(): Promise<ReloadResult>;
   /** Prometheus text summed over the workers (metrics/cluster-metrics.ts). */
   metrics(): Promise<string>;
+  /** Per-server latency histograms summed over the workers (the dashboard's p50/p99). */
+  latency(): Promise<ServerLatencies>;
   /** Drain (no new requests; in-flight ones finish) or re-enable a server; false if there is no such server. */
   setDrained(upstream: string, address: string, drained: boolean): boolean;
 }
@@ -35,7 +39,14 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 function send(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
   const json = JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(json),
+    // Never rendered as a document, whatever a server name or path holds.
+    'x-content-type-options': 'nosniff',
+    'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+    ...headers,
+  });
   res.end(json);
 }
 
@@ -52,6 +63,12 @@ const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.S
       const text = await h.metrics();
       res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
       res.end(text);
+    },
+  },
+  '/latency': {
+    method: 'GET',
+    async run(h, res) {
+      send(res, 200, await h.latency());
     },
   },
   '/reload': {
@@ -82,15 +99,18 @@ function serverAction(h: AdminHandlers, req: http.IncomingMessage, res: http.Ser
 }
 
 export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log: Logger): Promise<AdminServer> {
+  const dashboard = loadDashboardAssets();
   const server = http.createServer((req, res) => {
     req.resume(); // no endpoint reads a body
+    const requestPath = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (isDashboardPath(requestPath)) return serveDashboard(dashboard, req, res, requestPath);
     if (!tokenMatches(req.headers.authorization, handlers.token())) {
       send(res, 401, { error: 'unauthorized: send Authorization: Bearer <admin.token>' }, {
         'www-authenticate': 'Bearer realm="switchyard"',
       });
       return;
     }
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const path = requestPath;
     const action = SERVER_ACTION.exec(path);
     if (action) return serverAction(handlers, req, res, action);
     const route = ROUTES[path];

@@ -3,6 +3,7 @@
 // internals.
 import type { ServerCounts } from '../cluster/shared-state.js';
 import type { WorkerStats } from '../proxy/server.js';
+import type { RouteTableEntry } from '../proxy/route-table.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 
@@ -27,6 +28,8 @@ export interface WorkerStatsResult {
 export interface ServerStatus extends ServerCounts {
   address: string;
   weight: number;
+  /** `source` upstreams: the fraction of the Maglev table (of hash keys) the server owns. */
+  tableShare?: number;
 }
 
 /** The body of `GET /status`. */
@@ -44,4 +47,6 @@ export interface Status {
   activeConnections: number;
   activeRequests: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
+  /** The routes in the order the router tries them. */
+  routes: RouteTableEntry[];
 }

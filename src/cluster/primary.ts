@@ -13,7 +13,8 @@ import type { ReloadResult, Status, WorkerInfo, WorkerStatsResult } from '../adm
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
 import { SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
-import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
+import { clusterMetricsText, clusterServerLatency, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
+import { routeTable, type RouteTableEntry } from '../proxy/route-table.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 
 
@@ -108,6 +109,7 @@ export class Primary {
   /** Counters of workers that drained and exited (a reload, a shutdown), still part of every total. */
   private readonly retiredMetrics = new RetiredCounters();
   private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
+  private routeTableOf: { config: Config; table: RouteTableEntry[] } | undefined;
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
 
@@ -147,15 +149,8 @@ export class Primary {
         status: () => this.status(),
         reload: () => this.reload(),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
-        // Workers still starting have no counts yet: asking them would only wait for the deadline.
-        metrics: () =>
-          clusterMetricsText(
-            this.metricsRegistry,
-            this.liveEntries()
-              .filter((e) => e.state !== 'starting' && !e.countsRetired)
-              .map((e) => e.worker),
-            this.retiredMetrics,
-          ),
+        metrics: () => clusterMetricsText(this.metricsRegistry, this.countingWorkers(), this.retiredMetrics),
+        latency: () => clusterServerLatency(this.countingWorkers(), this.retiredMetrics),
       },
       this.log,
     );
@@ -235,7 +230,14 @@ export class Primary {
       workers: this.workers(),
       stats: await this.collectStats(),
       serverCounts: (upstream, index) => this.shared?.counts(upstream, index),
+      routes: this.routeTable(),
     });
+  }
+
+  /** The route table of the running config, computed once per config. */
+  private routeTable(): RouteTableEntry[] {
+    if (this.routeTableOf?.config !== this.config) this.routeTableOf = { config: this.config, table: routeTable(this.config.routes) };
+    return this.routeTableOf.table;
   }
 
   // ---- workers -------------------------------------------------------------
@@ -378,6 +380,13 @@ export class Primary {
     if (!entry.worker.isConnected()) return false;
     entry.worker.send(message);
     return true;
+  }
+
+  /** Workers that hold counts now (those still starting have none yet: asking them would only wait for the deadline). */
+  private countingWorkers(): Worker[] {
+    return this.liveEntries()
+      .filter((e) => e.state !== 'starting' && !e.countsRetired)
+      .map((e) => e.worker);
   }
 
   private liveEntries(): Entry[] {

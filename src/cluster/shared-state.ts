@@ -27,6 +27,8 @@ export interface ServerCounts {
   /** Since the workers now alive started. */
   requests: number;
   failures: number;
+  /** Passive ejection deadline (Unix ms); 0: not ejected. */
+  ejectedUntil: number;
 }
 
 export class SharedState implements HealthSink {
@@ -134,6 +136,7 @@ export class SharedState implements HealthSink {
       activeConnections: r.sum(Counter.ActiveConnections, index),
       requests: r.sum(Counter.RequestsTotal, index),
       failures: r.sum(Counter.Failures, index),
+      ejectedUntil: r.ejectedUntil(index) > Date.now() ? r.ejectedUntil(index) : 0,
     };
   }
 

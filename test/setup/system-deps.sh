@@ -10,6 +10,7 @@ NEEDED=(
   "curl curl"
   "openssl openssl"
   "redis-server redis-server"
+  "chromium chromium"
 )
 
 missing_pkgs=()
