@@ -141,11 +141,31 @@ export class Primary {
     }
     await allReady;
     this.health = startHealthChecks(this.config, this.log, shared);
-    const { host, port } = this.config.admin;
+    if (this.config.admin) await this.startAdmin(this.config.admin);
+    this.announce();
+  }
+
+  /** One line that says where everything is: proxy addresses, the dashboard (or that there is none), the config file. */
+  private announce(): void {
+    const url = (l: { host: string; port: number }, path = '') => `http://${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}${path}`;
+    const proxy = this.config.listen.map((l) => url(l));
+    const admin = this.config.admin;
+    const dashboard = admin && this.admin ? url({ host: admin.host, port: this.admin.port }, '/dashboard/') : undefined;
+    const adminText = dashboard
+      ? `dashboard and admin API on ${dashboard}`
+      : 'no admin API or dashboard (the config has no admin section); SIGHUP reloads the config';
+    this.log.info(
+      { workers: this.config.workers, scheduling: this.config.scheduling, listen: proxy, dashboard, configFile: this.options.file },
+      `switchyard started: proxy on ${proxy.join(', ')}; ${adminText}; config ${this.options.file}`,
+    );
+  }
+
+  private async startAdmin({ host, port }: { host: string; port: number }): Promise<void> {
     this.admin = await startAdminServer(
       { host, port },
       {
-        token: () => this.config.admin.token,
+        // A reload that removes the admin section leaves no token: every request is refused until a restart.
+        token: () => this.config.admin?.token ?? '',
         status: () => this.status(),
         reload: () => this.reload(),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
@@ -153,10 +173,6 @@ export class Primary {
         latency: () => clusterServerLatency(this.countingWorkers(), this.retiredMetrics),
       },
       this.log,
-    );
-    this.log.info(
-      { workers: this.config.workers, scheduling: this.config.scheduling, listen: this.config.listen, admin: `${host}:${port}` },
-      'switchyard started',
     );
   }
 
@@ -477,8 +493,9 @@ export class Primary {
     if (previous.scheduling !== next.scheduling) {
       this.log.warn({ scheduling: next.scheduling }, 'scheduling changes take effect only after a restart');
     }
-    if (previous.admin.host !== next.admin.host || previous.admin.port !== next.admin.port) {
-      this.log.warn({ admin: next.admin.host + ':' + next.admin.port }, 'admin address changes take effect only after a restart');
+    const where = (c: Config) => (c.admin ? `${c.admin.host}:${c.admin.port}` : 'none');
+    if (where(previous) !== where(next)) {
+      this.log.warn({ admin: where(next) }, 'admin address changes (adding or removing the admin API too) take effect only after a restart');
     }
   }
 

@@ -24,7 +24,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
     listen: raw.listen.map(({ host, port, backlog }) => (backlog === undefined ? { host, port } : { host, port, backlog })),
-    admin: { ...raw.admin },
+    ...(raw.admin ? { admin: { ...raw.admin } } : {}),
     logging: { ...raw.logging },
     limits: {
       maxHeaderBytes: parseSize(raw.limits.max_header_bytes),

@@ -58,7 +58,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (ok(['listen', i, 'host'])) expectHost(['listen', i, 'host'], l.host);
     if (ok(['listen', i])) bind(['listen', i], l);
   });
-  if (ok(['admin', 'host']) && ok(['admin', 'port'])) {
+  if (raw.admin !== undefined && ok(['admin', 'host']) && ok(['admin', 'port'])) {
     expectHost(['admin', 'host'], raw.admin.host);
     bind(['admin', 'port'], raw.admin);
   }

@@ -53,7 +53,9 @@ function routeChecks(r: RouteConfig): string[] {
 
 /** The text form: one block per host group, one aligned line per route. */
 export function formatRouteTable(entries: readonly RouteTableEntry[]): string {
-  const lines = ['route table (as the router matches: host groups in this order, then the first route that matches in the group wins):'];
+  const lines = [
+    'route table, in match order (a request tries the group of its exact host, then the *.suffix groups its host is under, then *; in a group the first route that matches wins):',
+  ];
   const cond = (e: RouteTableEntry) => [e.methods?.join(',') ?? '', ...(e.headers ?? [])].filter((s) => s !== '').join(' ');
   const pathWidth = Math.max(...entries.map((e) => e.path.length));
   const condWidth = Math.max(0, ...entries.map((e) => cond(e).length));
@@ -61,7 +63,7 @@ export function formatRouteTable(entries: readonly RouteTableEntry[]): string {
   for (const e of entries) {
     if (e.group !== group) {
       group = e.group;
-      lines.push(`  host ${group === '*' ? '* (any host no group above takes)' : group}`);
+      lines.push(`  host ${group}`);
     }
     const named = e.name === `${e.group}${e.path}` ? '' : ` (${e.name})`;
     const checks = e.checks.length > 0 ? ` [${e.checks.join(', ')}]` : '';
