@@ -99,7 +99,8 @@ describe('first run', () => {
 
   test('with an admin section, start-up names the proxy, the dashboard URL and the config file', async () => {
     const port = await freePort();
-    const adminPort = await freePort(new Set([port]));
+    let adminPort = await freePort();
+    while (adminPort === port) adminPort = await freePort();
     const file = `${tmp.dir}/with-admin.yaml`;
     writeFileSync(file, `${minimal(port, a.address)}admin: { port: ${adminPort}, token: t0ken }\n`);
     const cli = await startCli(file, { waitFor: [port, adminPort] });
