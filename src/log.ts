@@ -3,9 +3,17 @@
 // write; pino flushes the buffer synchronously on process exit. When stdout
 // is a terminal (or `logging.format: pretty`), pino-pretty turns each line
 // into a readable one for the person watching; `format: json` keeps JSON.
+import { createRequire } from 'node:module';
 import pino from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import type { LoggingConfig } from './config/types.js';
+
+/**
+ * pino-pretty is loaded only when a process logs for a terminal: it takes
+ * tens of milliseconds to load (and seconds on a loaded machine), which every
+ * worker start (a reload replaces them all) would pay for nothing with JSON.
+ */
+const loadPretty = (): typeof PinoPretty => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
 export type Logger = pino.Logger;
 
@@ -23,7 +31,7 @@ function destinationFor(logging: LoggingConfig): pino.DestinationStream {
   if (destination === undefined || destinationPretty !== wantPretty) {
     destinationPretty = wantPretty;
     destination = wantPretty
-      ? pretty({
+      ? loadPretty()({
           destination: 1,
           // A terminal is read by a person: every line written before exit beats the last bit of speed.
           sync: true,
