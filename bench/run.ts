@@ -1,7 +1,7 @@
 // `npm run bench`: Switchyard against direct, nginx, HAProxy and Node proxies,
 // interleaved over rounds, one table of medians with same-run ratios.
 // Flags and method: bench/README.md.
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseOptions, type Options } from './lib/args.js';
 import { startBackends } from './lib/backends.js';
@@ -15,6 +15,7 @@ import { LEGEND, summarise, table, writeResults, type Cell } from './lib/report.
 import { runsIn, SCENARIOS, type Scenario } from './lib/scenarios.js';
 import { SYSTEMS, type Running, type SystemDef } from './lib/systems.js';
 import { detectTools, type Tools } from './lib/tools.js';
+import { Progress } from './lib/progress.js';
 
 const RESULTS_DIR = fileURLToPath(new URL('./results', import.meta.url));
 const MB = 1024 * 1024;
@@ -175,13 +176,18 @@ async function main(): Promise<void> {
 
     const cells: Cell[] = [];
     const ctx: CellContext = { tmp, backends: backends.ports, driver, opts, tools, said: new Map() };
+    const plan: { round: number; s: Scenario; sys: SystemDef }[] = [];
     for (let round = 1; round <= opts.rounds; round++) {
       for (const s of scenarios) {
-        for (const sys of rotate(systems, round - 1)) {
-          if (runsIn(s, sys.name)) cells.push(await runCell(sys, s, round, ctx));
-        }
+        for (const sys of rotate(systems, round - 1)) if (runsIn(s, sys.name)) plan.push({ round, s, sys });
       }
     }
+    const progress = new Progress(plan.length, opts.warmupSec + opts.durationSec + 2);
+    for (const { round, s, sys } of plan) {
+      progress.next(`round ${round}/${opts.rounds}, scenario ${s.name}, system ${sys.name}`);
+      cells.push(await runCell(sys, s, round, ctx));
+    }
+    progress.done();
     await backends.stop();
     meta.loadAvgAtEnd = loadAvg();
     console.log(`load average (1/5/15 min): ${meta.loadAvgAtStart} at start, ${meta.loadAvgAtEnd} at end`);
@@ -189,8 +195,13 @@ async function main(): Promise<void> {
 
     const rows = summarise(cells, { scenarios: scenarios.map((s) => s.name), systems: systems.map((s) => s.name) });
     console.log(`\n${table(rows, false)}\n\n${LEGEND}\n${notes.map((n) => `- ${n}`).join('\n')}`);
-    const files = writeResults(RESULTS_DIR, meta, cells, rows, notes);
-    console.log(`\nwritten: ${files.json}\n         ${files.md}`);
+    const subtitle = `${meta.date as string}; ${opts.driver}, ${opts.connections} connections, ${opts.durationSec} s cells, ${opts.rounds} rounds; load average ${meta.loadAvgAtStart as string} at start`;
+    const files = writeResults(RESULTS_DIR, meta, cells, rows, notes, subtitle);
+    console.log(`\nwritten: ${files.json}\n         ${files.md}\n         ${files.svg}`);
+    if (opts.chart) {
+      copyFileSync(files.svg, opts.chart);
+      console.log(`         ${opts.chart}`);
+    }
   } finally {
     await cleanup();
   }

@@ -9,11 +9,22 @@ import type { Config } from './config/types.js';
 import type { ConfigOverrides } from './config/load.js';
 import { VERSION } from './version.js';
 
-const USAGE = `Usage: switchyard [options]
+const USAGE = `NAME
+  switchyard - reverse proxy and load balancer (Node.js cluster, shared-memory balancing)
 
-Options:
-  --config FILE   run with this config (default: config/switchyard.yaml)
-  --check FILE    validate FILE, print a summary and the route audit, and exit
+SYNOPSIS
+  switchyard [--config FILE] [--workers N]
+  switchyard --check FILE [--strict] [--against CURRENT] [--workers N]
+  switchyard dsr-server --vip ADDR [--l3dsr DSCP] [--apply | --remove]
+  switchyard help config
+  switchyard --version | --help
+
+COMMANDS AND OPTIONS
+  --config FILE   run with this config (default: config/switchyard.yaml); logs
+                  go to standard output (readable on a terminal, JSON lines
+                  otherwise; logging.format chooses)
+  --check FILE    validate FILE, print a summary, the route table in the order
+                  the router matches it, and the route audit, then exit
                   (1 on errors; findings of the audit are warnings)
   --strict        with --check: exit 1 when the route audit finds anything
                   (or, with --against, when the change weakens any check)
@@ -21,12 +32,30 @@ Options:
                   checked one: routes added, removed and changed, the share of
                   clients each hashed upstream moves, and every auth or limit
                   the change weakens
-  --workers N     override the number of worker processes
+  --workers N     override the number of worker processes (a number or auto)
+  help config     print every configuration key with its type, default and
+                  what it does (the same text as docs/config.md)
   --version       print the version and exit
   --help          print this help and exit
 
-       switchyard dsr-server --vip ADDR [--l3dsr DSCP] [--apply] [--remove]
+  switchyard dsr-server --vip ADDR [--l3dsr DSCP] [--apply] [--remove]
                   print (or apply) what a server behind a DSR balancer needs
+                  (see README, Direct Server Return)
+
+SIGNALS (to the primary, the process started by this command)
+  SIGTERM, SIGINT  stop accepting, let in-flight requests finish (up to
+                   shutdown_timeout), exit 0
+  SIGHUP           reload the config file: workers are replaced one at a time;
+                   an invalid file changes nothing (the errors are logged)
+
+ADMIN API AND DASHBOARD (when the config has an admin section)
+  http://ADMIN_HOST:ADMIN_PORT/dashboard/   live dashboard (asks for admin.token)
+  GET /status, GET /metrics, GET /latency, POST /reload,
+  POST /servers/UPSTREAM/ADDRESS/drain | enable
+                   each with Authorization: Bearer <admin.token>
+
+EXIT STATUS
+  0 ok; 1 configuration or start-up error; 2 bad command line
 `;
 
 /** Exit codes: 0 ok, 1 config or start-up error, 2 bad command line. */
@@ -36,11 +65,12 @@ async function main(argv: string[]): Promise<number | undefined> {
     return runDsrServerCommand(argv.slice(1));
   }
   let values;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: argv,
       strict: true,
-      allowPositionals: false,
+      allowPositionals: true,
       options: {
         config: { type: 'string' },
         check: { type: 'string' },
@@ -53,6 +83,16 @@ async function main(argv: string[]): Promise<number | undefined> {
     }));
   } catch (err) {
     process.stderr.write(`switchyard: ${(err as Error).message}\nTry 'switchyard --help'.\n`);
+    return 2;
+  }
+  if (positionals.length === 1 && positionals[0] === 'help') values.help = true;
+  else if (positionals.length > 0) {
+    if (positionals.length === 2 && positionals[0] === 'help' && positionals[1] === 'config') {
+      const { configReference } = await import('./config/reference.js');
+      process.stdout.write(configReference());
+      return 0;
+    }
+    process.stderr.write(`switchyard: unexpected argument ${JSON.stringify(positionals[0])} (the only commands are "help" and "help config")\nTry 'switchyard --help'.\n`);
     return 2;
   }
   if (values.help) {
@@ -97,12 +137,13 @@ async function main(argv: string[]): Promise<number | undefined> {
   if (values.check !== undefined) {
     const { summarizeConfig } = await import('./config/summary.js');
     const { auditRoutes, formatFinding } = await import('./proxy/route-audit.js');
+    const { formatRouteTable, routeTable } = await import('./proxy/route-table.js');
     const routes = loaded.config.routes;
     const findings = auditRoutes(routes);
     const audit = findings.length === 0
       ? 'route audit: no route with auth can be reached with weaker checks'
       : [`route audit: ${findings.length} warning${findings.length === 1 ? '' : 's'}`, ...findings.map((f) => `  warning: ${formatFinding(f, routes)}`)].join('\n');
-    process.stdout.write(`${summarizeConfig(loaded.config)}\n${audit}\n`);
+    process.stdout.write(`${summarizeConfig(loaded.config)}\n${formatRouteTable(routeTable(routes))}\n${audit}\n`);
     let weakened = 0;
     if (values.against !== undefined) {
       const againstFile = path.resolve(values.against);

@@ -9,10 +9,13 @@ export interface Options {
   warmupSec: number;
   connections: number;
   driver: 'autocannon' | 'wrk';
+  /** Also write the SVG chart here (bench/README.md embeds bench/chart.svg). */
+  chart?: string;
 }
 
 const USAGE = `usage: npm run bench -- [--systems a,b] [--scenarios x,y] [--rounds N]
-       [--duration S] [--warmup S] [--connections C] [--quick] [--driver autocannon|wrk]`;
+       [--duration S] [--warmup S] [--connections C] [--quick] [--driver autocannon|wrk]
+       [--chart FILE]   (also write the SVG chart to FILE, e.g. bench/chart.svg)`;
 
 function positive(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -37,6 +40,7 @@ export function parseOptions(argv: string[]): Options {
       quick: { type: 'boolean', default: false },
       driver: { type: 'string', default: 'autocannon' },
       help: { type: 'boolean', default: false },
+      chart: { type: 'string' },
     },
   });
   if (values.help) {
@@ -52,5 +56,6 @@ export function parseOptions(argv: string[]): Options {
     warmupSec: positive('warmup', values.warmup, 2),
     connections: Math.round(positive('connections', values.connections, 64)),
     driver: values.driver,
+    chart: values.chart,
   };
 }

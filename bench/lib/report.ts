@@ -1,8 +1,9 @@
 // Turns per-round cells into medians and same-run ratios, prints one table and
 // writes JSON + markdown copies to bench/results/.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { VARIANTS } from './scenarios.js';
+import { benchChart } from './chart.js';
 
 export interface Cell {
   round: number;
@@ -172,16 +173,19 @@ export function writeResults(
   cells: Cell[],
   rows: Row[],
   notes: string[],
-): { json: string; md: string } {
+  chartSubtitle: string,
+): { json: string; md: string; svg: string } {
   mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const json = join(dir, `bench-${stamp}.json`);
   const md = join(dir, `bench-${stamp}.md`);
+  const svg = join(dir, `bench-${stamp}.svg`);
+  writeFileSync(svg, benchChart(rows, chartSubtitle));
   writeFileSync(json, JSON.stringify({ meta, notes, rows, cells }, null, 2) + '\n');
   const metaLines = Object.entries(meta).map(([k, v]) => `- ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
   writeFileSync(
     md,
-    `# Switchyard bench, ${new Date().toISOString()}\n\n${metaLines.join('\n')}\n\n${table(rows, true)}\n\n${LEGEND}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`,
+    `# Switchyard bench, ${new Date().toISOString()}\n\n${metaLines.join('\n')}\n\n${table(rows, true)}\n\n![req/s and CPU per request](${basename(svg)})\n\n${LEGEND}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`,
   );
-  return { json, md };
+  return { json, md, svg };
 }

@@ -8,6 +8,8 @@ import type { ReloadOptions, ReloadResult, Status, WhatIfResult } from './types.
 import { parseDuration } from '../config/duration.js';
 import type { Logger } from '../log.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
+import type { ServerLatencies } from '../metrics/cluster-metrics.js';
+import { isDashboardPath, loadDashboardAssets, serveDashboard } from './dashboard-assets.js';
 
 export interface AdminHandlers {
   /** Read per request, so a reload can change the token. */
@@ -16,6 +18,8 @@ export interface AdminHandlers {
   reload(options?: ReloadOptions): Promise<ReloadResult>;
   /** Prometheus text summed over the workers (metrics/cluster-metrics.ts). */
   metrics(): Promise<string>;
+  /** Per-server latency histograms summed over the workers (the dashboard's p50/p99). */
+  latency(): Promise<ServerLatencies>;
   /** Drain (no new requests; in-flight ones finish) or re-enable a server; false if there is no such server. */
   setDrained(upstream: string, address: string, drained: boolean): boolean;
   /** What a change of the named upstream's servers would do; undefined: no such upstream. */
@@ -39,7 +43,14 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 function send(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
   const json = JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(json),
+    // Never rendered as a document, whatever a server name or path holds.
+    'x-content-type-options': 'nosniff',
+    'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+    ...headers,
+  });
   res.end(json);
 }
 
@@ -93,6 +104,12 @@ const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.S
       res.end(text);
     },
   },
+  '/latency': {
+    method: 'GET',
+    async run(h, res) {
+      send(res, 200, await h.latency());
+    },
+  },
   '/reload': {
     method: 'POST',
     async run(h, res, query) {
@@ -141,16 +158,18 @@ function whatIfAction(h: AdminHandlers, req: http.IncomingMessage, res: http.Ser
 }
 
 export function startAdminServer(at: ListenConfig, handlers: AdminHandlers, log: Logger): Promise<AdminServer> {
+  const dashboard = loadDashboardAssets();
   const server = http.createServer((req, res) => {
     req.resume(); // no endpoint reads a body
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    if (isDashboardPath(path)) return serveDashboard(dashboard, req, res, path);
     if (!tokenMatches(req.headers.authorization, handlers.token())) {
       send(res, 401, { error: 'unauthorized: send Authorization: Bearer <admin.token>' }, {
         'www-authenticate': 'Bearer realm="switchyard"',
       });
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const path = url.pathname;
     const action = SERVER_ACTION.exec(path);
     if (action) return serverAction(handlers, req, res, action);
     const question = WHAT_IF.exec(path);

@@ -1,8 +1,9 @@
 // The body of `GET /status`: the primary's view of its workers plus the
 // counters of every worker, summed.
-import type { Config } from '../config/types.js';
+import type { Config, UpstreamConfig } from '../config/types.js';
+import { MaglevTable } from '../native.js';
 import { VERSION } from '../version.js';
-import type { CanaryReport, ServerCounts, ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { CanaryReport, RouteTableEntry, ServerCounts, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 
 export interface StatusInput {
   config: Config;
@@ -13,6 +14,31 @@ export interface StatusInput {
   /** Per-server counts summed over all workers, from shared memory. */
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
   canary?: CanaryReport;
+  /** The routes in the order the router tries them (proxy/route-table.ts). */
+  routes: RouteTableEntry[];
+}
+
+/** Per `source` upstream (config objects are frozen per load): each server's share of its Maglev table. */
+const tableShares = new WeakMap<UpstreamConfig, number[]>();
+
+/**
+ * The fraction of the Maglev table each server owns: the share of hash keys
+ * it takes while every server is eligible. Built like the balancer builds it
+ * (addresses and weights), once per config.
+ */
+function maglevShares(upstream: UpstreamConfig): number[] {
+  let shares = tableShares.get(upstream);
+  if (shares === undefined) {
+    const table = MaglevTable.build(
+      upstream.servers.map((s) => s.address),
+      upstream.servers.map((s) => s.weight),
+    );
+    const counts = new Array<number>(upstream.servers.length).fill(0);
+    for (const server of table.entries()) if (server >= 0) counts[server]!++;
+    shares = counts.map((n) => n / table.size);
+    tableShares.set(upstream, shares);
+  }
+  return shares;
 }
 
 export function buildStatus(input: StatusInput): Status {
@@ -20,8 +46,9 @@ export function buildStatus(input: StatusInput): Status {
   const answered = stats.flatMap((r) => (r.stats ? [r.stats] : []));
   const sum = (f: (s: (typeof answered)[number]) => number) => answered.reduce((n, s) => n + f(s), 0);
 
-  const upstreams: Record<string, { balance: string; servers: ServerStatus[] }> = {};
+  const upstreams: Status['upstreams'] = {};
   for (const [name, upstream] of Object.entries(config.upstreams)) {
+    const shares = upstream.balance === 'source' ? maglevShares(upstream) : undefined;
     upstreams[name] = {
       balance: upstream.balance,
       servers: upstream.servers.map((server, index) => {
@@ -35,6 +62,8 @@ export function buildStatus(input: StatusInput): Status {
           activeConnections: c?.activeConnections ?? 0,
           requests: c?.requests ?? 0,
           failures: c?.failures ?? 0,
+          ejectedUntil: c?.ejectedUntil ?? 0,
+          ...(shares ? { tableShare: shares[index]! } : {}),
         };
       }),
     };
@@ -60,5 +89,6 @@ export function buildStatus(input: StatusInput): Status {
     retiringWorkers: input.workers.filter((w) => w.state === 'retiring').length,
     ...(input.canary === undefined ? {} : { canary: input.canary }),
     upstreams,
+    routes: input.routes,
   };
 }

@@ -17,6 +17,8 @@ export interface ServerCounts {
   /** Since the workers now alive started. */
   requests: number;
   failures: number;
+  /** Passive ejection deadline (Unix ms); 0: not ejected. */
+  ejectedUntil: number;
 }
 
 /** One server's counts as one worker saw them. */
@@ -86,6 +88,8 @@ export interface WorkerStatsResult {
 export interface ServerStatus extends ServerCounts {
   address: string;
   weight: number;
+  /** `source` upstreams: the fraction of the Maglev table (of hash keys) the server owns. */
+  tableShare?: number;
 }
 
 /** The body of `GET /status`. */
@@ -109,7 +113,26 @@ export interface Status {
   /** The current or last canary reload. */
   canary?: CanaryReport;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
+  /** The routes in the order the router tries them. */
+  routes: RouteTableEntry[];
 }
 
 /** GET /upstreams/{name}/what-if: the answer, or every problem with the query. */
 export type WhatIfResult = { ok: true; body: Record<string, unknown> } | { ok: false; errors: string[] };
+
+/** One row of the route table as the router matches it (proxy/route-table.ts builds it). */
+export interface RouteTableEntry {
+  /** 1-based position in match order, over all groups. */
+  order: number;
+  /** The host group: an exact host, "*.suffix" or "*". */
+  group: string;
+  name: string;
+  path: string;
+  /** Absent: any method. */
+  methods?: string[];
+  /** Required header values, "name: value". */
+  headers?: string[];
+  upstream: string;
+  /** The gateway steps and rewrites the route applies, e.g. "jwt auth", "rate limit 50/s". */
+  checks: string[];
+}

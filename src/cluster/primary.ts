@@ -14,7 +14,8 @@ import { whatIf } from './what-if.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
 import { COUNTER_SLOTS, SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
-import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
+import { clusterMetricsText, clusterServerLatency, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
+import { routeTable, type RouteTableEntry } from '../proxy/route-table.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
@@ -124,6 +125,7 @@ export class Primary {
   /** Counters of workers that drained and exited (a reload, a shutdown), still part of every total. */
   private readonly retiredMetrics = new RetiredCounters();
   private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
+  private routeTableOf: { config: Config; table: RouteTableEntry[] } | undefined;
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
 
@@ -155,30 +157,39 @@ export class Primary {
     }
     await allReady;
     this.health = startHealthChecks(this.config, this.log, shared);
-    const { host, port } = this.config.admin;
+    if (this.config.admin) await this.startAdmin(this.config.admin);
+    this.announce();
+  }
+
+  /** One line that says where everything is: proxy addresses, the dashboard (or that there is none), the config file. */
+  private announce(): void {
+    const url = (l: { host: string; port: number }, path = '') => `http://${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}${path}`;
+    const proxy = this.config.listen.map((l) => url(l));
+    const admin = this.config.admin;
+    const dashboard = admin && this.admin ? url({ host: admin.host, port: this.admin.port }, '/dashboard/') : undefined;
+    const adminText = dashboard
+      ? `dashboard and admin API on ${dashboard}`
+      : 'no admin API or dashboard (the config has no admin section); SIGHUP reloads the config';
+    this.log.info(
+      { workers: this.config.workers, scheduling: this.config.scheduling, listen: proxy, dashboard, configFile: this.options.file },
+      `switchyard started: proxy on ${proxy.join(', ')}; ${adminText}; config ${this.options.file}`,
+    );
+  }
+
+  private async startAdmin({ host, port }: { host: string; port: number }): Promise<void> {
     this.admin = await startAdminServer(
       { host, port },
       {
-        token: () => this.config.admin.token,
+        // A reload that removes the admin section leaves no token: every request is refused until a restart.
+        token: () => this.config.admin?.token ?? '',
         status: () => this.status(),
         reload: (options) => this.reload(options),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
         whatIf: (name, query) => (Object.hasOwn(this.config.upstreams, name) ? whatIf(this.config.upstreams[name]!, query) : undefined),
-        // Workers still starting have no counts yet: asking them would only wait for the deadline.
-        metrics: () =>
-          clusterMetricsText(
-            this.metricsRegistry,
-            this.liveEntries()
-              .filter((e) => e.state !== 'starting' && !e.countsRetired)
-              .map((e) => e.worker),
-            this.retiredMetrics,
-          ),
+        metrics: () => clusterMetricsText(this.metricsRegistry, this.countingWorkers(), this.retiredMetrics),
+        latency: () => clusterServerLatency(this.countingWorkers(), this.retiredMetrics),
       },
       this.log,
-    );
-    this.log.info(
-      { workers: this.config.workers, scheduling: this.config.scheduling, listen: this.config.listen, admin: `${host}:${port}` },
-      'switchyard started',
     );
   }
 
@@ -261,7 +272,14 @@ export class Primary {
       stats: await this.collectStats(),
       serverCounts: (upstream, index) => this.shared?.counts(upstream, index),
       canary: this.canaryReport,
+      routes: this.routeTable(),
     });
+  }
+
+  /** The route table of the running config, computed once per config. */
+  private routeTable(): RouteTableEntry[] {
+    if (this.routeTableOf?.config !== this.config) this.routeTableOf = { config: this.config, table: routeTable(this.config.routes) };
+    return this.routeTableOf.table;
   }
 
   // ---- workers -------------------------------------------------------------
@@ -446,6 +464,13 @@ export class Primary {
     return true;
   }
 
+  /** Workers that hold counts now (those still starting have none yet: asking them would only wait for the deadline). */
+  private countingWorkers(): Worker[] {
+    return this.liveEntries()
+      .filter((e) => e.state !== 'starting' && !e.countsRetired)
+      .map((e) => e.worker);
+  }
+
   private liveEntries(): Entry[] {
     const out: Entry[] = [...this.draining];
     for (const s of this.slots) {
@@ -625,8 +650,9 @@ export class Primary {
     if (previous.scheduling !== next.scheduling) {
       this.log.warn({ scheduling: next.scheduling }, 'scheduling changes take effect only after a restart');
     }
-    if (previous.admin.host !== next.admin.host || previous.admin.port !== next.admin.port) {
-      this.log.warn({ admin: next.admin.host + ':' + next.admin.port }, 'admin address changes take effect only after a restart');
+    const where = (c: Config) => (c.admin ? `${c.admin.host}:${c.admin.port}` : 'none');
+    if (where(previous) !== where(next)) {
+      this.log.warn({ admin: where(next) }, 'admin address changes (adding or removing the admin API too) take effect only after a restart');
     }
   }
 

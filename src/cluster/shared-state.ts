@@ -124,6 +124,7 @@ export class SharedState implements HealthSink {
       activeConnections: r.sum(Counter.ActiveConnections, index),
       requests: r.sum(Counter.RequestsTotal, index),
       failures: r.sum(Counter.Failures, index),
+      ejectedUntil: r.ejectedUntil(index) > Date.now() ? r.ejectedUntil(index) : 0,
     };
   }
 

@@ -12,7 +12,7 @@ import { isPrimaryMessage, WORKER_INDEX_ENV, type WorkerMessage } from './messag
 export function runWorker(): void {
   const index = Number(process.env[WORKER_INDEX_ENV] ?? 0);
   // Until the config arrives, log fatal errors at the default level.
-  let log: Logger = createLogger({ level: 'info', access: false }, { role: 'worker', slot: index });
+  let log: Logger = createLogger({ level: 'info', access: false, format: 'auto' }, { role: 'worker', slot: index });
   let configured = false;
   /** Set once listening; with it, the drain deadline of the config it runs. */
   let proxy: ProxyWorker | undefined;

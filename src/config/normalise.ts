@@ -25,7 +25,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
     listen: raw.listen.map((l) => listener(l, raw.limits.max_connections as number)),
-    admin: { ...raw.admin },
+    ...(raw.admin ? { admin: { ...raw.admin } } : {}),
     logging: { ...raw.logging },
     limits: {
       maxHeaderBytes: parseSize(raw.limits.max_header_bytes),

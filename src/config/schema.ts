@@ -7,6 +7,7 @@
 // keyword failed (type, pattern, minimum...).
 
 import { Ajv } from 'ajv';
+import { closest, distance } from 'fastest-levenshtein';
 import type { ErrorObject } from 'ajv';
 import { DURATION_PATTERN, SIZE_PATTERN } from './duration.js';
 import { describeValue } from './errors.js';
@@ -70,6 +71,7 @@ const list = (items: Schema, minItems: number, expected: string, def?: unknown):
 });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
 export const BALANCE_ALGORITHMS = ['round-robin', 'least-conn', 'source', 'random'] as const;
 export const SCHEDULING_POLICIES = ['kernel', 'round-robin'] as const;
 export const MAX_WORKERS = 64;
@@ -336,7 +338,8 @@ export const configSchema: Schema = object(
       },
       { required: ['token'] },
     ),
-    logging: object({ level: oneOf(LOG_LEVELS, 'info'), access: { type: 'boolean', default: true, expected: 'true or false' } }, { default: {} }),
+    // format auto: human-readable lines when standard output is a terminal, JSON lines otherwise.
+    logging: object({ level: oneOf(LOG_LEVELS, 'info'), access: { type: 'boolean', default: true, expected: 'true or false' }, format: oneOf(LOG_FORMATS, 'auto') }, { default: {} }),
     limits: object(
       {
         max_header_bytes: size(16384),
@@ -378,7 +381,8 @@ export const configSchema: Schema = object(
     normalize: object({ escaped_slashes: oneOf(ESCAPED_SLASHES, 'decode') }, { default: {} }),
     demo_backends: list(hostPort, 0, 'a list of host:port addresses', []),
   },
-  { required: ['admin', 'upstreams', 'routes'] },
+  // Without admin there is no admin API (and no dashboard); SIGHUP still reloads.
+  { required: ['upstreams', 'routes'] },
 );
 
 /** The file's content once the schema passed and defaults were filled in. */
@@ -386,8 +390,8 @@ export interface RawConfig {
   workers: number | 'auto';
   scheduling: (typeof SCHEDULING_POLICIES)[number];
   listen: RawListen[];
-  admin: { host: string; port: number; token: string };
-  logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
+  admin?: { host: string; port: number; token: string };
+  logging: { level: (typeof LOG_LEVELS)[number]; access: boolean; format: (typeof LOG_FORMATS)[number] };
   limits: Record<
     'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout' | 'max_connections',
     string | number
@@ -516,7 +520,9 @@ function toIssue(err: ErrorObject, root: unknown): Issue | undefined {
     case 'additionalProperties': {
       const known = Object.keys((schema.properties ?? {}) as Schema);
       const key = (err.params as { additionalProperty: string }).additionalProperty;
-      return { path: [...path, key], at: 'key', message: `unknown key (expected one of: ${known.join(', ')})` };
+      const near = nearestKey(key, known);
+      const hint = near === undefined ? '' : `; did you mean \`${near}\`?`;
+      return { path: [...path, key], at: 'key', message: `unknown key${hint} (expected one of: ${known.join(', ')})` };
     }
     case 'required': {
       const key = (err.params as { missingProperty: string }).missingProperty;
@@ -537,6 +543,22 @@ function toIssue(err: ErrorObject, root: unknown): Issue | undefined {
   }
   const expected = typeof schema.expected === 'string' ? schema.expected : (err.message ?? 'a valid value');
   return { path, message: `expected ${expected}, got ${describeValue(err.data)}` };
+}
+
+/**
+ * The known key a misspelt one most likely meant: the closest by edit
+ * distance, compared in lower case with "-" read as "_" (`Max-Body-Bytes`
+ * finds `max_body_bytes`), and only when it is close enough to be a typo
+ * (at most a third of the key's letters, and 3, differ).
+ */
+export function nearestKey(key: string, known: readonly string[]): string | undefined {
+  if (known.length === 0) return undefined;
+  const fold = (s: string) => s.toLowerCase().replace(/-/g, '_');
+  const folded = fold(key);
+  const near = closest(folded, known.map(fold));
+  const index = known.map(fold).indexOf(near);
+  const allowed = Math.min(3, Math.max(1, Math.floor(folded.length / 3)));
+  return distance(folded, near) <= allowed ? known[index] : undefined;
 }
 
 /** "/upstreams/app/servers/1" → ["upstreams", "app", "servers", 1], using the data to tell list indexes. */

@@ -90,7 +90,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (ok(['listen', i])) bind(['listen', i], l);
   });
   checkL4Listeners(raw, { ok, typed, add, expectTimer });
-  if (ok(['admin', 'host']) && ok(['admin', 'port'])) {
+  if (raw.admin !== undefined && ok(['admin', 'host']) && ok(['admin', 'port'])) {
     expectHost(['admin', 'host'], raw.admin.host);
     bind(['admin', 'port'], raw.admin);
   }

@@ -15,7 +15,7 @@ export function summarizeConfig(config: Config): string {
   const lines = [
     `workers: ${config.workers} (scheduling: ${config.scheduling})`,
     `listen: ${config.listen.map(listener).join(', ')}`,
-    `admin: ${addr(config.admin)}`,
+    `admin: ${config.admin ? addr(config.admin) : 'none (no admin API or dashboard)'}`,
   ];
   if (config.demoBackends.length > 0) lines.push(`demo backends: ${config.demoBackends.map(addr).join(', ')}`);
   lines.push('upstreams:');

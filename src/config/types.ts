@@ -39,6 +39,8 @@ export interface AdminConfig {
 export interface LoggingConfig {
   level: LogLevel;
   access: boolean;
+  /** auto: pretty when standard output is a terminal, JSON lines otherwise. */
+  format: 'auto' | 'pretty' | 'json';
 }
 
 export interface LimitsConfig {
@@ -249,7 +251,8 @@ export interface Config {
   workers: number;
   scheduling: SchedulingPolicy;
   listen: ProxyListenConfig[];
-  admin: AdminConfig;
+  /** Absent: no admin API and no dashboard (SIGHUP still reloads). */
+  admin?: AdminConfig;
   logging: LoggingConfig;
   limits: LimitsConfig;
   trustedProxies: string[];

@@ -11,7 +11,15 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { ServerHealth } from '../health/active-checker.js';
-import { METRICS_REQUEST, METRICS_RESPONSE, type MetricJson, type MetricsRequest, type MetricsResponse } from './worker-metrics.js';
+import {
+  DURATION_BUCKETS,
+  METRICS_REQUEST,
+  METRICS_RESPONSE,
+  SERVER_LATENCY_METRIC,
+  type MetricJson,
+  type MetricsRequest,
+  type MetricsResponse,
+} from './worker-metrics.js';
 
 export interface ClusterMetricsSources {
   /** Every configured server with its active-health state (ActiveHealthChecker.servers()). */
@@ -115,8 +123,58 @@ export async function clusterMetricsText(
   return AggregatorRegistry.aggregate(all).metrics();
 }
 
+/** One server's latency histogram summed over workers: cumulative counts per bucket of `bucketsSeconds`, then +Inf. */
+export interface ServerLatency {
+  upstream: string;
+  address: string;
+  cumulative: number[];
+  sumSeconds: number;
+}
+
+export interface ServerLatencies {
+  bucketsSeconds: readonly number[];
+  servers: ServerLatency[];
+  /** Workers that did not answer in time: their counts are absent. */
+  workersMissing: number;
+}
+
+/**
+ * Every server's latency histogram summed over the workers (and the retired
+ * ones, so the counts never go back): the dashboard's p50/p99 come from the
+ * difference between two of these. Asks the workers for that one metric only,
+ * so it costs them little and leaves the loop-delay gauge of /metrics alone.
+ */
+export async function clusterServerLatency(workers: readonly Worker[], retired?: RetiredCounters, timeoutMs = WORKER_ANSWER_TIMEOUT_MS): Promise<ServerLatencies> {
+  const answers = await collectFromWorkers(workers, timeoutMs, 'server-latency');
+  const all = answers.filter((a): a is MetricJson[] => a !== undefined);
+  if (retired !== undefined) all.push(retired.snapshot());
+  // Summed here rather than by prom-client's aggregator: one pass over plain numbers (hundreds of servers × 18 values).
+  const byServer = new Map<string, ServerLatency>();
+  const bucketIndex = new Map<string, number>(DURATION_BUCKETS.map((le, i) => [String(le), i]));
+  bucketIndex.set('+Inf', DURATION_BUCKETS.length);
+  for (const snapshot of all) {
+    for (const metric of snapshot) {
+      if (metric.name !== SERVER_LATENCY_METRIC) continue;
+      for (const v of metric.values) {
+        const upstream = String(v.labels.upstream);
+        const address = String(v.labels.server);
+        const key = `${upstream}\0${address}`;
+        let entry = byServer.get(key);
+        if (entry === undefined) byServer.set(key, (entry = { upstream, address, cumulative: new Array<number>(DURATION_BUCKETS.length + 1).fill(0), sumSeconds: 0 }));
+        if (v.metricName === `${SERVER_LATENCY_METRIC}_bucket`) {
+          const i = bucketIndex.get(String(v.labels.le));
+          if (i !== undefined) entry.cumulative[i]! += v.value;
+        } else if (v.metricName === `${SERVER_LATENCY_METRIC}_sum`) {
+          entry.sumSeconds += v.value;
+        }
+      }
+    }
+  }
+  return { bucketsSeconds: DURATION_BUCKETS, servers: [...byServer.values()], workersMissing: answers.filter((a) => a === undefined).length };
+}
+
 /** Each worker's snapshot, or undefined for one that exited, was not connected or missed the deadline. */
-export function collectFromWorkers(workers: readonly Worker[], timeoutMs: number): Promise<(MetricJson[] | undefined)[]> {
+export function collectFromWorkers(workers: readonly Worker[], timeoutMs: number, only?: MetricsRequest['only']): Promise<(MetricJson[] | undefined)[]> {
   return Promise.all(
     workers.map(
       (worker) =>
@@ -137,7 +195,7 @@ export function collectFromWorkers(workers: readonly Worker[], timeoutMs: number
           const timer = setTimeout(done, timeoutMs);
           worker.on('message', onMessage);
           worker.on('exit', onExit);
-          const request: MetricsRequest = { type: METRICS_REQUEST, id };
+          const request: MetricsRequest = { type: METRICS_REQUEST, id, ...(only ? { only } : {}) };
           worker.send(request);
         }),
     ),

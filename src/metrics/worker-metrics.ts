@@ -20,7 +20,9 @@ export interface MetricJson {
 /** IPC between the primary (cluster-metrics.ts) and each worker; other listeners ignore these types. */
 export const METRICS_REQUEST = 'switchyard:metrics-request';
 export const METRICS_RESPONSE = 'switchyard:metrics';
-export type MetricsRequest = { type: typeof METRICS_REQUEST; id: number };
+/** `only: 'server-latency'`: just the per-server latency histogram (the dashboard's p50/p99), with no side effect on the loop-delay gauge. */
+export type MetricsRequest = { type: typeof METRICS_REQUEST; id: number; only?: 'server-latency' };
+export const SERVER_LATENCY_METRIC = 'switchyard_server_request_duration_seconds';
 export type MetricsResponse = { type: typeof METRICS_RESPONSE; id: number; metrics: MetricJson[] };
 
 /** Seconds: from a cache hit on loopback (1 ms) to the default response timeout (30 s) and beyond. */
@@ -32,6 +34,15 @@ export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
  */
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
 const OTHER = 5;
+/**
+ * A server's counts array: the status classes, then its own latency buckets
+ * (non-cumulative, like UpstreamSeries.buckets) and their sum. Kept in the
+ * same array so the per-server histogram (the dashboard's p50/p99) costs the
+ * hot path two increments and no lookup.
+ */
+const SERVER_BUCKETS = STATUS_CLASSES.length;
+const SERVER_SUM = SERVER_BUCKETS + DURATION_BUCKETS.length + 1;
+const SERVER_COUNTS_LENGTH = SERVER_SUM + 1;
 
 /** Label value for "none": no route matched, no upstream or no server was picked. */
 const NONE = '';
@@ -111,6 +122,8 @@ export class WorkerMetrics {
     series.buckets[i]!++;
     series.sum += d;
     series.count++;
+    counts[SERVER_BUCKETS + i]!++;
+    counts[SERVER_SUM]! += d;
   }
 
   /** A retry of a request to another server of `upstream`. */
@@ -167,10 +180,11 @@ export class WorkerMetrics {
     for (const [route, upstreams] of this.routes) {
       for (const [upstream, series] of upstreams) {
         for (const [server, counts] of series.servers) {
-          counts.forEach((value, i) => {
+          for (let i = 0; i < STATUS_CLASSES.length; i++) {
+            const value = counts[i]!;
             // The five real classes always (so series exist from the start), "other" once it happened.
             if (i < OTHER || value > 0) requests.push({ value, labels: { route, upstream, server, status_class: STATUS_CLASSES[i]! } });
-          });
+          }
         }
         let cumulative = 0;
         series.buckets.forEach((n, i) => {
@@ -204,6 +218,7 @@ export class WorkerMetrics {
       metric('switchyard_upstream_connections_closed_total', 'counter', 'Upstream connections closed, by reason.', closed),
       metric('switchyard_requests_total', 'counter', 'Requests answered, by route, upstream, server and status class ("" = none).', requests),
       metric('switchyard_request_duration_seconds', 'histogram', 'Time from request head to the end of the response.', durations),
+      this.serverLatency(),
       metric('switchyard_active_connections', 'gauge', 'Open client connections.', [{ value: this.activeConnections, labels: {} }]),
       metric('switchyard_refused_connections_total', 'counter', 'Client connections closed at once: limits.max_connections reached.', [{ value: this.refusedConnections, labels: {} }]),
       metric(
@@ -218,6 +233,35 @@ export class WorkerMetrics {
       metric('switchyard_authorization_denials_total', 'counter', 'Requests refused with 403, by route.', this.gatewayValues(1)),
       metric('switchyard_rate_limited_total', 'counter', 'Requests refused with 429, by route.', this.gatewayValues(2)),
     ];
+  }
+
+  /** Each server's latency histogram, summed over the routes that reach it. */
+  serverLatency(): MetricJson {
+    const byServer = new Map<string, { upstream: string; server: string; latency: Float64Array }>();
+    for (const upstreams of this.routes.values()) {
+      for (const [upstream, series] of upstreams) {
+        if (upstream === NONE) continue;
+        for (const [server, counts] of series.servers) {
+          if (server === NONE) continue;
+          const key = `${upstream}\0${server}`;
+          let entry = byServer.get(key);
+          if (entry === undefined) byServer.set(key, (entry = { upstream, server, latency: new Float64Array(SERVER_COUNTS_LENGTH - SERVER_BUCKETS) }));
+          for (let i = SERVER_BUCKETS; i < SERVER_COUNTS_LENGTH; i++) entry.latency[i - SERVER_BUCKETS]! += counts[i]!;
+        }
+      }
+    }
+    const values: MetricJson['values'] = [];
+    for (const { upstream, server, latency } of byServer.values()) {
+      let cumulative = 0;
+      for (let i = 0; i <= DURATION_BUCKETS.length; i++) {
+        cumulative += latency[i]!;
+        const le = i < DURATION_BUCKETS.length ? DURATION_BUCKETS[i]! : '+Inf';
+        values.push({ value: cumulative, labels: { upstream, server, le }, metricName: `${SERVER_LATENCY_METRIC}_bucket` });
+      }
+      values.push({ value: latency[DURATION_BUCKETS.length + 1]!, labels: { upstream, server }, metricName: `${SERVER_LATENCY_METRIC}_sum` });
+      values.push({ value: cumulative, labels: { upstream, server }, metricName: `${SERVER_LATENCY_METRIC}_count` });
+    }
+    return metric(SERVER_LATENCY_METRIC, 'histogram', 'Time from request head to the end of the response, by upstream server.', values);
   }
 
   private loopDelayValues(): MetricJson['values'] {
@@ -246,14 +290,16 @@ export class WorkerMetrics {
       series = { servers: new Map(), buckets: new Float64Array(DURATION_BUCKETS.length + 1), sum: 0, count: 0 };
       upstreams.set(upstream, series);
     }
-    if (!series.servers.has(server)) series.servers.set(server, new Float64Array(STATUS_CLASSES.length));
+    if (!series.servers.has(server)) series.servers.set(server, new Float64Array(SERVER_COUNTS_LENGTH));
     return series;
   }
 
   private answerPrimary(): void {
     process.on('message', (m: unknown) => {
       if ((m as Partial<MetricsRequest> | null)?.type !== METRICS_REQUEST || !process.connected) return;
-      const response: MetricsResponse = { type: METRICS_RESPONSE, id: (m as MetricsRequest).id, metrics: this.snapshot() };
+      const request = m as MetricsRequest;
+      const metrics = request.only === 'server-latency' ? [this.serverLatency()] : this.snapshot();
+      const response: MetricsResponse = { type: METRICS_RESPONSE, id: request.id, metrics };
       process.send?.(response);
     });
   }

@@ -241,3 +241,43 @@ function routeHost(host: string): string {
   const lower = host.toLowerCase();
   return lower.length > 1 && lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
+
+/** One host group of the route table, in the order Router tries groups: exact hosts, then "*.suffix" (longest first), then "*". */
+export interface RouteGroup {
+  host: string;
+  /** In the order Router tries them for a request whose path all of them take: the first that matches wins. */
+  routes: RouteConfig[];
+}
+
+/**
+ * The routes as Router.match tries them, for `--check` and the dashboard:
+ * the same grouping of hosts, and within a group the trie's order (the
+ * deepest prefix first, "/x/" before "/x", more conditions first, then
+ * config order; routes with unrelated paths never compete and are listed by
+ * path).
+ */
+export function routeMatchOrder(routes: readonly RouteConfig[]): RouteGroup[] {
+  const groups = new Map<string, RouteConfig[]>();
+  for (const route of routes) {
+    const host = routeHost(route.host);
+    let list = groups.get(host);
+    if (list === undefined) groups.set(host, (list = []));
+    list.push(route);
+  }
+  const rank = (host: string): number => (host === '*' ? 2 : host.startsWith('*.') ? 1 : 0);
+  const hosts = [...groups.keys()].sort((a, b) => rank(a) - rank(b) || (rank(a) === 1 ? b.length - a.length : 0) || a.localeCompare(b));
+  const order = new Map(routes.map((r, i) => [r, i]));
+  const depth = (path: string): number => (path === '/' ? 0 : path.replace(/\/$/, '').split('/').length - 1);
+  const conditions = (r: RouteConfig): number => (r.methods ? 1 : 0) + Object.keys(r.headers ?? {}).length;
+  return hosts.map((host) => ({
+    host,
+    routes: groups.get(host)!.sort(
+      (a, b) =>
+        depth(b.path) - depth(a.path) ||
+        a.path.replace(/\/$/, '').localeCompare(b.path.replace(/\/$/, '')) ||
+        Number(b.path.endsWith('/')) - Number(a.path.endsWith('/')) ||
+        conditions(b) - conditions(a) ||
+        order.get(a)! - order.get(b)!,
+    ),
+  }));
+}

@@ -15,6 +15,7 @@ NEEDED=(
   "nft nftables"
   "ip iproute2"
   "python3 python3"
+  "chromium chromium"
 )
 
 missing_pkgs=()
