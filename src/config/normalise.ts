@@ -11,7 +11,7 @@ import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
 import type { RawApiKey, RawConfig, RawHeaderRules, RawRoute, RawUpstream } from './schema.js';
-import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, RouteConfig, UpstreamConfig } from './types.js';
+import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, RedisConfig, RouteConfig, UpstreamConfig } from './types.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
 export function autoWorkers(): number {
@@ -45,7 +45,18 @@ export function normalise(raw: RawConfig, file: string): Config {
     rateLimitSlots: raw.rate_limit_slots,
     authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
   };
+  if (raw.redis) config.redis = redis(raw.redis, dirname(resolve(file)));
   return deepFreeze(config);
+}
+
+function redis(raw: NonNullable<RawConfig['redis']>, baseDir: string): RedisConfig {
+  return {
+    url: raw.url,
+    ...(raw.ca_file === undefined ? {} : { caPem: readFileSync(resolve(baseDir, raw.ca_file), 'utf8') }),
+    timeoutMs: parseDuration(raw.timeout),
+    instances: raw.instances,
+    keyPrefix: raw.key_prefix,
+  };
 }
 
 function upstream(name: string, up: RawUpstream): UpstreamConfig {
@@ -133,7 +144,8 @@ function route(r: RawRoute, baseDir: string): RouteConfig {
   }
   if (r.rate_limit) {
     const ratePerSecond = parseRate(r.rate_limit.rate);
-    out.rateLimit = { ratePerSecond, burst: r.rate_limit.burst ?? Math.max(1, Math.ceil(ratePerSecond)), key: r.rate_limit.key };
+    const { key, scope, fail } = r.rate_limit;
+    out.rateLimit = { ratePerSecond, burst: r.rate_limit.burst ?? Math.max(1, Math.ceil(ratePerSecond)), key, scope, fail };
   }
   if (r.cors) {
     const c = r.cors;

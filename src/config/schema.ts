@@ -234,6 +234,8 @@ const authorize = object({
   cidrs: stringList('CIDR'),
   methods: stringList('method'),
 });
+export const RATE_SCOPES = ['instance', 'global'] as const;
+export const RATE_FAIL_MODES = ['open', 'closed', 'local'] as const;
 const RATE_PATTERN = '^\\d+(\\.\\d+)?/(s|m|h)$';
 const rateLimit = object(
   {
@@ -245,6 +247,9 @@ const rateLimit = object(
       default: 'client-ip',
       expected: 'client-ip, api-key, jwt-sub or header:NAME',
     },
+    // ---- global limits (issue 14): scope, and what happens while Redis cannot answer.
+    scope: oneOf(RATE_SCOPES, 'instance'),
+    fail: oneOf(RATE_FAIL_MODES, 'local'),
   },
   { required: ['rate'] },
 );
@@ -351,6 +356,19 @@ export const configSchema: Schema = object(
     // How request paths are read for matching (README, Security): %2F and %5C as "/" (decode) or refused with 400 (reject).
     normalize: object({ escaped_slashes: oneOf(ESCAPED_SLASHES, 'decode') }, { default: {} }),
     demo_backends: list(hostPort, 0, 'a list of host:port addresses', []),
+    // ---- shared state across instances (issue 14): global rate limits on Redis.
+    redis: object(
+      {
+        url: { type: 'string', pattern: '^rediss?://', expected: 'a URL like redis://[user:password@]host:6379[/db] or rediss:// for TLS' },
+        ca_file: { type: 'string', minLength: 1, expected: 'a PEM file of CA certificates (rediss:// only)' },
+        // Per Redis call; past it the call counts as failed and the route's `fail` mode answers.
+        timeout: duration('50ms'),
+        // Instances sharing this Redis: fail: local gives each rate / instances.
+        instances: int(1, 1000, 1),
+        key_prefix: { type: 'string', minLength: 1, maxLength: 64, default: 'switchyard:', expected: 'a key prefix of 1..64 characters' },
+      },
+      { required: ['url'] },
+    ),
   },
   { required: ['admin', 'upstreams', 'routes'] },
 );
@@ -375,6 +393,7 @@ export interface RawConfig {
   demo_backends: string[];
   rate_limit_slots: number;
   auth_failures: { rate: number | string; burst: number };
+  redis?: { url: string; ca_file?: string; timeout: string | number; instances: number; key_prefix: string };
 }
 
 export interface RawHeaderRules {
@@ -419,7 +438,7 @@ export interface RawRoute {
     forward?: { subject?: string; claims?: Record<string, string> };
   };
   authorize?: { scopes?: string[]; claims?: Record<string, string | string[]>; cidrs?: string[]; methods?: string[] };
-  rate_limit?: { rate: number | string; burst?: number; key: string };
+  rate_limit?: { rate: number | string; burst?: number; key: string; scope: (typeof RATE_SCOPES)[number]; fail: (typeof RATE_FAIL_MODES)[number] };
   cors?: { origins: string[]; methods: string[]; headers: string[]; expose_headers: string[]; credentials: boolean; max_age?: string | number };
 }
 

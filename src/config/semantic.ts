@@ -147,6 +147,9 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (r.rate_limit && ok(at('rate_limit', 'rate')) && !(parseRate(r.rate_limit.rate) > 0)) {
       add(at('rate_limit', 'rate'), `expected a positive rate, got ${describeValue(r.rate_limit.rate)}`);
     }
+    if (r.rate_limit?.scope === 'global' && raw.redis === undefined && ok(at('rate_limit', 'scope'))) {
+      add(at('rate_limit', 'scope'), 'scope: global keeps the bucket in Redis: expected a top-level redis: { url } (or scope: instance)');
+    }
     if (r.authorize?.cidrs && ok(at('authorize', 'cidrs'))) {
       r.authorize.cidrs.forEach((cidr, j) => {
         if (!isValidCidr(cidr)) add(at('authorize', 'cidrs', j), `expected a CIDR like 10.0.0.0/8 or an IP address, got ${describeValue(cidr)}`);
@@ -174,6 +177,33 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (sameName !== undefined && sameMatch === undefined) add(at('name'), `duplicate route name ${describeValue(name)} (also routes[${sameName}])`);
     else routeNames.set(name, i);
   });
+
+  if (raw.redis && typed(['redis'])) checkRedis(raw.redis);
+
+  function checkRedis(r: NonNullable<RawConfig['redis']>): void {
+    if (ok(['redis', 'url'])) {
+      let url: URL | undefined;
+      try {
+        url = new URL(r.url);
+      } catch {
+        add(['redis', 'url'], `expected a URL like redis://host:6379, got ${describeValue(r.url)}`);
+      }
+      if (url !== undefined) {
+        if (url.hostname === '') add(['redis', 'url'], `expected a host in the URL, got ${describeValue(r.url)}`);
+        if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,2}$/.test(url.pathname)) add(['redis', 'url'], `expected a database number as the path (redis://host:6379/0), got ${describeValue(url.pathname)}`);
+      }
+    }
+    if (r.ca_file !== undefined && ok(['redis', 'ca_file'])) {
+      if (!r.url.startsWith('rediss://')) add(['redis', 'ca_file'], 'expected a rediss:// url: ca_file verifies a TLS connection');
+      const file = resolve(baseDir, r.ca_file);
+      try {
+        if (!readFileSync(file, 'utf8').includes('-----BEGIN CERTIFICATE-----')) add(['redis', 'ca_file'], `expected ${file} to hold PEM certificates (-----BEGIN CERTIFICATE-----)`);
+      } catch (err) {
+        add(['redis', 'ca_file'], `cannot read ${file}: ${(err as Error).message}`);
+      }
+    }
+    if (ok(['redis', 'timeout'])) expectTimer(['redis', 'timeout'], r.timeout);
+  }
 
   function checkAuth(a: NonNullable<RawRoute['auth']>, path: PathSegment[]): void {
     const schemes = (['api_key', 'jwt', 'basic'] as const).filter((k) => a[k] !== undefined);

@@ -204,6 +204,23 @@ export interface RateLimitConfig {
   burst: number;
   /** "client-ip" | "api-key" | "jwt-sub" | "header:NAME" */
   key: string;
+  /** instance: this instance's shared-memory buckets; global: one bucket in Redis for every instance. */
+  scope: 'instance' | 'global';
+  /** scope global, while Redis cannot answer: admit, refuse, or this instance's bucket at rate / redis.instances. */
+  fail: 'open' | 'closed' | 'local';
+}
+
+/** Redis, for state shared by several instances (global rate limits). */
+export interface RedisConfig {
+  /** redis:// or rediss:// (TLS), with user and password when Redis wants them. */
+  url: string;
+  /** PEM CA certificates for rediss://, read at load. */
+  caPem?: string;
+  /** Per call: past it the call has failed. */
+  timeoutMs: number;
+  /** Instances sharing the limits: fail: local allows each rate / instances. */
+  instances: number;
+  keyPrefix: string;
 }
 
 /** Failed authentication attempts allowed per client address, over every route. */
@@ -247,4 +264,5 @@ export interface Config {
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */
   rateLimitSlots: number;
   authFailures: AuthFailuresConfig;
+  redis?: RedisConfig;
 }

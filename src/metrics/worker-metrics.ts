@@ -62,6 +62,12 @@ export class WorkerMetrics {
   private readonly upstreamConnections = new Map<string, Map<string, Float64Array>>();
   /** upstream → server → close reason → connections closed. */
   private readonly upstreamCloses = new Map<string, Map<string, Map<string, number>>>();
+  /** Global rate limits (issue 14): route → outcome → requests decided; Redis calls, errors, breaker. */
+  private readonly globalDecisions = new Map<string, Map<string, number>>();
+  private redisCalls = 0;
+  private redisErrors = 0;
+  private redisCircuitOpen = 0;
+  private readonly redisTransitions = new Map<string, number>();
 
   /**
    * Pre-creates every series the config can produce, so they are exported
@@ -150,6 +156,29 @@ export class WorkerMetrics {
     counts[kind === 'auth' ? 0 : kind === 'authorize' ? 1 : 2]!++;
   }
 
+  // ---- global rate limits (issue 14): GlobalLimitEvents ----
+
+  /** A request on a scope: global route was decided: by a Redis lease, or by the route's fail mode. */
+  decided(route: string, outcome: string): void {
+    let outcomes = this.globalDecisions.get(route);
+    if (!outcomes) this.globalDecisions.set(route, (outcomes = new Map()));
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+  }
+
+  redisCall(): void {
+    this.redisCalls++;
+  }
+
+  redisError(): void {
+    this.redisErrors++;
+  }
+
+  /** The worker's Redis circuit breaker changed state. */
+  breaker(state: string): void {
+    this.redisCircuitOpen = state === 'closed' ? 0 : 1;
+    this.redisTransitions.set(state, (this.redisTransitions.get(state) ?? 0) + 1);
+  }
+
   /** A client connection closed at once because of limits.max_connections. */
   connectionRefused(): void {
     this.refusedConnections++;
@@ -217,6 +246,24 @@ export class WorkerMetrics {
       metric('switchyard_auth_failures_total', 'counter', 'Requests refused with 401, by route.', this.gatewayValues(0)),
       metric('switchyard_authorization_denials_total', 'counter', 'Requests refused with 403, by route.', this.gatewayValues(1)),
       metric('switchyard_rate_limited_total', 'counter', 'Requests refused with 429, by route.', this.gatewayValues(2)),
+      ...this.globalLimitMetrics(),
+    ];
+  }
+
+  private globalLimitMetrics(): MetricJson[] {
+    const decisions: MetricJson['values'] = [];
+    for (const [route, outcomes] of this.globalDecisions) for (const [outcome, value] of outcomes) decisions.push({ value, labels: { route, outcome } });
+    return [
+      metric('switchyard_global_rate_limit_decisions_total', 'counter', 'Requests on scope: global limits, by route and what decided (redis, fail-open, fail-closed, fail-local).', decisions),
+      metric('switchyard_redis_calls_total', 'counter', 'Calls to Redis (token leases and give-backs).', [{ value: this.redisCalls, labels: {} }]),
+      metric('switchyard_redis_errors_total', 'counter', 'Calls to Redis that failed or timed out.', [{ value: this.redisErrors, labels: {} }]),
+      metric('switchyard_redis_circuit_open', 'gauge', 'Workers whose Redis circuit breaker is open or probing.', [{ value: this.redisCircuitOpen, labels: {} }]),
+      metric(
+        'switchyard_redis_circuit_transitions_total',
+        'counter',
+        'Changes of state of the Redis circuit breakers, by the state entered.',
+        [...this.redisTransitions].map(([state, value]) => ({ value, labels: { state } })),
+      ),
     ];
   }
 

@@ -28,7 +28,7 @@ import type { LimitsConfig, UnderscorePolicy, UpstreamTimeouts } from '../config
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { Router } from './router.js';
 import { checkRequest, isPlainId } from './request-checks.js';
-import { afterAuthentication, corsStep, type HeaderList } from './gateway-step.js';
+import { afterAuthentication, corsStep, type GatewayVerdict, type HeaderList } from './gateway-step.js';
 import { BodyReplay, IDEMPOTENT, retryVerdict, type UpstreamFailureKind } from './retry-policy.js';
 import { Tunnel } from './tunnel.js';
 
@@ -232,6 +232,20 @@ export class Exchange implements UpstreamListener {
       metrics: this.ctx.metrics,
       dropUnderscored: this.ctx.dropUnderscored,
     });
+    if (verdict instanceof Promise) {
+      // A global rate limit asking Redis (bounded by redis.timeout): the request waits like it does for a JWKS.
+      verdict
+        .then(
+          (v) => this.afterGateway(v),
+          (err: unknown) => this.fail('internal-error', `rate limit failed unexpectedly: ${String(err)}`),
+        )
+        .catch((err: unknown) => this.client.internalError(err));
+    } else this.afterGateway(verdict);
+  }
+
+  /** The gateway's verdict: refuse, or connect. */
+  private afterGateway(verdict: GatewayVerdict): void {
+    if (this.finished) return; // the client left while Redis was asked
     this.identity = verdict.identity;
     if (!verdict.pass) return this.fail(verdict.reason, verdict.detail, verdict.headers);
     if (verdict.responseHeaders !== undefined) this.extraHeaders = this.extraHeaders === undefined ? verdict.responseHeaders : [...this.extraHeaders, ...verdict.responseHeaders];

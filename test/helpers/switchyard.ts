@@ -119,7 +119,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 export async function startSwitchyard(
   config: Record<string, unknown>,
   /** nofile: the open-file limit (soft and hard) of the primary and its workers, set with prlimit. */
-  opts: { startTimeoutMs?: number; nofile?: number } = {},
+  /** outputBytes: how much of stdout + stderr output() keeps (default 64 KiB, the first). */
+  opts: { startTimeoutMs?: number; nofile?: number; outputBytes?: number } = {},
 ): Promise<Switchyard> {
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run \`npm run build\` first`);
   const host = '127.0.0.1';
@@ -146,7 +147,7 @@ export async function startSwitchyard(
   running.add(child);
   let output = '';
   const collect = (d: Buffer): void => {
-    if (output.length < 65536) output += d.toString('utf8');
+    if (output.length < (opts.outputBytes ?? 65536)) output += d.toString('utf8');
   };
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
