@@ -51,6 +51,8 @@ interface Waiter {
 }
 
 interface Lease {
+  /** The bucket's name in Redis (a hash: computed once per lease, not per request). */
+  bucket: string;
   tokens: number;
   /** Redis's count after our last call: for RateLimit-Remaining. */
   remaining: number;
@@ -66,7 +68,7 @@ interface Lease {
 
 export class GlobalRateLimiter {
   private readonly redis: RedisBuckets;
-  /** Bucket name → this worker's lease; Map order is least recently used first. */
+  /** route NUL key → this worker's lease; Map order is least recently used first. */
   private readonly leases = new Map<string, Lease>();
   private readonly sweeper: NodeJS.Timeout;
 
@@ -84,14 +86,15 @@ export class GlobalRateLimiter {
 
   /** Counts one request of `key` on `route`: at once when the lease has a token, else after one Redis call. */
   take(route: string, key: string, cfg: RateLimitConfig): RateDecision | Promise<RateDecision> {
-    const name = this.redis.bucketName(route, key);
+    // NUL cannot occur in a route name from YAML nor in a header value, so no two (route, key) pairs meet.
+    const id = `${route}\0${key}`;
     const now = Date.now();
-    let lease = this.leases.get(name);
+    let lease = this.leases.get(id);
     if (lease === undefined) {
       if (this.leases.size >= MAX_LEASES) this.evictOldest();
-      lease = { tokens: 0, remaining: cfg.burst, emptyUntil: 0, retryAfterMs: 0, lastUsed: now, waiters: undefined, route, cfg };
-    } else this.leases.delete(name); // re-inserted below: most recently used last
-    this.leases.set(name, lease);
+      lease = { bucket: this.redis.bucketName(route, key), tokens: 0, remaining: cfg.burst, emptyUntil: 0, retryAfterMs: 0, lastUsed: now, waiters: undefined, route, cfg };
+    } else this.leases.delete(id); // re-inserted below: most recently used last
+    this.leases.set(id, lease);
     lease.lastUsed = now;
     if (lease.tokens > 0) {
       lease.tokens--;
@@ -107,7 +110,7 @@ export class GlobalRateLimiter {
     lease.waiters = [];
     return new Promise((resolve) => {
       lease.waiters!.push({ resolve });
-      this.refill(name, lease, key).catch((err: unknown) => this.log.error({ err }, 'global rate limit: lease failed unexpectedly'));
+      this.refill(lease, key).catch((err: unknown) => this.log.error({ err }, 'global rate limit: lease failed unexpectedly'));
     });
   }
 
@@ -115,21 +118,21 @@ export class GlobalRateLimiter {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     const returns: Promise<unknown>[] = [];
-    for (const [name, lease] of this.leases) if (lease.tokens > 0) returns.push(this.giveBack(name, lease));
+    for (const lease of this.leases.values()) if (lease.tokens > 0) returns.push(this.giveBack(lease));
     this.leases.clear();
     await Promise.allSettled(returns);
     await this.redis.close();
   }
 
   /** Asks Redis until the waiters are served or the bucket is empty. */
-  private async refill(name: string, lease: Lease, key: string): Promise<void> {
+  private async refill(lease: Lease, key: string): Promise<void> {
     const { route, cfg } = lease;
     for (;;) {
       const waiting = lease.waiters!.length;
       // Enough for everyone waiting now, at least a lease: tokens asked for the waiters are spent at once.
       const want = Math.min(cfg.burst, Math.max(leaseSize(cfg.ratePerSecond, cfg.burst), waiting));
       this.events.redisCall();
-      const reply = await this.redis.lease(name, cfg.ratePerSecond, cfg.burst, want);
+      const reply = await this.redis.lease(lease.bucket, cfg.ratePerSecond, cfg.burst, want);
       const waiters = lease.waiters!;
       if (reply === undefined) {
         lease.waiters = undefined;
@@ -185,27 +188,27 @@ export class GlobalRateLimiter {
   }
 
   private returnIdle(before: number): void {
-    for (const [name, lease] of this.leases) {
+    for (const [id, lease] of this.leases) {
       if (lease.lastUsed >= before) break; // LRU order: the rest were used later
       if (lease.waiters !== undefined) continue;
-      this.leases.delete(name);
-      if (lease.tokens > 0) this.giveBack(name, lease).catch(() => {});
+      this.leases.delete(id);
+      if (lease.tokens > 0) this.giveBack(lease).catch(() => {});
     }
   }
 
   private evictOldest(): void {
-    for (const [name, lease] of this.leases) {
+    for (const [id, lease] of this.leases) {
       if (lease.waiters !== undefined) continue;
-      this.leases.delete(name);
-      if (lease.tokens > 0) this.giveBack(name, lease).catch(() => {});
+      this.leases.delete(id);
+      if (lease.tokens > 0) this.giveBack(lease).catch(() => {});
       return;
     }
   }
 
-  private async giveBack(name: string, lease: Lease): Promise<void> {
+  private async giveBack(lease: Lease): Promise<void> {
     const n = lease.tokens;
     lease.tokens = 0;
     this.events.redisCall();
-    await this.redis.lease(name, lease.cfg.ratePerSecond, lease.cfg.burst, -n);
+    await this.redis.lease(lease.bucket, lease.cfg.ratePerSecond, lease.cfg.burst, -n);
   }
 }
