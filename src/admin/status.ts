@@ -3,7 +3,7 @@
 import type { Config } from '../config/types.js';
 import { VERSION } from '../version.js';
 import type { ServerCounts } from '../cluster/shared-state.js';
-import type { ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { DiscoveryStatus, ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 
 export interface StatusInput {
   config: Config;
@@ -13,6 +13,8 @@ export interface StatusInput {
   stats: WorkerStatsResult[];
   /** Per-server counts summed over all workers, from shared memory. */
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
+  /** DNS-discovered upstreams (issue 14). */
+  discovery?: Record<string, DiscoveryStatus>;
 }
 
 export function buildStatus(input: StatusInput): Status {
@@ -54,5 +56,6 @@ export function buildStatus(input: StatusInput): Status {
     activeConnections: sum((s) => s.activeConnections),
     activeRequests: sum((s) => s.activeRequests),
     upstreams,
+    ...(input.discovery !== undefined && Object.keys(input.discovery).length > 0 ? { discovery: input.discovery } : {}),
   };
 }

@@ -44,4 +44,22 @@ export interface Status {
   activeConnections: number;
   activeRequests: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
+  /** Upstreams whose servers come from DNS (issue 14); absent when none do. */
+  discovery?: Record<string, DiscoveryStatus>;
+}
+
+/** A DNS-discovered upstream in `GET /status`. */
+export interface DiscoveryStatus {
+  dns: string;
+  type: string;
+  /** The set in use: the last good answer. */
+  servers: string[];
+  /** ISO time of the last good answer. */
+  resolvedAt: string | null;
+  /** True while resolutions fail (error, timeout, empty answer): the servers are the last good set, kept. */
+  stale: boolean;
+  lastError?: string;
+  /** ISO time of the first failure since the last good answer. */
+  failedAt?: string;
+  nextResolveInMs: number;
 }

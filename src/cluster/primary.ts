@@ -15,6 +15,7 @@ import { SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
+import { DnsDiscovery } from '../discovery/dns.js';
 
 
 export interface PrimaryOptions {
@@ -110,6 +111,8 @@ export class Primary {
   private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
+  /** Servers of `servers: { dns }` upstreams (issue 14); a change is applied like a reload. */
+  private readonly discovery: DnsDiscovery;
 
   constructor(
     config: Config,
@@ -117,6 +120,7 @@ export class Primary {
   ) {
     this.config = config;
     this.log = createLogger(config.logging, { role: 'primary' });
+    this.discovery = new DnsDiscovery(this.log, () => this.applyDiscovered());
   }
 
   /** Starts demo backends, workers (resolving once all are ready) and the admin API. */
@@ -125,6 +129,10 @@ export class Primary {
     cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
     cluster.setupPrimary({ execArgv: [...WORKER_V8_FLAGS, ...process.execArgv] });
     this.demo = await startDemoBackends(this.config.demoBackends, this.log);
+    // DNS upstreams need their first answer before the shared region (sized by the servers) exists.
+    const unresolved = await this.discovery.follow(this.config);
+    if (unresolved.length > 0) throw new Error(unresolved.join('; '));
+    this.config = this.discovery.fill(this.config);
     const shared = new SharedState(this.config, this.log);
     this.shared = shared;
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
@@ -170,6 +178,13 @@ export class Primary {
     const result = this.reloadChain.then(() => this.doReload());
     this.reloadChain = result.catch(() => undefined);
     return result;
+  }
+
+  /** A DNS upstream's servers changed: the running config with the new set, applied like a reload. */
+  private applyDiscovered(): void {
+    const result = this.reloadChain.then(() => this.doReload(this.discovery.fill(this.config)));
+    this.reloadChain = result.catch(() => undefined);
+    result.catch((err: unknown) => this.log.error({ err }, 'applying a DNS change failed'));
   }
 
   /** Admin drain/enable: written to shared memory, so every worker's next pick sees it. */
@@ -235,6 +250,7 @@ export class Primary {
       workers: this.workers(),
       stats: await this.collectStats(),
       serverCounts: (upstream, index) => this.shared?.counts(upstream, index),
+      discovery: this.discovery.status(),
     });
   }
 
@@ -391,15 +407,25 @@ export class Primary {
 
   // ---- reload --------------------------------------------------------------
 
-  private async doReload(): Promise<ReloadResult> {
+  /** `discovered`: the running config with new DNS servers (applyDiscovered); absent: the file is read again. */
+  private async doReload(discovered?: Config): Promise<ReloadResult> {
     if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
     let next: Config;
     try {
-      next = loadConfig(this.options.file, this.options.overrides).config;
+      next = discovered ?? loadConfig(this.options.file, this.options.overrides).config;
     } catch (err) {
       const errors = err instanceof ConfigError ? [...err.errors] : [(err as Error).message];
       this.log.error({ file: this.options.file, errors }, 'reload rejected: the config is invalid; nothing changed');
       return { ok: false, errors };
+    }
+    if (discovered === undefined) {
+      const unresolved = await this.discovery.follow(next);
+      if (unresolved.length > 0) {
+        await this.discovery.follow(this.config); // back to following what runs
+        this.log.error({ file: this.options.file, errors: unresolved }, 'reload rejected: a DNS upstream has no servers; nothing changed');
+        return { ok: false, errors: unresolved };
+      }
+      next = this.discovery.fill(next);
     }
 
     const previous = this.config;
@@ -478,6 +504,7 @@ export class Primary {
   private async doShutdown(): Promise<void> {
     this.log.info('shutting down: draining workers');
     this.health?.stop();
+    this.discovery.stop();
     this.startWaiter?.reject(new Error('shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);

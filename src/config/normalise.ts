@@ -64,7 +64,7 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
     name,
     balance: up.balance,
     hash: up.hash.balance_factor === undefined ? { key: up.hash.key } : { key: up.hash.key, balanceFactor: up.hash.balance_factor },
-    servers: up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })),
+    servers: Array.isArray(up.servers) ? up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })) : [],
     retries: up.retries,
     retryBudget: { percent: up.retry_budget.percent, minPerSecond: up.retry_budget.min_per_second },
     retryBodyBytes: parseSize(up.retry_body_bytes),
@@ -82,6 +82,16 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
       ...(up.timeouts.total === undefined ? {} : { totalMs: parseDuration(up.timeouts.total) }),
     },
   };
+  if (!Array.isArray(up.servers)) {
+    const d = up.servers;
+    out.discovery = {
+      name: d.dns,
+      ...(d.port === undefined ? {} : { port: d.port }),
+      type: d.type,
+      intervalMs: parseDuration(d.interval),
+      ...(d.resolvers === undefined ? {} : { resolvers: d.resolvers }),
+    };
+  }
   if (up.max_idle_per_server !== 'auto') out.maxIdlePerServer = up.max_idle_per_server;
   if (up.health) {
     const h = up.health;

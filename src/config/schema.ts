@@ -74,6 +74,7 @@ export const BALANCE_ALGORITHMS = ['round-robin', 'least-conn', 'source', 'rando
 export const SCHEDULING_POLICIES = ['kernel', 'round-robin'] as const;
 export const MAX_WORKERS = 64;
 export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
+export const DNS_RECORD_TYPES = ['A', 'AAAA', 'SRV'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
@@ -118,7 +119,24 @@ const upstream = object(
       },
       { default: {} },
     ),
-    servers: list(server, 1, 'a list of at least one server'),
+    // A list, or (issue 14) servers found in DNS: { dns, port, type, interval, resolvers }.
+    servers: {
+      type: ['array', 'object'],
+      items: server,
+      minItems: 1,
+      properties: {
+        dns: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9])?\\.?$', expected: 'a DNS name like api.internal or _http._tcp.api.internal' },
+        port: port(),
+        type: oneOf(DNS_RECORD_TYPES, 'A'),
+        // The longest a DNS change goes unseen; shorter record TTLs are honoured down to 1s.
+        interval: duration('30s'),
+        // DNS servers to ask (default: the system's, from /etc/resolv.conf).
+        resolvers: list({ type: 'string', minLength: 1, expected: 'a DNS server address like 10.0.0.2 or 127.0.0.1:5353' }, 1, 'a list of DNS server addresses'),
+      },
+      additionalProperties: false,
+      required: ['dns'],
+      expected: 'a list of at least one server, or { dns, port, type, interval } to find them in DNS',
+    },
     health,
     retries: int(0, 10, 1),
     // Retries may add at most `percent` of the upstream's requests (over the last 10 s, all workers), or `min_per_second`.
@@ -442,10 +460,19 @@ export interface RawRoute {
   cors?: { origins: string[]; methods: string[]; headers: string[]; expose_headers: string[]; credentials: boolean; max_age?: string | number };
 }
 
+/** `servers: { dns: ... }` (issue 14): the servers are the records of `dns`. */
+export interface RawDnsServers {
+  dns: string;
+  port?: number;
+  type: (typeof DNS_RECORD_TYPES)[number];
+  interval: string | number;
+  resolvers?: string[];
+}
+
 export interface RawUpstream {
   balance: (typeof BALANCE_ALGORITHMS)[number];
   hash: { key: string; balance_factor?: number };
-  servers: { address: string; weight: number }[];
+  servers: { address: string; weight: number }[] | RawDnsServers;
   health?: {
     path: string;
     interval: string | number;

@@ -9,7 +9,8 @@ import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import { describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
-import type { RawConfig, RawRoute } from './schema.js';
+import type { RawConfig, RawDnsServers, RawRoute } from './schema.js';
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
@@ -84,6 +85,10 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     const base: PathSegment[] = ['upstreams', name];
     if (!typed(base)) continue;
     const seen = new Map<string, number>();
+    if (!Array.isArray(up.servers)) {
+      checkDnsServers(up.servers, [...base, 'servers']);
+      continue;
+    }
     each([...base, 'servers'], up.servers, (s, i) => {
       if (!ok([...base, 'servers', i, 'address'])) return;
       const at = expectHostPort([...base, 'servers', i, 'address'], s.address);
@@ -180,6 +185,21 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
 
   if (raw.redis && typed(['redis'])) checkRedis(raw.redis);
 
+  function checkDnsServers(d: RawDnsServers, path: PathSegment[]): void {
+    if (!typed(path)) return;
+    if (d.type === 'SRV' && d.port !== undefined && ok([...path, 'port'])) add([...path, 'port'], 'expected no port with type SRV: each SRV record carries its own');
+    if (d.type !== 'SRV' && d.port === undefined && ok([...path, 'type'])) add(path, `expected a port with type ${d.type} (the records hold addresses only)`);
+    if (ok([...path, 'interval'])) {
+      expectTimer([...path, 'interval'], d.interval);
+      if (parseDuration(d.interval) < 1000) add([...path, 'interval'], `expected at least 1s, got ${describeValue(d.interval)}`);
+    }
+    d.resolvers?.forEach((r, i) => {
+      if (ok([...path, 'resolvers', i]) && !isResolverAddress(r)) {
+        add([...path, 'resolvers', i], `expected an IP address, optionally with :port (127.0.0.1:5353, [::1]:53), got ${describeValue(r)}`);
+      }
+    });
+  }
+
   function checkRedis(r: NonNullable<RawConfig['redis']>): void {
     if (ok(['redis', 'url'])) {
       let url: URL | undefined;
@@ -255,6 +275,13 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
 
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 const CONTROL_NAMES: Record<string, string> = { '\r': 'a CR', '\n': 'an LF', '\x00': 'a NUL' };
+
+/** What node:dns setServers takes: an IP, "IPv4:port" or "[IPv6]:port". */
+function isResolverAddress(text: string): boolean {
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text) ?? /^([^:]+):(\d{1,5})$/.exec(text) ?? [text, text, undefined];
+  const port = m[2] === undefined ? 53 : Number(m[2]);
+  return isIP(m[1]!) !== 0 && port >= 1 && port <= 65535;
+}
 
 /** "*", an exact host, or "*.example.com". */
 function isRouteHost(host: string): boolean {

@@ -16,7 +16,10 @@ export function summarizeConfig(config: Config): string {
   for (const up of Object.values(config.upstreams)) {
     const algo = up.balance === 'source' ? `source, key ${up.hash.key}` : up.balance;
     const health = up.health ? `, health ${up.health.path} every ${formatDuration(up.health.intervalMs)}` : '';
-    const servers = up.servers.map((s) => (s.weight === 1 ? s.address : `${s.address} (weight ${s.weight})`));
+    const d = up.discovery;
+    const servers = d
+      ? [`DNS ${d.type} ${d.name}${d.port === undefined ? '' : `:${d.port}`}, re-resolved at least every ${formatDuration(d.intervalMs)}`]
+      : up.servers.map((s) => (s.weight === 1 ? s.address : `${s.address} (weight ${s.weight})`));
     lines.push(`  ${up.name} (${algo}, retries ${up.retries}${health}): ${servers.join(', ')}`);
   }
   lines.push('routes:');

@@ -92,11 +92,25 @@ export interface RetryBudgetConfig {
   minPerSecond: number;
 }
 
+/** Servers found in DNS (issue 14), re-resolved by the primary (src/discovery/dns.ts). */
+export interface DnsDiscoveryConfig {
+  name: string;
+  /** A and AAAA: the servers' port; SRV records carry their own. */
+  port?: number;
+  type: 'A' | 'AAAA' | 'SRV';
+  /** The longest a change goes unseen; shorter TTLs are honoured down to 1 s. */
+  intervalMs: number;
+  /** DNS servers to ask ("host" or "host:port"); absent: the system's. */
+  resolvers?: string[];
+}
+
 export interface UpstreamConfig {
   name: string;
   balance: BalanceAlgorithm;
   hash: HashConfig;
+  /** With `discovery`: the last good set the primary resolved (empty in a config just loaded from the file). */
   servers: ServerConfig[];
+  discovery?: DnsDiscoveryConfig;
   health?: HealthConfig;
   retries: number;
   retryBudget: RetryBudgetConfig;

@@ -10,6 +10,7 @@ NEEDED=(
   "curl curl"
   "openssl openssl"
   "redis-server redis-server"
+  "dnsmasq dnsmasq-base"
 )
 
 missing_pkgs=()

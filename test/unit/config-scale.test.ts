@@ -68,4 +68,39 @@ describe('config: redis and global rate limits', () => {
     ];
     for (const re of expect) assert.ok(errors.some((e) => re.test(e)), `${re} in:\n${errors.join('\n')}`);
   });
+
+  it('servers: { dns }: defaults, and each mistake named', () => {
+    const dnsConfig = (servers: string): string => `admin: { token: t }
+upstreams:
+  app:
+    servers: ${servers}
+routes:
+  - match: { path: / }
+    upstream: app
+`;
+    const c = parseConfigText(dnsConfig('{ dns: api.internal, port: 8080 }'), FILE).config;
+    assert.deepEqual(c.upstreams.app!.discovery, { name: 'api.internal', port: 8080, type: 'A', intervalMs: 30_000 });
+    assert.deepEqual(c.upstreams.app!.servers, [], 'resolved by the primary, not at load');
+    const srv = parseConfigText(dnsConfig('{ dns: _http._tcp.api.internal, type: SRV, interval: 5s, resolvers: ["10.0.0.2", "127.0.0.1:5353", "[::1]:53"] }'), FILE).config;
+    assert.deepEqual(srv.upstreams.app!.discovery, { name: '_http._tcp.api.internal', type: 'SRV', intervalMs: 5000, resolvers: ['10.0.0.2', '127.0.0.1:5353', '[::1]:53'] });
+    const errors = [
+      ...errorsOf(dnsConfig('{ dns: api.internal }')),
+      ...errorsOf(dnsConfig('{ dns: _x._tcp.api, type: SRV, port: 80 }')),
+      ...errorsOf(dnsConfig('{ dns: "bad name!", port: 80, type: MX, interval: 500ms, resolvers: [dns.google, "1.2.3.4:99999"] }')),
+      ...errorsOf(dnsConfig('{ port: 80 }')),
+      ...errorsOf(dnsConfig('"api.internal"')),
+    ];
+    const expect = [
+      /upstreams\.app\.servers: expected a port with type A/,
+      /upstreams\.app\.servers\.port: expected no port with type SRV/,
+      /servers\.dns: expected a DNS name/,
+      /servers\.type: expected one of: A, AAAA, SRV, got "MX"/,
+      /servers\.interval: expected at least 1s, got "500ms"/,
+      /servers\.resolvers\[0\]: expected an IP address, optionally with :port/,
+      /servers\.resolvers\[1\]: expected an IP address/,
+      /upstreams\.app\.servers: missing required key "?dns"?|upstreams\.app\.servers\.dns: /,
+      /upstreams\.app\.servers: expected a list of at least one server, or \{ dns, port, type, interval \}/,
+    ];
+    for (const re of expect) assert.ok(errors.some((e) => re.test(e)), `${re} in:\n${errors.join('\n')}`);
+  });
 });
