@@ -68,6 +68,7 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
     retries: up.retries,
     retryBudget: { percent: up.retry_budget.percent, minPerSecond: up.retry_budget.min_per_second },
     retryBodyBytes: parseSize(up.retry_body_bytes),
+    retryIdempotencyKey: up.retry_idempotency_key,
     outlier: {
       consecutiveFailures: up.outlier.consecutive_failures,
       baseEjectionMs: parseDuration(up.outlier.base_ejection),

@@ -143,6 +143,8 @@ const upstream = object(
     retry_budget: object({ percent: int(0, 100, 20), min_per_second: int(0, 100000, 5) }, { default: {} }),
     // Request bodies up to this size are kept until the response starts, so a failed attempt can be replayed.
     retry_body_bytes: { ...size(65536), minimum: 0, expected: 'a size like 64kb, or integer bytes (0: never replay a body)' },
+    // Issue 14: POST and PATCH carrying an Idempotency-Key header are retried like idempotent methods.
+    retry_idempotency_key: { type: 'boolean', default: true, expected: 'true or false' },
     // Passive health: consecutive failures (connect errors, resets, timeouts, 5xx) from any worker eject a server.
     outlier: object(
       {
@@ -485,6 +487,7 @@ export interface RawUpstream {
   retries: number;
   retry_budget: { percent: number; min_per_second: number };
   retry_body_bytes: string | number;
+  retry_idempotency_key: boolean;
   outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
   timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
   max_idle_per_server: number | 'auto';

@@ -116,6 +116,8 @@ export interface UpstreamConfig {
   retryBudget: RetryBudgetConfig;
   /** Request bodies up to this size are kept so a failed attempt can be replayed. */
   retryBodyBytes: number;
+  /** POST and PATCH with an Idempotency-Key header may be retried (issue 14). */
+  retryIdempotencyKey: boolean;
   outlier: OutlierConfig;
   timeouts: UpstreamTimeouts;
   /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */

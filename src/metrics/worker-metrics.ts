@@ -68,6 +68,9 @@ export class WorkerMetrics {
   private redisErrors = 0;
   private redisCircuitOpen = 0;
   private readonly redisTransitions = new Map<string, number>();
+  /** Issue 14: per upstream, retries of POST/PATCH with an Idempotency-Key, and picks the balance_factor bound moved. */
+  private readonly keyedRetries = new Map<string, number>();
+  private readonly boundDiversions = new Map<string, number>();
 
   /**
    * Pre-creates every series the config can produce, so they are exported
@@ -87,6 +90,8 @@ export class WorkerMetrics {
     }
     for (const [name, upstream] of Object.entries(config.upstreams)) {
       this.retries.set(name, 0);
+      this.keyedRetries.set(name, 0);
+      if (upstream.balance === 'source' && upstream.hash.balanceFactor !== undefined) this.boundDiversions.set(name, 0);
       this.ejections.set(name, new Map(upstream.servers.map((s) => [s.address, 0])));
       this.upstreamConnections.set(name, new Map(upstream.servers.map((s) => [s.address, new Float64Array(2)])));
     }
@@ -154,6 +159,16 @@ export class WorkerMetrics {
     let counts = this.gateway.get(route);
     if (!counts) this.gateway.set(route, (counts = new Float64Array(3)));
     counts[kind === 'auth' ? 0 : kind === 'authorize' ? 1 : 2]!++;
+  }
+
+  /** A retry of a POST or PATCH allowed by its Idempotency-Key (also counted in retry()). */
+  keyedRetry(upstream: string): void {
+    this.keyedRetries.set(upstream, (this.keyedRetries.get(upstream) ?? 0) + 1);
+  }
+
+  /** Source hashing with balance_factor picked another server than the key's first choice: the bound moved it. */
+  boundDiversion(upstream: string): void {
+    this.boundDiversions.set(upstream, (this.boundDiversions.get(upstream) ?? 0) + 1);
   }
 
   // ---- global rate limits (issue 14): GlobalLimitEvents ----
@@ -247,6 +262,18 @@ export class WorkerMetrics {
       metric('switchyard_authorization_denials_total', 'counter', 'Requests refused with 403, by route.', this.gatewayValues(1)),
       metric('switchyard_rate_limited_total', 'counter', 'Requests refused with 429, by route.', this.gatewayValues(2)),
       ...this.globalLimitMetrics(),
+      metric(
+        'switchyard_upstream_idempotency_key_retries_total',
+        'counter',
+        'Retries of POST and PATCH requests allowed by their Idempotency-Key header (also in switchyard_upstream_retries_total).',
+        [...this.keyedRetries].map(([upstream, value]) => ({ value, labels: { upstream } })),
+      ),
+      metric(
+        'switchyard_balance_factor_diversions_total',
+        'counter',
+        'Requests that hash.balance_factor sent to another server than their first choice (source hashing with bounded loads).',
+        [...this.boundDiversions].map(([upstream, value]) => ({ value, labels: { upstream } })),
+      ),
     ];
   }
 

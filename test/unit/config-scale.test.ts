@@ -81,6 +81,7 @@ routes:
     const c = parseConfigText(dnsConfig('{ dns: api.internal, port: 8080 }'), FILE).config;
     assert.deepEqual(c.upstreams.app!.discovery, { name: 'api.internal', port: 8080, type: 'A', intervalMs: 30_000 });
     assert.deepEqual(c.upstreams.app!.servers, [], 'resolved by the primary, not at load');
+    assert.equal(c.upstreams.app!.retryIdempotencyKey, true, 'retry_idempotency_key defaults to true');
     const srv = parseConfigText(dnsConfig('{ dns: _http._tcp.api.internal, type: SRV, interval: 5s, resolvers: ["10.0.0.2", "127.0.0.1:5353", "[::1]:53"] }'), FILE).config;
     assert.deepEqual(srv.upstreams.app!.discovery, { name: '_http._tcp.api.internal', type: 'SRV', intervalMs: 5000, resolvers: ['10.0.0.2', '127.0.0.1:5353', '[::1]:53'] });
     const errors = [
