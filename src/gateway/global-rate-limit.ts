@@ -172,7 +172,7 @@ export class GlobalRateLimiter {
         return { allowed: true, remaining: cfg.burst, retryAfterMs: 0, resetMs: 0 };
       case 'closed':
         this.events.decided(route, 'fail-closed');
-        return { allowed: false, remaining: 0, retryAfterMs: 1_000, resetMs: 1_000 };
+        return { allowed: false, remaining: 0, retryAfterMs: 1_000, resetMs: 1_000, unavailable: true };
       case 'local': {
         this.events.decided(route, 'fail-local');
         const n = this.config.instances;

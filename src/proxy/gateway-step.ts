@@ -97,7 +97,10 @@ function afterRateLimit(route: RouteRuntime, identity: Identity | undefined, dec
     responseHeaders = rateLimitHeaders(decision, limit);
     if (!decision.allowed) {
       ctx.metrics.gatewayRefusal(route.name, 'rate-limit');
-      return { pass: false, identity, reason: 'rate-limited', detail: `rate limit ${limit.ratePerSecond}/s burst ${limit.burst} exceeded for ${limit.key}`, headers: responseHeaders };
+      const detail = decision.unavailable
+        ? `global rate limit unavailable (redis cannot answer) and the route fails closed`
+        : `rate limit ${limit.ratePerSecond}/s burst ${limit.burst} exceeded for ${limit.key}`;
+      return { pass: false, identity, reason: 'rate-limited', detail, headers: responseHeaders };
     }
   }
   // The client's hop-by-hop headers go first, so nothing it names in Connection can remove what the gateway adds.

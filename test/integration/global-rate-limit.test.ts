@@ -164,7 +164,8 @@ describe('global rate limits: two instances sharing one redis-server', () => {
     assert.ok(Math.abs(reached - ideal.admitted) <= BOUND + TIMING_SLACK, `${summary}; exact bucket ${ideal.admitted}: want within ±${BOUND + TIMING_SLACK} of it`);
     assert.ok(reached <= expected + BOUND + TIMING_SLACK, `${summary}: never more than ${BURST} + ${RATE} x T + ${BOUND}, whatever the timing`);
     assert.equal(r.statuses['200'], reached, 'every 200 was one upstream request');
-    assert.ok((r.statuses['429'] ?? 0) > reached, `the load must exceed the limit: ${summary}`);
+    // The load must outrun the bucket at times, or nothing is measured (a machine this busy slows the client too).
+    assert.ok((r.statuses['429'] ?? 0) > 0 && ideal.admitted < r.sentAt.length, `the load must exceed the limit: ${summary}`);
     assert.deepEqual(Object.keys(r.statuses).sort(), ['200', '429'], summary);
     // Both instances admitted a share: the bucket is one, not one each.
     const text = await Promise.all(pair.map((sy) => metricsText(sy.adminPort)));
@@ -232,19 +233,27 @@ describe('global rate limits: two instances sharing one redis-server', () => {
       await sleep(200);
     }
     assert.deepEqual(closedAgain?.statuses, { 200: 4 }, 'fail: closed route admits again once Redis answers');
-    // The buckets in Redis decide again: burst 20, then 429.
-    const limited = await burst(a, '/open', 100, 8);
-    assert.ok((limited.statuses['429'] ?? 0) > 50, `Redis's bucket limits again: ${JSON.stringify(limited.statuses)}`);
-    const after = await metricsText(a.adminPort);
-    for (let i = 0; i < 50 && metricValue(after, 'switchyard_redis_circuit_open') !== 0; i++) {
-      // The other worker closes its breaker on its first request.
-      await burst(a, '/accuracy', 4, 2);
+    // Both workers' breakers close (each on its next request after a probe), and Redis's buckets decide again.
+    const decidedByRedis = async () => metricValue(await metricsText(a.adminPort), 'switchyard_global_rate_limit_decisions_total', { route: 'fail-open', outcome: 'redis' }) ?? 0;
+    const redisBefore = await decidedByRedis();
+    let open: number | undefined;
+    for (let i = 0; i < 50; i++) {
+      await burst(a, '/open', 8, 4);
+      open = metricValue(await metricsText(a.adminPort), 'switchyard_redis_circuit_open');
+      if (open === 0) break;
+      await sleep(200);
     }
+    assert.equal(open, 0, 'every worker closed its breaker once Redis answered');
+    assert.ok((await decidedByRedis()) > redisBefore, "the fail-open route's requests are decided by Redis's bucket again");
     const lines = logLines(a.output());
     const opened = lines.filter((l) => String(l.msg).startsWith('redis unavailable: circuit open'));
     const closedLog = lines.filter((l) => String(l.msg).startsWith('redis available again'));
     assert.ok(opened.length >= 1 && opened.every((l) => typeof l.redis === 'string' && typeof l.error === 'string'), `a warning per worker when its circuit opened: ${JSON.stringify(opened)}; output ${a.output().length} chars, ends ${a.output().slice(-2000)}`);
     assert.ok(closedLog.length >= 1, 'an info line when a circuit closed again');
+    assert.ok(
+      lines.some((l) => l.status === 429 && l.detail === 'global rate limit unavailable (redis cannot answer) and the route fails closed'),
+      'a fail-closed refusal says why in the log',
+    );
   });
 });
 
