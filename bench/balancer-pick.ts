@@ -40,6 +40,7 @@ function upstream(balance: BalanceAlgorithm, servers: ServerSlot[], balanceFacto
     retries: 1,
     retryBudget: { percent: 20, minPerSecond: 5 },
     retryBodyBytes: 65536,
+    retryIdempotencyKey: true,
     outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
     timeouts: { connectMs: 1000, responseMs: 1000, idleMs: 1000, tunnelIdleMs: 1000 },
     maxIdlePerServer: 1,

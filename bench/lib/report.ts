@@ -2,7 +2,7 @@
 // writes JSON + markdown copies to bench/results/.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { VARIANTS } from './scenarios.js';
+import { VARIANT_BASIS, VARIANTS } from './scenarios.js';
 import { benchChart } from './chart.js';
 
 export interface Cell {
@@ -105,7 +105,10 @@ export function summarise(cells: Cell[], order: { scenarios: string[]; systems: 
     if (sy) {
       for (const r of inScenario) {
         if (r === sy || r.failed) continue;
-        if (VARIANTS.includes(r.system)) {
+        const basis = VARIANT_BASIS[r.system] === undefined ? undefined : inScenario.find((b) => b.system === VARIANT_BASIS[r.system] && !b.failed);
+        if (basis !== undefined) {
+          Object.assign(r, { ratioBasis: `row÷${basis.system}`, rpsRatio: div(r.rps, basis.rps), cpuRatio: div(r.cpuUsPerReq, basis.cpuUsPerReq) });
+        } else if (VARIANTS.includes(r.system)) {
           Object.assign(r, { ratioBasis: 'row÷SY', rpsRatio: div(r.rps, sy.rps), cpuRatio: div(r.cpuUsPerReq, sy.cpuUsPerReq) });
         } else {
           Object.assign(r, { ratioBasis: 'SY÷row', rpsRatio: div(sy.rps, r.rps), cpuRatio: div(sy.cpuUsPerReq, r.cpuUsPerReq) });
@@ -146,7 +149,8 @@ CPU µs/req = utime+stime of the proxy's whole process tree (from /proc) / compl
 ratio SY÷row: "switchyard" (balance round-robin, scheduling kernel) divided by that row, same scenario, same run (req/s × > 1: Switchyard faster; CPU × < 1: Switchyard cheaper).
 primary CPU % (Switchyard) = the cluster primary's own utime+stime / primary + workers, over the measured run.
 worker split (Switchyard) = each worker's share of the workers' CPU, busiest first, of the round with the median busiest share; worst split = the round with the most uneven one.
-ratio row÷SY: that variant (balance source / least-conn, scheduling round-robin) divided by "switchyard".`;
+ratio row÷SY: that variant (balance source / least-conn, scheduling round-robin) divided by "switchyard".
+ratio row÷switchyard-gateway: the gateway route with its rate limit in Redis (scope: global) divided by the same route with scope: instance.`;
 
 export function table(rows: Row[], markdown: boolean): string {
   const cells = rows.map((r) => COLUMNS.map(([, get]) => get(r)));

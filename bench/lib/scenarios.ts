@@ -23,7 +23,9 @@ export const BALANCE_VARIANTS = ['switchyard-source', 'switchyard-least-conn'];
 /** Switchyard with the other cluster scheduling policy: runs where a scenario lists it in `variants`. */
 export const SCHEDULING_VARIANTS = ['switchyard-sched-rr'];
 /** Switchyard with auth + authorization + rate limit on the route: its cost against plain `switchyard`. */
-export const GATEWAY_VARIANTS = ['switchyard-gateway'];
+export const GATEWAY_VARIANTS = ['switchyard-gateway', 'switchyard-gateway-global'];
+/** Variants whose ratio is taken against another variant instead of "switchyard": scope global against scope instance. */
+export const VARIANT_BASIS: Record<string, string> = { 'switchyard-gateway-global': 'switchyard-gateway' };
 /** Systems that run only where a scenario names them; their ratios are taken against `switchyard`. */
 export const VARIANTS = [...BALANCE_VARIANTS, ...SCHEDULING_VARIANTS, ...GATEWAY_VARIANTS];
 /** Not proxies: references that answer 100 B themselves, run where a scenario names them, ratios like any peer's. */

@@ -2,7 +2,10 @@
 // fresh loopback port in front of the two backends and is stopped after its
 // cells; `pid` is the root of the process tree whose CPU and memory are billed
 // to it (none for `direct`, which is the backend itself).
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { awaitSwitchyardStatus, readyWorkerPids, switchyardStatus } from './admin.js';
@@ -70,7 +73,8 @@ export function switchyardYaml(
   backends: number[],
   balance: string,
   scheduling: SchedulingPolicy = 'kernel',
-  gateway = false,
+  gateway: Gateway = false,
+  redisUrl?: string,
 ): string {
   const servers = backends.map((p) => `      - { address: 127.0.0.1:${p}, weight: 1 }`).join('\n');
   return `workers: 2
@@ -80,7 +84,7 @@ listen:
 admin: { host: 127.0.0.1, port: ${adminPort}, token: ${ADMIN_TOKEN} }
 logging: { level: warn, access: false }
 shutdown_timeout: 2s
-upstreams:
+${redisUrl === undefined ? '' : `redis: { url: "${redisUrl}" }\n`}upstreams:
   app:
     balance: ${balance}
     servers:
@@ -88,17 +92,50 @@ ${servers}
 routes:
   - match: { host: "*", path: / }
     upstream: app
-${gateway ? GATEWAY_ROUTE : ''}`;
+${gateway ? gatewayRoute(gateway) : ''}`;
 }
+
+/** No gateway checks, or the gateway route with its rate limit in this instance's shared memory or in Redis. */
+type Gateway = false | 'instance' | 'global';
 
 /** The gateway variant's route checks: an API key (query, so wrk needs no script), a scope, a rate limit that never refuses. */
 const GATEWAY_KEY = 'bench-gateway-key-0123456789';
-const GATEWAY_ROUTE = `    auth:
+const gatewayRoute = (scope: 'instance' | 'global'): string => `    auth:
       api_key: { keys: [{ name: bench, key: "${GATEWAY_KEY}", scopes: [bench] }], query: key }
       forward: { subject: X-Client }
     authorize: { scopes: [bench] }
-    rate_limit: { rate: 1000000/s, burst: 1000000, key: api-key }
+    rate_limit: { rate: 1000000/s, burst: 1000000, key: api-key, scope: ${scope} }
 `;
+
+/**
+ * A redis-server for the global variant, on a free port, no persistence.
+ * Its CPU is not billed to Switchyard's tree: with leases it is a call per
+ * 50,000 requests here (printed by the variant's description).
+ */
+async function startRedisServer(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await gone;
+  };
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (up) return { url: `redis://127.0.0.1:${port}`, stop };
+    await sleep(50);
+  }
+  await stop();
+  throw new Error(`redis-server did not listen on ${port} within 5 s`);
+}
 
 /**
  * A before/after comparison in one run: SWITCHYARD_BASELINE_CLI=/path/to/other/dist/cli.js
@@ -106,30 +143,47 @@ const GATEWAY_ROUTE = `    auth:
  */
 const BASELINE_CLI = process.env.SWITCHYARD_BASELINE_CLI;
 
-function switchyard(name: string, balance: string, scheduling: SchedulingPolicy = 'kernel', gateway = false, cli = SWITCHYARD_CLI): SystemDef {
+function switchyard(name: string, balance: string, scheduling: SchedulingPolicy = 'kernel', gateway: Gateway = false, cli = SWITCHYARD_CLI): SystemDef {
+  const checks = gateway === 'global' ? ', route with API-key auth, scope check and a global rate limit (redis-server on loopback)' : gateway ? ', route with API-key auth, scope check and rate limit' : '';
   return {
     name,
-    description: `Switchyard${cli === SWITCHYARD_CLI ? '' : ` (${cli})`}, 2 workers, balance ${balance}, scheduling ${scheduling}${gateway ? ', route with API-key auth, scope check and rate limit' : ''}`,
-    unavailable: () => (existsSync(cli) ? undefined : `${cli} missing (run npm run build)`),
+    description: `Switchyard${cli === SWITCHYARD_CLI ? '' : ` (${cli})`}, 2 workers, balance ${balance}, scheduling ${scheduling}${checks}`,
+    unavailable: () =>
+      !existsSync(cli)
+        ? `${cli} missing (run npm run build)`
+        : gateway === 'global' && spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0
+          ? 'redis-server not installed (Debian package redis-server)'
+          : undefined,
     async start({ tmp, backends }) {
       const port = await freePort();
       const adminPort = await freePort();
+      const redis = gateway === 'global' ? await startRedisServer() : undefined;
       const file = join(tmp, `${name}.yaml`);
-      writeFileSync(file, switchyardYaml(port, adminPort, backends, balance, scheduling, gateway));
+      writeFileSync(file, switchyardYaml(port, adminPort, backends, balance, scheduling, gateway, redis?.url));
       const ready = gateway ? `${READY_PATH}?key=${GATEWAY_KEY}` : READY_PATH;
-      const proc = await startProcess(name, process.execPath, [cli, '--config', file], { port, path: ready }, REPO);
+      let proc: Awaited<ReturnType<typeof startProcess>>;
+      try {
+        proc = await startProcess(name, process.execPath, [cli, '--config', file], { port, path: ready }, REPO);
+      } catch (err) {
+        await redis?.stop();
+        throw err;
+      }
+      const stop = async (): Promise<void> => {
+        await proc.stop();
+        await redis?.stop();
+      };
       try {
         // A variant that silently ran the other policy would measure nothing.
         const status = await awaitSwitchyardStatus(adminPort, ADMIN_TOKEN);
         if (status.scheduling !== scheduling) throw new Error(`/status says scheduling ${status.scheduling}, configured ${scheduling}`);
       } catch (err) {
-        await proc.stop();
+        await stop();
         throw err;
       }
       return {
         port,
         pid: proc.pid,
-        stop: proc.stop,
+        stop,
         stderr: proc.stderr,
         workerPids: async () => readyWorkerPids(await switchyardStatus(adminPort, ADMIN_TOKEN)),
         admin: { port: adminPort, token: ADMIN_TOKEN },
@@ -150,7 +204,8 @@ export const SYSTEMS: SystemDef[] = [
   switchyard('switchyard-source', 'source'),
   switchyard('switchyard-least-conn', 'least-conn'),
   switchyard('switchyard-sched-rr', 'round-robin', 'round-robin'),
-  switchyard('switchyard-gateway', 'round-robin', 'kernel', true),
+  switchyard('switchyard-gateway', 'round-robin', 'kernel', 'instance'),
+  switchyard('switchyard-gateway-global', 'round-robin', 'kernel', 'global'),
   ...(BASELINE_CLI === undefined ? [] : [switchyard('switchyard-baseline', 'round-robin', 'kernel', false, BASELINE_CLI)]),
   {
     name: 'nginx',

@@ -3,7 +3,7 @@
 import type { Config, UpstreamConfig } from '../config/types.js';
 import { MaglevTable } from '../native.js';
 import { VERSION } from '../version.js';
-import type { CanaryReport, RouteTableEntry, ServerCounts, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { CanaryReport, DiscoveryStatus, RouteTableEntry, ServerCounts, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 
 export interface StatusInput {
   config: Config;
@@ -13,6 +13,8 @@ export interface StatusInput {
   stats: WorkerStatsResult[];
   /** Per-server counts summed over all workers, from shared memory. */
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
+  /** DNS-discovered upstreams (issue 14). */
+  discovery?: Record<string, DiscoveryStatus>;
   canary?: CanaryReport;
   /** The routes in the order the router tries them (proxy/route-table.ts). */
   routes: RouteTableEntry[];
@@ -90,5 +92,6 @@ export function buildStatus(input: StatusInput): Status {
     ...(input.canary === undefined ? {} : { canary: input.canary }),
     upstreams,
     routes: input.routes,
+    ...(input.discovery !== undefined && Object.keys(input.discovery).length > 0 ? { discovery: input.discovery } : {}),
   };
 }

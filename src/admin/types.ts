@@ -115,6 +115,8 @@ export interface Status {
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
   /** The routes in the order the router tries them. */
   routes: RouteTableEntry[];
+  /** Upstreams whose servers come from DNS (issue 14); absent when none do. */
+  discovery?: Record<string, DiscoveryStatus>;
 }
 
 /** GET /upstreams/{name}/what-if: the answer, or every problem with the query. */
@@ -135,4 +137,21 @@ export interface RouteTableEntry {
   upstream: string;
   /** The gateway steps and rewrites the route applies, e.g. "jwt auth", "rate limit 50/s". */
   checks: string[];
+}
+
+
+/** A DNS-discovered upstream in `GET /status`. */
+export interface DiscoveryStatus {
+  dns: string;
+  type: string;
+  /** The set in use: the last good answer. */
+  servers: string[];
+  /** ISO time of the last good answer. */
+  resolvedAt: string | null;
+  /** True while resolutions fail (error, timeout, empty answer): the servers are the last good set, kept. */
+  stale: boolean;
+  lastError?: string;
+  /** ISO time of the first failure since the last good answer. */
+  failedAt?: string;
+  nextResolveInMs: number;
 }

@@ -18,6 +18,8 @@ export interface BalancerContext {
   workerIndex: number;
   /** Seed of `random` (tests); default: random. */
   seed?: number;
+  /** Source hashing with balance_factor: the bound moved a request off its first choice. */
+  onBoundDiversion?: () => void;
 }
 
 /** Control plane: may throw (bad region range, bad hash settings). */
@@ -30,6 +32,6 @@ export function createBalancer(upstream: UpstreamConfig, servers: readonly Serve
     case 'random':
       return new RandomBalancer(servers, ctx.region.view(ctx.base, servers.length), ctx.seed);
     case 'source':
-      return new SourceHashBalancer(servers, { region: ctx.region, base: ctx.base, balanceFactor: upstream.hash.balanceFactor });
+      return new SourceHashBalancer(servers, { region: ctx.region, base: ctx.base, balanceFactor: upstream.hash.balanceFactor, onBoundDiversion: ctx.onBoundDiversion });
   }
 }

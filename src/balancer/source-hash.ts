@@ -18,12 +18,22 @@ export interface SourceHashOptions {
   base?: number;
   /** Bounded loads (> 1), as `hash.balance_factor`; needs `region`. */
   balanceFactor?: number;
+  /** With balanceFactor: called when the bound sent a request to another server than its first choice (issue 14). */
+  onBoundDiversion?: () => void;
 }
 
 export class SourceHashBalancer implements Balancer {
   private readonly table: MaglevTable;
   /** Reused exclude mask (one byte per server), filled only for retries. */
   private readonly mask: Uint8Array;
+  /**
+   * With bounded loads, the same table without the bound: its answer is the
+   * key's first choice among the eligible servers, so a different answer from
+   * the bounded table is a request the bound moved. A second lookup (tens of
+   * ns) only on upstreams with balance_factor, and no change to the native table.
+   */
+  private readonly unbounded: MaglevTable | undefined;
+  private readonly onBoundDiversion: (() => void) | undefined;
 
   constructor(
     private readonly servers: readonly ServerSlot[],
@@ -35,6 +45,14 @@ export class SourceHashBalancer implements Balancer {
     );
     if (opts.region !== undefined) {
       this.table.useHealth(opts.region, opts.base ?? 0, { balanceFactor: opts.balanceFactor });
+      if (opts.balanceFactor !== undefined && opts.onBoundDiversion !== undefined) {
+        this.unbounded = MaglevTable.build(
+          servers.map((s) => s.address),
+          servers.map((s) => s.weight),
+        );
+        this.unbounded.useHealth(opts.region, opts.base ?? 0);
+        this.onBoundDiversion = opts.onBoundDiversion;
+      }
     } else if (opts.balanceFactor !== undefined) {
       throw new TypeError('bounded loads need the shared region (active request counts)');
     }
@@ -49,6 +67,10 @@ export class SourceHashBalancer implements Balancer {
       for (const s of exclude) if (this.servers[s.index] === s) mask[s.index] = 1;
     }
     const i = ctx.key !== undefined ? this.table.lookupKey(ctx.key, mask) : this.table.lookupIp(ctx.clientIp, mask);
+    if (this.unbounded !== undefined && i >= 0) {
+      const first = ctx.key !== undefined ? this.unbounded.lookupKey(ctx.key, mask) : this.unbounded.lookupIp(ctx.clientIp, mask);
+      if (first !== i) this.onBoundDiversion!();
+    }
     return i < 0 ? undefined : this.servers[i];
   }
 }

@@ -18,7 +18,7 @@ import { clusterMetricsText, clusterServerLatency, createPrimaryRegistry, Retire
 import { routeTable, type RouteTableEntry } from '../proxy/route-table.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
-
+import { DnsDiscovery } from '../discovery/dns.js';
 
 export interface PrimaryOptions {
   /** Absolute path of the config file, re-read on reload. */
@@ -128,6 +128,8 @@ export class Primary {
   private routeTableOf: { config: Config; table: RouteTableEntry[] } | undefined;
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
+  /** Servers of `servers: { dns }` upstreams (issue 14); a change is applied like a reload. */
+  private readonly discovery: DnsDiscovery;
 
   constructor(
     config: Config,
@@ -135,6 +137,7 @@ export class Primary {
   ) {
     this.config = config;
     this.log = createLogger(config.logging, { role: 'primary' });
+    this.discovery = new DnsDiscovery(this.log, () => this.applyDiscovered());
   }
 
   /** Starts demo backends, workers (resolving once all are ready) and the admin API. */
@@ -143,6 +146,10 @@ export class Primary {
     cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
     cluster.setupPrimary({ execArgv: [...WORKER_V8_FLAGS, ...process.execArgv] });
     this.demo = await startDemoBackends(this.config.demoBackends, this.log);
+    // DNS upstreams need their first answer before the shared region (sized by the servers) exists.
+    const unresolved = await this.discovery.follow(this.config);
+    if (unresolved.length > 0) throw new Error(unresolved.join('; '));
+    this.config = this.discovery.fill(this.config);
     const shared = new SharedState(this.config, this.log);
     this.shared = shared;
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
@@ -202,6 +209,13 @@ export class Primary {
     const result = this.reloadChain.then(() => (canary ? this.doCanaryReload(canary.windowMs, canary.minRequests) : this.doReload()));
     this.reloadChain = result.catch(() => undefined);
     return result;
+  }
+
+  /** A DNS upstream's servers changed: the running config with the new set, applied like a reload. */
+  private applyDiscovered(): void {
+    const result = this.reloadChain.then(() => this.doReload(undefined, this.discovery.fill(this.config)));
+    this.reloadChain = result.catch(() => undefined);
+    result.catch((err: unknown) => this.log.error({ err }, 'applying a DNS change failed'));
   }
 
   /** Admin drain/enable: written to shared memory, so every worker's next pick sees it. */
@@ -273,6 +287,7 @@ export class Primary {
       serverCounts: (upstream, index) => this.shared?.counts(upstream, index),
       canary: this.canaryReport,
       routes: this.routeTable(),
+      discovery: this.discovery.status(),
     });
   }
 
@@ -482,15 +497,30 @@ export class Primary {
 
   // ---- reload --------------------------------------------------------------
 
-  /** The config file, validated; or the errors, logged, with nothing changed. */
-  private loadNext(): { ok: true; config: Config } | { ok: false; errors: string[] } {
+  /**
+   * The config file, validated, with DNS upstreams resolved; or `discovered`
+   * (the running config with new DNS servers, applyDiscovered). On errors,
+   * logged, nothing changed.
+   */
+  private async loadNext(discovered?: Config): Promise<{ ok: true; config: Config } | { ok: false; errors: string[] }> {
+    let next: Config;
     try {
-      return { ok: true, config: loadConfig(this.options.file, this.options.overrides).config };
+      next = discovered ?? loadConfig(this.options.file, this.options.overrides).config;
     } catch (err) {
       const errors = err instanceof ConfigError ? [...err.errors] : [(err as Error).message];
       this.log.error({ file: this.options.file, errors }, 'reload rejected: the config is invalid; nothing changed');
       return { ok: false, errors };
     }
+    if (discovered === undefined) {
+      const unresolved = await this.discovery.follow(next);
+      if (unresolved.length > 0) {
+        await this.discovery.follow(this.config); // back to following what runs
+        this.log.error({ file: this.options.file, errors: unresolved }, 'reload rejected: a DNS upstream has no servers; nothing changed');
+        return { ok: false, errors: unresolved };
+      }
+      next = this.discovery.fill(next);
+    }
+    return { ok: true, config: next };
   }
 
   /**
@@ -498,14 +528,14 @@ export class Primary {
    * that passed, `rollOut` carries its config (shared memory and health
    * already follow it) and slot 0 already runs it.
    */
-  private async doReload(rollOut?: { next: Config; previous: Config }): Promise<ReloadResult> {
+  private async doReload(rollOut?: { next: Config; previous: Config }, discovered?: Config): Promise<ReloadResult> {
     if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
     let next: Config;
     let previous: Config;
     if (rollOut !== undefined) {
       ({ next, previous } = rollOut);
     } else {
-      const loaded = this.loadNext();
+      const loaded = await this.loadNext(discovered);
       if (!loaded.ok) return loaded;
       next = loaded.config;
       previous = this.config;
@@ -576,7 +606,7 @@ export class Primary {
    */
   private async doCanaryReload(windowMs: number, minRequests: number): Promise<ReloadResult> {
     if (this.shuttingDown) return { ok: false, errors: ['shutting down'] };
-    const loaded = this.loadNext();
+    const loaded = await this.loadNext();
     if (!loaded.ok) return loaded;
     const next = loaded.config;
     const previous = this.config;
@@ -661,6 +691,7 @@ export class Primary {
   private async doShutdown(): Promise<void> {
     this.log.info('shutting down: draining workers');
     this.health?.stop();
+    this.discovery.stop();
     this.startWaiter?.reject(new SwitchyardError(ErrorCode.ShutdownDuringStart, 'shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);

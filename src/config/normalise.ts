@@ -11,7 +11,7 @@ import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
 import type { RawApiKey, RawConfig, RawHeaderRules, RawListen, RawRoute, RawUpstream } from './schema.js';
-import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, ProxyListenConfig, RouteConfig, UpstreamConfig } from './types.js';
+import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, ProxyListenConfig, RedisConfig, RouteConfig, UpstreamConfig } from './types.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
@@ -47,6 +47,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     rateLimitSlots: raw.rate_limit_slots,
     authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
   };
+  if (raw.redis) config.redis = redis(raw.redis, dirname(resolve(file)));
   return deepFreeze(config);
 }
 
@@ -67,15 +68,26 @@ function listener(l: RawListen, maxConnections: number): ProxyListenConfig {
   };
 }
 
+function redis(raw: NonNullable<RawConfig['redis']>, baseDir: string): RedisConfig {
+  return {
+    url: raw.url,
+    ...(raw.ca_file === undefined ? {} : { caPem: readFileSync(resolve(baseDir, raw.ca_file), 'utf8') }),
+    timeoutMs: parseDuration(raw.timeout),
+    instances: raw.instances,
+    keyPrefix: raw.key_prefix,
+  };
+}
+
 function upstream(name: string, up: RawUpstream): UpstreamConfig {
   const out: UpstreamConfig = {
     name,
     balance: up.balance,
     hash: up.hash.balance_factor === undefined ? { key: up.hash.key } : { key: up.hash.key, balanceFactor: up.hash.balance_factor },
-    servers: up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })),
+    servers: Array.isArray(up.servers) ? up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })) : [],
     retries: up.retries,
     retryBudget: { percent: up.retry_budget.percent, minPerSecond: up.retry_budget.min_per_second },
     retryBodyBytes: parseSize(up.retry_body_bytes),
+    retryIdempotencyKey: up.retry_idempotency_key,
     outlier: {
       consecutiveFailures: up.outlier.consecutive_failures,
       baseEjectionMs: parseDuration(up.outlier.base_ejection),
@@ -90,6 +102,16 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
       ...(up.timeouts.total === undefined ? {} : { totalMs: parseDuration(up.timeouts.total) }),
     },
   };
+  if (!Array.isArray(up.servers)) {
+    const d = up.servers;
+    out.discovery = {
+      name: d.dns,
+      ...(d.port === undefined ? {} : { port: d.port }),
+      type: d.type,
+      intervalMs: parseDuration(d.interval),
+      ...(d.resolvers === undefined ? {} : { resolvers: d.resolvers }),
+    };
+  }
   if (up.max_idle_per_server !== 'auto') out.maxIdlePerServer = up.max_idle_per_server;
   if (up.proxy_protocol !== undefined) out.proxyProtocol = up.proxy_protocol;
   if (up.health) {
@@ -154,7 +176,8 @@ function route(r: RawRoute, baseDir: string): RouteConfig {
   }
   if (r.rate_limit) {
     const ratePerSecond = parseRate(r.rate_limit.rate);
-    out.rateLimit = { ratePerSecond, burst: r.rate_limit.burst ?? Math.max(1, Math.ceil(ratePerSecond)), key: r.rate_limit.key };
+    const { key, scope, fail } = r.rate_limit;
+    out.rateLimit = { ratePerSecond, burst: r.rate_limit.burst ?? Math.max(1, Math.ceil(ratePerSecond)), key, scope, fail };
   }
   if (r.cors) {
     const c = r.cors;

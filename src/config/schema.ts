@@ -78,6 +78,7 @@ export const MAX_WORKERS = 64;
 export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
 export const LISTEN_MODES = ['http', 'tcp'] as const;
 export const PROXY_PROTOCOL_VERSIONS = ['v1', 'v2'] as const;
+export const DNS_RECORD_TYPES = ['A', 'AAAA', 'SRV'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
@@ -124,13 +125,32 @@ const upstream = object(
       },
       { default: {} },
     ),
-    servers: list(server, 1, 'a list of at least one server'),
+    // A list, or (issue 14) servers found in DNS: { dns, port, type, interval, resolvers }.
+    servers: {
+      type: ['array', 'object'],
+      items: server,
+      minItems: 1,
+      properties: {
+        dns: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9])?\\.?$', expected: 'a DNS name like api.internal or _http._tcp.api.internal' },
+        port: port(),
+        type: oneOf(DNS_RECORD_TYPES, 'A'),
+        // The longest a DNS change goes unseen; shorter record TTLs are honoured down to 1s.
+        interval: duration('30s'),
+        // DNS servers to ask (default: the system's, from /etc/resolv.conf).
+        resolvers: list({ type: 'string', minLength: 1, expected: 'a DNS server address like 10.0.0.2 or 127.0.0.1:5353' }, 1, 'a list of DNS server addresses'),
+      },
+      additionalProperties: false,
+      required: ['dns'],
+      expected: 'a list of at least one server, or { dns, port, type, interval } to find them in DNS',
+    },
     health,
     retries: int(0, 10, 1),
     // Retries may add at most `percent` of the upstream's requests (over the last 10 s, all workers), or `min_per_second`.
     retry_budget: object({ percent: int(0, 100, 20), min_per_second: int(0, 100000, 5) }, { default: {} }),
     // Request bodies up to this size are kept until the response starts, so a failed attempt can be replayed.
     retry_body_bytes: { ...size(65536), minimum: 0, expected: 'a size like 64kb, or integer bytes (0: never replay a body)' },
+    // Issue 14: POST and PATCH carrying an Idempotency-Key header are retried like idempotent methods.
+    retry_idempotency_key: { type: 'boolean', default: true, expected: 'true or false' },
     // Passive health: consecutive failures (connect errors, resets, timeouts, 5xx) from any worker eject a server.
     outlier: object(
       {
@@ -242,6 +262,8 @@ const authorize = object({
   cidrs: stringList('CIDR'),
   methods: stringList('method'),
 });
+export const RATE_SCOPES = ['instance', 'global'] as const;
+export const RATE_FAIL_MODES = ['open', 'closed', 'local'] as const;
 const RATE_PATTERN = '^\\d+(\\.\\d+)?/(s|m|h)$';
 const rateLimit = object(
   {
@@ -253,6 +275,9 @@ const rateLimit = object(
       default: 'client-ip',
       expected: 'client-ip, api-key, jwt-sub or header:NAME',
     },
+    // ---- global limits (issue 14): scope, and what happens while Redis cannot answer.
+    scope: oneOf(RATE_SCOPES, 'instance'),
+    fail: oneOf(RATE_FAIL_MODES, 'local'),
   },
   { required: ['rate'] },
 );
@@ -380,6 +405,19 @@ export const configSchema: Schema = object(
     // How request paths are read for matching (README, Security): %2F and %5C as "/" (decode) or refused with 400 (reject).
     normalize: object({ escaped_slashes: oneOf(ESCAPED_SLASHES, 'decode') }, { default: {} }),
     demo_backends: list(hostPort, 0, 'a list of host:port addresses', []),
+    // ---- shared state across instances (issue 14): global rate limits on Redis.
+    redis: object(
+      {
+        url: { type: 'string', pattern: '^rediss?://', expected: 'a URL like redis://[user:password@]host:6379[/db] or rediss:// for TLS' },
+        ca_file: { type: 'string', minLength: 1, expected: 'a PEM file of CA certificates (rediss:// only)' },
+        // Per Redis call; past it the call counts as failed and the route's `fail` mode answers.
+        timeout: duration('50ms'),
+        // Instances sharing this Redis: fail: local gives each rate / instances.
+        instances: int(1, 1000, 1),
+        key_prefix: { type: 'string', minLength: 1, maxLength: 64, default: 'switchyard:', expected: 'a key prefix of 1..64 characters' },
+      },
+      { required: ['url'] },
+    ),
   },
   // Without admin there is no admin API (and no dashboard); SIGHUP still reloads.
   { required: ['upstreams', 'routes'] },
@@ -406,6 +444,7 @@ export interface RawConfig {
   demo_backends: string[];
   rate_limit_slots: number;
   auth_failures: { rate: number | string; burst: number };
+  redis?: { url: string; ca_file?: string; timeout: string | number; instances: number; key_prefix: string };
 }
 
 export interface RawListen {
@@ -462,14 +501,23 @@ export interface RawRoute {
     forward?: { subject?: string; claims?: Record<string, string> };
   };
   authorize?: { scopes?: string[]; claims?: Record<string, string | string[]>; cidrs?: string[]; methods?: string[] };
-  rate_limit?: { rate: number | string; burst?: number; key: string };
+  rate_limit?: { rate: number | string; burst?: number; key: string; scope: (typeof RATE_SCOPES)[number]; fail: (typeof RATE_FAIL_MODES)[number] };
   cors?: { origins: string[]; methods: string[]; headers: string[]; expose_headers: string[]; credentials: boolean; max_age?: string | number };
+}
+
+/** `servers: { dns: ... }` (issue 14): the servers are the records of `dns`. */
+export interface RawDnsServers {
+  dns: string;
+  port?: number;
+  type: (typeof DNS_RECORD_TYPES)[number];
+  interval: string | number;
+  resolvers?: string[];
 }
 
 export interface RawUpstream {
   balance: (typeof BALANCE_ALGORITHMS)[number];
   hash: { key: string; balance_factor?: number };
-  servers: { address: string; weight: number }[];
+  servers: { address: string; weight: number }[] | RawDnsServers;
   health?: {
     type: 'http' | 'tcp';
     path: string;
@@ -483,6 +531,7 @@ export interface RawUpstream {
   retries: number;
   retry_budget: { percent: number; min_per_second: number };
   retry_body_bytes: string | number;
+  retry_idempotency_key: boolean;
   outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
   timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
   max_idle_per_server: number | 'auto';

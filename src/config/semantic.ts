@@ -9,7 +9,8 @@ import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import { describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
-import type { RawConfig, RawRoute } from './schema.js';
+import type { RawConfig, RawDnsServers, RawRoute } from './schema.js';
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
@@ -117,6 +118,10 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     const base: PathSegment[] = ['upstreams', name];
     if (!typed(base)) continue;
     const seen = new Map<string, number>();
+    if (!Array.isArray(up.servers)) {
+      checkDnsServers(up.servers, [...base, 'servers']);
+      continue;
+    }
     each([...base, 'servers'], up.servers, (s, i) => {
       if (!ok([...base, 'servers', i, 'address'])) return;
       const at = expectHostPort([...base, 'servers', i, 'address'], s.address);
@@ -180,6 +185,9 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (r.rate_limit && ok(at('rate_limit', 'rate')) && !(parseRate(r.rate_limit.rate) > 0)) {
       add(at('rate_limit', 'rate'), `expected a positive rate, got ${describeValue(r.rate_limit.rate)}`);
     }
+    if (r.rate_limit?.scope === 'global' && raw.redis === undefined && ok(at('rate_limit', 'scope'))) {
+      add(at('rate_limit', 'scope'), 'scope: global keeps the bucket in Redis: expected a top-level redis: { url } (or scope: instance)');
+    }
     if (r.authorize?.cidrs && ok(at('authorize', 'cidrs'))) {
       r.authorize.cidrs.forEach((cidr, j) => {
         if (!isValidCidr(cidr)) add(at('authorize', 'cidrs', j), `expected a CIDR like 10.0.0.0/8 or an IP address, got ${describeValue(cidr)}`);
@@ -207,6 +215,48 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     if (sameName !== undefined && sameMatch === undefined) add(at('name'), `duplicate route name ${describeValue(name)} (also routes[${sameName}])`);
     else routeNames.set(name, i);
   });
+
+  if (raw.redis && typed(['redis'])) checkRedis(raw.redis);
+
+  function checkDnsServers(d: RawDnsServers, path: PathSegment[]): void {
+    if (!typed(path)) return;
+    if (d.type === 'SRV' && d.port !== undefined && ok([...path, 'port'])) add([...path, 'port'], 'expected no port with type SRV: each SRV record carries its own');
+    if (d.type !== 'SRV' && d.port === undefined && ok([...path, 'type'])) add(path, `expected a port with type ${d.type} (the records hold addresses only)`);
+    if (ok([...path, 'interval'])) {
+      expectTimer([...path, 'interval'], d.interval);
+      if (parseDuration(d.interval) < 1000) add([...path, 'interval'], `expected at least 1s, got ${describeValue(d.interval)}`);
+    }
+    d.resolvers?.forEach((r, i) => {
+      if (ok([...path, 'resolvers', i]) && !isResolverAddress(r)) {
+        add([...path, 'resolvers', i], `expected an IP address, optionally with :port (127.0.0.1:5353, [::1]:53), got ${describeValue(r)}`);
+      }
+    });
+  }
+
+  function checkRedis(r: NonNullable<RawConfig['redis']>): void {
+    if (ok(['redis', 'url'])) {
+      let url: URL | undefined;
+      try {
+        url = new URL(r.url);
+      } catch {
+        add(['redis', 'url'], `expected a URL like redis://host:6379, got ${describeValue(r.url)}`);
+      }
+      if (url !== undefined) {
+        if (url.hostname === '') add(['redis', 'url'], `expected a host in the URL, got ${describeValue(r.url)}`);
+        if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,2}$/.test(url.pathname)) add(['redis', 'url'], `expected a database number as the path (redis://host:6379/0), got ${describeValue(url.pathname)}`);
+      }
+    }
+    if (r.ca_file !== undefined && ok(['redis', 'ca_file'])) {
+      if (!r.url.startsWith('rediss://')) add(['redis', 'ca_file'], 'expected a rediss:// url: ca_file verifies a TLS connection');
+      const file = resolve(baseDir, r.ca_file);
+      try {
+        if (!readFileSync(file, 'utf8').includes('-----BEGIN CERTIFICATE-----')) add(['redis', 'ca_file'], `expected ${file} to hold PEM certificates (-----BEGIN CERTIFICATE-----)`);
+      } catch (err) {
+        add(['redis', 'ca_file'], `cannot read ${file}: ${(err as Error).message}`);
+      }
+    }
+    if (ok(['redis', 'timeout'])) expectTimer(['redis', 'timeout'], r.timeout);
+  }
 
   function checkAuth(a: NonNullable<RawRoute['auth']>, path: PathSegment[]): void {
     const schemes = (['api_key', 'jwt', 'basic'] as const).filter((k) => a[k] !== undefined);
@@ -258,6 +308,13 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
 
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 const CONTROL_NAMES: Record<string, string> = { '\r': 'a CR', '\n': 'an LF', '\x00': 'a NUL' };
+
+/** What node:dns setServers takes: an IP, "IPv4:port" or "[IPv6]:port". */
+function isResolverAddress(text: string): boolean {
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text) ?? /^([^:]+):(\d{1,5})$/.exec(text) ?? [text, text, undefined];
+  const port = m[2] === undefined ? 53 : Number(m[2]);
+  return isIP(m[1]!) !== 0 && port >= 1 && port <= 65535;
+}
 
 /** "*", an exact host, or "*.example.com". */
 function isRouteHost(host: string): boolean {

@@ -24,7 +24,10 @@ export function summarizeConfig(config: Config): string {
     const check = up.health?.type === 'tcp' ? 'tcp connect' : up.health?.path;
     const health = up.health ? `, health ${check} every ${formatDuration(up.health.intervalMs)}` : '';
     const proxy = up.proxyProtocol ? `, sends PROXY ${up.proxyProtocol}` : '';
-    const servers = up.servers.map((s) => (s.weight === 1 ? s.address : `${s.address} (weight ${s.weight})`));
+    const d = up.discovery;
+    const servers = d
+      ? [`DNS ${d.type} ${d.name}${d.port === undefined ? '' : `:${d.port}`}, re-resolved at least every ${formatDuration(d.intervalMs)}`]
+      : up.servers.map((s) => (s.weight === 1 ? s.address : `${s.address} (weight ${s.weight})`));
     lines.push(`  ${up.name} (${algo}, retries ${up.retries}${health}${proxy}): ${servers.join(', ')}`);
   }
   lines.push('routes:');

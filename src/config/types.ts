@@ -109,16 +109,32 @@ export interface RetryBudgetConfig {
   minPerSecond: number;
 }
 
+/** Servers found in DNS (issue 14), re-resolved by the primary (src/discovery/dns.ts). */
+export interface DnsDiscoveryConfig {
+  name: string;
+  /** A and AAAA: the servers' port; SRV records carry their own. */
+  port?: number;
+  type: 'A' | 'AAAA' | 'SRV';
+  /** The longest a change goes unseen; shorter TTLs are honoured down to 1 s. */
+  intervalMs: number;
+  /** DNS servers to ask ("host" or "host:port"); absent: the system's. */
+  resolvers?: string[];
+}
+
 export interface UpstreamConfig {
   name: string;
   balance: BalanceAlgorithm;
   hash: HashConfig;
+  /** With `discovery`: the last good set the primary resolved (empty in a config just loaded from the file). */
   servers: ServerConfig[];
+  discovery?: DnsDiscoveryConfig;
   health?: HealthConfig;
   retries: number;
   retryBudget: RetryBudgetConfig;
   /** Request bodies up to this size are kept so a failed attempt can be replayed. */
   retryBodyBytes: number;
+  /** POST and PATCH with an Idempotency-Key header may be retried (issue 14). */
+  retryIdempotencyKey: boolean;
   outlier: OutlierConfig;
   timeouts: UpstreamTimeouts;
   /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */
@@ -223,6 +239,23 @@ export interface RateLimitConfig {
   burst: number;
   /** "client-ip" | "api-key" | "jwt-sub" | "header:NAME" */
   key: string;
+  /** instance: this instance's shared-memory buckets; global: one bucket in Redis for every instance. */
+  scope: 'instance' | 'global';
+  /** scope global, while Redis cannot answer: admit, refuse, or this instance's bucket at rate / redis.instances. */
+  fail: 'open' | 'closed' | 'local';
+}
+
+/** Redis, for state shared by several instances (global rate limits). */
+export interface RedisConfig {
+  /** redis:// or rediss:// (TLS), with user and password when Redis wants them. */
+  url: string;
+  /** PEM CA certificates for rediss://, read at load. */
+  caPem?: string;
+  /** Per call: past it the call has failed. */
+  timeoutMs: number;
+  /** Instances sharing the limits: fail: local allows each rate / instances. */
+  instances: number;
+  keyPrefix: string;
 }
 
 /** Failed authentication attempts allowed per client address, over every route. */
@@ -269,4 +302,5 @@ export interface Config {
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */
   rateLimitSlots: number;
   authFailures: AuthFailuresConfig;
+  redis?: RedisConfig;
 }

@@ -21,6 +21,8 @@ export interface RateDecision {
   retryAfterMs: number;
   /** Until the bucket is full again. */
   resetMs: number;
+  /** A global limit refused because Redis could not answer (fail: closed), not because the bucket is empty. */
+  unavailable?: true;
 }
 
 export class RateLimiter {

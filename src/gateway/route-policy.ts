@@ -11,7 +11,8 @@ import { compileAuthorizer, type Authorizer } from './authorize.js';
 import { compileCors, type CorsPolicy } from './cors.js';
 import { applyHeaderRules } from './header-rules.js';
 import { removeQueryParam } from './query-credential.js';
-import type { RateLimiter } from './rate-limit.js';
+import type { RateDecision, RateLimiter } from './rate-limit.js';
+import type { GlobalRateLimiter } from './global-rate-limit.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
 export interface GatewayDeps {
@@ -20,6 +21,8 @@ export interface GatewayDeps {
   limiter: RateLimiter | undefined;
   /** Failed authentication attempts per client (in `limiter`); without it, unlimited. */
   authFailures?: AuthFailuresConfig;
+  /** Buckets in Redis for scope: global limits; required when a route has one. */
+  global?: GlobalRateLimiter | undefined;
 }
 
 export class RoutePolicy {
@@ -30,6 +33,7 @@ export class RoutePolicy {
   readonly authorizer: Authorizer | undefined;
   readonly rateLimit: RateLimitConfig | undefined;
   readonly limiter: RateLimiter | undefined;
+  private readonly global: GlobalRateLimiter | undefined;
   private readonly responseRules: HeaderRules | undefined;
   /** The query parameter that carries a credential on this route: removed upstream, redacted in logs. */
   readonly credentialQueryParam: string | undefined;
@@ -50,6 +54,8 @@ export class RoutePolicy {
     this.rateLimit = route.rateLimit;
     if (route.rateLimit && deps.limiter === undefined) throw new SwitchyardError(ErrorCode.ConfigPolicy, `route ${route.name} has a rate limit but no rate-limit table is attached`);
     this.limiter = deps.limiter;
+    if (route.rateLimit?.scope === 'global' && deps.global === undefined) throw new SwitchyardError(ErrorCode.ConfigPolicy, `route ${route.name} has a global rate limit but no redis is configured`);
+    this.global = route.rateLimit?.scope === 'global' ? deps.global : undefined;
     this.requestRules = route.requestHeaders;
     this.responseRules = route.responseHeaders;
     this.identityNames = new Set(route.auth ? identityHeaderNames(route.auth.forward) : []);
@@ -58,6 +64,12 @@ export class RoutePolicy {
     const auth = route.auth;
     this.credentialQueryParam =
       auth?.type === 'api_key' ? auth.query : auth?.type === 'jwt' && auth.jwt.from.startsWith('query:') ? auth.jwt.from.slice(6) : undefined;
+  }
+
+  /** Counts one request of `key` against the route's limit; a Promise only when a global limit must ask Redis. */
+  takeRateLimit(key: string): RateDecision | Promise<RateDecision> {
+    const limit = this.rateLimit!;
+    return this.global !== undefined ? this.global.take(this.name, key, limit) : this.limiter!.take(this.name, key, limit);
   }
 
   /**

@@ -73,6 +73,15 @@ export class WorkerMetrics {
   private readonly upstreamConnections = new Map<string, Map<string, Float64Array>>();
   /** upstream → server → close reason → connections closed. */
   private readonly upstreamCloses = new Map<string, Map<string, Map<string, number>>>();
+  /** Global rate limits (issue 14): route → outcome → requests decided; Redis calls, errors, breaker. */
+  private readonly globalDecisions = new Map<string, Map<string, number>>();
+  private redisCalls = 0;
+  private redisErrors = 0;
+  private redisCircuitOpen = 0;
+  private readonly redisTransitions = new Map<string, number>();
+  /** Issue 14: per upstream, retries of POST/PATCH with an Idempotency-Key, and picks the balance_factor bound moved. */
+  private readonly keyedRetries = new Map<string, number>();
+  private readonly boundDiversions = new Map<string, number>();
 
   /**
    * Pre-creates every series the config can produce, so they are exported
@@ -92,6 +101,8 @@ export class WorkerMetrics {
     }
     for (const [name, upstream] of Object.entries(config.upstreams)) {
       this.retries.set(name, 0);
+      this.keyedRetries.set(name, 0);
+      if (upstream.balance === 'source' && upstream.hash.balanceFactor !== undefined) this.boundDiversions.set(name, 0);
       this.ejections.set(name, new Map(upstream.servers.map((s) => [s.address, 0])));
       this.upstreamConnections.set(name, new Map(upstream.servers.map((s) => [s.address, new Float64Array(2)])));
     }
@@ -163,6 +174,39 @@ export class WorkerMetrics {
     counts[kind === 'auth' ? 0 : kind === 'authorize' ? 1 : 2]!++;
   }
 
+  /** A retry of a POST or PATCH allowed by its Idempotency-Key (also counted in retry()). */
+  keyedRetry(upstream: string): void {
+    this.keyedRetries.set(upstream, (this.keyedRetries.get(upstream) ?? 0) + 1);
+  }
+
+  /** Source hashing with balance_factor picked another server than the key's first choice: the bound moved it. */
+  boundDiversion(upstream: string): void {
+    this.boundDiversions.set(upstream, (this.boundDiversions.get(upstream) ?? 0) + 1);
+  }
+
+  // ---- global rate limits (issue 14): GlobalLimitEvents ----
+
+  /** A request on a scope: global route was decided: by a Redis lease, or by the route's fail mode. */
+  decided(route: string, outcome: string): void {
+    let outcomes = this.globalDecisions.get(route);
+    if (!outcomes) this.globalDecisions.set(route, (outcomes = new Map()));
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+  }
+
+  redisCall(): void {
+    this.redisCalls++;
+  }
+
+  redisError(): void {
+    this.redisErrors++;
+  }
+
+  /** The worker's Redis circuit breaker changed state. */
+  breaker(state: string): void {
+    this.redisCircuitOpen = state === 'closed' ? 0 : 1;
+    this.redisTransitions.set(state, (this.redisTransitions.get(state) ?? 0) + 1);
+  }
+
   /** A client connection closed at once because of limits.max_connections. */
   connectionRefused(): void {
     this.refusedConnections++;
@@ -232,6 +276,36 @@ export class WorkerMetrics {
       metric('switchyard_auth_failures_total', 'counter', 'Requests refused with 401, by route.', this.gatewayValues(0)),
       metric('switchyard_authorization_denials_total', 'counter', 'Requests refused with 403, by route.', this.gatewayValues(1)),
       metric('switchyard_rate_limited_total', 'counter', 'Requests refused with 429, by route.', this.gatewayValues(2)),
+      ...this.globalLimitMetrics(),
+      metric(
+        'switchyard_upstream_idempotency_key_retries_total',
+        'counter',
+        'Retries of POST and PATCH requests allowed by their Idempotency-Key header (also in switchyard_upstream_retries_total).',
+        [...this.keyedRetries].map(([upstream, value]) => ({ value, labels: { upstream } })),
+      ),
+      metric(
+        'switchyard_balance_factor_diversions_total',
+        'counter',
+        'Requests that hash.balance_factor sent to another server than their first choice (source hashing with bounded loads).',
+        [...this.boundDiversions].map(([upstream, value]) => ({ value, labels: { upstream } })),
+      ),
+    ];
+  }
+
+  private globalLimitMetrics(): MetricJson[] {
+    const decisions: MetricJson['values'] = [];
+    for (const [route, outcomes] of this.globalDecisions) for (const [outcome, value] of outcomes) decisions.push({ value, labels: { route, outcome } });
+    return [
+      metric('switchyard_global_rate_limit_decisions_total', 'counter', 'Requests on scope: global limits, by route and what decided (redis, fail-open, fail-closed, fail-local).', decisions),
+      metric('switchyard_redis_calls_total', 'counter', 'Calls to Redis (token leases and give-backs).', [{ value: this.redisCalls, labels: {} }]),
+      metric('switchyard_redis_errors_total', 'counter', 'Calls to Redis that failed or timed out.', [{ value: this.redisErrors, labels: {} }]),
+      metric('switchyard_redis_circuit_open', 'gauge', 'Workers whose Redis circuit breaker is open or probing.', [{ value: this.redisCircuitOpen, labels: {} }]),
+      metric(
+        'switchyard_redis_circuit_transitions_total',
+        'counter',
+        'Changes of state of the Redis circuit breakers, by the state entered.',
+        [...this.redisTransitions].map(([state, value]) => ({ value, labels: { state } })),
+      ),
     ];
   }
 

@@ -29,8 +29,8 @@ import type { LimitsConfig, UnderscorePolicy, UpstreamTimeouts } from '../config
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { Router } from './router.js';
 import { checkRequest, isPlainId } from './request-checks.js';
-import { afterAuthentication, corsStep, type HeaderList } from './gateway-step.js';
-import { BodyReplay, IDEMPOTENT, retryVerdict, type UpstreamFailureKind } from './retry-policy.js';
+import { afterAuthentication, corsStep, type GatewayVerdict, type HeaderList } from './gateway-step.js';
+import { BodyReplay, retryableMethod, retryVerdict, type UpstreamFailureKind } from './retry-policy.js';
 import { Tunnel } from './tunnel.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
@@ -139,6 +139,9 @@ export class Exchange implements UpstreamListener {
   private bodySentBytes = 0;
   /** Kept until the response starts when the request may be retried; undefined otherwise. */
   private replay: BodyReplay | undefined;
+  /** Repeating this request is harmless: an idempotent method, or POST/PATCH with an Idempotency-Key (`keyed`). */
+  private retryable = false;
+  private keyed = false;
   /** Absolute cap from timeouts.total, or 0. */
   private totalDeadline = 0;
   /** The client's request has been read to its end (independent of the phase). */
@@ -209,7 +212,8 @@ export class Exchange implements UpstreamListener {
     const upstream = (this.upstream = route.upstream);
     this.timeouts = route.timeouts;
     this.upgrading = this.upgradeRequested && route.allowsUpgrade(this.info.upgrade);
-    if (route.retries > 0 && upstream.config.retryBodyBytes > 0 && IDEMPOTENT.has(this.method) && !this.upgrading) this.replay = new BodyReplay(upstream.config.retryBodyBytes);
+    if (route.retries > 0) ({ retryable: this.retryable, keyed: this.keyed } = retryableMethod(this.method, this.raw, upstream.config.retryIdempotencyKey));
+    if (this.retryable && upstream.config.retryBodyBytes > 0 && !this.upgrading) this.replay = new BodyReplay(upstream.config.retryBodyBytes);
     if (this.timeouts.totalMs !== undefined) this.totalDeadline = deadlineIn(this.timeouts.totalMs);
     this.clientIp = this.client.clientIp(this.info);
     const cors = corsStep(route.policy, this.method, this.raw);
@@ -237,6 +241,20 @@ export class Exchange implements UpstreamListener {
       metrics: this.ctx.metrics,
       dropUnderscored: this.ctx.dropUnderscored,
     });
+    if (verdict instanceof Promise) {
+      // A global rate limit asking Redis (bounded by redis.timeout): the request waits like it does for a JWKS.
+      verdict
+        .then(
+          (v) => this.afterGateway(v),
+          (err: unknown) => this.fail('internal-error', `rate limit failed unexpectedly: ${String(err)}`),
+        )
+        .catch((err: unknown) => this.client.internalError(err));
+    } else this.afterGateway(verdict);
+  }
+
+  /** The gateway's verdict: refuse, or connect. */
+  private afterGateway(verdict: GatewayVerdict): void {
+    if (this.finished) return; // the client left while Redis was asked
     this.identity = verdict.identity;
     if (!verdict.pass) return this.fail(verdict.reason, verdict.detail, verdict.headers);
     if (verdict.responseHeaders !== undefined) this.extraHeaders = this.extraHeaders === undefined ? verdict.responseHeaders : [...this.extraHeaders, ...verdict.responseHeaders];
@@ -555,7 +573,7 @@ export class Exchange implements UpstreamListener {
 
   /** Repeating the request is harmless and its body (if any) is still at hand. */
   private replayable(): boolean {
-    return IDEMPOTENT.has(this.method) && !this.upgrading && (this.bodySentBytes === 0 || (this.replay !== undefined && this.replay.whole));
+    return this.retryable && !this.upgrading && (this.bodySentBytes === 0 || (this.replay !== undefined && this.replay.whole));
   }
 
   /** Makes the body sent so far pending again, to be sent after the next head. */
@@ -571,7 +589,7 @@ export class Exchange implements UpstreamListener {
     (this.tried ??= new Set()).add(this.server!);
     const before = this.attempts;
     this.connect();
-    if (this.attempts > before) this.upstream!.onRetry(this.server!);
+    if (this.attempts > before) this.upstream!.onRetry(this.server!, this.keyed);
   }
 
   onUpstreamDeadline(): void {

@@ -5,7 +5,7 @@
 // The policies themselves live in src/gateway/; this module only sequences
 // them and turns their answers into what the exchange does next.
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
-import { rateLimitHeaders, rateLimitKey } from '../gateway/rate-limit.js';
+import { rateLimitHeaders, rateLimitKey, type RateDecision } from '../gateway/rate-limit.js';
 import type { RoutePolicy } from '../gateway/route-policy.js';
 import { headerNameEquals } from '../gateway/header-rules.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
@@ -51,7 +51,12 @@ export interface GatewayContext {
   dropUnderscored: boolean;
 }
 
-export function afterAuthentication(route: RoutePolicy, result: AuthResult | undefined, ctx: GatewayContext): GatewayVerdict {
+/**
+ * Authorization, the rate limit and the upstream headers, once
+ * authentication has answered. A Promise only when a global rate limit has
+ * to ask Redis (gateway/global-rate-limit.ts); everything else is decided at once.
+ */
+export function afterAuthentication(route: RoutePolicy, result: AuthResult | undefined, ctx: GatewayContext): GatewayVerdict | Promise<GatewayVerdict> {
   const { metrics, request } = ctx;
   let identity: Identity | undefined;
   if (result !== undefined) {
@@ -73,21 +78,33 @@ export function afterAuthentication(route: RoutePolicy, result: AuthResult | und
       return { pass: false, identity, reason: 'forbidden', detail: decision.reason, headers: undefined };
     }
   }
-  let responseHeaders: HeaderList | undefined;
   const limit = route.rateLimit;
   if (limit !== undefined) {
     const key = rateLimitKey(limit.key, { clientIp: request.clientIp, rawHeaders: request.rawHeaders, identity });
     if (key !== undefined) {
-      const decision = route.limiter!.take(route.name, key, limit);
-      responseHeaders = rateLimitHeaders(decision, limit);
-      if (!decision.allowed) {
-        metrics.gatewayRefusal(route.name, 'rate-limit');
-        return { pass: false, identity, reason: 'rate-limited', detail: `rate limit ${limit.ratePerSecond}/s burst ${limit.burst} exceeded for ${limit.key}`, headers: responseHeaders };
-      }
+      const decision = route.takeRateLimit(key);
+      if (decision instanceof Promise) return decision.then((d) => afterRateLimit(route, identity, d, ctx));
+      return afterRateLimit(route, identity, decision, ctx);
+    }
+  }
+  return afterRateLimit(route, identity, undefined, ctx);
+}
+
+function afterRateLimit(route: RoutePolicy, identity: Identity | undefined, decision: RateDecision | undefined, ctx: GatewayContext): GatewayVerdict {
+  let responseHeaders: HeaderList | undefined;
+  if (decision !== undefined) {
+    const limit = route.rateLimit!;
+    responseHeaders = rateLimitHeaders(decision, limit);
+    if (!decision.allowed) {
+      ctx.metrics.gatewayRefusal(route.name, 'rate-limit');
+      const detail = decision.unavailable
+        ? `global rate limit unavailable (redis cannot answer) and the route fails closed`
+        : `rate limit ${limit.ratePerSecond}/s burst ${limit.burst} exceeded for ${limit.key}`;
+      return { pass: false, identity, reason: 'rate-limited', detail, headers: responseHeaders };
     }
   }
   // The client's hop-by-hop headers go first, so nothing it names in Connection can remove what the gateway adds.
-  const upstreamHeaders = route.rewritesRequestHeaders ? route.upstreamHeaders(clientEndToEndHeaders(request.rawHeaders, ctx.info, ctx.dropUnderscored), identity) : undefined;
+  const upstreamHeaders = route.rewritesRequestHeaders ? route.upstreamHeaders(clientEndToEndHeaders(ctx.request.rawHeaders, ctx.info, ctx.dropUnderscored), identity) : undefined;
   return { pass: true, identity, responseHeaders, upstreamHeaders };
 }
 

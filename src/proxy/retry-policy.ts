@@ -4,6 +4,28 @@
 
 export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
+/**
+ * Methods that become safe to repeat when the client names the operation with
+ * an Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header): the
+ * server promises to apply one key once, so a replay cannot apply it twice.
+ */
+const KEYED: ReadonlySet<string> = new Set(['POST', 'PATCH']);
+
+/**
+ * Whether a failed attempt of this request may be repeated: an idempotent
+ * method, or (with the upstream's retry_idempotency_key) POST or PATCH
+ * carrying a non-empty Idempotency-Key. `keyed` is true for the latter.
+ */
+export function retryableMethod(method: string, rawHeaders: readonly string[], keyedAllowed: boolean): { retryable: boolean; keyed: boolean } {
+  if (IDEMPOTENT.has(method)) return { retryable: true, keyed: false };
+  if (!keyedAllowed || !KEYED.has(method)) return { retryable: false, keyed: false };
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === 15 && name.toLowerCase() === 'idempotency-key' && rawHeaders[i + 1]!.trim() !== '') return { retryable: true, keyed: true };
+  }
+  return { retryable: false, keyed: false };
+}
+
 export type UpstreamFailureKind = 'connect' | 'io' | 'parse' | 'closed';
 
 export interface FailedAttempt {

@@ -54,7 +54,7 @@ export class UpstreamRuntime {
     this.log = placement.log;
     this.metrics = placement.metrics;
     this.pools = this.servers.map((server) => new UpstreamPool(server, poolOptions, this));
-    this.balancer = createBalancer(config, this.servers, placement);
+    this.balancer = createBalancer(config, this.servers, { ...placement, onBoundDiversion: () => this.metrics.boundDiversion(config.name) });
     this.hashKeyOf = config.balance === 'source' ? compileHashKey(config.hash.key) : undefined;
     this.budgetSnapshots.push(this.clusterSums());
     this.budgetTimer = setInterval(() => {
@@ -79,10 +79,11 @@ export class UpstreamRuntime {
     return Math.max(0, retriesNow - retriesThen) < allowance;
   }
 
-  /** A retry attempt begins on `server` (after retryAllowed said yes). */
-  onRetry(server: ServerSlot): void {
+  /** A retry attempt begins on `server` (after retryAllowed said yes); `keyed`: a POST/PATCH with an Idempotency-Key. */
+  onRetry(server: ServerSlot, keyed = false): void {
     this.region.add(Counter.Retries, this.base + server.index, this.slot, 1);
     this.metrics.retry(this.config.name);
+    if (keyed) this.metrics.keyedRetry(this.config.name);
   }
 
   /**

@@ -9,6 +9,7 @@ import type { ServerSlot } from '../balancer/types.js';
 import { Router } from './router.js';
 import { RouteRuntime } from './route-runtime.js';
 import type { RateLimiter } from '../gateway/rate-limit.js';
+import { GlobalRateLimiter } from '../gateway/global-rate-limit.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { UpstreamRuntime } from './upstream-runtime.js';
 import { regionLayout } from '../balancer/layout.js';
@@ -44,6 +45,8 @@ export class WorkerRuntime implements ExchangeContext {
   private readonly idPrefix = randomBytes(6).toString('hex');
   private idCounter = 0;
   private onIdle: (() => void) | undefined;
+  /** Leases from Redis for scope: global rate limits (issue 14); absent when no route has one. */
+  private readonly globalLimiter: GlobalRateLimiter | undefined;
 
   constructor(config: Config, readonly log: Logger, workerIndex: number, region: SharedRegion, slot: number, limiter: RateLimiter | undefined) {
     this.limits = config.limits;
@@ -56,7 +59,10 @@ export class WorkerRuntime implements ExchangeContext {
       const placement = { region, base: layout.base.get(name)!, slot, workerIndex, log, metrics: this.metrics };
       this.upstreams.set(name, new UpstreamRuntime(upstream, placement, config.limits.maxHeaderBytes));
     }
-    const deps = { log, limiter, authFailures: config.authFailures };
+    if (config.redis !== undefined && config.routes.some((r) => r.rateLimit?.scope === 'global')) {
+      this.globalLimiter = new GlobalRateLimiter(config.redis, limiter, log, this.metrics);
+    }
+    const deps = { log, limiter, authFailures: config.authFailures, global: this.globalLimiter };
     this.router = new Router(config.routes, (route) => {
       const runtime = new RouteRuntime(route, this.upstreams.get(route.upstream)!, deps);
       this.routes.push(runtime);
@@ -116,6 +122,8 @@ export class WorkerRuntime implements ExchangeContext {
   close(): void {
     for (const route of this.routes) route.close();
     for (const upstream of this.upstreams.values()) upstream.close();
+    // Unused leased tokens go back to Redis (best effort: a worker that is killed loses at most its leases).
+    this.globalLimiter?.close().catch((err: unknown) => this.log.warn({ err }, 'redis: closing failed'));
   }
 
   /** This worker's upstream requests in flight. */

@@ -148,7 +148,7 @@ interface Launched {
 }
 
 /** The one spawner: `node dist/cli.js ...args`, tracked until it exits. */
-function launch(args: string[], o: { nofile?: number; detached?: boolean } = {}): Launched {
+function launch(args: string[], o: { nofile?: number; detached?: boolean; outputBytes?: number } = {}): Launched {
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run \`npm run build\` first`);
   const command = [process.execPath, CLI_PATH, ...args];
   // prlimit execs the command, so the child's pid is the primary's.
@@ -157,7 +157,7 @@ function launch(args: string[], o: { nofile?: number; detached?: boolean } = {})
   running.add(child);
   let output = '';
   const collect = (d: Buffer): void => {
-    if (output.length < 1 << 20) output += d.toString('utf8');
+    if (output.length < (o.outputBytes ?? 1 << 20)) output += d.toString('utf8');
   };
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
@@ -204,7 +204,8 @@ function launch(args: string[], o: { nofile?: number; detached?: boolean } = {})
 export async function startSwitchyard(
   config: Record<string, unknown>,
   /** nofile: the open-file limit (soft and hard) of the primary and its workers, set with prlimit. */
-  opts: { startTimeoutMs?: number; nofile?: number } = {},
+  /** outputBytes: how much of stdout + stderr output() keeps (default 1 MiB, the first). */
+  opts: { startTimeoutMs?: number; nofile?: number; outputBytes?: number } = {},
 ): Promise<Switchyard> {
   const host = '127.0.0.1';
   // Never listen on a port the config names as an upstream (e.g. a "closed" one).
@@ -225,7 +226,7 @@ export async function startSwitchyard(
 
   let proc: Launched;
   try {
-    proc = launch(['--config', configFile], { nofile: opts.nofile });
+    proc = launch(['--config', configFile], { nofile: opts.nofile, outputBytes: opts.outputBytes });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;

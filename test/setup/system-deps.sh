@@ -16,6 +16,7 @@ NEEDED=(
   "ip iproute2"
   "python3 python3"
   "chromium chromium"
+  "dnsmasq dnsmasq-base"
 )
 
 missing_pkgs=()

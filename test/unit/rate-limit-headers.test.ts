@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { RateLimitConfig } from '../../src/config/types.js';
 import { RateLimiter, rateLimitHeaders, rateLimitKey, type RateDecision } from '../../src/gateway/rate-limit.js';
 
-const cfg = (ratePerSecond: number, burst: number): RateLimitConfig => ({ ratePerSecond, burst, key: 'client-ip' });
+const cfg = (ratePerSecond: number, burst: number): RateLimitConfig => ({ ratePerSecond, burst, key: 'client-ip', scope: 'instance', fail: 'local' });
 
 test('headers of real decisions: allowed, then refused with Retry-After', () => {
   const limiter = RateLimiter.create(64, { name: `/switchyard-test-${process.pid}-rlh` });
