@@ -212,8 +212,9 @@ export class Exchange implements UpstreamListener {
     const upstream = (this.upstream = route.upstream);
     this.timeouts = route.timeouts;
     this.upgrading = this.upgradeRequested && route.allowsUpgrade(this.info.upgrade);
-    if (route.retries > 0) ({ retryable: this.retryable, keyed: this.keyed } = retryableMethod(this.method, this.raw, upstream.config.retryIdempotencyKey));
-    if (this.retryable && upstream.config.retryBodyBytes > 0 && !this.upgrading) this.replay = new BodyReplay(upstream.config.retryBodyBytes);
+    // Also without retries: a request on a reused connection the server closed is sent once more on a fresh one.
+    ({ retryable: this.retryable, keyed: this.keyed } = retryableMethod(this.method, this.raw, upstream.config.retryIdempotencyKey));
+    if (route.retries > 0 && this.retryable && upstream.config.retryBodyBytes > 0 && !this.upgrading) this.replay = new BodyReplay(upstream.config.retryBodyBytes);
     if (this.timeouts.totalMs !== undefined) this.totalDeadline = deadlineIn(this.timeouts.totalMs);
     this.clientIp = this.client.clientIp(this.info);
     const cors = corsStep(route.policy, this.method, this.raw);

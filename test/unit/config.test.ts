@@ -71,6 +71,7 @@ describe('config: valid files', () => {
         retries: 1,
         retryBudget: { percent: 20, minPerSecond: 5 },
         retryBodyBytes: 65_536,
+        retryIdempotencyKey: true,
         outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
         timeouts: { connectMs: 2000, responseMs: 30_000, idleMs: 60_000, tunnelIdleMs: 600_000 },
       },
@@ -298,7 +299,7 @@ describe('config: errors', () => {
     assert.deepEqual(errorsOf(`listen: []\nadmin: { token: "" }\nupstreams: { app: { servers: [] } }\nroutes: []\n`), [
       `${FILE}:1:9 listen: expected a list of at least one { host, port }, got an empty list`,
       `${FILE}:2:17 admin.token: expected a non-empty bearer token, got ""`,
-      `${FILE}:3:30 upstreams.app.servers: expected a list of at least one server, got an empty list`,
+      `${FILE}:3:30 upstreams.app.servers: expected a list of at least one server, or { dns, port, type, interval } to find them in DNS, got an empty list`,
       `${FILE}:4:9 routes: expected a list of at least one route, got an empty list`,
     ]);
     assert.deepEqual(errorsOf('admin: {}\n'), [
