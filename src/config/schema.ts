@@ -6,9 +6,10 @@
 // ("expected <expected>, got <value>"), so messages read the same whatever
 // keyword failed (type, pattern, minimum...).
 
-import { Ajv } from 'ajv';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
-import type { ErrorObject } from 'ajv';
 import { DURATION_PATTERN, SIZE_PATTERN } from './duration.js';
 import { describeValue } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
@@ -538,19 +539,63 @@ export interface RawUpstream {
   proxy_protocol?: (typeof PROXY_PROTOCOL_VERSIONS)[number];
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, allowUnionTypes: true, strict: true });
-ajv.addKeyword({ keyword: 'expected', schemaType: 'string' });
-const validate = ajv.compile(configSchema);
+/**
+ * The validator is ajv's standalone code, written next to this module by the
+ * build (write-validator.ts): compiling the schema at run time made the
+ * primary ~15 MB bigger (ajv's code generator, and the compiler's garbage
+ * growing V8's young generation), and the primary keeps it for reloads.
+ * The generated file carries the hash of the schema it was made from; when
+ * it is missing or stale (run from src/ by tsx, or a schema edit without a
+ * build) the schema is compiled here instead, with the same options.
+ */
+const ajvOptions = { allErrors: true, useDefaults: true, verbose: true, allowUnionTypes: true, strict: true } as const;
+export const VALIDATOR_FILE = 'config-validator.cjs';
+const requireHere = createRequire(import.meta.url);
+
+export function schemaHash(): string {
+  return createHash('sha256').update(JSON.stringify(configSchema)).digest('hex');
+}
+
+/** An Ajv with the schema's custom keyword; `ajv` is loaded only when a validator must be compiled. */
+function newAjv(code?: { source: true }): Ajv {
+  const { Ajv: AjvClass } = requireHere('ajv') as typeof import('ajv');
+  const ajv = new AjvClass({ ...ajvOptions, ...(code ? { code } : {}) });
+  ajv.addKeyword({ keyword: 'expected', schemaType: 'string' });
+  return ajv;
+}
+
+/** The CommonJS source of VALIDATOR_FILE: ajv's standalone code for the schema, and the schema's hash. */
+export function standaloneValidatorSource(): string {
+  const standaloneCode = (requireHere('ajv/dist/standalone') as typeof import('ajv/dist/standalone/index.js')).default;
+  const ajv = newAjv({ source: true });
+  return `${standaloneCode(ajv, ajv.compile(configSchema))}\nmodule.exports.schemaHash = ${JSON.stringify(schemaHash())};\n`;
+}
+
+let validator: ValidateFunction | undefined;
+function validate(data: unknown): ValidateFunction {
+  if (validator === undefined) {
+    let built: (ValidateFunction & { schemaHash?: string }) | undefined;
+    try {
+      built = requireHere(`./${VALIDATOR_FILE}`) as typeof built;
+    } catch {
+      // not built: compiled below
+    }
+    validator = built?.schemaHash === schemaHash() ? built : newAjv().compile(configSchema);
+  }
+  validator(data);
+  return validator;
+}
 
 /**
  * Checks `data` against the schema, filling in defaults in place (so pass a
  * fresh copy). Returns the issues; empty means `data` is a RawConfig.
  */
 export function validateSchema(data: unknown): Issue[] {
-  if (validate(data)) return [];
+  const checked = validate(data);
+  if (!checked.errors) return [];
   const issues: Issue[] = [];
   const seen = new Set<string>();
-  for (const err of validate.errors ?? []) {
+  for (const err of checked.errors) {
     const issue = toIssue(err, data);
     if (!issue) continue;
     // One message per node: a value can fail several keywords at once.

@@ -11,7 +11,8 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose';
+import { createRequire } from 'node:module';
+import type * as Jose from 'jose';
 import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions } from 'jose';
 import type { JwtConfig } from '../../config/types.js';
 import type { Logger } from '../../log.js';
@@ -23,6 +24,15 @@ import { DEFAULT_SUCCESS_CACHE, SuccessCache } from './success-cache.js';
 import type { SuccessCacheOptions } from './success-cache.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
 import { ErrorCode, SwitchyardError } from '../../errors.js';
+
+/**
+ * jose is loaded by the first JWT authenticator, not with this module: it
+ * adds ~7 MB to every worker, and most configs have no JWT route. require()
+ * of an ES module is synchronous (Node >= 20.19), so building the routes
+ * stays synchronous.
+ */
+let joseModule: typeof Jose | undefined;
+const jose = (): typeof Jose => (joseModule ??= createRequire(import.meta.url)('jose') as typeof Jose);
 
 /** Timing of a remote JWKS: every fetch is bounded, refreshes happen off the request path. */
 export interface JwksTuning {
@@ -82,7 +92,7 @@ export class JwtAuthenticator implements Authenticator {
     this.#getKey = async (header, token) => {
       // jose has already refused any alg outside the configured list.
       if (header.alg === 'HS256') return secret!;
-      if (keySource === undefined) throw new errors.JOSEAlgNotAllowed('no key for this algorithm');
+      if (keySource === undefined) throw new (jose().errors.JOSEAlgNotAllowed)('no key for this algorithm');
       return keySource(header, token);
     };
   }
@@ -113,10 +123,10 @@ export class JwtAuthenticator implements Authenticator {
   async #verify(token: string, cacheKey: string, clientIp: string): Promise<AuthResult> {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, this.#getKey, this.#options));
+      ({ payload } = await jose().jwtVerify(token, this.#getKey, this.#options));
     } catch (err) {
       // The keys could not be fetched: no fault of the client's, no attempt of theirs spent.
-      if (!(err instanceof errors.JOSEError) || err instanceof errors.JWKSTimeout) this.#gate?.refund(clientIp);
+      if (!(err instanceof jose().errors.JOSEError) || err instanceof jose().errors.JWKSTimeout) this.#gate?.refund(clientIp);
       return { ok: false, reason: describeFailure(err), wwwAuthenticate: INVALID_CHALLENGE };
     }
     if (typeof payload.sub !== 'string' || payload.sub === '') {
@@ -142,7 +152,7 @@ export class JwtAuthenticator implements Authenticator {
       }
       // Name the one algorithm this key serves, so a token naming another is refused even among allowed ones.
       return async (header) => {
-        if (header.alg !== alg) throw new errors.JOSEAlgNotAllowed(`"${header.alg}" does not match the configured ${alg} key`);
+        if (header.alg !== alg) throw new (jose().errors.JOSEAlgNotAllowed)(`"${header.alg}" does not match the configured ${alg} key`);
         return key;
       };
     }
@@ -154,7 +164,7 @@ export class JwtAuthenticator implements Authenticator {
         throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: cannot read jwks_file ${cfg.jwksFile}: ${(err as Error).message}`);
       }
       try {
-        return createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
+        return jose().createLocalJWKSet(jwks as Parameters<typeof Jose.createLocalJWKSet>[0]);
       } catch (err) {
         throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: jwks_file ${cfg.jwksFile} is not a JWK Set: ${(err as Error).message}`);
       }
@@ -176,7 +186,7 @@ export class JwtAuthenticator implements Authenticator {
     } catch {
       throw new SwitchyardError(ErrorCode.ConfigPolicy, `jwt: jwks_url ${url} is not a URL`);
     }
-    const remote = createRemoteJWKSet(parsed, {
+    const remote = jose().createRemoteJWKSet(parsed, {
       timeoutDuration: tuning.timeoutMs,
       cooldownDuration: tuning.cooldownMs,
       cacheMaxAge: tuning.cacheMaxAgeMs,
@@ -193,9 +203,9 @@ export class JwtAuthenticator implements Authenticator {
         return await remote(header, token);
       } catch (err) {
         const last = remote.jwks();
-        if (last === undefined || (err instanceof errors.JOSEError && KEY_LOOKUP_ERRORS.has(err.code))) throw err;
+        if (last === undefined || (err instanceof jose().errors.JOSEError && KEY_LOOKUP_ERRORS.has(err.code))) throw err;
         this.#log.warn({ jwksUrl: url, err: String(err) }, 'JWKS fetch failed; using the last keys fetched');
-        return createLocalJWKSet(last)(header, token);
+        return jose().createLocalJWKSet(last)(header, token);
       }
     };
   }
@@ -245,6 +255,7 @@ function scopesOf(payload: JWTPayload): readonly string[] {
 
 /** A log line for a refused token; jose's messages name the failed check, never the token. */
 function describeFailure(err: unknown): string {
+  const { errors } = jose();
   if (err instanceof errors.JWTExpired) return 'token expired';
   if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'exp' && err.reason === 'missing') {
     return 'token has no "exp" claim (a token that never expires is refused unless the route sets jwt.require_exp: false)';
