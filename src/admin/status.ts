@@ -4,6 +4,7 @@ import type { Config } from '../config/types.js';
 import { VERSION } from '../version.js';
 import type { ServerCounts } from '../cluster/shared-state.js';
 import type { ServerStatus, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { AcmeCertificateStatus } from '../acme/service.js';
 
 export interface StatusInput {
   config: Config;
@@ -13,6 +14,7 @@ export interface StatusInput {
   stats: WorkerStatsResult[];
   /** Per-server counts summed over all workers, from shared memory. */
   serverCounts(upstream: string, index: number): ServerCounts | undefined;
+  acme: AcmeCertificateStatus[];
 }
 
 export function buildStatus(input: StatusInput): Status {
@@ -54,5 +56,6 @@ export function buildStatus(input: StatusInput): Status {
     activeConnections: sum((s) => s.activeConnections),
     activeRequests: sum((s) => s.activeRequests),
     upstreams,
+    acme: input.acme,
   };
 }

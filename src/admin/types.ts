@@ -3,6 +3,7 @@
 // internals.
 import type { ServerCounts } from '../cluster/shared-state.js';
 import type { WorkerStats } from '../proxy/server.js';
+import type { AcmeCertificateStatus } from '../acme/service.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 
@@ -44,4 +45,6 @@ export interface Status {
   activeConnections: number;
   activeRequests: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
+  /** One entry per listener with tls.acme: its certificate, the next renewal or retry, the last error. */
+  acme: AcmeCertificateStatus[];
 }

@@ -4,6 +4,7 @@
 import type { Config } from '../config/types.js';
 import type { WorkerStats } from '../proxy/server.js';
 import type { MetricJson } from '../metrics/worker-metrics.js';
+import type { AcmeToken } from '../proxy/acme-challenge.js';
 
 /**
  * The primary sends the validated config over IPC rather than letting each
@@ -15,6 +16,8 @@ export type PrimaryMessage =
   /** The config to run, and the shared region to attach with this worker's own counter slot. */
   | { type: 'config'; config: Config; region: { name: string; slot: number }; rateLimitTable: string }
   | { type: 'stats-request'; id: number }
+  /** Every HTTP-01 token being proved now (the whole set); the worker acknowledges `version`. */
+  | { type: 'acme-challenges'; version: number; tokens: AcmeToken[] }
   | { type: 'shutdown' };
 
 export type WorkerMessage =
@@ -23,11 +26,13 @@ export type WorkerMessage =
   /** The data path is listening. */
   | { type: 'ready' }
   | { type: 'stats'; id: number; stats: WorkerStats }
+  /** The tokens of that version are answered from now on: the primary may tell the CA to validate. */
+  | { type: 'acme-challenges-applied'; version: number }
   /** Sent once, after a drain and just before exiting: everything the worker counted. */
   | { type: 'metrics-final'; metrics: MetricJson[] };
 
-const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'metrics-final']);
-const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'shutdown']);
+const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'acme-challenges-applied', 'metrics-final']);
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'acme-challenges', 'shutdown']);
 
 function typeOf(m: unknown): string | undefined {
   const type = typeof m === 'object' && m !== null ? (m as { type?: unknown }).type : undefined;

@@ -15,6 +15,8 @@ import { SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
+import { acmeListeners, AcmeService } from '../acme/service.js';
+import type { AcmeToken } from '../proxy/acme-challenge.js';
 
 
 export interface PrimaryOptions {
@@ -35,6 +37,8 @@ const READY_TIMEOUT_MS = 30_000;
 /** Grace added to shutdown_timeout before workers still alive are killed. */
 const HARD_KILL_GRACE_MS = 2_000;
 const STATS_TIMEOUT_MS = 1_000;
+/** How long the CA's validation waits for every worker to confirm it answers a new token. */
+const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
 /**
  * With kernel scheduling every worker accepts on the shared socket, and the
  * one awake first takes a whole burst of connections (measured: one worker
@@ -104,7 +108,12 @@ export class Primary {
     health: () => this.health?.servers() ?? [],
     workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
     restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
+    acme: () => this.acme?.status() ?? [],
   });
+  private acme: AcmeService | undefined;
+  /** Version of the token set last sent; workers acknowledge versions. */
+  private acmeTokensVersion = 0;
+  private readonly acmeAckWaiters = new Set<{ version: number; waiting: Set<Entry>; done(): void }>();
   /** Counters of workers that drained and exited (a reload, a shutdown), still part of every total. */
   private readonly retiredMetrics = new RetiredCounters();
   private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
@@ -139,6 +148,8 @@ export class Primary {
     }
     await allReady;
     this.health = startHealthChecks(this.config, this.log, shared);
+    // After the workers: they answer the CA's HTTP-01 requests.
+    this.startAcme(this.config);
     const { host, port } = this.config.admin;
     this.admin = await startAdminServer(
       { host, port },
@@ -235,6 +246,7 @@ export class Primary {
       workers: this.workers(),
       stats: await this.collectStats(),
       serverCounts: (upstream, index) => this.shared?.counts(upstream, index),
+      acme: this.acme?.status() ?? [],
     });
   }
 
@@ -286,6 +298,13 @@ export class Primary {
           region: { name: entry.regionName, slot: entry.counterSlot },
           rateLimitTable: this.shared!.rateLimitName,
         });
+        // Before it listens: an order may be waiting for the CA right now.
+        if (this.acme && acmeListeners(entry.config).length > 0) {
+          this.send(entry, { type: 'acme-challenges', version: this.acmeTokensVersion, tokens: this.acme.currentTokens() });
+        }
+        break;
+      case 'acme-challenges-applied':
+        for (const waiter of this.acmeAckWaiters) if (m.version >= waiter.version) this.acmeAcked(waiter, entry);
         break;
       case 'ready':
         if (entry.state === 'starting') entry.state = 'ready';
@@ -307,6 +326,7 @@ export class Primary {
   private onExit(entry: Entry, code: number | null, signal: string | null): void {
     // Before anything can replace it: a dead worker's in-flight counts must not linger.
     this.shared?.releaseSlot(entry.counterSlot);
+    for (const waiter of this.acmeAckWaiters) this.acmeAcked(waiter, entry);
     entry.onFail(`worker ${entry.pid} exited before it was ready (code ${code}, signal ${signal})`);
     const slot = this.slots[entry.slot];
     const fields = { slot: entry.slot, workerPid: entry.pid, code, signal };
@@ -445,6 +465,10 @@ export class Primary {
       clearTimeout(slot.respawnTimer);
       if (slot.current) this.retire(slot.current);
     }
+    if (!AcmeService.sameSettings(previous, next)) {
+      this.acme?.stop();
+      this.startAcme(next);
+    }
     this.log.info({ workers: next.workers }, 'reload complete');
     return { ok: true };
   }
@@ -473,11 +497,53 @@ export class Primary {
     }
   }
 
+  // ---- ACME ------------------------------------------------------------------
+
+  private startAcme(config: Config): void {
+    this.acme = undefined;
+    if (acmeListeners(config).length === 0) return;
+    this.acme = new AcmeService(config, {
+      log: this.log,
+      publishTokens: (tokens) => this.publishAcmeTokens(tokens),
+      onCertificate: (index, pair) => this.log.debug({ listener: index, bytes: pair.cert.length }, 'acme: certificate ready for the listener'),
+    });
+    this.acme.start();
+  }
+
+  /** Sends the token set to every worker; resolves when all have confirmed it (or exited, or after a deadline). */
+  private publishAcmeTokens(tokens: AcmeToken[]): Promise<void> {
+    const version = ++this.acmeTokensVersion;
+    const waiting = new Set<Entry>();
+    for (const e of this.liveEntries()) if (this.send(e, { type: 'acme-challenges', version, tokens })) waiting.add(e);
+    if (waiting.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn({ version, unconfirmed: [...waiting].map((e) => e.pid) }, 'acme: workers did not confirm the challenge tokens in time; going on');
+        waiter.done();
+      }, ACME_TOKEN_ACK_TIMEOUT_MS);
+      const waiter = {
+        version,
+        waiting,
+        done: () => {
+          clearTimeout(timer);
+          this.acmeAckWaiters.delete(waiter);
+          resolve();
+        },
+      };
+      this.acmeAckWaiters.add(waiter);
+    });
+  }
+
+  private acmeAcked(waiter: { waiting: Set<Entry>; done(): void }, entry: Entry): void {
+    if (waiter.waiting.delete(entry) && waiter.waiting.size === 0) waiter.done();
+  }
+
   // ---- shutdown ------------------------------------------------------------
 
   private async doShutdown(): Promise<void> {
     this.log.info('shutting down: draining workers');
     this.health?.stop();
+    this.acme?.stop();
     this.startWaiter?.reject(new Error('shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);

@@ -8,6 +8,7 @@ import { SharedRegion } from '../native.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
 import { regionLayout } from '../balancer/layout.js';
 import { isPrimaryMessage, WORKER_INDEX_ENV, type WorkerMessage } from './messages.js';
+import { AcmeChallenges } from '../proxy/acme-challenge.js';
 
 export function runWorker(): void {
   const index = Number(process.env[WORKER_INDEX_ENV] ?? 0);
@@ -18,6 +19,8 @@ export function runWorker(): void {
   let proxy: ProxyWorker | undefined;
   let drainTimeoutMs = 0;
   let stopping = false;
+  /** Made when the config arrives, before listening: tokens sent meanwhile must not be lost. */
+  let acmeChallenges: AcmeChallenges | undefined;
 
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
@@ -49,7 +52,7 @@ export function runWorker(): void {
     try {
       const region = SharedRegion.attach(shared.name, regionLayout(c).identities);
       const limiter = RateLimiter.attach(rateLimitTable);
-      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot, limiter });
+      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot, limiter, ...(acmeChallenges ? { acmeChallenges } : {}) });
       drainTimeoutMs = c.shutdownTimeoutMs;
     } catch (err) {
       fatal(err, 'worker could not start');
@@ -62,7 +65,12 @@ export function runWorker(): void {
     if (!isPrimaryMessage(m)) return;
     switch (m.type) {
       case 'config':
+        if (!configured && m.config.listen.some((l) => l.tls?.acme)) acmeChallenges = new AcmeChallenges(m.config.normalize.escapedSlashes);
         if (!configured) start(m.config, m.region, m.rateLimitTable).catch((err: unknown) => fatal(err, 'worker could not start'));
+        break;
+      case 'acme-challenges':
+        acmeChallenges?.replace(m.tokens);
+        send({ type: 'acme-challenges-applied', version: m.version });
         break;
       case 'stats-request':
         if (proxy) send({ type: 'stats', id: m.id, stats: proxy.stats() });

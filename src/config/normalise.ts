@@ -10,8 +10,8 @@ import { parseHostPort } from './address.js';
 import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
-import type { RawApiKey, RawConfig, RawHeaderRules, RawRoute, RawUpstream } from './schema.js';
-import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, RouteConfig, UpstreamConfig } from './types.js';
+import type { RawAcme, RawApiKey, RawConfig, RawHeaderRules, RawRoute, RawUpstream } from './schema.js';
+import type { AcmeConfig, AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, ProxyListenConfig, RouteConfig, UpstreamConfig } from './types.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
 export function autoWorkers(): number {
@@ -23,7 +23,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map(({ host, port, backlog }) => (backlog === undefined ? { host, port } : { host, port, backlog })),
+    listen: raw.listen.map((l) => listener(l, dirname(resolve(file)))),
     admin: { ...raw.admin },
     logging: { ...raw.logging },
     limits: {
@@ -47,6 +47,27 @@ export function normalise(raw: RawConfig, file: string): Config {
   };
   return deepFreeze(config);
 }
+
+function listener({ host, port, backlog, tls }: RawConfig['listen'][number], baseDir: string): ProxyListenConfig {
+  const out: ProxyListenConfig = backlog === undefined ? { host, port } : { host, port, backlog };
+  if (tls?.acme) out.tls = { acme: acme(tls.acme, baseDir) };
+  return out;
+}
+
+// ---- ACME (issue 12, item 3) ----------------------------------------------
+function acme(raw: RawAcme, baseDir: string): AcmeConfig {
+  return {
+    directory: raw.directory,
+    email: raw.email,
+    domains: raw.domains.map((d) => d.toLowerCase()),
+    storage: resolve(baseDir, raw.storage ?? 'acme'),
+    // Readability and content were checked by checkSemantics.
+    ...(raw.ca === undefined ? {} : { caPem: readFileSync(resolve(baseDir, raw.ca), 'utf8') }),
+    retryMinMs: parseDuration(raw.retry.min),
+    retryMaxMs: parseDuration(raw.retry.max),
+  };
+}
+// ---- end ACME ---------------------------------------------------------------
 
 function upstream(name: string, up: RawUpstream): UpstreamConfig {
   const out: UpstreamConfig = {

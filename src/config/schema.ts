@@ -108,6 +108,37 @@ const health = object({
   slow_start: duration(),
 });
 
+// ---- ACME (issue 12, item 3): listen[].tls.acme -------------------------------
+/** RFC 8555 directory URLs are HTTPS; a domain is a DNS name (HTTP-01 cannot prove a wildcard or an IP). */
+const ACME_DOMAIN_PATTERN = '^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$';
+export const ACME_CHALLENGES = ['http-01'] as const;
+const acme = object(
+  {
+    directory: { type: 'string', pattern: '^https://[^\\s]+$', expected: 'the https:// URL of the ACME directory' },
+    email: { type: 'string', pattern: '^[^@\\s]+@[^@\\s]+$', expected: 'a contact e-mail address' },
+    domains: list({ type: 'string', pattern: ACME_DOMAIN_PATTERN, expected: 'a DNS name like example.com (no wildcard, no IP address)' }, 1, 'a list of at least one domain name'),
+    // Keys and certificates are kept here (0700 directory, 0600 files); default: acme/ beside the config file.
+    storage: { type: 'string', minLength: 1, expected: 'a directory path' },
+    // Extra trust for the directory's own HTTPS (a test CA such as pebble's minica), besides the system roots.
+    ca: { type: 'string', minLength: 1, expected: 'a PEM file of CA certificates' },
+    // Backoff between failed attempts to obtain or renew: doubling from min to max.
+    retry: object({ min: duration('1m'), max: duration('1h') }, { default: {} }),
+  },
+  { required: ['directory', 'email', 'domains'] },
+);
+/** The `tls` mapping of a listener; the TLS-listener work adds its keys beside `acme`. */
+const listenTls = object({ acme });
+
+export interface RawAcme {
+  directory: string;
+  email: string;
+  domains: string[];
+  storage?: string;
+  ca?: string;
+  retry: { min: string | number; max: string | number };
+}
+// ---- end ACME -----------------------------------------------------------------
+
 const upstream = object(
   {
     balance: oneOf(BALANCE_ALGORITHMS, 'round-robin'),
@@ -301,7 +332,7 @@ export const configSchema: Schema = object(
     },
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
     // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
-    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535) }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
+    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535), tls: listenTls }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
       { host: '127.0.0.1', port: 8080 },
     ]),
     admin: object(
@@ -359,7 +390,7 @@ export const configSchema: Schema = object(
 export interface RawConfig {
   workers: number | 'auto';
   scheduling: (typeof SCHEDULING_POLICIES)[number];
-  listen: { host: string; port: number; backlog?: number }[];
+  listen: { host: string; port: number; backlog?: number; tls?: { acme?: RawAcme } }[];
   admin: { host: string; port: number; token: string };
   logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
   limits: Record<

@@ -11,6 +11,7 @@ import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
 import type { RawConfig, RawRoute } from './schema.js';
 import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { resolve } from 'node:path';
 import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
 // A leaf module (no imports): route paths are checked with the same function requests are read with.
@@ -220,8 +221,44 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
       }
     }
   }
+  checkAcme(raw, ok, add, baseDir);
   return issues;
 }
+
+// ---- ACME (issue 12, item 3) ----------------------------------------------
+function checkAcme(raw: RawConfig, ok: (path: PathSegment[]) => boolean, add: (path: PathSegment[], message: string) => void, baseDir: string): void {
+  if (!Array.isArray(raw.listen)) return;
+  const claimed = new Map<string, PathSegment[]>();
+  const plainListeners = raw.listen.filter((l) => typeof l === 'object' && l !== null && l.tls === undefined).length;
+  raw.listen.forEach((l, i) => {
+    const path: PathSegment[] = ['listen', i, 'tls', 'acme'];
+    const a = l?.tls?.acme;
+    if (a === undefined || !ok(path)) return;
+    // HTTP-01 is the one challenge answered (README, "Automatic certificates"): the CA must reach a plain listener.
+    if (plainListeners === 0) add(path, 'expected a plain listener (one without tls, port 80 for a public CA) beside it: HTTP-01 challenges are answered there');
+    a.domains.forEach((domain, d) => {
+      const key = domain.toLowerCase();
+      const first = claimed.get(key);
+      if (first !== undefined) add([...path, 'domains', d], `duplicate domain ${describeValue(domain)} (also ${formatPath(first)})`);
+      else claimed.set(key, [...path, 'domains', d]);
+    });
+    for (const key of ['min', 'max'] as const) expectAcmeTimer([...path, 'retry', key], a.retry[key], add);
+    if (parseDuration(a.retry.min) > parseDuration(a.retry.max)) add([...path, 'retry', 'min'], `expected at most retry.max (${a.retry.max}), got ${describeValue(a.retry.min)}`);
+    if (a.ca !== undefined) {
+      const file = resolve(baseDir, a.ca);
+      try {
+        new X509Certificate(readFileSync(file));
+      } catch (err) {
+        add([...path, 'ca'], `expected ${file} to hold a PEM CA certificate: ${(err as Error).message}`);
+      }
+    }
+  });
+}
+
+function expectAcmeTimer(path: PathSegment[], value: string | number, add: (path: PathSegment[], message: string) => void): void {
+  if (parseDuration(value) > MAX_TIMER_MS) add(path, `expected a duration of at most ${MAX_TIMER_MS}ms (about 24 days), got ${describeValue(value)}`);
+}
+// ---- end ACME ---------------------------------------------------------------
 
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 const CONTROL_NAMES: Record<string, string> = { '\r': 'a CR', '\n': 'an LF', '\x00': 'a NUL' };

@@ -15,7 +15,29 @@ export interface ListenConfig {
 /** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
 export interface ProxyListenConfig extends ListenConfig {
   backlog?: number;
+  tls?: ListenTlsConfig;
 }
+
+// ---- ACME (issue 12, item 3) ----------------------------------------------
+/** A listener's TLS settings; the TLS-listener work adds its keys beside `acme`. */
+export interface ListenTlsConfig {
+  acme?: AcmeConfig;
+}
+
+/** Certificates obtained and renewed by the primary from an RFC 8555 CA. */
+export interface AcmeConfig {
+  directory: string;
+  email: string;
+  /** Lower-cased, in config order; the first names the certificate. */
+  domains: string[];
+  /** Absolute directory for the account key and the certificates (0700). */
+  storage: string;
+  /** PEM text of extra CAs trusted for the directory's HTTPS (read from `ca`). */
+  caPem?: string;
+  retryMinMs: number;
+  retryMaxMs: number;
+}
+// ---- end ACME ---------------------------------------------------------------
 
 export interface AdminConfig {
   host: string;

@@ -12,6 +12,7 @@ export type ProxyErrorReason =
   | 'unsupported-version'
   | 'expectation-failed'
   | 'no-route'
+  | 'acme-unknown-challenge'
   | 'unauthorized'
   | 'forbidden'
   | 'rate-limited'
@@ -36,6 +37,7 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'unsupported-version': 505,
   'expectation-failed': 417,
   'no-route': 404,
+  'acme-unknown-challenge': 404,
   unauthorized: 401,
   forbidden: 403,
   'rate-limited': 429,
@@ -99,4 +101,14 @@ export function preflightResponse(requestId: string, keepAlive: boolean, headers
   let head = `HTTP/1.1 204 No Content\r\nX-Request-Id: ${requestId}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   return head + (keepAlive ? '' : 'Connection: close\r\n') + '\r\n';
+}
+
+/** The answer to an ACME HTTP-01 challenge (RFC 8555 §8.3): the key authorization, as the CA expects it. */
+export function acmeChallengeResponse(requestId: string, keepAlive: boolean, keyAuthorization: string, head: boolean): string {
+  return (
+    `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${keyAuthorization.length}\r\nX-Request-Id: ${requestId}\r\n` +
+    (keepAlive ? '' : 'Connection: close\r\n') +
+    '\r\n' +
+    (head ? '' : keyAuthorization)
+  );
 }

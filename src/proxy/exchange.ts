@@ -18,7 +18,8 @@ import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
-import { closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { acmeChallengeResponse, closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import type { AcmeChallenges } from './acme-challenge.js';
 import { resolvedTarget } from './request-target.js';
 import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { redactQueryParam } from '../gateway/route-runtime.js';
@@ -89,6 +90,8 @@ export interface ExchangeContext {
   readonly dropUnderscored: boolean;
   /** The worker is draining: answers close their connection. */
   readonly closing: boolean;
+  /** HTTP-01 tokens from the primary, when a listener has ACME; the prefix is answered before routing. */
+  readonly acmeChallenges: AcmeChallenges | undefined;
   nextRequestId(): string;
   onRequestDone(upstream: UpstreamRuntime | undefined, server: ServerSlot | undefined, status: number, route: string | undefined, startedAt: number): void;
 }
@@ -197,6 +200,7 @@ export class Exchange implements UpstreamListener {
     if (!checked.ok) return this.fail(checked.reason);
     this.target = checked.target;
     if (this.requestBodyBytes > ctx.limits.maxBodyBytes) return this.fail('body-too-large');
+    if (ctx.acmeChallenges?.claims(this.target)) return this.answerAcmeChallenge(ctx.acmeChallenges);
     const matched = ctx.router.match(this.info.host, this.method, this.target, this.raw);
     if (matched === undefined) return this.fail('no-route');
     if ('refused' in matched) return this.fail(matched.refused, matched.detail);
@@ -242,6 +246,16 @@ export class Exchange implements UpstreamListener {
 
   private gatewayRequest(): GatewayRequest {
     return (this.gateway ??= { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp });
+  }
+
+  /** Under /.well-known/acme-challenge/: the token's answer, or 404; never a route. */
+  private answerAcmeChallenge(challenges: AcmeChallenges): void {
+    const answer = challenges.answer(this.method, this.target, this.info.host);
+    if (answer.status === 404) return this.fail('acme-unknown-challenge');
+    this.status = 200;
+    if (this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
+    this.client.socket.write(acmeChallengeResponse(this.requestId, this.keepAlive, answer.body, this.method === 'HEAD'), 'latin1');
+    this.finish();
   }
 
   /** A CORS preflight, answered here: the upstream never sees it. */

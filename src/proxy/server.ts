@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection } from './client-connection.js';
+import { AcmeChallenges } from './acme-challenge.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
@@ -59,13 +60,16 @@ export interface WorkerPlacement {
   slot?: number;
   /** The primary's rate-limit buckets; absent: a private table when a route needs one. */
   limiter?: RateLimiter;
+  /** HTTP-01 tokens the primary keeps current; absent: an empty set when a listener has ACME. */
+  acmeChallenges?: AcmeChallenges;
 }
 
 export async function startProxyWorker(config: Config, log: Logger, workerIndex: number, placement: WorkerPlacement = {}): Promise<ProxyWorker> {
   const slot = placement.slot ?? workerIndex;
   const region = placement.region ?? privateRegion(config, slot);
   const limiter = placement.limiter ?? (config.routes.some((r) => r.rateLimit) ? privateLimiter(config) : undefined);
-  const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter);
+  const acme = placement.acmeChallenges ?? (config.listen.some((l) => l.tls?.acme) ? new AcmeChallenges(config.normalize.escapedSlashes) : undefined);
+  const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter, acme);
   const servers = await Promise.all(config.listen.map((l) => listen(runtime, l)));
 
   return {

@@ -14,6 +14,7 @@ import { UpstreamRuntime } from './upstream-runtime.js';
 import { regionLayout } from '../balancer/layout.js';
 import { Counter, type SharedRegion } from '../native.js';
 import type { ExchangeContext } from './exchange.js';
+import type { AcmeChallenges } from './acme-challenge.js';
 
 /** What the worker does with the client connections it holds: count them, and close them when it drains. */
 export interface WorkerConnection {
@@ -43,7 +44,15 @@ export class WorkerRuntime implements ExchangeContext {
   private idCounter = 0;
   private onIdle: (() => void) | undefined;
 
-  constructor(config: Config, readonly log: Logger, workerIndex: number, region: SharedRegion, slot: number, limiter: RateLimiter | undefined) {
+  constructor(
+    config: Config,
+    readonly log: Logger,
+    workerIndex: number,
+    region: SharedRegion,
+    slot: number,
+    limiter: RateLimiter | undefined,
+    readonly acmeChallenges: AcmeChallenges | undefined,
+  ) {
     this.limits = config.limits;
     this.underscores = config.headersWithUnderscores;
     this.dropUnderscored = config.headersWithUnderscores === 'drop';

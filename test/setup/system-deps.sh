@@ -10,6 +10,8 @@ NEEDED=(
   "curl curl"
   "openssl openssl"
   "redis-server redis-server"
+  "pebble pebble"
+  "pebble-challtestsrv pebble"
 )
 
 missing_pkgs=()

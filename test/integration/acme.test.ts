@@ -1,0 +1,188 @@
+// Automatic certificates against a real ACME server: Debian's pebble on
+// loopback validates HTTP-01 by connecting to Switchyard's plain listener,
+// through a mock DNS that maps every name to 127.0.0.1. Covers: obtaining a
+// certificate (verified against pebble's root), keys on disk 0600 in a 0700
+// directory, renewal at two thirds of a short lifetime, backoff with the old
+// certificate kept while the CA is down, and the challenge prefix that never
+// reaches a route.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { admin, baseConfig, freePort, isAlive, request, startBackend, startCli, tempDir, withOutput, type Backend, type RunningCli, type TempDir } from '../helpers/process.js';
+import { startPebble, type Pebble } from '../helpers/pebble.js';
+
+const DOMAINS = ['app.switchyard-acme.test', 'www.switchyard-acme.test'];
+
+interface AcmeStatus {
+  listener: string;
+  domains: string[];
+  state: string;
+  certificate: { serial: string; notBefore: string; notAfter: string } | null;
+  nextAttempt: string | null;
+  consecutiveFailures: number;
+  lastError: string | null;
+  lastErrorAt: string | null;
+  ordersSucceeded: number;
+  ordersFailed: number;
+}
+
+async function acmeStatus(adminPort: number): Promise<AcmeStatus> {
+  const res = await admin(adminPort, '/status');
+  assert.equal(res.status, 200, res.body);
+  const list = (JSON.parse(res.body) as { acme: AcmeStatus[] }).acme;
+  assert.equal(list.length, 1);
+  return list[0]!;
+}
+
+async function waitForAcme(adminPort: number, ok: (s: AcmeStatus) => boolean, what: string, timeoutMs: number): Promise<AcmeStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: AcmeStatus | undefined;
+  for (;;) {
+    last = await acmeStatus(adminPort);
+    if (ok(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last acme status: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** `openssl verify` of the stored chain's leaf against pebble's root, with the intermediates from the chain. */
+function verifyAgainstRoot(dir: string, chainPem: string, rootPem: string): string {
+  const certs = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+  assert.ok(certs.length >= 2, 'the stored chain holds the leaf and its intermediate');
+  writeFileSync(path.join(dir, 'leaf.pem'), certs[0]!);
+  writeFileSync(path.join(dir, 'intermediates.pem'), certs.slice(1).join(''));
+  writeFileSync(path.join(dir, 'root.pem'), rootPem);
+  return execFileSync('openssl', ['verify', '-CAfile', path.join(dir, 'root.pem'), '-untrusted', path.join(dir, 'intermediates.pem'), path.join(dir, 'leaf.pem')], { encoding: 'utf8' });
+}
+
+describe('ACME (pebble): obtain, store, renew, back off', () => {
+  let tmp: TempDir;
+  let backend: Backend;
+  let pebble: Pebble;
+  let cli: RunningCli;
+  let plainPort: number;
+  let tlsPort: number;
+  let adminPort: number;
+  let storage: string;
+  let configFile: string;
+  let firstSerial: string;
+
+  before(async () => {
+    tmp = await tempDir();
+    backend = await startBackend();
+    plainPort = await freePort();
+    tlsPort = await freePort();
+    adminPort = await freePort();
+    storage = path.join(tmp.dir, 'acme-store');
+    // 24 s certificates: renewal due 16 s after notBefore.
+    pebble = await startPebble({ httpPort: plainPort, validitySeconds: 24 });
+    const config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
+    config.listen = [
+      { host: '127.0.0.1', port: plainPort },
+      { host: '127.0.0.1', port: tlsPort, tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: DOMAINS, storage, ca: pebble.caFile, retry: { min: '1s', max: '2s' } } } },
+    ];
+    configFile = await tmp.writeConfig(config);
+    cli = await startCli(configFile, { waitFor: [plainPort, adminPort] });
+  });
+  after(async () => {
+    await cli?.stop();
+    await pebble?.stop();
+    await backend?.close();
+    await tmp?.remove();
+  });
+
+  test('obtains a certificate for every domain; chain verifies against pebble\'s root; key and cert 0600 in 0700 directories', () =>
+    withOutput(cli, async () => {
+      const s = await waitForAcme(adminPort, (a) => a.certificate !== null, 'the first certificate', 30_000);
+      assert.equal(s.state, 'valid');
+      assert.equal(s.ordersSucceeded, 1);
+      firstSerial = s.certificate!.serial;
+      assert.ok(s.nextAttempt !== null, 'a renewal is scheduled');
+      const notBefore = Date.parse(s.certificate!.notBefore);
+      const notAfter = Date.parse(s.certificate!.notAfter);
+      const expectedRenewal = notBefore + ((notAfter - notBefore) * 2) / 3;
+      assert.ok(Math.abs(Date.parse(s.nextAttempt!) - expectedRenewal) < 1500, `renewal at two thirds of the lifetime: ${s.nextAttempt} vs ${new Date(expectedRenewal).toISOString()}`);
+
+      const dir = path.join(storage, 'certificates', DOMAINS[0]!);
+      const chain = readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+      const leaf = new X509Certificate(chain);
+      assert.equal(leaf.serialNumber, s.certificate!.serial);
+      for (const d of DOMAINS) assert.ok(leaf.checkHost(d), `certificate covers ${d}`);
+      assert.ok(leaf.checkPrivateKey(await import('node:crypto').then((c) => c.createPrivateKey(readFileSync(path.join(dir, 'key.pem'))))));
+      assert.match(verifyAgainstRoot(tmp.dir, chain, await pebble.root()), /leaf\.pem: OK/);
+
+      for (const f of ['cert.pem', 'key.pem']) assert.equal(statSync(path.join(dir, f)).mode & 0o777, 0o600, f);
+      for (const d of [storage, path.join(storage, 'certificates'), dir, path.join(storage, 'accounts')]) assert.equal(statSync(d).mode & 0o777, 0o700, d);
+    }));
+
+  test('the challenge prefix never reaches a route: unknown, traversal, respelled and foreign-host tokens get 404', () =>
+    withOutput(cli, async () => {
+      const reached = () => [...backend.hits.values()].reduce((a, b) => a + b, 0);
+      const before = reached();
+      const attempts = [
+        '/.well-known/acme-challenge/',
+        '/.well-known/acme-challenge',
+        '/.well-known/acme-challenge/unknown-token-aaaaaaaaaaaaaaaa',
+        '/.well-known/acme-challenge/../../etc/passwd',
+        '/.well-known/acme-challenge/%2e%2e/%2e%2e/etc/passwd',
+        '/.well-known/ACME-Challenge/unknown-token-aaaaaaaaaaaaaaaa',
+        '/.well-known/%61cme-challenge/x',
+        '//.well-known//acme-challenge/x',
+        '/x/../.well-known/acme-challenge/x',
+        '/.well-known/./acme-challenge/x?q=1',
+        '/.well-known/acme-challenge;x/y',
+      ];
+      for (const p of attempts) {
+        const res = await request({ port: plainPort, path: p, headers: { host: DOMAINS[0] } });
+        assert.equal(res.status, 404, `${p}: ${res.status} ${res.body}`);
+        assert.match(res.body, /acme-unknown-challenge/, p);
+      }
+      // Anything else under /.well-known still routes.
+      assert.equal((await request({ port: plainPort, path: '/.well-known/security.txt', headers: { host: DOMAINS[0] } })).status, 200);
+      assert.equal(reached(), before + 1, 'only the non-ACME path reached the backend');
+    }));
+
+  test('a restart serves the stored certificate instead of ordering a new one', () =>
+    withOutput(cli, async () => {
+      await cli.stop();
+      cli = await startCli(configFile, { waitFor: [plainPort, adminPort] });
+      const s = await acmeStatus(adminPort);
+      assert.equal(s.certificate?.serial, firstSerial);
+      assert.equal(s.ordersSucceeded, 0);
+      assert.equal(s.state, 'valid');
+    }));
+
+  test('renews at two thirds of the lifetime: a new certificate replaces the old one on disk and in /status', () =>
+    withOutput(cli, async () => {
+      const s = await waitForAcme(adminPort, (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 'the renewed certificate', 40_000);
+      assert.equal(s.state, 'valid');
+      assert.equal(s.consecutiveFailures, 0);
+      const renewedAt = Date.now();
+      assert.ok(renewedAt < Date.parse(s.certificate!.notBefore) + 24_000, 'renewed before the old one expired');
+      const stored = new X509Certificate(readFileSync(path.join(storage, 'certificates', DOMAINS[0]!, 'cert.pem')));
+      assert.equal(stored.serialNumber, s.certificate!.serial);
+    }));
+
+  test('the CA down at renewal: backoff, last error in /status and /metrics, the certificate in hand kept, process up', () =>
+    withOutput(cli, async () => {
+      const held = (await acmeStatus(adminPort)).certificate!;
+      await pebble.stopCa();
+      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 2, 'two failed renewals', 40_000);
+      assert.equal(s.state, 'retrying');
+      assert.equal(s.certificate?.serial, held.serial, 'the certificate in service is unchanged');
+      assert.match(s.lastError ?? '', /ECONNREFUSED|connect/i);
+      assert.ok(s.lastErrorAt !== null);
+      // retry: { min: 1s, max: 2s }: the next attempt is at most 2 s away.
+      assert.ok(s.nextAttempt === null || Date.parse(s.nextAttempt) - Date.now() <= 2_500, `next attempt ${s.nextAttempt}`);
+      const stored = new X509Certificate(readFileSync(path.join(storage, 'certificates', DOMAINS[0]!, 'cert.pem')));
+      assert.equal(stored.serialNumber, held.serial, 'the stored certificate is unchanged');
+      const metrics = (await admin(adminPort, '/metrics')).body;
+      assert.match(metrics, new RegExp(`switchyard_acme_orders_total\\{certificate="${DOMAINS[0]!.replace(/\./g, '\\.')}",result="failure"\\} [1-9]`));
+      assert.match(metrics, /switchyard_acme_consecutive_failures\{certificate="[^"]+"\} [1-9]/);
+      assert.ok(isAlive(cli.pid));
+      assert.equal((await request({ port: plainPort, path: '/', headers: { host: DOMAINS[0] } })).status, 200, 'still proxying');
+    }));
+});
