@@ -502,12 +502,14 @@ export class Primary {
   private startAcme(config: Config): void {
     this.acme = undefined;
     if (acmeListeners(config).length === 0) return;
-    this.acme = new AcmeService(config, {
+    const service: AcmeService = new AcmeService(config, {
       log: this.log,
-      publishTokens: (tokens) => this.publishAcmeTokens(tokens),
+      // An order of a service a reload replaced may still be finishing: its tokens must not replace the current set.
+      publishTokens: (tokens): Promise<void> => (this.acme === service ? this.publishAcmeTokens(tokens) : Promise.resolve()),
       onCertificate: (index, pair) => this.log.debug({ listener: index, bytes: pair.cert.length }, 'acme: certificate ready for the listener'),
     });
-    this.acme.start();
+    this.acme = service;
+    service.start();
   }
 
   /** Sends the token set to every worker; resolves when all have confirmed it (or exited, or after a deadline). */
