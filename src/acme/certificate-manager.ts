@@ -69,16 +69,22 @@ export class CertificateManager {
     return this.config.domains[0]!;
   }
 
-  start(): void {
+  /**
+   * Takes the stored certificate if it covers the domains, matches its key
+   * and has not expired. Separate from start(): it runs before the workers
+   * exist, so that they listen with it from their first handshake.
+   */
+  loadStored(): void {
     const stored = this.deps.storage.load(this.name);
     const facts = stored && certificateFacts(stored.cert);
-    if (stored && facts && this.covers(facts) && facts.notAfter.getTime() > Date.now()) {
-      this.install(stored, facts);
-      this.deps.log.info({ domains: this.config.domains, notAfter: facts.notAfter.toISOString() }, 'acme: stored certificate loaded');
-      this.scheduleAt(renewalTime(facts));
-    } else {
-      this.scheduleAt(Date.now());
-    }
+    if (!stored || !facts || !this.covers(facts) || facts.notAfter.getTime() <= Date.now()) return;
+    this.install(stored, facts);
+    this.deps.log.info({ domains: this.config.domains, notAfter: facts.notAfter.toISOString() }, 'acme: stored certificate loaded');
+  }
+
+  /** Schedules the first order (at once without a certificate) once the workers answer challenges. */
+  start(): void {
+    this.scheduleAt(this.current ? renewalTime(this.current.facts) : Date.now());
   }
 
   stop(): void {

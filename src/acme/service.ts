@@ -51,6 +51,12 @@ export class AcmeService implements ChallengeHost {
     return JSON.stringify(acmeListeners(a)) === JSON.stringify(acmeListeners(b));
   }
 
+  /** Stored certificates, before the workers start (see CertificateManager.loadStored). */
+  loadStored(): void {
+    for (const { manager } of this.managers) manager.loadStored();
+  }
+
+  /** Orders and renewals, once the workers answer HTTP-01 requests. */
   start(): void {
     for (const { manager } of this.managers) manager.start();
   }

@@ -141,6 +141,7 @@ export class Primary {
     const allReady = new Promise<void>((resolve, reject) => (this.startWaiter = { resolve, reject }));
     // A SIGHUP during start-up reloads once every first worker is up.
     this.reloadChain = allReady.catch(() => undefined);
+    this.replaceAcme(this.config);
     for (let i = 0; i < this.config.workers; i++) {
       const slot = this.newSlot(i);
       this.slots.push(slot);
@@ -149,7 +150,7 @@ export class Primary {
     await allReady;
     this.health = startHealthChecks(this.config, this.log, shared);
     // After the workers: they answer the CA's HTTP-01 requests.
-    this.startAcme(this.config);
+    this.acme?.start();
     const { host, port } = this.config.admin;
     this.admin = await startAdminServer(
       { host, port },
@@ -432,6 +433,9 @@ export class Primary {
       await this.demo?.close();
       this.demo = await startDemoBackends(next.demoBackends, this.log);
     }
+    // Before the new workers start: they get its stored certificates with their config.
+    const acmeChanged = !AcmeService.sameSettings(previous, next);
+    if (acmeChanged) this.replaceAcme(next);
     // A reload is the operator's answer to a crash loop: start afresh.
     this.crashLoop = false;
     this.deaths = [];
@@ -465,10 +469,7 @@ export class Primary {
       clearTimeout(slot.respawnTimer);
       if (slot.current) this.retire(slot.current);
     }
-    if (!AcmeService.sameSettings(previous, next)) {
-      this.acme?.stop();
-      this.startAcme(next);
-    }
+    if (acmeChanged) this.acme?.start();
     this.log.info({ workers: next.workers }, 'reload complete');
     return { ok: true };
   }
@@ -476,6 +477,10 @@ export class Primary {
   /** A replacement failed to start: later slots keep their workers, and respawns use the old config. */
   private abortReload(slot: Slot, previous: Config, reason: string): ReloadResult {
     slot.candidate = undefined;
+    if (!AcmeService.sameSettings(this.config, previous)) {
+      this.replaceAcme(previous);
+      this.acme?.start();
+    }
     this.config = previous;
     this.shared?.applyConfig(previous);
     this.health?.replace(previous);
@@ -499,7 +504,9 @@ export class Primary {
 
   // ---- ACME ------------------------------------------------------------------
 
-  private startAcme(config: Config): void {
+  /** Stops the running ACME schedule and makes the one of `config`, with its stored certificates loaded (not started). */
+  private replaceAcme(config: Config): void {
+    this.acme?.stop();
     this.acme = undefined;
     if (acmeListeners(config).length === 0) return;
     const service: AcmeService = new AcmeService(config, {
@@ -509,7 +516,7 @@ export class Primary {
       onCertificate: (index, pair) => this.log.debug({ listener: index, bytes: pair.cert.length }, 'acme: certificate ready for the listener'),
     });
     this.acme = service;
-    service.start();
+    service.loadStored();
   }
 
   /** Sends the token set to every worker; resolves when all have confirmed it (or exited, or after a deadline). */

@@ -186,3 +186,66 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.equal((await request({ port: plainPort, path: '/', headers: { host: DOMAINS[0] } })).status, 200, 'still proxying');
     }));
 });
+
+describe('ACME (pebble): the directory\'s TLS is verified; a reload changes the domains', () => {
+  let tmp: TempDir;
+  let backend: Backend;
+  let pebble: Pebble;
+  let cli: RunningCli;
+  let plainPort: number;
+  let adminPort: number;
+  let configFile: string;
+  let config: Record<string, unknown>;
+  const acmeOf = (extra: Record<string, unknown>) => ({
+    directory: pebble.directory,
+    email: 'ops@switchyard-acme.test',
+    storage: path.join(tmp.dir, 'store'),
+    retry: { min: '1s', max: '1s' },
+    ...extra,
+  });
+
+  before(async () => {
+    tmp = await tempDir();
+    backend = await startBackend();
+    plainPort = await freePort();
+    adminPort = await freePort();
+    pebble = await startPebble({ httpPort: plainPort });
+    config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
+    // No `ca`: pebble's HTTPS certificate is from a CA nobody trusts.
+    config.listen = [
+      { host: '127.0.0.1', port: plainPort },
+      { host: '127.0.0.1', port: await freePort(), tls: { acme: acmeOf({ domains: ['first.switchyard-acme.test'] }) } },
+    ];
+    configFile = await tmp.writeConfig(config);
+    cli = await startCli(configFile, { waitFor: [plainPort, adminPort] });
+  });
+  after(async () => {
+    await cli?.stop();
+    await pebble?.stop();
+    await backend?.close();
+    await tmp?.remove();
+  });
+
+  test('a directory whose certificate is not trusted is never talked to: the order fails with the reason', () =>
+    withOutput(cli, async () => {
+      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 1, 'a failed order', 20_000);
+      assert.equal(s.certificate, null);
+      assert.equal(s.state, 'retrying');
+      assert.match(s.lastError ?? '', /certificate/i);
+      assert.equal(s.ordersSucceeded, 0);
+    }));
+
+  test('a reload with `ca` and other domains orders a certificate for them', () =>
+    withOutput(cli, async () => {
+      const listen = config.listen as Record<string, unknown>[];
+      listen[1] = { ...listen[1], tls: { acme: acmeOf({ domains: ['second.switchyard-acme.test', 'third.switchyard-acme.test'], ca: pebble.caFile }) } };
+      await tmp.writeConfig(config);
+      const res = await admin(adminPort, '/reload', 'POST');
+      assert.equal(res.status, 200, res.body);
+      const s = await waitForAcme(adminPort, (a) => a.certificate !== null, 'the certificate after the reload', 30_000);
+      assert.deepEqual(s.domains, ['second.switchyard-acme.test', 'third.switchyard-acme.test']);
+      const leaf = new X509Certificate(readFileSync(path.join(tmp.dir, 'store', 'certificates', 'second.switchyard-acme.test', 'cert.pem')));
+      assert.ok(leaf.checkHost('third.switchyard-acme.test'));
+      assert.equal(leaf.checkHost('first.switchyard-acme.test'), undefined);
+    }));
+});
