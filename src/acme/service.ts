@@ -15,8 +15,8 @@ export interface AcmeServiceDeps {
   log: Logger;
   /** Sends `tokens` to every worker; resolves once they all answer with them. */
   publishTokens(tokens: AcmeToken[]): Promise<void>;
-  /** A certificate for listener `index` is in hand. */
-  onCertificate(index: number, pair: CertificatePair): void;
+  /** A certificate for listener `index` is in hand; `name` (its first domain) stays the same across renewals. */
+  onCertificate(index: number, name: string, pair: CertificatePair): void;
 }
 
 /** The listeners of `config` that get their certificates from ACME. */
@@ -41,7 +41,7 @@ export class AcmeService implements ChallengeHost {
         challenges: this,
         order: orderCertificate,
         log: deps.log,
-        onCertificate: (pair) => deps.onCertificate(index, pair),
+        onCertificate: (pair) => deps.onCertificate(index, acme.domains[0]!, pair),
       }),
     }));
   }
@@ -68,6 +68,14 @@ export class AcmeService implements ChallengeHost {
   /** Every token being proved now, for a worker that starts while an order runs. */
   currentTokens(): AcmeToken[] {
     return [...this.tokens.values()];
+  }
+
+  /** Certificates in hand, for a worker that starts after they were obtained. */
+  certificates(): { index: number; name: string; pair: CertificatePair }[] {
+    return this.managers.flatMap(({ index, manager }) => {
+      const pair = manager.pair();
+      return pair ? [{ index, name: manager.name, pair }] : [];
+    });
   }
 
   status(): AcmeCertificateStatus[] {

@@ -5,6 +5,7 @@ import type { Config } from '../config/types.js';
 import type { WorkerStats } from '../proxy/server.js';
 import type { MetricJson } from '../metrics/worker-metrics.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
+import type { TicketKeysMessage } from '../tls/ticket-keys.js';
 
 /**
  * The primary sends the validated config over IPC rather than letting each
@@ -18,7 +19,14 @@ export type PrimaryMessage =
   | { type: 'stats-request'; id: number }
   /** Every HTTP-01 token being proved now (the whole set); the worker acknowledges `version`. */
   | { type: 'acme-challenges'; version: number; tokens: AcmeToken[] }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /** TLS session-ticket keys, current first: sent after 'config' and at every rotation. */
+  | { type: 'tls-ticket-keys'; tickets: TicketKeysMessage }
+  /**
+   * Add or replace a certificate on TLS listeners (by index in config.listen; all when absent),
+   * e.g. one the primary obtained by ACME. A bad PEM is logged by the worker and changes nothing.
+   */
+  | { type: 'tls-certificate'; id: string; cert: string; key: string; listeners?: number[] };
 
 export type WorkerMessage =
   /** The worker listens for messages and asks for its config. */
@@ -32,7 +40,7 @@ export type WorkerMessage =
   | { type: 'metrics-final'; metrics: MetricJson[] };
 
 const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'acme-challenges-applied', 'metrics-final']);
-const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'acme-challenges', 'shutdown']);
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'acme-challenges', 'shutdown', 'tls-ticket-keys', 'tls-certificate']);
 
 function typeOf(m: unknown): string | undefined {
   const type = typeof m === 'object' && m !== null ? (m as { type?: unknown }).type : undefined;

@@ -16,7 +16,9 @@ import { startHealthChecks, type ActiveHealthChecker } from '../health/active-ch
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 import { acmeListeners, AcmeService } from '../acme/service.js';
+import type { CertificatePair } from '../acme/storage.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
+import { TicketKeyRotation } from '../tls/ticket-keys.js';
 
 
 export interface PrimaryOptions {
@@ -104,6 +106,8 @@ export class Primary {
   private nextStatsId = 1;
   private shared: SharedState | undefined;
   private health: ActiveHealthChecker | undefined;
+  /** TLS session-ticket keys every worker shares (made here so a session resumes on any worker). */
+  private tickets: TicketKeyRotation | undefined;
   private readonly metricsRegistry = createPrimaryRegistry({
     health: () => this.health?.servers() ?? [],
     workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
@@ -138,6 +142,10 @@ export class Primary {
     this.shared = shared;
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
     process.once('exit', () => shared.close());
+    this.tickets = new TicketKeyRotation(this.config.tlsTickets.rotateMs, (tickets) => {
+      for (const e of this.liveEntries()) this.send(e, { type: 'tls-ticket-keys', tickets });
+      this.log.info('session-ticket keys rotated');
+    });
     const allReady = new Promise<void>((resolve, reject) => (this.startWaiter = { resolve, reject }));
     // A SIGHUP during start-up reloads once every first worker is up.
     this.reloadChain = allReady.catch(() => undefined);
@@ -299,9 +307,11 @@ export class Primary {
           region: { name: entry.regionName, slot: entry.counterSlot },
           rateLimitTable: this.shared!.rateLimitName,
         });
-        // Before it listens: an order may be waiting for the CA right now.
+        if (this.tickets) this.send(entry, { type: 'tls-ticket-keys', tickets: this.tickets.message() });
+        // Before it listens: an order may be waiting for the CA right now, and certificates in hand are served from the first handshake.
         if (this.acme && acmeListeners(entry.config).length > 0) {
           this.send(entry, { type: 'acme-challenges', version: this.acmeTokensVersion, tokens: this.acme.currentTokens() });
+          for (const c of this.acme.certificates()) this.send(entry, acmeCertificateMessage(c.index, c.name, c.pair));
         }
         break;
       case 'acme-challenges-applied':
@@ -513,7 +523,10 @@ export class Primary {
       log: this.log,
       // An order of a service a reload replaced may still be finishing: its tokens must not replace the current set.
       publishTokens: (tokens): Promise<void> => (this.acme === service ? this.publishAcmeTokens(tokens) : Promise.resolve()),
-      onCertificate: (index, pair) => this.log.debug({ listener: index, bytes: pair.cert.length }, 'acme: certificate ready for the listener'),
+      // Every worker, at once: a new certificate serves new handshakes; open connections keep theirs.
+      onCertificate: (index, name, pair) => {
+        for (const e of this.liveEntries()) this.send(e, acmeCertificateMessage(index, name, pair));
+      },
     });
     this.acme = service;
     service.loadStored();
@@ -553,6 +566,7 @@ export class Primary {
     this.log.info('shutting down: draining workers');
     this.health?.stop();
     this.acme?.stop();
+    this.tickets?.stop();
     this.startWaiter?.reject(new Error('shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);
@@ -577,4 +591,9 @@ export class Primary {
     this.shared?.close();
     this.log.info('shutdown complete');
   }
+}
+
+/** The TLS listener's message for an ACME certificate: one id per certificate, so a renewal replaces it. */
+function acmeCertificateMessage(listener: number, name: string, pair: CertificatePair): PrimaryMessage {
+  return { type: 'tls-certificate', id: `acme:${name}`, cert: pair.cert, key: pair.key, listeners: [listener] };
 }

@@ -15,15 +15,66 @@ export interface ListenConfig {
 /** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
 export interface ProxyListenConfig extends ListenConfig {
   backlog?: number;
-  tls?: ListenTlsConfig;
+  /** Terminate TLS on this listener. */
+  tls?: ListenerTlsConfig;
+  /** Not a proxy: answers every request with a 308 to https. */
+  redirectHttps?: RedirectHttpsConfig;
 }
 
-// ---- ACME (issue 12, item 3) ----------------------------------------------
-/** A listener's TLS settings; the TLS-listener work adds its keys beside `acme`. */
-export interface ListenTlsConfig {
+// ---- TLS (issue 12) ----
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** A certificate chain and its key, as absolute file paths (re-read when they change). */
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+}
+
+export interface HstsConfig {
+  maxAgeSeconds: number;
+  includeSubdomains: boolean;
+  preload: boolean;
+}
+
+export interface ListenerTlsConfig {
+  /** certificates[0] is the default, for names no certificate carries (and clients without SNI). */
+  certificates: CertificateFiles[];
+  minVersion: TlsVersion;
+  /** OpenSSL cipher string (TLS 1.3 suites and TLS 1.2 ciphers). */
+  ciphers: string;
+  hsts?: HstsConfig;
+  /** CA file: client certificates are requested and verified against it. */
+  clientCa?: string;
+  reloadIntervalMs: number;
+  handshakeTimeoutMs: number;
+  /** Certificates obtained and renewed by the primary (ACME), served beside `certificates`. */
   acme?: AcmeConfig;
 }
 
+export interface RedirectHttpsConfig {
+  /** The https port redirected to (omitted from the URL when 443). */
+  port: number;
+  /** Hosts redirected (exact or "*.example.com"); absent: the TLS listeners' certificate names. */
+  hosts?: string[];
+}
+
+/** How a worker talks TLS to an upstream's servers (and health checks do too). */
+export interface UpstreamTlsConfig {
+  /** Absolute paths. */
+  ca?: string;
+  servername?: string;
+  verify: boolean;
+  cert?: string;
+  key?: string;
+}
+
+export interface TlsTicketsConfig {
+  /** Ticket keys are replaced this often; the previous key still decrypts for one more period. */
+  rotateMs: number;
+}
+// ---- end TLS ----
+
+// ---- ACME (issue 12, item 3) ----------------------------------------------
 /** Certificates obtained and renewed by the primary from an RFC 8555 CA. */
 export interface AcmeConfig {
   directory: string;
@@ -128,6 +179,7 @@ export interface UpstreamConfig {
   timeouts: UpstreamTimeouts;
   /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */
   maxIdlePerServer?: number;
+  tls?: UpstreamTlsConfig;
 }
 
 export interface RouteConfig {
@@ -168,7 +220,9 @@ export interface HeaderRules {
 export type AuthConfig =
   | { type: 'api_key'; keys: ApiKeyEntry[]; header?: string; query?: string; forward: IdentityForwarding }
   | { type: 'jwt'; jwt: JwtConfig; forward: IdentityForwarding }
-  | { type: 'basic'; realm: string; users: BasicUser[]; forward: IdentityForwarding };
+  | { type: 'basic'; realm: string; users: BasicUser[]; forward: IdentityForwarding }
+  /** A verified client certificate (listener tls.client_ca), optionally one of these subjects or SANs. */
+  | { type: 'mtls'; subjects: string[]; sans: string[]; forward: IdentityForwarding };
 
 /** An API key by name; the key itself is kept only as its SHA-256 (hex). */
 export interface ApiKeyEntry {
@@ -269,4 +323,5 @@ export interface Config {
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */
   rateLimitSlots: number;
   authFailures: AuthFailuresConfig;
+  tlsTickets: TlsTicketsConfig;
 }

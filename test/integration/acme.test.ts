@@ -6,7 +6,10 @@
 // certificate kept while the CA is down, and the challenge prefix that never
 // reaches a route.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
@@ -58,6 +61,32 @@ function verifyAgainstRoot(dir: string, chainPem: string, rootPem: string): stri
   return execFileSync('openssl', ['verify', '-CAfile', path.join(dir, 'root.pem'), '-untrusted', path.join(dir, 'intermediates.pem'), path.join(dir, 'leaf.pem')], { encoding: 'utf8' });
 }
 
+interface TlsAnswer {
+  status: number;
+  body: string;
+  /** Serial of the certificate the server presented on this connection. */
+  serial: string;
+  socket: TLSSocket;
+}
+
+/** GET over TLS to 127.0.0.1:port with SNI and Host `domain`, verifying the chain against `root` (and the name). */
+function tlsGet(port: number, domain: string, root: string, agent: https.Agent | false = false): Promise<TlsAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path: '/', servername: domain, headers: { host: domain }, ca: root, agent }, (res) => {
+      // Read now: a keep-alive agent takes the socket back once the body has ended.
+      const socket = res.socket as TLSSocket;
+      const serial = socket.getPeerCertificate().serialNumber;
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serial, socket }));
+    });
+    req.setTimeout(5_000, () => req.destroy(new Error('TLS request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 describe('ACME (pebble): obtain, store, renew, back off', () => {
   let tmp: TempDir;
   let backend: Backend;
@@ -69,6 +98,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
   let storage: string;
   let configFile: string;
   let firstSerial: string;
+  let root: string;
 
   before(async () => {
     tmp = await tempDir();
@@ -112,10 +142,28 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.equal(leaf.serialNumber, s.certificate!.serial);
       for (const d of DOMAINS) assert.ok(leaf.checkHost(d), `certificate covers ${d}`);
       assert.ok(leaf.checkPrivateKey(await import('node:crypto').then((c) => c.createPrivateKey(readFileSync(path.join(dir, 'key.pem'))))));
-      assert.match(verifyAgainstRoot(tmp.dir, chain, await pebble.root()), /leaf\.pem: OK/);
+      root = await pebble.root();
+      assert.match(verifyAgainstRoot(tmp.dir, chain, root), /leaf\.pem: OK/);
 
       for (const f of ['cert.pem', 'key.pem']) assert.equal(statSync(path.join(dir, f)).mode & 0o777, 0o600, f);
       for (const d of [storage, path.join(storage, 'certificates'), dir, path.join(storage, 'accounts')]) assert.equal(statSync(d).mode & 0o777, 0o700, d);
+    }));
+
+  test('the workers serve it over TLS without a restart: Node and curl verify it with pebble\'s root, for every domain', () =>
+    withOutput(cli, async () => {
+      for (const domain of DOMAINS) {
+        const answer = await tlsGet(tlsPort, domain, root);
+        assert.equal(answer.status, 200);
+        assert.equal(answer.serial, firstSerial);
+        assert.equal(answer.socket.authorized, true);
+      }
+      const rootFile = path.join(tmp.dir, 'pebble-root.pem');
+      writeFileSync(rootFile, root);
+      // Asynchronously: the backend runs in this process.
+      const { stdout } = await promisify(execFile)('curl', ['-sS', '--cacert', rootFile, '--resolve', `${DOMAINS[1]}:${tlsPort}:127.0.0.1`, '-o', '/dev/null', '-w', '%{http_code} %{ssl_verify_result}', `https://${DOMAINS[1]}:${tlsPort}/`], { encoding: 'utf8' });
+      assert.equal(stdout, '200 0');
+      // A name the certificate does not carry is not verified (SNI falls back to the ACME certificate as the default).
+      await assert.rejects(tlsGet(tlsPort, 'other.switchyard-acme.test', root), /altnames|does not match|Hostname/i);
     }));
 
   test('the challenge prefix never reaches a route: unknown, traversal, respelled and foreign-host tokens get 404', () =>
@@ -153,10 +201,15 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.equal(s.certificate?.serial, firstSerial);
       assert.equal(s.ordersSucceeded, 0);
       assert.equal(s.state, 'valid');
+      // Served from the first handshake: the workers had it before they listened.
+      assert.equal((await tlsGet(tlsPort, DOMAINS[0]!, root)).serial, firstSerial);
     }));
 
-  test('renews at two thirds of the lifetime: a new certificate replaces the old one on disk and in /status', () =>
+  test('renews at two thirds of the lifetime: the new certificate serves new connections, an open one keeps its own and is not dropped', () =>
     withOutput(cli, async () => {
+      const keepAlive = new https.Agent({ keepAlive: true, maxSockets: 1 });
+      const first = await tlsGet(tlsPort, DOMAINS[0]!, root, keepAlive);
+      assert.equal(first.serial, firstSerial);
       const s = await waitForAcme(adminPort, (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 'the renewed certificate', 40_000);
       assert.equal(s.state, 'valid');
       assert.equal(s.consecutiveFailures, 0);
@@ -164,6 +217,14 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.ok(renewedAt < Date.parse(s.certificate!.notBefore) + 24_000, 'renewed before the old one expired');
       const stored = new X509Certificate(readFileSync(path.join(storage, 'certificates', DOMAINS[0]!, 'cert.pem')));
       assert.equal(stored.serialNumber, s.certificate!.serial);
+      // The connection opened before the renewal still carries requests, with the certificate it was made with.
+      const again = await tlsGet(tlsPort, DOMAINS[0]!, root, keepAlive);
+      assert.equal(again.socket, first.socket, 'the same TLS connection');
+      assert.equal(again.status, 200);
+      assert.equal(again.serial, firstSerial);
+      keepAlive.destroy();
+      // A new connection gets the new certificate, from every worker.
+      for (let i = 0; i < 6; i++) assert.equal((await tlsGet(tlsPort, DOMAINS[0]!, root)).serial, s.certificate!.serial);
     }));
 
   test('the CA down at renewal: backoff, last error in /status and /metrics, the certificate in hand kept, process up', () =>
@@ -183,17 +244,19 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.match(metrics, new RegExp(`switchyard_acme_orders_total\\{certificate="${DOMAINS[0]!.replace(/\./g, '\\.')}",result="failure"\\} [1-9]`));
       assert.match(metrics, /switchyard_acme_consecutive_failures\{certificate="[^"]+"\} [1-9]/);
       assert.ok(isAlive(cli.pid));
+      assert.equal((await tlsGet(tlsPort, DOMAINS[1]!, root)).serial, held.serial, 'still served over TLS');
       assert.equal((await request({ port: plainPort, path: '/', headers: { host: DOMAINS[0] } })).status, 200, 'still proxying');
     }));
 });
 
-describe('ACME (pebble): the directory\'s TLS is verified; a reload changes the domains', () => {
+describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is verified; no certificate, no handshake; a reload changes the domains', () => {
   let tmp: TempDir;
   let backend: Backend;
   let pebble: Pebble;
   let cli: RunningCli;
   let plainPort: number;
   let adminPort: number;
+  let tlsPort: number;
   let configFile: string;
   let config: Record<string, unknown>;
   const acmeOf = (extra: Record<string, unknown>) => ({
@@ -211,13 +274,15 @@ describe('ACME (pebble): the directory\'s TLS is verified; a reload changes the 
     adminPort = await freePort();
     pebble = await startPebble({ httpPort: plainPort });
     config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
+    tlsPort = await freePort();
+    // The plain port only redirects to https: it answers HTTP-01 before redirecting.
     // No `ca`: pebble's HTTPS certificate is from a CA nobody trusts.
     config.listen = [
-      { host: '127.0.0.1', port: plainPort },
-      { host: '127.0.0.1', port: await freePort(), tls: { acme: acmeOf({ domains: ['first.switchyard-acme.test'] }) } },
+      { host: '127.0.0.1', port: plainPort, redirect_https: { port: tlsPort } },
+      { host: '127.0.0.1', port: tlsPort, tls: { acme: acmeOf({ domains: ['first.switchyard-acme.test'] }) } },
     ];
     configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [plainPort, adminPort] });
+    cli = await startCli(configFile, { waitFor: [adminPort] });
   });
   after(async () => {
     await cli?.stop();
@@ -235,6 +300,29 @@ describe('ACME (pebble): the directory\'s TLS is verified; a reload changes the 
       assert.equal(s.ordersSucceeded, 0);
     }));
 
+  test('until a certificate exists, TLS handshakes are refused (no placeholder), and the process stays up', () =>
+    withOutput(cli, async () => {
+      await assert.rejects(tlsGet(tlsPort, 'first.switchyard-acme.test', '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'), (err: Error & { code?: string }) => {
+        assert.doesNotMatch(err.message, /self.signed|unable to verify|altnames/i, 'no certificate was presented at all');
+        return true;
+      });
+      const out = execFileSync('sh', ['-c', `openssl s_client -connect 127.0.0.1:${tlsPort} -servername first.switchyard-acme.test </dev/null 2>&1; true`], { encoding: 'utf8' });
+      assert.match(out, /no peer certificate available/);
+      assert.ok(isAlive(cli.pid));
+    }));
+
+  test('the redirecting listener: known paths redirect, the challenge prefix is 404 and never redirected', () =>
+    withOutput(cli, async () => {
+      const redirected = await request({ port: plainPort, path: '/x?y=1', headers: { host: 'first.switchyard-acme.test' } });
+      assert.equal(redirected.status, 308);
+      assert.equal(redirected.headers.location, `https://first.switchyard-acme.test:${tlsPort}/x?y=1`);
+      for (const p of ['/.well-known/acme-challenge/unknown-token-aaaaaaaaaaaaaaaa', '/.well-known/ACME-challenge/../x', '/.well-known/acme-challenge/']) {
+        const res = await request({ port: plainPort, path: p, headers: { host: 'first.switchyard-acme.test' } });
+        assert.equal(res.status, 404, p);
+        assert.equal(res.headers.location, undefined, p);
+      }
+    }));
+
   test('a reload with `ca` and other domains orders a certificate for them', () =>
     withOutput(cli, async () => {
       const listen = config.listen as Record<string, unknown>[];
@@ -247,5 +335,8 @@ describe('ACME (pebble): the directory\'s TLS is verified; a reload changes the 
       const leaf = new X509Certificate(readFileSync(path.join(tmp.dir, 'store', 'certificates', 'second.switchyard-acme.test', 'cert.pem')));
       assert.ok(leaf.checkHost('third.switchyard-acme.test'));
       assert.equal(leaf.checkHost('first.switchyard-acme.test'), undefined);
+      const answer = await tlsGet(tlsPort, 'third.switchyard-acme.test', await pebble.root());
+      assert.equal(answer.status, 200);
+      assert.equal(answer.serial, s.certificate!.serial);
     }));
 });
