@@ -18,6 +18,12 @@ import { admin, baseConfig, freePort, isAlive, request, startBackend, startCli, 
 import { startPebble, type Pebble } from '../helpers/pebble.js';
 
 const DOMAINS = ['app.switchyard-acme.test', 'www.switchyard-acme.test'];
+/**
+ * Lifetime of pebble's certificates in the first suite: renewal is due at two
+ * thirds (40 s), long enough for a restart on a loaded machine to find the
+ * stored certificate not yet due.
+ */
+const VALIDITY_SECONDS = 60;
 
 interface AcmeStatus {
   listener: string;
@@ -98,6 +104,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
   let storage: string;
   let configFile: string;
   let firstSerial: string;
+  let firstNotAfter: number;
   let root: string;
 
   before(async () => {
@@ -107,15 +114,14 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
     tlsPort = await freePort();
     adminPort = await freePort();
     storage = path.join(tmp.dir, 'acme-store');
-    // 24 s certificates: renewal due 16 s after notBefore.
-    pebble = await startPebble({ httpPort: plainPort, validitySeconds: 24 });
+    pebble = await startPebble({ httpPort: plainPort, validitySeconds: VALIDITY_SECONDS });
     const config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
     config.listen = [
       { host: '127.0.0.1', port: plainPort },
       { host: '127.0.0.1', port: tlsPort, tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: DOMAINS, storage, ca: pebble.caFile, retry: { min: '1s', max: '2s' } } } },
     ];
     configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [plainPort, adminPort] });
+    cli = await startCli(configFile, { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
   });
   after(async () => {
     await cli?.stop();
@@ -130,6 +136,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.equal(s.state, 'valid');
       assert.equal(s.ordersSucceeded, 1);
       firstSerial = s.certificate!.serial;
+      firstNotAfter = Date.parse(s.certificate!.notAfter);
       assert.ok(s.nextAttempt !== null, 'a renewal is scheduled');
       const notBefore = Date.parse(s.certificate!.notBefore);
       const notAfter = Date.parse(s.certificate!.notAfter);
@@ -196,7 +203,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
   test('a restart serves the stored certificate instead of ordering a new one', () =>
     withOutput(cli, async () => {
       await cli.stop();
-      cli = await startCli(configFile, { waitFor: [plainPort, adminPort] });
+      cli = await startCli(configFile, { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
       const s = await acmeStatus(adminPort);
       assert.equal(s.certificate?.serial, firstSerial);
       assert.equal(s.ordersSucceeded, 0);
@@ -210,11 +217,32 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       const keepAlive = new https.Agent({ keepAlive: true, maxSockets: 1 });
       const first = await tlsGet(tlsPort, DOMAINS[0]!, root, keepAlive);
       assert.equal(first.serial, firstSerial);
-      const s = await waitForAcme(adminPort, (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 'the renewed certificate', 40_000);
+      // Load across the renewal: new connections one after another, each must succeed with a verified certificate.
+      let loading = true;
+      const failures: string[] = [];
+      const served = new Set<string>();
+      const load = (async () => {
+        while (loading) {
+          try {
+            const answer = await tlsGet(tlsPort, DOMAINS[1]!, root);
+            if (answer.status !== 200) failures.push(`status ${answer.status}`);
+            served.add(answer.serial);
+          } catch (err) {
+            failures.push((err as Error).message);
+          }
+        }
+      })();
+      const s = await waitForAcme(adminPort, (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 'the renewed certificate', 70_000);
+      // Until new connections are seen with the new certificate (every worker has it).
+      const deadline = Date.now() + 5_000;
+      while (!served.has(s.certificate!.serial) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      loading = false;
+      await load;
+      assert.deepEqual(failures, [], 'no request failed across the renewal');
+      assert.ok(served.has(firstSerial) && served.has(s.certificate!.serial), `both certificates served under load: ${[...served].join(', ')}`);
       assert.equal(s.state, 'valid');
       assert.equal(s.consecutiveFailures, 0);
-      const renewedAt = Date.now();
-      assert.ok(renewedAt < Date.parse(s.certificate!.notBefore) + 24_000, 'renewed before the old one expired');
+      assert.ok(Date.now() < firstNotAfter, 'renewed before the old one expired');
       const stored = new X509Certificate(readFileSync(path.join(storage, 'certificates', DOMAINS[0]!, 'cert.pem')));
       assert.equal(stored.serialNumber, s.certificate!.serial);
       // The connection opened before the renewal still carries requests, with the certificate it was made with.
@@ -231,7 +259,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
     withOutput(cli, async () => {
       const held = (await acmeStatus(adminPort)).certificate!;
       await pebble.stopCa();
-      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 2, 'two failed renewals', 40_000);
+      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 2, 'two failed renewals', 70_000);
       assert.equal(s.state, 'retrying');
       assert.equal(s.certificate?.serial, held.serial, 'the certificate in service is unchanged');
       assert.match(s.lastError ?? '', /ECONNREFUSED|connect/i);
@@ -282,7 +310,7 @@ describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is ve
       { host: '127.0.0.1', port: tlsPort, tls: { acme: acmeOf({ domains: ['first.switchyard-acme.test'] }) } },
     ];
     configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [adminPort] });
+    cli = await startCli(configFile, { waitFor: [adminPort], timeoutMs: 60_000 });
   });
   after(async () => {
     await cli?.stop();
