@@ -7,24 +7,27 @@
 //
 // RSA and ECDSA side by side: every certificate covering a name goes into
 // that name's one SecureContext (one per key type, the first added wins),
-// and OpenSSL picks the one the client's signature algorithms accept.
+// and OpenSSL picks the one the client's signature algorithms accept. The
+// listener gives that context to the handshake as its initial one (see
+// client-hello.ts for why not through SNICallback).
 //
 // The seam for other sources of certificates (ACME): `set(id, pem)` adds or
 // replaces the certificate called `id` and `remove(id)` drops it. Contexts
 // are rebuilt at once; handshakes already done keep the context they got, so
 // a replaced certificate never disturbs an open connection.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 
 export interface CertificatePem {
   cert: string;
   key: string;
 }
 
-/** What every context of a listener shares: protocol versions, ciphers, the client CA. */
+/** What every context of a listener shares: protocol versions, ciphers, the client CA, session settings. */
 export interface ContextOptions {
   minVersion: 'TLSv1.2' | 'TLSv1.3';
   ciphers: string;
+  sessionTimeoutSeconds: number;
   /** PEM CA bundle that client certificates are verified against (mTLS). */
   clientCa?: string;
 }
@@ -54,18 +57,11 @@ export class CertificateStore {
   private wildcard = new Map<string, SecureContext>();
   private fallback: SecureContext | undefined;
 
-  /** Called after every change (the listener refreshes its own context, used by clients without SNI). */
-  onChange: (() => void) | undefined;
-
-  constructor(private readonly options: ContextOptions) {}
-
-  /** Every certificate in the default context (the first added, and others of other key types for its names). */
-  defaultPem(): CertificatePem[] {
-    const all = [...this.entries.values()];
-    const first = all[0];
-    if (first === undefined) return [];
-    return onePerKeyType(all.filter((e) => e === first || e.names.some((n) => first.names.includes(n)))).map((e) => e.pem);
-  }
+  constructor(
+    private readonly options: ContextOptions,
+    /** Called once for every context made (the listener installs its ticket keys on it). */
+    private readonly prepare: (context: SecureContext) => void = () => {},
+  ) {}
 
   /**
    * Adds or replaces the certificate `id`. Throws (and changes nothing) when
@@ -138,18 +134,22 @@ export class CertificateStore {
     this.fallback = first === undefined ? undefined : contextOf(all.filter((e) => e === first || e.names.some((n) => first.names.includes(n))));
     this.exact = exact;
     this.wildcard = wildcard;
-    this.onChange?.();
   }
 
   private context(entries: Entry[]): SecureContext {
     const o = this.options;
-    return createSecureContext({
+    const context = createSecureContext({
       cert: entries.map((e) => e.pem.cert),
       key: entries.map((e) => e.pem.key),
       minVersion: o.minVersion,
       ciphers: o.ciphers,
+      // The same on every worker (Node's default derives it from argv): a session resumes on any of them.
+      sessionIdContext: 'switchyard',
+      sessionTimeout: o.sessionTimeoutSeconds,
       ...(o.clientCa === undefined ? {} : { ca: o.clientCa }),
-    });
+    } as SecureContextOptions);
+    this.prepare(context);
+    return context;
   }
 }
 
@@ -207,7 +207,14 @@ function coversName(names: readonly string[], name: string): boolean {
   return dot > 0 && names.includes(`*${name.slice(dot)}`);
 }
 
+/**
+ * One certificate per key type, RSA last: measured with Node 20.20 /
+ * OpenSSL 3, a context given [RSA, ECDSA] never serves the RSA certificate
+ * (a client that only takes RSA fails the handshake), while [ECDSA, RSA]
+ * serves each to the clients that want it.
+ */
 function onePerKeyType(entries: Entry[]): Entry[] {
   const seen = new Set<string>();
-  return entries.filter((e) => !seen.has(e.keyType) && seen.add(e.keyType));
+  const chosen = entries.filter((e) => !seen.has(e.keyType) && seen.add(e.keyType));
+  return [...chosen.filter((e) => e.keyType !== 'rsa'), ...chosen.filter((e) => e.keyType === 'rsa')];
 }

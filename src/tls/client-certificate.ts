@@ -11,7 +11,10 @@ export function clientCertificate(socket: TLSSocket): ClientCertificate | undefi
   const x509 = socket.getPeerX509Certificate();
   if (x509 === undefined) return undefined;
   const cert: ClientCertificate = { verified: socket.authorized, subject: rfc2253(x509.subject), sans: splitSans(x509.subjectAltName) };
-  if (!socket.authorized) cert.error = String(socket.authorizationError ?? 'not verified');
+  if (!socket.authorized) {
+    const e = socket.authorizationError as unknown;
+    cert.error = typeof e === 'string' ? e : e instanceof Error ? e.message : 'not verified';
+  }
   return cert;
 }
 

@@ -9,15 +9,15 @@
 // Why not server.setTicketKeys(): Node 20's public API holds exactly one
 // 48-byte key, so a rotation would turn every outstanding ticket into a
 // full handshake. OpenSSL's ticket-key callback can hold several; Node
-// reaches it through the SecureContext's enableTicketKeyCallback() and an
-// `onticketkeycallback` method (what Node's own test
-// test-https-resume-after-renew.js uses). OpenSSL calls the callback of the
-// listener's own context (the session context), never an SNI context's, so
-// one installation per listener covers every certificate. If a Node version
-// lacks the hook, installTicketKeys() says so and falls back to
-// setTicketKeys() with the current key.
+// reaches it through the native SecureContext's enableTicketKeyCallback()
+// and an `onticketkeycallback` method (what Node's own test
+// test-https-resume-after-renew.js uses). OpenSSL asks the connection's
+// initial context (its session context), so every context a listener hands
+// to a handshake gets the callback. If a Node version lacks the hook,
+// install() says so and falls back to the context's setTicketKeys() with the
+// current key.
 import { randomBytes } from 'node:crypto';
-import type { Server } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from '../log.js';
 
 export interface TicketKey {
@@ -73,6 +73,11 @@ export class TicketKeyRotation {
   }
 }
 
+/** setTicketKeys' format: 16 bytes name, 16 HMAC, 16 AES. */
+function legacyKey(k: TicketKey): Buffer {
+  return Buffer.concat([k.name, k.hmac.subarray(0, 16), k.aes]);
+}
+
 /** OpenSSL's verdicts for a ticket being decrypted. */
 const TICKET_UNKNOWN = 0;
 const TICKET_OK = 1;
@@ -84,27 +89,31 @@ type TicketCallback = (name: Buffer, iv: Buffer, encrypt: boolean) => unknown[];
 interface NativeContext {
   enableTicketKeyCallback?: () => void;
   onticketkeycallback?: TicketCallback;
+  setTicketKeys(keys: Buffer): void;
 }
 
 /** The worker's side: the keys every TLS listener of this process encrypts and decrypts tickets with. */
 export class TicketKeyRing {
   /** Until the primary's keys arrive (or outside a cluster): this process's own. */
   private keys: TicketKey[] = [newTicketKey()];
-  private readonly fallbacks = new Set<Server>();
+  /** Contexts on a Node without the callback: given the current key at every change. */
+  private readonly fallbacks = new Set<NativeContext>();
+  private warned = false;
 
   set(keys: TicketKey[]): void {
     this.keys = keys;
-    for (const server of this.fallbacks) server.setTicketKeys(Buffer.concat([keys[0]!.name, keys[0]!.hmac.subarray(0, 16), keys[0]!.aes]));
+    for (const context of this.fallbacks) context.setTicketKeys(legacyKey(keys[0]!));
   }
 
-  /** Makes `server` use the ring for every ticket it issues or reads. */
-  install(server: Server, log: Logger): void {
-    // Internal (see the header comment): the listener's own context, which OpenSSL asks about tickets.
-    const context = (server as unknown as { _sharedCreds?: { context?: NativeContext } })._sharedCreds?.context;
-    if (context?.enableTicketKeyCallback === undefined) {
-      log.warn('this Node version has no ticket-key callback: tickets use the current key only and a rotation means full handshakes');
-      this.fallbacks.add(server);
-      this.set(this.keys);
+  /** Makes `secureContext` use the ring for every ticket it issues or reads. */
+  install(secureContext: SecureContext, log: Logger): void {
+    const context = (secureContext as unknown as { context: NativeContext }).context;
+    if (context.enableTicketKeyCallback === undefined) {
+      if (!this.warned) log.warn('this Node version has no ticket-key callback: tickets use the current key only and a rotation means full handshakes');
+      this.warned = true;
+      // Only contexts still in use should be kept: a WeakRef set is not worth it for a fallback path.
+      this.fallbacks.add(context);
+      context.setTicketKeys(legacyKey(this.keys[0]!));
       return;
     }
     context.enableTicketKeyCallback();

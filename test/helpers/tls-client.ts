@@ -59,6 +59,7 @@ export function tlsRequest(o: TlsRequestOptions): Promise<TlsAnswer> {
     });
     req.on('socket', (s) => (s as tls.TLSSocket).on('session', (b: Buffer) => (session = b)));
     req.on('error', reject);
+    req.setTimeout(15_000, () => req.destroy(new Error('no response within 15 s')));
     req.on('response', (res) => {
       const socket = res.socket as tls.TLSSocket;
       const peer = socket.getPeerX509Certificate();
