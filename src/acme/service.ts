@@ -27,12 +27,15 @@ export function acmeListeners(config: Config): { index: number; listener: string
 export class AcmeService implements ChallengeHost {
   private readonly managers: { index: number; manager: CertificateManager }[];
   private readonly tokens = new Map<string, AcmeToken>();
+  /** The ACME settings this service runs, to compare a worker's config with. */
+  private readonly settings: string;
 
   constructor(
     config: Config,
     private readonly deps: AcmeServiceDeps,
   ) {
     const listeners = acmeListeners(config);
+    this.settings = JSON.stringify(listeners);
     trustDirectoryCas(listeners.flatMap((l) => (l.acme.caPem === undefined ? [] : [l.acme.caPem])));
     this.managers = listeners.map(({ index, listener, acme }) => ({
       index,
@@ -46,9 +49,18 @@ export class AcmeService implements ChallengeHost {
     }));
   }
 
-  /** Whether this config's ACME settings are those this service runs (a reload that changes nothing of them keeps it). */
+  /** Whether two configs have the same ACME settings (a reload that changes nothing of them keeps the service). */
   static sameSettings(a: Config, b: Config): boolean {
     return JSON.stringify(acmeListeners(a)) === JSON.stringify(acmeListeners(b));
+  }
+
+  /**
+   * Whether a worker running `config` has the listeners this service's
+   * certificates are for (by index): during a reload, a respawned worker of
+   * the old config must not get them.
+   */
+  serves(config: Config): boolean {
+    return JSON.stringify(acmeListeners(config)) === this.settings;
   }
 
   /** Stored certificates, before the workers start (see CertificateManager.loadStored). */

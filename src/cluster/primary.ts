@@ -311,7 +311,7 @@ export class Primary {
         // Before it listens: an order may be waiting for the CA right now, and certificates in hand are served from the first handshake.
         if (this.acme && acmeListeners(entry.config).length > 0) {
           this.send(entry, { type: 'acme-challenges', version: this.acmeTokensVersion, tokens: this.acme.currentTokens() });
-          for (const c of this.acme.certificates()) this.send(entry, acmeCertificateMessage(c.index, c.name, c.pair));
+          if (this.acme.serves(entry.config)) for (const c of this.acme.certificates()) this.send(entry, acmeCertificateMessage(c.index, c.name, c.pair));
         }
         break;
       case 'acme-challenges-applied':
@@ -525,7 +525,7 @@ export class Primary {
       publishTokens: (tokens): Promise<void> => (this.acme === service ? this.publishAcmeTokens(tokens) : Promise.resolve()),
       // Every worker, at once: a new certificate serves new handshakes; open connections keep theirs.
       onCertificate: (index, name, pair) => {
-        for (const e of this.liveEntries()) this.send(e, acmeCertificateMessage(index, name, pair));
+        for (const e of this.liveEntries()) if (service.serves(e.config)) this.send(e, acmeCertificateMessage(index, name, pair));
       },
     });
     this.acme = service;
