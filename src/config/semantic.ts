@@ -11,8 +11,8 @@ import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
 import type { RawConfig, RawListen, RawRoute, RawUpstreamTls } from './schema.js';
 import { readFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { resolve } from 'node:path';
 import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
 // A leaf module (no imports): route paths are checked with the same function requests are read with.
@@ -292,6 +292,8 @@ function readPem(path: PathSegment[], rel: string, baseDir: string, add: AddIssu
 /** A certificate and key that OpenSSL accepts as a pair; the reason otherwise ("key values mismatch"). */
 function checkPair(path: PathSegment[], cert: string, key: string, add: AddIssue): void {
   try {
+    // OpenSSL's context takes a key of another certificate without a word: compare them here.
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) throw new Error('the key does not belong to the certificate');
     createSecureContext({ cert, key });
   } catch (err) {
     add(path, `certificate and key are not a usable pair: ${(err as Error).message}`);

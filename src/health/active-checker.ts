@@ -9,6 +9,9 @@
 // every start, while a server that really is down is caught by retries and
 // passive ejection in the workers until `fall` checks confirm it.
 import http from 'node:http';
+import https from 'node:https';
+import type { ConnectionOptions } from 'node:tls';
+import { upstreamTlsOptions } from '../tls/upstream-tls.js';
 import { performance } from 'node:perf_hooks';
 import type { Config, HealthConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -40,6 +43,8 @@ interface ServerState {
   /** performance.now() when the server last came back up; undefined when not ramping. */
   rampFrom: number | undefined;
   check: Check | undefined;
+  /** The upstream's TLS settings, as the data path uses them. */
+  tls: ConnectionOptions | undefined;
 }
 
 interface Check {
@@ -138,11 +143,13 @@ export class ActiveHealthChecker {
       }
       const servers = upstream.servers.map((s, index): ServerState => {
         const kept = previous.get(`${name} ${s.address}`);
+        const tls = upstream.tls === undefined ? undefined : upstreamTlsOptions(upstream.tls, s.host);
         if (kept) {
           kept.index = index;
+          kept.tls = tls;
           return kept;
         }
-        return { index, address: s.address, host: s.host, port: s.port, healthy: true, streak: 0, rampFrom: undefined, check: undefined };
+        return { index, address: s.address, host: s.host, port: s.port, healthy: true, streak: 0, rampFrom: undefined, check: undefined, tls };
       });
       this.upstreams.set(name, { name, health: upstream.health, servers, timer: undefined });
     }
@@ -167,14 +174,16 @@ export class ActiveHealthChecker {
     const { path, timeoutMs, expectStatus } = up.health;
     const started = performance.now();
     // agent: false and Connection: close: one short-lived connection per check, nothing pooled to clean up.
-    const req = http.request({
+    const options = {
       host: s.host,
       port: s.port,
       path,
       method: 'GET',
       agent: false,
       headers: { host: s.address, 'user-agent': 'switchyard-health-check', connection: 'close' },
-    });
+    };
+    // Over TLS with the upstream's own settings: a server whose certificate the data path would refuse is down.
+    const req = s.tls === undefined ? http.request(options) : https.request({ ...s.tls, ...options });
     const check: Check = { req, timer: setTimeout(() => finish(false, `timeout after ${timeoutMs} ms`), timeoutMs) };
     s.check = check;
     // Events of a check that timed out, finished or was aborted by stop()/replace() are ignored.

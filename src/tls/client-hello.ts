@@ -81,3 +81,17 @@ function serverName(hello: Buffer): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * How many bytes must have arrived before scanning again is worth it: the
+ * whole record when the ClientHello sits in one (the usual case), so a
+ * client dribbling its hello a byte at a time costs one scan, not one per
+ * byte. A hello over several records is scanned at each arrival (bounded by
+ * MAX_CLIENT_HELLO).
+ */
+export function helloBytesNeeded(data: Buffer): number {
+  if (data.length < 9 || data[0] !== RECORD_HANDSHAKE) return Math.min(9, data.length + 1);
+  const recordLength = data.readUInt16BE(3);
+  const helloLength = 4 + data.readUIntBE(6, 3);
+  return helloLength <= recordLength ? 5 + helloLength : data.length + 1;
+}

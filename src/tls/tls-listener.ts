@@ -21,7 +21,7 @@ import type { Logger, LogThrottle } from '../log.js';
 import type { ListenerTlsConfig } from '../config/types.js';
 import { CertificateStore } from './certificate-store.js';
 import { CertificateFileWatcher } from './certificate-files.js';
-import { scanClientHello } from './client-hello.js';
+import { helloBytesNeeded, scanClientHello } from './client-hello.js';
 import type { TicketKeyRing } from './ticket-keys.js';
 
 export interface TlsFrontEnds {
@@ -124,11 +124,22 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
 
   const server = net.createServer(netOptions, (raw) => {
     const deadline = setTimeout(() => void raw.destroy(), config.handshakeTimeoutMs);
-    let seen: Buffer | undefined;
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let scanAt = 1;
     const onData = (chunk: Buffer): void => {
-      seen = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+      chunks.push(chunk);
+      received += chunk.length;
+      // Joined and scanned only once enough has arrived (helloBytesNeeded): a slow sender costs no rescans.
+      if (received < scanAt) return;
+      const seen = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      chunks.length = 0;
+      chunks.push(seen);
       const scan = scanClientHello(seen);
-      if (scan.kind === 'partial') return;
+      if (scan.kind === 'partial') {
+        scanAt = helloBytesNeeded(seen);
+        return;
+      }
       raw.off('data', onData);
       raw.off('error', onEarlyError);
       raw.off('close', onEarlyClose);
