@@ -4,6 +4,7 @@ import type { Config, UpstreamConfig } from '../config/types.js';
 import { MaglevTable } from '../native.js';
 import { VERSION } from '../version.js';
 import type { CanaryReport, DiscoveryStatus, RouteTableEntry, ServerCounts, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { AcmeCertificateStatus } from '../acme/service.js';
 
 export interface StatusInput {
   config: Config;
@@ -18,6 +19,7 @@ export interface StatusInput {
   canary?: CanaryReport;
   /** The routes in the order the router tries them (proxy/route-table.ts). */
   routes: RouteTableEntry[];
+  acme: AcmeCertificateStatus[];
 }
 
 /** Per `source` upstream (config objects are frozen per load): each server's share of its Maglev table. */
@@ -93,5 +95,6 @@ export function buildStatus(input: StatusInput): Status {
     upstreams,
     routes: input.routes,
     ...(input.discovery !== undefined && Object.keys(input.discovery).length > 0 ? { discovery: input.discovery } : {}),
+    acme: input.acme,
   };
 }

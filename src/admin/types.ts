@@ -5,6 +5,7 @@
 // consumer, and this file imports only types (the canary's figures), so any
 // layer may use it.
 import type { WindowFigures } from '../metrics/canary-figures.js';
+import type { AcmeCertificateStatus } from '../acme/service.js';
 
 /** A server's counts in shared memory, summed over all workers. */
 export interface ServerCounts {
@@ -117,6 +118,8 @@ export interface Status {
   routes: RouteTableEntry[];
   /** Upstreams whose servers come from DNS (issue 14); absent when none do. */
   discovery?: Record<string, DiscoveryStatus>;
+  /** One entry per listener with tls.acme: its certificate, the next renewal or retry, the last error. */
+  acme: AcmeCertificateStatus[];
 }
 
 /** GET /upstreams/{name}/what-if: the answer, or every problem with the query. */

@@ -4,6 +4,8 @@
 import type { Config } from '../config/types.js';
 import type { WorkerStats } from '../admin/types.js';
 import type { MetricJson } from '../metrics/worker-metrics.js';
+import type { AcmeToken } from '../proxy/acme-challenge.js';
+import type { TicketKeysMessage } from '../tls/ticket-keys.js';
 
 /**
  * The primary sends the validated config over IPC rather than letting each
@@ -20,8 +22,17 @@ export type PrimaryMessage =
    * tunnels up to tunnelMaxAgeMs (from now), then exit.
    */
   | { type: 'retire'; tunnelMaxAgeMs: number }
+  /** Every HTTP-01 token being proved now (the whole set); the worker acknowledges `version`. */
+  | { type: 'acme-challenges'; version: number; tokens: AcmeToken[] }
   /** The cluster stops: finish everything within shutdown_timeout (also cuts a retiring worker's tunnels short). */
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /** TLS session-ticket keys, current first: sent after 'config' and at every rotation. */
+  | { type: 'tls-ticket-keys'; tickets: TicketKeysMessage }
+  /**
+   * Add or replace a certificate on TLS listeners (by index in config.listen; all when absent),
+   * e.g. one the primary obtained by ACME. A bad PEM is logged by the worker and changes nothing.
+   */
+  | { type: 'tls-certificate'; id: string; cert: string; key: string; listeners?: number[] };
 
 export type WorkerMessage =
   /** The worker listens for messages and asks for its config. */
@@ -31,11 +42,13 @@ export type WorkerMessage =
   | { type: 'stats'; id: number; stats: WorkerStats }
   /** Retiring: its HTTP requests are done, these tunnels are still open. */
   | { type: 'retiring'; tunnels: number }
+  /** The tokens of that version are answered from now on: the primary may tell the CA to validate. */
+  | { type: 'acme-challenges-applied'; version: number }
   /** Sent once, after a drain and just before exiting: everything the worker counted. */
   | { type: 'metrics-final'; metrics: MetricJson[] };
 
-const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'retiring', 'metrics-final']);
-const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'retire', 'shutdown']);
+const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'retiring', 'acme-challenges-applied', 'metrics-final']);
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'retire', 'acme-challenges', 'shutdown', 'tls-ticket-keys', 'tls-certificate']);
 
 function typeOf(m: unknown): string | undefined {
   const type = typeof m === 'object' && m !== null ? (m as { type?: unknown }).type : undefined;

@@ -19,6 +19,11 @@ import { routeTable, type RouteTableEntry } from '../proxy/route-table.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 import { DnsDiscovery } from '../discovery/dns.js';
+import { acmeListeners, AcmeService } from '../acme/service.js';
+import type { CertificatePair } from '../acme/storage.js';
+import type { AcmeToken } from '../proxy/acme-challenge.js';
+import { TicketKeyRotation } from '../tls/ticket-keys.js';
+
 
 export interface PrimaryOptions {
   /** Absolute path of the config file, re-read on reload. */
@@ -40,6 +45,8 @@ const HARD_KILL_GRACE_MS = 2_000;
 const STATS_TIMEOUT_MS = 1_000;
 /** Retiring workers (kept for their tunnels) allowed per configured worker before the oldest is cut short. */
 const MAX_RETIRING_PER_WORKER = 2;
+/** How long the CA's validation waits for every worker to confirm it answers a new token. */
+const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
 /**
  * With kernel scheduling every worker accepts on the shared socket, and the
  * one awake first takes a whole burst of connections (measured: one worker
@@ -117,11 +124,18 @@ export class Primary {
   private nextStatsId = 1;
   private shared: SharedState | undefined;
   private health: ActiveHealthChecker | undefined;
+  /** TLS session-ticket keys every worker shares (made here so a session resumes on any worker). */
+  private tickets: TicketKeyRotation | undefined;
   private readonly metricsRegistry = createPrimaryRegistry({
     health: () => this.health?.servers() ?? [],
     workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
     restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
+    acme: () => this.acme?.status() ?? [],
   });
+  private acme: AcmeService | undefined;
+  /** Version of the token set last sent; workers acknowledge versions. */
+  private acmeTokensVersion = 0;
+  private readonly acmeAckWaiters = new Set<{ version: number; waiting: Set<Entry>; done(): void }>();
   /** Counters of workers that drained and exited (a reload, a shutdown), still part of every total. */
   private readonly retiredMetrics = new RetiredCounters();
   private readonly pendingStats = new Map<number, (stats: WorkerStats) => void>();
@@ -154,9 +168,14 @@ export class Primary {
     this.shared = shared;
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
     process.once('exit', () => shared.close());
+    this.tickets = new TicketKeyRotation(this.config.tlsTickets.rotateMs, (tickets) => {
+      for (const e of this.liveEntries()) this.send(e, { type: 'tls-ticket-keys', tickets });
+      this.log.info('session-ticket keys rotated');
+    });
     const allReady = new Promise<void>((resolve, reject) => (this.startWaiter = { resolve, reject }));
     // A SIGHUP during start-up reloads once every first worker is up.
     this.reloadChain = allReady.catch(() => undefined);
+    this.replaceAcme(this.config);
     for (let i = 0; i < this.config.workers; i++) {
       const slot = this.newSlot(i);
       this.slots.push(slot);
@@ -164,6 +183,8 @@ export class Primary {
     }
     await allReady;
     this.health = startHealthChecks(this.config, this.log, shared);
+    // After the workers: they answer the CA's HTTP-01 requests.
+    this.acme?.start();
     if (this.config.admin) await this.startAdmin(this.config.admin);
     this.announce();
   }
@@ -288,6 +309,7 @@ export class Primary {
       canary: this.canaryReport,
       routes: this.routeTable(),
       discovery: this.discovery.status(),
+      acme: this.acme?.status() ?? [],
     });
   }
 
@@ -345,6 +367,15 @@ export class Primary {
           region: { name: entry.regionName, slot: entry.counterSlot },
           rateLimitTable: this.shared!.rateLimitName,
         });
+        if (this.tickets) this.send(entry, { type: 'tls-ticket-keys', tickets: this.tickets.message() });
+        // Before it listens: an order may be waiting for the CA right now, and certificates in hand are served from the first handshake.
+        if (this.acme && acmeListeners(entry.config).length > 0) {
+          this.send(entry, { type: 'acme-challenges', version: this.acmeTokensVersion, tokens: this.acme.currentTokens() });
+          if (this.acme.serves(entry.config)) for (const c of this.acme.certificates()) this.send(entry, acmeCertificateMessage(c.index, c.name, c.pair));
+        }
+        break;
+      case 'acme-challenges-applied':
+        for (const waiter of this.acmeAckWaiters) if (m.version >= waiter.version) this.acmeAcked(waiter, entry);
         break;
       case 'ready':
         if (entry.state === 'starting') entry.state = 'ready';
@@ -376,6 +407,7 @@ export class Primary {
   private onExit(entry: Entry, code: number | null, signal: string | null): void {
     // Before anything can replace it: a dead worker's in-flight counts must not linger.
     this.shared?.releaseSlot(entry.counterSlot);
+    for (const waiter of this.acmeAckWaiters) this.acmeAcked(waiter, entry);
     entry.onFail(`worker ${entry.pid} exited before it was ready (code ${code}, signal ${signal})`);
     const slot = this.slots[entry.slot];
     const fields = { slot: entry.slot, workerPid: entry.pid, code, signal };
@@ -549,6 +581,9 @@ export class Primary {
       await this.demo?.close();
       this.demo = await startDemoBackends(next.demoBackends, this.log);
     }
+    // Before the new workers start: they get its stored certificates with their config.
+    const acmeChanged = !AcmeService.sameSettings(previous, next);
+    if (acmeChanged) this.replaceAcme(next);
     // A reload is the operator's answer to a crash loop: start afresh.
     this.crashLoop = false;
     this.deaths = [];
@@ -563,6 +598,7 @@ export class Primary {
       clearTimeout(slot.respawnTimer);
       if (slot.current) this.retire(slot.current);
     }
+    if (acmeChanged) this.acme?.start();
     this.log.info({ workers: next.workers }, 'reload complete');
     return { ok: true };
   }
@@ -664,6 +700,10 @@ export class Primary {
   /** A replacement failed to start: later slots keep their workers, and respawns use the old config. */
   private abortReload(slot: Slot, previous: Config, reason: string): ReloadResult {
     slot.candidate = undefined;
+    if (!AcmeService.sameSettings(this.config, previous)) {
+      this.replaceAcme(previous);
+      this.acme?.start();
+    }
     this.config = previous;
     this.shared?.applyConfig(previous);
     this.health?.replace(previous);
@@ -686,12 +726,62 @@ export class Primary {
     }
   }
 
+  // ---- ACME ------------------------------------------------------------------
+
+  /** Stops the running ACME schedule and makes the one of `config`, with its stored certificates loaded (not started). */
+  private replaceAcme(config: Config): void {
+    this.acme?.stop();
+    this.acme = undefined;
+    if (acmeListeners(config).length === 0) return;
+    const service: AcmeService = new AcmeService(config, {
+      log: this.log,
+      // An order of a service a reload replaced may still be finishing: its tokens must not replace the current set.
+      publishTokens: (tokens): Promise<void> => (this.acme === service ? this.publishAcmeTokens(tokens) : Promise.resolve()),
+      // Every worker, at once: a new certificate serves new handshakes; open connections keep theirs.
+      onCertificate: (index, name, pair) => {
+        for (const e of this.liveEntries()) if (service.serves(e.config)) this.send(e, acmeCertificateMessage(index, name, pair));
+      },
+    });
+    this.acme = service;
+    service.loadStored();
+  }
+
+  /** Sends the token set to every worker; resolves when all have confirmed it (or exited, or after a deadline). */
+  private publishAcmeTokens(tokens: AcmeToken[]): Promise<void> {
+    const version = ++this.acmeTokensVersion;
+    const waiting = new Set<Entry>();
+    for (const e of this.liveEntries()) if (this.send(e, { type: 'acme-challenges', version, tokens })) waiting.add(e);
+    if (waiting.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn({ version, unconfirmed: [...waiting].map((e) => e.pid) }, 'acme: workers did not confirm the challenge tokens in time; going on');
+        waiter.done();
+      }, ACME_TOKEN_ACK_TIMEOUT_MS);
+      const waiter = {
+        version,
+        waiting,
+        done: () => {
+          clearTimeout(timer);
+          this.acmeAckWaiters.delete(waiter);
+          resolve();
+        },
+      };
+      this.acmeAckWaiters.add(waiter);
+    });
+  }
+
+  private acmeAcked(waiter: { waiting: Set<Entry>; done(): void }, entry: Entry): void {
+    if (waiter.waiting.delete(entry) && waiter.waiting.size === 0) waiter.done();
+  }
+
   // ---- shutdown ------------------------------------------------------------
 
   private async doShutdown(): Promise<void> {
     this.log.info('shutting down: draining workers');
     this.health?.stop();
     this.discovery.stop();
+    this.acme?.stop();
+    this.tickets?.stop();
     this.startWaiter?.reject(new SwitchyardError(ErrorCode.ShutdownDuringStart, 'shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);
@@ -714,4 +804,9 @@ export class Primary {
     this.shared?.close();
     this.log.info('shutdown complete');
   }
+}
+
+/** The TLS listener's message for an ACME certificate: one id per certificate, so a renewal replaces it. */
+function acmeCertificateMessage(listener: number, name: string, pair: CertificatePair): PrimaryMessage {
+  return { type: 'tls-certificate', id: `acme:${name}`, cert: pair.cert, key: pair.key, listeners: [listener] };
 }

@@ -7,7 +7,11 @@ import { createLogger, type Logger } from '../log.js';
 import { SharedRegion } from '../native.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
 import { regionLayout } from '../balancer/layout.js';
-import { isPrimaryMessage, WORKER_INDEX_ENV, type WorkerMessage } from './messages.js';
+import { isPrimaryMessage, WORKER_INDEX_ENV, type PrimaryMessage, type WorkerMessage } from './messages.js';
+import { AcmeChallenges } from '../proxy/acme-challenge.js';
+import { decodeTicketKeys, type TicketKey } from '../tls/ticket-keys.js';
+
+type CertificateMessage = Extract<PrimaryMessage, { type: 'tls-certificate' }>;
 
 export function runWorker(): void {
   const index = Number(process.env[WORKER_INDEX_ENV] ?? 0);
@@ -18,6 +22,20 @@ export function runWorker(): void {
   let proxy: ProxyWorker | undefined;
   let drainTimeoutMs = 0;
   let stopping = false;
+  /** Made when the config arrives, before listening: tokens sent meanwhile must not be lost. */
+  let acmeChallenges: AcmeChallenges | undefined;
+  /** The primary's ticket keys, kept until the listeners exist. */
+  let ticketKeys: TicketKey[] | undefined;
+  /** Certificates the primary sent (ACME) before the listeners existed, by id: installed as soon as they do. */
+  const pendingCertificates = new Map<string, CertificateMessage>();
+  const installCertificate = (p: ProxyWorker, m: CertificateMessage) => {
+    try {
+      p.setCertificate(m.id, { cert: m.cert, key: m.key }, m.listeners);
+      log.info({ id: m.id }, 'certificate installed');
+    } catch (err) {
+      log.error({ id: m.id, reason: (err as Error).message }, 'certificate from the primary refused: keeping the previous one');
+    }
+  };
 
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
@@ -72,7 +90,11 @@ export function runWorker(): void {
     try {
       const region = SharedRegion.attach(shared.name, regionLayout(c).identities);
       const limiter = RateLimiter.attach(rateLimitTable);
-      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot, limiter });
+      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot, limiter, ...(acmeChallenges ? { acmeChallenges } : {}), ...(ticketKeys ? { ticketKeys } : {}) });
+      // Keys and certificates that arrived while the listeners were being built (no handshake ran yet: no await since).
+      if (ticketKeys) proxy.setTicketKeys(ticketKeys);
+      for (const m of pendingCertificates.values()) installCertificate(proxy, m);
+      pendingCertificates.clear();
       drainTimeoutMs = c.shutdownTimeoutMs;
     } catch (err) {
       fatal(err, 'worker could not start');
@@ -85,7 +107,12 @@ export function runWorker(): void {
     if (!isPrimaryMessage(m)) return;
     switch (m.type) {
       case 'config':
+        if (!configured && m.config.listen.some((l) => l.tls?.acme)) acmeChallenges = new AcmeChallenges(m.config.normalize.escapedSlashes);
         if (!configured) start(m.config, m.region, m.rateLimitTable).catch((err: unknown) => fatal(err, 'worker could not start'));
+        break;
+      case 'acme-challenges':
+        acmeChallenges?.replace(m.tokens);
+        send({ type: 'acme-challenges-applied', version: m.version });
         break;
       case 'stats-request':
         if (proxy) send({ type: 'stats', id: m.id, stats: proxy.stats() });
@@ -95,6 +122,19 @@ export function runWorker(): void {
         break;
       case 'shutdown':
         shutdown().catch((err: unknown) => fatal(err, 'worker could not drain'));
+        break;
+      case 'tls-ticket-keys': {
+        const keys = decodeTicketKeys(m.tickets);
+        if (keys === undefined) log.error('malformed session-ticket keys from the primary: keeping the current ones');
+        else {
+          ticketKeys = keys;
+          proxy?.setTicketKeys(keys);
+        }
+        break;
+      }
+      case 'tls-certificate':
+        if (proxy) installCertificate(proxy, m);
+        else pendingCertificates.set(m.id, m);
         break;
     }
   });

@@ -10,8 +10,21 @@ import { parseHostPort } from './address.js';
 import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
-import type { RawApiKey, RawConfig, RawHeaderRules, RawListen, RawRoute, RawUpstream } from './schema.js';
-import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, ProxyListenConfig, RedisConfig, RouteConfig, UpstreamConfig } from './types.js';
+import type { RawAcme, RawApiKey, RawConfig, RawHeaderRules, RawListen, RawRoute, RawUpstream, RawUpstreamTls } from './schema.js';
+import type {
+  AcmeConfig,
+  AuthConfig,
+  Config,
+  HeaderRules,
+  HealthConfig,
+  IdentityForwarding,
+  ListenerTlsConfig,
+  ProxyListenConfig,
+  RedisConfig,
+  RouteConfig,
+  UpstreamConfig,
+  UpstreamTlsConfig,
+} from './types.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
@@ -24,7 +37,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map((l) => listener(l, raw.limits.max_connections as number)),
+    listen: raw.listen.map((l) => listener(l, raw.limits.max_connections as number, dirname(resolve(file)))),
     ...(raw.admin ? { admin: { ...raw.admin } } : {}),
     logging: { ...raw.logging },
     limits: {
@@ -40,12 +53,13 @@ export function normalise(raw: RawConfig, file: string): Config {
     headersWithUnderscores: raw.headers_with_underscores,
     shutdownTimeoutMs: parseDuration(raw.shutdown_timeout),
     tunnelMaxAgeMs: parseDuration(raw.tunnel_max_age),
-    upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up)])),
+    upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up, dirname(resolve(file)))])),
     routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
     normalize: { escapedSlashes: raw.normalize.escaped_slashes },
     demoBackends: raw.demo_backends.map(hostPort),
     rateLimitSlots: raw.rate_limit_slots,
     authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
+    tlsTickets: { rotateMs: parseDuration(raw.tls_tickets.rotate) },
   };
   if (raw.redis) config.redis = redis(raw.redis, dirname(resolve(file)));
   return deepFreeze(config);
@@ -53,20 +67,6 @@ export function normalise(raw: RawConfig, file: string): Config {
 
 /** mode tcp connections stay open as long as nginx's stream module keeps them by default without a byte. */
 const TCP_IDLE_DEFAULT = '10m';
-
-function listener(l: RawListen, maxConnections: number): ProxyListenConfig {
-  return {
-    host: l.host,
-    port: l.port,
-    ...(l.backlog === undefined ? {} : { backlog: l.backlog }),
-    mode: l.mode,
-    ...(l.upstream === undefined ? {} : { upstream: l.upstream }),
-    acceptProxy: l.accept_proxy,
-    proxyTimeoutMs: parseDuration(l.proxy_timeout),
-    idleTimeoutMs: parseDuration(l.idle_timeout ?? TCP_IDLE_DEFAULT),
-    maxConnections: l.max_connections ?? maxConnections,
-  };
-}
 
 function redis(raw: NonNullable<RawConfig['redis']>, baseDir: string): RedisConfig {
   return {
@@ -78,12 +78,28 @@ function redis(raw: NonNullable<RawConfig['redis']>, baseDir: string): RedisConf
   };
 }
 
-function upstream(name: string, up: RawUpstream): UpstreamConfig {
+// ---- ACME (issue 12, item 3) ----------------------------------------------
+function acme(raw: RawAcme, baseDir: string): AcmeConfig {
+  return {
+    directory: raw.directory,
+    email: raw.email,
+    domains: raw.domains.map((d) => d.toLowerCase()),
+    storage: resolve(baseDir, raw.storage ?? 'acme'),
+    // Readability and content were checked by checkSemantics.
+    ...(raw.ca === undefined ? {} : { caPem: readFileSync(resolve(baseDir, raw.ca), 'utf8') }),
+    retryMinMs: parseDuration(raw.retry.min),
+    retryMaxMs: parseDuration(raw.retry.max),
+  };
+}
+// ---- end ACME ---------------------------------------------------------------
+
+function upstream(name: string, up: RawUpstream, baseDir: string): UpstreamConfig {
   const out: UpstreamConfig = {
     name,
     balance: up.balance,
     hash: up.hash.balance_factor === undefined ? { key: up.hash.key } : { key: up.hash.key, balanceFactor: up.hash.balance_factor },
     servers: Array.isArray(up.servers) ? up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })) : [],
+    ...(up.tls ? { tls: upstreamTls(up.tls, baseDir) } : {}),
     retries: up.retries,
     retryBudget: { percent: up.retry_budget.percent, minPerSecond: up.retry_budget.min_per_second },
     retryBodyBytes: parseSize(up.retry_body_bytes),
@@ -130,6 +146,65 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
   }
   return out;
 }
+
+// ---- TLS (issue 12) ----
+/** Where a verified client certificate goes upstream (auth.mtls); stripped from every request when a listener asks for client certificates. */
+export const CLIENT_CERT_HEADERS = { subject: 'X-Client-Cert-Subject', san: 'X-Client-Cert-San' } as const;
+
+/**
+ * TLS 1.3 suites first (all AEAD), then TLS 1.2 ciphers with forward secrecy
+ * (ECDHE) and AEAD only: Mozilla's "intermediate" list without DHE (slow, and
+ * weak with small groups). No CBC, no RSA key exchange, no SHA-1 MACs.
+ */
+export const DEFAULT_CIPHERS =
+  'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:' +
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:' +
+  'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
+
+function listener(l: RawListen, maxConnections: number, baseDir: string): ProxyListenConfig {
+  const out: ProxyListenConfig = {
+    host: l.host,
+    port: l.port,
+    ...(l.backlog === undefined ? {} : { backlog: l.backlog }),
+    mode: l.mode,
+    ...(l.upstream === undefined ? {} : { upstream: l.upstream }),
+    acceptProxy: l.accept_proxy,
+    proxyTimeoutMs: parseDuration(l.proxy_timeout),
+    idleTimeoutMs: parseDuration(l.idle_timeout ?? TCP_IDLE_DEFAULT),
+    maxConnections: l.max_connections ?? maxConnections,
+  };
+  if (l.redirect_https) out.redirectHttps = { port: l.redirect_https.port, ...(l.redirect_https.hosts ? { hosts: l.redirect_https.hosts.map((h) => h.toLowerCase()) } : {}) };
+  const t = l.tls;
+  if (t) {
+    // The default certificate goes first: the store answers unknown names with certificates[0].
+    const certs = t.certificates.map((c) => ({ cert: resolve(baseDir, c.cert), key: resolve(baseDir, c.key), isDefault: c.default === true }));
+    const first = Math.max(0, certs.findIndex((c) => c.isDefault));
+    const ordered = certs.length === 0 ? [] : [certs[first]!, ...certs.filter((_, i) => i !== first)];
+    const tls: ListenerTlsConfig = {
+      certificates: ordered.map(({ cert, key }) => ({ cert, key })),
+      minVersion: t.min_version,
+      ciphers: t.ciphers ?? DEFAULT_CIPHERS,
+      reloadIntervalMs: parseDuration(t.reload_interval),
+      handshakeTimeoutMs: parseDuration(t.handshake_timeout),
+    };
+    if (t.hsts) tls.hsts = { maxAgeSeconds: Math.floor(parseDuration(t.hsts.max_age) / 1000), includeSubdomains: t.hsts.include_subdomains, preload: t.hsts.preload };
+    if (t.client_ca) tls.clientCa = resolve(baseDir, t.client_ca);
+    if (t.acme) tls.acme = acme(t.acme, baseDir);
+    out.tls = tls;
+  }
+  return out;
+}
+
+function upstreamTls(t: RawUpstreamTls, baseDir: string): UpstreamTlsConfig {
+  return {
+    verify: t.verify,
+    ...(t.ca ? { ca: resolve(baseDir, t.ca) } : {}),
+    ...(t.servername ? { servername: t.servername } : {}),
+    ...(t.cert ? { cert: resolve(baseDir, t.cert) } : {}),
+    ...(t.key ? { key: resolve(baseDir, t.key) } : {}),
+  };
+}
+// ---- end TLS ----
 
 /** The default route name: host and path, plus the conditions that tell routes with the same path apart. */
 export function defaultRouteName(r: RawRoute): string {
@@ -248,6 +323,11 @@ function auth(raw: NonNullable<RawRoute['auth']>, baseDir: string): AuthConfig {
       },
       forward,
     };
+  }
+  if (raw.mtls) {
+    // The verified certificate goes upstream in these headers unless the route names its own.
+    const mtlsForward = raw.forward ? forward : { subjectHeader: CLIENT_CERT_HEADERS.subject, claimHeaders: [['san', CLIENT_CERT_HEADERS.san]] as Array<[string, string]> };
+    return { type: 'mtls', subjects: raw.mtls.subjects ?? [], sans: raw.mtls.sans ?? [], forward: mtlsForward };
   }
   const b = raw.basic!;
   return { type: 'basic', realm: b.realm, users: b.users.map((u) => ({ name: u.name, hash: u.hash })), forward };

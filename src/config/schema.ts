@@ -88,6 +88,88 @@ const HASH_KEY_PATTERN = "^(source-ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:
 const STATUS_ITEM = { type: ['integer', 'string'], minimum: 100, maximum: 599, pattern: '^[1-5]xx$' };
 const STATUS_EXPECTED = 'an HTTP status 100..599 or a class like "2xx"';
 
+// ---- TLS (issue 12: TLS listeners, session tickets, TLS to upstreams, mTLS) ----
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+const pemFile = (what: string): Schema => ({ type: 'string', minLength: 1, expected: `a ${what} PEM file path` });
+// ---- ACME (issue 12, item 3): listen[].tls.acme -------------------------------
+/** RFC 8555 directory URLs are HTTPS; a domain is a DNS name (HTTP-01 cannot prove a wildcard or an IP). */
+const ACME_DOMAIN_PATTERN = '^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$';
+export const ACME_CHALLENGES = ['http-01'] as const;
+const acme = object(
+  {
+    directory: { type: 'string', pattern: '^https://[^\\s]+$', expected: 'the https:// URL of the ACME directory' },
+    email: { type: 'string', pattern: '^[^@\\s]+@[^@\\s]+$', expected: 'a contact e-mail address' },
+    domains: list({ type: 'string', pattern: ACME_DOMAIN_PATTERN, expected: 'a DNS name like example.com (no wildcard, no IP address)' }, 1, 'a list of at least one domain name'),
+    // Keys and certificates are kept here (0700 directory, 0600 files); default: acme/ beside the config file.
+    storage: { type: 'string', minLength: 1, expected: 'a directory path' },
+    // Extra trust for the directory's own HTTPS (a test CA such as pebble's minica), besides the system roots.
+    ca: { type: 'string', minLength: 1, expected: 'a PEM file of CA certificates' },
+    // Backoff between failed attempts to obtain or renew: doubling from min to max.
+    retry: object({ min: duration('1m'), max: duration('1h') }, { default: {} }),
+  },
+  { required: ['directory', 'email', 'domains'] },
+);
+
+export interface RawAcme {
+  directory: string;
+  email: string;
+  domains: string[];
+  storage?: string;
+  ca?: string;
+  retry: { min: string | number; max: string | number };
+}
+// ---- end ACME -----------------------------------------------------------------
+
+const listenerTls = object(
+  {
+    // SNI picks among them by the names in each certificate (exact, then *.example.com); `default: true` (or the first) answers other names.
+    // Absent or empty with `acme` (the semantic check asks for one of them).
+    certificates: list(
+      object({ cert: pemFile('certificate'), key: pemFile('private key'), default: { type: 'boolean', expected: 'true or false' } }, { required: ['cert', 'key'] }),
+      0,
+      'a list of { cert, key }',
+      [],
+    ),
+    // Certificates the primary obtains and renews from an ACME CA (README, "Automatic certificates").
+    acme,
+    min_version: oneOf(TLS_VERSIONS, 'TLSv1.2'),
+    // OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are fixed: all three are AEADs); absent: ECDHE with AES-GCM or ChaCha20-Poly1305 only.
+    ciphers: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9:_+!@=-]+$', expected: 'an OpenSSL cipher list like ECDHE-RSA-AES128-GCM-SHA256:...' },
+    hsts: object({ max_age: duration('8760h'), include_subdomains: { type: 'boolean', default: false, expected: 'true or false' }, preload: { type: 'boolean', default: false, expected: 'true or false' } }),
+    // Request a client certificate verified against these CAs (mTLS); routes decide whether one is required (auth.mtls).
+    client_ca: pemFile('CA certificate'),
+    // How often the certificate files are checked for changes (a changed file is loaded without a restart).
+    reload_interval: duration('5s'),
+    handshake_timeout: duration('10s'),
+  },
+);
+// A plain listener that answers every request with 308 to https://HOST:port/path?query, for allowed hosts only.
+const redirectHttps = object(
+  {
+    port: port(443),
+    // Hosts redirected; absent: the names of the TLS listeners' certificates. Any other Host gets 400 (never an open redirect).
+    hosts: list({ type: 'string', minLength: 1, expected: 'a host name or "*.example.com"' }, 1, 'a list of host names'),
+  },
+);
+const upstreamTls = object({
+  // CA bundle that signs the servers' certificates; absent: Node's bundled roots.
+  ca: pemFile('CA certificate'),
+  // SNI and the name the certificate must carry; absent: the server's host.
+  servername: { ...host(), expected: 'a host name' },
+  verify: { type: 'boolean', default: true, expected: 'true or false' },
+  // A client certificate presented to the upstream.
+  cert: pemFile('certificate'),
+  key: pemFile('private key'),
+});
+const mtls = object({
+  // Accepted subjects, written as RFC 2253 names ("CN=client,O=Example"); accepted SANs ("DNS:a.example", "URI:spiffe://x", "email:a@b", "IP Address:10.0.0.1").
+  subjects: list({ type: 'string', minLength: 1, expected: 'a subject like CN=client,O=Example' }, 0, 'a list of subjects'),
+  sans: list({ type: 'string', pattern: '^(DNS|URI|email|IP Address):.+$', expected: 'a SAN like DNS:client.example, URI:spiffe://x, email:a@b or IP Address:10.0.0.1' }, 0, 'a list of SANs'),
+});
+// Session-ticket keys: made by the primary, shared by every worker, replaced on this schedule (the previous one still decrypts).
+const tlsTickets = object({ rotate: duration('1h') }, { default: {} });
+// ---- end TLS ----
+
 const server = object(
   {
     address: hostPort,
@@ -115,6 +197,7 @@ const health = object({
   // No default: absent means a recovered server takes its full weight at once.
   slow_start: duration(),
 });
+
 
 const upstream = object(
   {
@@ -172,6 +255,7 @@ const upstream = object(
     max_idle_per_server: { type: ['integer', 'string'], minimum: 0, maximum: 100000, pattern: '^auto$', default: 'auto', expected: 'an integer 0..100000 or "auto"' },
     // L4 (issue 13): a PROXY protocol header opens every connection to the servers (tcp and http listeners alike).
     proxy_protocol: oneOf(PROXY_PROTOCOL_VERSIONS),
+    tls: upstreamTls,
   },
   { required: ['servers'] },
 );
@@ -255,6 +339,7 @@ const auth = object({
   api_key: apiKey,
   jwt,
   basic,
+  mtls,
   forward: object({ subject: headerName, claims: stringMap('header name') }),
 });
 const authorize = object({
@@ -348,6 +433,8 @@ export const configSchema: Schema = object(
           proxy_timeout: duration('5s'),
           idle_timeout: duration(),
           max_connections: int(0, 1_000_000),
+          tls: listenerTls,
+          redirect_https: redirectHttps,
         },
         { required: ['port'] },
       ),
@@ -419,6 +506,7 @@ export const configSchema: Schema = object(
       },
       { required: ['url'] },
     ),
+    tls_tickets: tlsTickets,
   },
   // Without admin there is no admin API (and no dashboard); SIGHUP still reloads.
   { required: ['upstreams', 'routes'] },
@@ -446,6 +534,7 @@ export interface RawConfig {
   rate_limit_slots: number;
   auth_failures: { rate: number | string; burst: number };
   redis?: { url: string; ca_file?: string; timeout: string | number; instances: number; key_prefix: string };
+  tls_tickets: { rotate: string | number };
 }
 
 export interface RawListen {
@@ -458,7 +547,29 @@ export interface RawListen {
   proxy_timeout: string | number;
   idle_timeout?: string | number;
   max_connections?: number;
+  tls?: RawListenerTls;
+  redirect_https?: { port: number; hosts?: string[] };
 }
+
+// ---- TLS (issue 12) ----
+export interface RawListenerTls {
+  certificates: { cert: string; key: string; default?: boolean }[];
+  min_version: (typeof TLS_VERSIONS)[number];
+  ciphers?: string;
+  hsts?: { max_age: string | number; include_subdomains: boolean; preload: boolean };
+  client_ca?: string;
+  reload_interval: string | number;
+  handshake_timeout: string | number;
+  acme?: RawAcme;
+}
+export interface RawUpstreamTls {
+  ca?: string;
+  servername?: string;
+  verify: boolean;
+  cert?: string;
+  key?: string;
+}
+// ---- end TLS ----
 
 export interface RawHeaderRules {
   set?: Record<string, string>;
@@ -499,6 +610,7 @@ export interface RawRoute {
       from: string;
     };
     basic?: { realm: string; users: { name: string; hash: string }[] };
+    mtls?: { subjects?: string[]; sans?: string[] };
     forward?: { subject?: string; claims?: Record<string, string> };
   };
   authorize?: { scopes?: string[]; claims?: Record<string, string | string[]>; cidrs?: string[]; methods?: string[] };
@@ -537,6 +649,7 @@ export interface RawUpstream {
   timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
   max_idle_per_server: number | 'auto';
   proxy_protocol?: (typeof PROXY_PROTOCOL_VERSIONS)[number];
+  tls?: RawUpstreamTls;
 }
 
 /**

@@ -9,9 +9,12 @@ import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import { describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
-import type { RawConfig, RawDnsServers, RawRoute } from './schema.js';
+
 import { isIP } from 'node:net';
+import type { RawConfig, RawDnsServers, RawListen, RawRoute, RawUpstreamTls } from './schema.js';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { resolve } from 'node:path';
 import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
 // A leaf module (no imports): route paths are checked with the same function requests are read with.
@@ -89,7 +92,9 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   each(['listen'], raw.listen, (l, i) => {
     if (ok(['listen', i, 'host'])) expectHost(['listen', i, 'host'], l.host);
     if (ok(['listen', i])) bind(['listen', i], l);
+    if (ok(['listen', i])) checkListenerTls(l, ['listen', i], baseDir, add);
   });
+  const clientCaListener = typed(['listen']) && raw.listen.some((l) => l.tls?.client_ca !== undefined);
   checkL4Listeners(raw, { ok, typed, add, expectTimer });
   if (raw.admin !== undefined && ok(['admin', 'host']) && ok(['admin', 'port'])) {
     expectHost(['admin', 'host'], raw.admin.host);
@@ -134,6 +139,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     for (const key of ['connect', 'response', 'idle'] as const) {
       if (ok([...base, 'timeouts', key])) expectTimer([...base, 'timeouts', key], up.timeouts[key]);
     }
+    if (up.tls && ok([...base, 'tls'])) checkUpstreamTls(up.tls, [...base, 'tls'], baseDir, add);
     if (up.health && ok([...base, 'health'])) {
       const { interval, timeout } = up.health;
       expectTimer([...base, 'health', 'interval'], interval);
@@ -259,11 +265,12 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   }
 
   function checkAuth(a: NonNullable<RawRoute['auth']>, path: PathSegment[]): void {
-    const schemes = (['api_key', 'jwt', 'basic'] as const).filter((k) => a[k] !== undefined);
+    const schemes = (['api_key', 'jwt', 'basic', 'mtls'] as const).filter((k) => a[k] !== undefined);
     if (schemes.length !== 1) {
-      add(path, `expected exactly one of api_key, jwt, basic, got ${schemes.length === 0 ? 'none' : schemes.join(' and ')}`);
+      add(path, `expected exactly one of api_key, jwt, basic, mtls, got ${schemes.length === 0 ? 'none' : schemes.join(' and ')}`);
       return;
     }
+    if (a.mtls && !clientCaListener) add([...path, 'mtls'], 'no listener requests client certificates: set tls.client_ca on a listener (listen[].tls.client_ca)');
     if (a.api_key) {
       const k = a.api_key;
       (k.keys ?? []).forEach((entry, j) => {
@@ -303,8 +310,123 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
       }
     }
   }
+  checkAcme(raw, ok, add, baseDir);
   return issues;
 }
+
+// ---- ACME (issue 12, item 3) ----------------------------------------------
+function checkAcme(raw: RawConfig, ok: (path: PathSegment[]) => boolean, add: (path: PathSegment[], message: string) => void, baseDir: string): void {
+  if (!Array.isArray(raw.listen)) return;
+  const claimed = new Map<string, PathSegment[]>();
+  // Listeners that redirect to https answer HTTP-01 before they redirect.
+  const plainListeners = raw.listen.filter((l) => typeof l === 'object' && l !== null && l.tls === undefined).length;
+  raw.listen.forEach((l, i) => {
+    const path: PathSegment[] = ['listen', i, 'tls', 'acme'];
+    const t = l?.tls;
+    if (t !== undefined && ok(['listen', i, 'tls', 'certificates']) && t.certificates.length === 0 && t.acme === undefined) {
+      add(['listen', i, 'tls', 'certificates'], 'expected at least one { cert, key }, or acme to obtain one');
+    }
+    const a = t?.acme;
+    if (a === undefined || !ok(path)) return;
+    // HTTP-01 is the one challenge answered (README, "Automatic certificates"): the CA must reach a plain listener.
+    if (plainListeners === 0) add(path, 'expected a plain listener (one without tls, port 80 for a public CA) beside it: HTTP-01 challenges are answered there');
+    a.domains.forEach((domain, d) => {
+      const key = domain.toLowerCase();
+      const first = claimed.get(key);
+      if (first !== undefined) add([...path, 'domains', d], `duplicate domain ${describeValue(domain)} (also ${formatPath(first)})`);
+      else claimed.set(key, [...path, 'domains', d]);
+    });
+    for (const key of ['min', 'max'] as const) expectAcmeTimer([...path, 'retry', key], a.retry[key], add);
+    if (parseDuration(a.retry.min) > parseDuration(a.retry.max)) add([...path, 'retry', 'min'], `expected at most retry.max (${a.retry.max}), got ${describeValue(a.retry.min)}`);
+    if (a.ca !== undefined) {
+      const file = resolve(baseDir, a.ca);
+      try {
+        new X509Certificate(readFileSync(file));
+      } catch (err) {
+        add([...path, 'ca'], `expected ${file} to hold a PEM CA certificate: ${(err as Error).message}`);
+      }
+    }
+  });
+}
+
+function expectAcmeTimer(path: PathSegment[], value: string | number, add: (path: PathSegment[], message: string) => void): void {
+  if (parseDuration(value) > MAX_TIMER_MS) add(path, `expected a duration of at most ${MAX_TIMER_MS}ms (about 24 days), got ${describeValue(value)}`);
+}
+// ---- end ACME ---------------------------------------------------------------
+
+// ---- TLS (issue 12) ----
+type AddIssue = (path: PathSegment[], message: string) => void;
+
+/** The file's text, or an issue naming the key and the reason. */
+function readPem(path: PathSegment[], rel: string, baseDir: string, add: AddIssue): string | undefined {
+  const file = resolve(baseDir, rel);
+  try {
+    const text = readFileSync(file, 'utf8');
+    if (!text.includes('-----BEGIN ')) {
+      add(path, `expected ${file} to hold PEM data (-----BEGIN ...)`);
+      return undefined;
+    }
+    return text;
+  } catch (err) {
+    add(path, `cannot read ${file}: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/** A certificate and key that OpenSSL accepts as a pair; the reason otherwise ("key values mismatch"). */
+function checkPair(path: PathSegment[], cert: string, key: string, add: AddIssue): void {
+  try {
+    // OpenSSL's context takes a key of another certificate without a word: compare them here.
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) throw new Error('the key does not belong to the certificate');
+    createSecureContext({ cert, key });
+  } catch (err) {
+    add(path, `certificate and key are not a usable pair: ${(err as Error).message}`);
+  }
+}
+
+function checkListenerTls(l: RawListen, path: PathSegment[], baseDir: string, add: AddIssue): void {
+  if (l.tls && l.redirect_https) add([...path, 'redirect_https'], 'expected either tls or redirect_https on one listener, not both');
+  for (const [j, h] of (l.redirect_https?.hosts ?? []).entries()) {
+    if (!isValidHost(h.startsWith('*.') ? h.slice(2) : h)) add([...path, 'redirect_https', 'hosts', j], `expected a host name or "*.example.com", got ${describeValue(h)}`);
+  }
+  const t = l.tls;
+  if (!t) return;
+  const defaults = t.certificates.filter((c) => c.default === true).length;
+  if (defaults > 1) add([...path, 'tls', 'certificates'], `expected at most one certificate with default: true, got ${defaults}`);
+  t.certificates.forEach((c, j) => {
+    const at = [...path, 'tls', 'certificates', j];
+    const cert = readPem([...at, 'cert'], c.cert, baseDir, add);
+    const key = readPem([...at, 'key'], c.key, baseDir, add);
+    if (cert !== undefined && key !== undefined) checkPair(at, cert, key, add);
+  });
+  if (t.client_ca !== undefined) {
+    const ca = readPem([...path, 'tls', 'client_ca'], t.client_ca, baseDir, add);
+    if (ca !== undefined) {
+      try {
+        createSecureContext({ ca });
+      } catch (err) {
+        add([...path, 'tls', 'client_ca'], `not a usable CA certificate: ${(err as Error).message}`);
+      }
+    }
+  }
+  if (t.ciphers !== undefined) {
+    try {
+      createSecureContext({ ciphers: t.ciphers });
+    } catch (err) {
+      add([...path, 'tls', 'ciphers'], `OpenSSL refuses this cipher list: ${(err as Error).message}`);
+    }
+  }
+}
+
+function checkUpstreamTls(t: RawUpstreamTls, path: PathSegment[], baseDir: string, add: AddIssue): void {
+  if ((t.cert === undefined) !== (t.key === undefined)) add(path, 'expected both cert and key (a client certificate) or neither');
+  const cert = t.cert === undefined ? undefined : readPem([...path, 'cert'], t.cert, baseDir, add);
+  const key = t.key === undefined ? undefined : readPem([...path, 'key'], t.key, baseDir, add);
+  if (cert !== undefined && key !== undefined) checkPair(path, cert, key, add);
+  if (t.ca !== undefined) readPem([...path, 'ca'], t.ca, baseDir, add);
+  if (t.servername !== undefined && !isValidHost(t.servername)) add([...path, 'servername'], `expected a host name, got ${describeValue(t.servername)}`);
+}
+// ---- end TLS ----
 
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 const CONTROL_NAMES: Record<string, string> = { '\r': 'a CR', '\n': 'an LF', '\x00': 'a NUL' };

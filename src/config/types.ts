@@ -28,7 +28,80 @@ export interface ProxyListenConfig extends ListenConfig {
   idleTimeoutMs: number;
   /** Connections this listener holds per worker (0: none); defaults to limits.max_connections. */
   maxConnections: number;
+  /** Terminate TLS on this listener. */
+  tls?: ListenerTlsConfig;
+  /** Not a proxy: answers every request with a 308 to https. */
+  redirectHttps?: RedirectHttpsConfig;
 }
+
+// ---- TLS (issue 12) ----
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** A certificate chain and its key, as absolute file paths (re-read when they change). */
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+}
+
+export interface HstsConfig {
+  maxAgeSeconds: number;
+  includeSubdomains: boolean;
+  preload: boolean;
+}
+
+export interface ListenerTlsConfig {
+  /** certificates[0] is the default, for names no certificate carries (and clients without SNI). */
+  certificates: CertificateFiles[];
+  minVersion: TlsVersion;
+  /** OpenSSL cipher string (TLS 1.3 suites and TLS 1.2 ciphers). */
+  ciphers: string;
+  hsts?: HstsConfig;
+  /** CA file: client certificates are requested and verified against it. */
+  clientCa?: string;
+  reloadIntervalMs: number;
+  handshakeTimeoutMs: number;
+  /** Certificates obtained and renewed by the primary (ACME), served beside `certificates`. */
+  acme?: AcmeConfig;
+}
+
+export interface RedirectHttpsConfig {
+  /** The https port redirected to (omitted from the URL when 443). */
+  port: number;
+  /** Hosts redirected (exact or "*.example.com"); absent: the TLS listeners' certificate names. */
+  hosts?: string[];
+}
+
+/** How a worker talks TLS to an upstream's servers (and health checks do too). */
+export interface UpstreamTlsConfig {
+  /** Absolute paths. */
+  ca?: string;
+  servername?: string;
+  verify: boolean;
+  cert?: string;
+  key?: string;
+}
+
+export interface TlsTicketsConfig {
+  /** Ticket keys are replaced this often; the previous key still decrypts for one more period. */
+  rotateMs: number;
+}
+// ---- end TLS ----
+
+// ---- ACME (issue 12, item 3) ----------------------------------------------
+/** Certificates obtained and renewed by the primary from an RFC 8555 CA. */
+export interface AcmeConfig {
+  directory: string;
+  email: string;
+  /** Lower-cased, in config order; the first names the certificate. */
+  domains: string[];
+  /** Absolute directory for the account key and the certificates (0700). */
+  storage: string;
+  /** PEM text of extra CAs trusted for the directory's HTTPS (read from `ca`). */
+  caPem?: string;
+  retryMinMs: number;
+  retryMaxMs: number;
+}
+// ---- end ACME ---------------------------------------------------------------
 
 export interface AdminConfig {
   host: string;
@@ -141,6 +214,7 @@ export interface UpstreamConfig {
   maxIdlePerServer?: number;
   /** L4 (issue 13): a PROXY protocol header of this version opens every connection to a server. */
   proxyProtocol?: 'v1' | 'v2';
+  tls?: UpstreamTlsConfig;
 }
 
 export interface RouteConfig {
@@ -181,7 +255,9 @@ export interface HeaderRules {
 export type AuthConfig =
   | { type: 'api_key'; keys: ApiKeyEntry[]; header?: string; query?: string; forward: IdentityForwarding }
   | { type: 'jwt'; jwt: JwtConfig; forward: IdentityForwarding }
-  | { type: 'basic'; realm: string; users: BasicUser[]; forward: IdentityForwarding };
+  | { type: 'basic'; realm: string; users: BasicUser[]; forward: IdentityForwarding }
+  /** A verified client certificate (listener tls.client_ca), optionally one of these subjects or SANs. */
+  | { type: 'mtls'; subjects: string[]; sans: string[]; forward: IdentityForwarding };
 
 /** An API key by name; the key itself is kept only as its SHA-256 (hex). */
 export interface ApiKeyEntry {
@@ -303,4 +379,5 @@ export interface Config {
   rateLimitSlots: number;
   authFailures: AuthFailuresConfig;
   redis?: RedisConfig;
+  tlsTickets: TlsTicketsConfig;
 }

@@ -23,6 +23,8 @@ export interface GatewayDeps {
   authFailures?: AuthFailuresConfig;
   /** Buckets in Redis for scope: global limits; required when a route has one. */
   global?: GlobalRateLimiter | undefined;
+  /** Header names (lower-case) removed from every request on every route: the client certificate headers when a listener takes client certificates. */
+  alwaysStripped?: readonly string[];
 }
 
 export class RoutePolicy {
@@ -58,7 +60,7 @@ export class RoutePolicy {
     this.global = route.rateLimit?.scope === 'global' ? deps.global : undefined;
     this.requestRules = route.requestHeaders;
     this.responseRules = route.responseHeaders;
-    this.identityNames = new Set(route.auth ? identityHeaderNames(route.auth.forward) : []);
+    this.identityNames = new Set([...(route.auth ? identityHeaderNames(route.auth.forward) : []), ...(deps.alwaysStripped ?? [])]);
     this.identityLengths = new Set([...this.identityNames].map((n) => n.length));
     this.rewritesRequestHeaders = this.requestRules !== undefined || this.identityNames.size > 0;
     const auth = route.auth;

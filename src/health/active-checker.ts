@@ -13,6 +13,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { encodeProxyV1, PROXY_V2_LOCAL } from '../l4/proxy-protocol.js';
 import { socketOrigin } from '../l4/proxy-header-reader.js';
+import tls, { type ConnectionOptions } from 'node:tls';
+import { upstreamTlsOptions } from '../tls/upstream-tls.js';
 import { performance } from 'node:perf_hooks';
 import type { Config, HealthConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -44,6 +46,8 @@ interface ServerState {
   /** performance.now() when the server last came back up; undefined when not ramping. */
   rampFrom: number | undefined;
   check: Check | undefined;
+  /** The upstream's TLS settings, as the data path uses them. */
+  tls: ConnectionOptions | undefined;
 }
 
 interface Check {
@@ -143,11 +147,13 @@ export class ActiveHealthChecker {
       }
       const servers = upstream.servers.map((s, index): ServerState => {
         const kept = previous.get(`${name} ${s.address}`);
+        const tlsOptions = upstream.tls === undefined ? undefined : upstreamTlsOptions(upstream.tls, s.host);
         if (kept) {
           kept.index = index;
+          kept.tls = tlsOptions;
           return kept;
         }
-        return { index, address: s.address, host: s.host, port: s.port, healthy: true, streak: 0, rampFrom: undefined, check: undefined };
+        return { index, address: s.address, host: s.host, port: s.port, healthy: true, streak: 0, rampFrom: undefined, check: undefined, tls: tlsOptions };
       });
       this.upstreams.set(name, { name, health: upstream.health, proxyProtocol: upstream.proxyProtocol, servers, timer: undefined });
     }
@@ -185,17 +191,26 @@ export class ActiveHealthChecker {
     socket.once('connect', () => {
       // A server that expects PROXY headers refuses a connection without one (haproxy's check-send-proxy does the same).
       if (up.proxyProtocol !== undefined) socket.write(healthCheckProxyHeader(up.proxyProtocol, socket));
-      if (type === 'tcp') return finish(true, 'connected');
-      const req = http.request({
-        path,
-        method: 'GET',
-        createConnection: () => socket,
-        headers: { host: s.address, 'user-agent': 'switchyard-health-check', connection: 'close' },
-      });
-      // Only the status matters: the body is never read.
-      req.on('response', (res) => finish(expectStatus.includes(res.statusCode ?? 0), `status ${res.statusCode}`));
-      req.on('error', (err: NodeJS.ErrnoException) => finish(false, `error: ${err.code ?? err.message}`));
-      req.end();
+      if (type === 'tcp' && s.tls === undefined) return finish(true, 'connected');
+      const request = (conn: net.Socket) => {
+        if (type === 'tcp') return finish(true, 'connected');
+        const req = http.request({
+          path,
+          method: 'GET',
+          createConnection: () => conn,
+          headers: { host: s.address, 'user-agent': 'switchyard-health-check', connection: 'close' },
+        });
+        // Only the status matters: the body is never read.
+        req.on('response', (res) => finish(expectStatus.includes(res.statusCode ?? 0), `status ${res.statusCode}`));
+        req.on('error', (err: NodeJS.ErrnoException) => finish(false, `error: ${err.code ?? err.message}`));
+        req.end();
+      };
+      if (s.tls === undefined) return request(socket);
+      // Over TLS with the upstream's own settings: a server whose certificate the data path would refuse is down.
+      const secure = tls.connect({ ...s.tls, socket });
+      check.socket = secure;
+      secure.on('error', (err: NodeJS.ErrnoException) => finish(false, `error: ${err.code ?? err.message}`));
+      secure.once('secureConnect', () => request(secure));
     });
   }
 

@@ -11,6 +11,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { ServerHealth } from '../health/active-checker.js';
+import type { AcmeCertificateStatus } from '../acme/service.js';
 import {
   DURATION_BUCKETS,
   METRICS_REQUEST,
@@ -28,6 +29,8 @@ export interface ClusterMetricsSources {
   workers(): number;
   /** Workers respawned after dying, since start; must never decrease. */
   restarts(): number;
+  /** ACME certificates and their order counts (AcmeService.status()). */
+  acme(): AcmeCertificateStatus[];
 }
 
 /** The primary's own metrics, read from `sources` at scrape time (nothing to update elsewhere). */
@@ -61,7 +64,44 @@ export function createPrimaryRegistry(sources: ClusterMetricsSources): Registry 
       this.inc(sources.restarts());
     },
   });
+  registerAcmeMetrics(registry, sources);
   return registry;
+}
+
+function registerAcmeMetrics(registry: Registry, sources: ClusterMetricsSources): void {
+  new Gauge({
+    name: 'switchyard_acme_certificate_expiry_timestamp_seconds',
+    help: 'notAfter of the ACME certificate in service (unix time), by its first domain.',
+    labelNames: ['certificate'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources.acme()) if (s.certificate) this.set({ certificate: s.domains[0] }, Date.parse(s.certificate.notAfter) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_acme_consecutive_failures',
+    help: 'ACME orders failed in a row for the certificate (0 once one succeeds).',
+    labelNames: ['certificate'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources.acme()) this.set({ certificate: s.domains[0] }, s.consecutiveFailures);
+    },
+  });
+  new Counter({
+    name: 'switchyard_acme_orders_total',
+    help: 'ACME certificate orders (first and renewals) by result.',
+    labelNames: ['certificate', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources.acme()) {
+        this.inc({ certificate: s.domains[0], result: 'success' }, s.ordersSucceeded);
+        this.inc({ certificate: s.domains[0], result: 'failure' }, s.ordersFailed);
+      }
+    },
+  });
 }
 
 export const WORKER_ANSWER_TIMEOUT_MS = 1_000;

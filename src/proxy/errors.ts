@@ -12,8 +12,11 @@ export type ProxyErrorReason =
   | 'unsupported-version'
   | 'expectation-failed'
   | 'no-route'
+  | 'acme-unknown-challenge'
   | 'unauthorized'
   | 'forbidden'
+  | 'client-cert-required'
+  | 'client-cert-refused'
   | 'rate-limited'
   | 'body-too-large'
   | 'url-too-long'
@@ -36,8 +39,11 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'unsupported-version': 505,
   'expectation-failed': 417,
   'no-route': 404,
+  'acme-unknown-challenge': 404,
   unauthorized: 401,
   forbidden: 403,
+  'client-cert-required': 401,
+  'client-cert-refused': 403,
   'rate-limited': 429,
   'body-too-large': 413,
   'url-too-long': 414,
@@ -99,4 +105,14 @@ export function preflightResponse(requestId: string, keepAlive: boolean, headers
   let head = `HTTP/1.1 204 No Content\r\nX-Request-Id: ${requestId}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   return head + (keepAlive ? '' : 'Connection: close\r\n') + '\r\n';
+}
+
+/** The answer to an ACME HTTP-01 challenge (RFC 8555 §8.3): the key authorization, as the CA expects it. */
+export function acmeChallengeResponse(requestId: string, keepAlive: boolean, keyAuthorization: string, head: boolean): string {
+  return (
+    `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${keyAuthorization.length}\r\nX-Request-Id: ${requestId}\r\n` +
+    (keepAlive ? '' : 'Connection: close\r\n') +
+    '\r\n' +
+    (head ? '' : keyAuthorization)
+  );
 }

@@ -19,9 +19,10 @@ import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
 import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
-import { closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { acmeChallengeResponse, closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import type { AcmeChallenges } from './acme-challenge.js';
 import { resolvedTarget } from './request-target.js';
-import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
+import type { AuthResult, ClientCertificate, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { redactQueryParam } from '../gateway/query-credential.js';
 import type { RouteRuntime } from './route-runtime.js';
 import { deadlineIn, now } from './coarse-clock.js';
@@ -66,6 +67,12 @@ export interface ClientSide {
   readonly peerAddress: string;
   /** The client connection's endpoints (after a PROXY header: the ones it reported), for PROXY headers sent upstream. */
   readonly origin: ConnectionOrigin;
+  /** Came through a TLS listener. */
+  readonly secure: boolean;
+  /** Headers every response on the connection carries (HSTS). */
+  readonly responseHeaders: HeaderList | undefined;
+  /** The TLS client certificate, when one was presented. */
+  clientCertificate(): ClientCertificate | undefined;
   peerTrusted(): boolean;
   /** The client address used for balancing and limits (the peer, or what trusted proxies report). */
   clientIp(info: RequestHeadInfo): string;
@@ -93,6 +100,8 @@ export interface ExchangeContext {
   readonly dropUnderscored: boolean;
   /** The worker is draining: answers close their connection. */
   readonly closing: boolean;
+  /** HTTP-01 tokens from the primary, when a listener has ACME; the prefix is answered before routing. */
+  readonly acmeChallenges: AcmeChallenges | undefined;
   nextRequestId(): string;
   onRequestDone(upstream: UpstreamRuntime | undefined, server: ServerSlot | undefined, status: number, route: string | undefined, startedAt: number): void;
 }
@@ -177,6 +186,7 @@ export class Exchange implements UpstreamListener {
     this.requestId = this.info.requestId !== undefined && isPlainId(this.info.requestId) ? this.info.requestId : ctx.nextRequestId();
     this.target = url;
     this.keepAlive = clientKeepAlive;
+    this.extraHeaders = client.responseHeaders;
   }
 
   /** Answered, failed or aborted: nothing more happens. */
@@ -204,6 +214,7 @@ export class Exchange implements UpstreamListener {
     if (!checked.ok) return this.fail(checked.reason);
     this.target = checked.target;
     if (this.requestBodyBytes > ctx.limits.maxBodyBytes) return this.fail('body-too-large');
+    if (ctx.acmeChallenges?.claims(this.target)) return this.answerAcmeChallenge(ctx.acmeChallenges);
     const matched = ctx.router.match(this.info.host, this.method, this.target, this.raw);
     if (matched === undefined) return this.fail('no-route');
     if ('refused' in matched) return this.fail(matched.refused, matched.detail);
@@ -219,7 +230,7 @@ export class Exchange implements UpstreamListener {
     this.clientIp = this.client.clientIp(this.info);
     const cors = corsStep(route.policy, this.method, this.raw);
     if (cors.preflight !== undefined) return this.answerPreflight(cors.preflight);
-    this.extraHeaders = cors.responseHeaders;
+    if (cors.responseHeaders !== undefined) this.extraHeaders = this.extraHeaders === undefined ? cors.responseHeaders : [...this.extraHeaders, ...cors.responseHeaders];
     const authenticator = route.policy.authenticator;
     if (authenticator === undefined) return this.afterAuth(undefined);
     const result = authenticator.authenticate(this.gatewayRequest());
@@ -265,7 +276,17 @@ export class Exchange implements UpstreamListener {
   }
 
   private gatewayRequest(): GatewayRequest {
-    return (this.gateway ??= { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp });
+    return (this.gateway ??= { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp, clientCert: this.client.clientCertificate() });
+  }
+
+  /** Under /.well-known/acme-challenge/: the token's answer, or 404; never a route. */
+  private answerAcmeChallenge(challenges: AcmeChallenges): void {
+    const answer = challenges.answer(this.method, this.target, this.info.host);
+    if (answer.status === 404) return this.fail('acme-unknown-challenge');
+    this.status = 200;
+    if (this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
+    this.client.socket.write(acmeChallengeResponse(this.requestId, this.keepAlive, answer.body, this.method === 'HEAD'), 'latin1');
+    this.finish();
   }
 
   /** A CORS preflight, answered here: the upstream never sees it. */
@@ -410,7 +431,7 @@ export class Exchange implements UpstreamListener {
       dropUnderscored: this.ctx.dropUnderscored,
       info,
       forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
-      forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : 'http',
+      forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : this.client.secure ? 'https' : 'http',
       forwardedHost: trusted && info.forwardedHost !== undefined ? info.forwardedHost : info.host,
       requestId: this.requestId,
       bodyFraming: framing,

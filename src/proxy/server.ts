@@ -6,10 +6,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
-import { ClientConnection } from './client-connection.js';
+import { ClientConnection, type SecureListener } from './client-connection.js';
 import { createTcpServer, unmapped } from '../l4/tcp-listener.js';
 import { receiveProxyHeader } from '../l4/proxy-header-reader.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
+import { AcmeChallenges } from './acme-challenge.js';
+import { createTlsListener, type TlsListener } from '../tls/tls-listener.js';
+import { createRedirectServer } from '../tls/redirect-listener.js';
+import { TicketKeyRing, type TicketKey } from '../tls/ticket-keys.js';
+import type { CertificatePem } from '../tls/certificate-store.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
@@ -53,6 +58,14 @@ export interface ProxyWorker {
   stats(): WorkerStats;
   /** Everything this worker counted, for the primary to keep when the worker retires. */
   metricsSnapshot(): MetricJson[];
+  /** Session-ticket keys from the primary (current first): every TLS listener uses them at once. */
+  setTicketKeys(keys: TicketKey[]): void;
+  /**
+   * Adds or replaces the certificate `id` on the TLS listeners given by
+   * index in config.listen (all TLS listeners when absent). Throws when the
+   * PEM is unusable; the listeners then keep what they had.
+   */
+  setCertificate(id: string, pem: CertificatePem, listeners?: readonly number[]): void;
 }
 
 export interface WorkerPlacement {
@@ -62,20 +75,46 @@ export interface WorkerPlacement {
   slot?: number;
   /** The primary's rate-limit buckets; absent: a private table when a route needs one. */
   limiter?: RateLimiter;
+  /** HTTP-01 tokens the primary keeps current; absent: an empty set when a listener has ACME. */
+  acmeChallenges?: AcmeChallenges;
+  /** Session-ticket keys the primary sent before the listeners exist. */
+  ticketKeys?: TicketKey[];
 }
 
 export async function startProxyWorker(config: Config, log: Logger, workerIndex: number, placement: WorkerPlacement = {}): Promise<ProxyWorker> {
   const slot = placement.slot ?? workerIndex;
   const region = placement.region ?? privateRegion(config, slot);
   const limiter = placement.limiter ?? (config.routes.some((r) => r.rateLimit) ? privateLimiter(config) : undefined);
-  const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter);
-  const servers = await Promise.all(config.listen.map((l) => listen(runtime, l)));
+  const acme = placement.acmeChallenges ?? (config.listen.some((l) => l.tls?.acme) ? new AcmeChallenges(config.normalize.escapedSlashes) : undefined);
+  const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter, acme);
+  const acmeDomains = new Set(config.listen.flatMap((l) => l.tls?.acme?.domains ?? []));
+  const tickets = new TicketKeyRing();
+  if (placement.ticketKeys) tickets.set(placement.ticketKeys);
+  const tlsListeners = new Map<number, TlsListener>();
+  const sessionTimeoutSeconds = Math.max(1, Math.floor((2 * config.tlsTickets.rotateMs) / 1000));
+  const servers = await Promise.all(
+    config.listen.map((l, i) => {
+      if (l.redirectHttps) {
+        const redirect = l.redirectHttps;
+        // ACME domains count as served over TLS before their first certificate arrives.
+        const servedOverTls = (host: string) => acmeDomains.has(host) || [...tlsListeners.values()].some((t) => t.store.covers(host));
+        return bind(runtime, l, createRedirectServer(redirect, servedOverTls, log, runtime.logThrottle, acme));
+      }
+      if (l.mode === 'tcp') return bind(runtime, l, tcpServer(runtime, l));
+      if (l.tls === undefined) return bind(runtime, l, net.createServer(NET_OPTIONS, (socket) => accept(runtime, l, socket, undefined)));
+      const secure: SecureListener = { responseHeaders: l.tls.hsts === undefined ? undefined : [['Strict-Transport-Security', hstsValue(l.tls.hsts)]] };
+      const listener = createTlsListener(l.tls, { 'http/1.1': (socket) => accept(runtime, l, socket, secure) }, { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds }, NET_OPTIONS);
+      tlsListeners.set(i, listener);
+      return bind(runtime, l, listener.server);
+    }),
+  );
 
   return {
     async stopAccepting() {
       runtime.closing = true;
       // close() resolves only once every connection is gone, so don't wait for it here.
       for (const s of servers) s.close();
+      for (const t of tlsListeners.values()) t.close();
       for (const conn of runtime.connections) conn.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
     },
     async finishRequests(timeoutMs) {
@@ -99,6 +138,15 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
     metricsSnapshot() {
       return runtime.metrics.snapshot();
     },
+    setTicketKeys(keys) {
+      tickets.set(keys);
+    },
+    setCertificate(id, pem, listeners) {
+      const targets = listeners === undefined ? [...tlsListeners.values()] : listeners.map((i) => tlsListeners.get(i)).filter((t) => t !== undefined);
+      if (targets.length === 0) throw new Error('no TLS listener to add the certificate to');
+      // Checked on the first before any changes: a bad PEM leaves every listener as it was.
+      for (const t of targets) t.store.set(id, pem);
+    },
     stats() {
       const upstreams: WorkerStats['upstreams'] = {};
       for (const [name, upstream] of runtime.upstreams) {
@@ -117,9 +165,40 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   };
 }
 
-function listen(runtime: WorkerRuntime, config: ProxyListenConfig): Promise<net.Server> {
+// allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
+const NET_OPTIONS = { allowHalfOpen: true, noDelay: true };
+
+function accept(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, secure: SecureListener | undefined): void {
+  if (runtime.closing) {
+    socket.destroy();
+    return;
+  }
+  if (!config.acceptProxy) return runtime.onConnectionOpened(new ClientConnection(socket, runtime, secure));
+  // Behind an L4 balancer: the PROXY header names the client, for X-Forwarded-For, hashing, limits and logs.
+  const name = `${config.host}:${config.port}`;
+  const peer = unmapped(socket.remoteAddress ?? '');
+  const onReady = (origin: ConnectionOrigin): void => {
+    runtime.onConnectionOpened(new ClientConnection(socket, runtime, secure, origin));
+    socket.resume();
+  };
+  receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, onReady, (reason) =>
+    runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
+  );
+}
+
+function hstsValue(h: { maxAgeSeconds: number; includeSubdomains: boolean; preload: boolean }): string {
+  return `max-age=${h.maxAgeSeconds}${h.includeSubdomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`;
+}
+
+function bind(runtime: WorkerRuntime, config: ProxyListenConfig, server: net.Server): Promise<net.Server> {
   const { host, port, backlog } = config;
-  const server = config.mode === 'tcp' ? tcpServer(runtime, config) : httpServer(runtime, config);
+  // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
+  // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
+  // (mode tcp listeners apply their own cap.)
+  if (config.mode !== 'tcp' && config.maxConnections > 0) {
+    server.maxConnections = config.maxConnections;
+    server.on('drop', () => runtime.onConnectionRefused());
+  }
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(backlog === undefined ? { host, port } : { host, port, backlog }, () => {
@@ -128,34 +207,6 @@ function listen(runtime: WorkerRuntime, config: ProxyListenConfig): Promise<net.
       resolve(server);
     });
   });
-}
-
-function httpServer(runtime: WorkerRuntime, config: ProxyListenConfig): net.Server {
-  const name = `${config.host}:${config.port}`;
-  // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    if (runtime.closing) {
-      socket.destroy();
-      return;
-    }
-    if (!config.acceptProxy) return runtime.onConnectionOpened(new ClientConnection(socket, runtime));
-    // Behind an L4 balancer: the PROXY header names the client, for X-Forwarded-For, hashing, limits and logs.
-    const peer = unmapped(socket.remoteAddress ?? '');
-    const onReady = (origin: ConnectionOrigin): void => {
-      runtime.onConnectionOpened(new ClientConnection(socket, runtime, origin));
-      socket.resume();
-    };
-    receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, onReady, (reason) =>
-      runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
-    );
-  });
-  // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
-  // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
-  if (config.maxConnections > 0) {
-    server.maxConnections = config.maxConnections;
-    server.on('drop', () => runtime.onConnectionRefused());
-  }
-  return server;
 }
 
 function tcpServer(runtime: WorkerRuntime, config: ProxyListenConfig): net.Server {

@@ -3,6 +3,7 @@
 // exchange currently attached to it; between requests it waits in the pool's
 // idle stack (most recently used first, so the least used ones age out).
 import net from 'node:net';
+import tls from 'node:tls';
 import { createParser, releaseParser, resetParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import type { ServerSlot } from '../balancer/types.js';
@@ -36,6 +37,8 @@ export interface PoolOptions {
   maxHeaderBytes: number;
   /** L4 (issue 13): each connection opens with a PROXY header naming the client connection it was made for. */
   proxyProtocol?: 'v1' | 'v2';
+  /** TLS to the server (upstreams.NAME.tls), options already read from disk. */
+  tls?: tls.ConnectionOptions;
 }
 
 /**
@@ -69,6 +72,8 @@ export interface ConnectionCounter {
 export class UpstreamPool {
   private readonly idle: UpstreamConnection[] = [];
   private closed = false;
+  /** The server's latest TLS session ticket: a new connection resumes instead of a full handshake. */
+  tlsSession: Buffer | undefined;
 
   constructor(readonly server: ServerSlot, readonly options: PoolOptions, readonly counter: ConnectionCounter) {}
 
@@ -141,6 +146,8 @@ export class UpstreamConnection implements Expirable {
   private idleDeadline = 0;
   /** Set by the exchange: absolute time by which it needs response progress. */
   deadline = 0;
+  /** TLS to the server: a reset is not possible from JS (see destroy). */
+  private readonly secure: boolean;
   /** Bytes of a Content-Length body still to pass through without the parser (see passBodyThrough). */
   private rawRemaining = 0;
   /** Inside parser.execute(): a response that ends there is reported once execute returns. */
@@ -188,11 +195,27 @@ export class UpstreamConnection implements Expirable {
       },
     });
     this.connectDeadline = deadlineIn(options.connectTimeoutMs);
-    this.socket = net.connect({ host, port, noDelay: true });
-    // Queued while connecting, so it is the first thing the server reads.
-    if (proxyHeader !== undefined) this.socket.write(proxyHeader);
+    const secure = options.tls;
+    this.secure = secure !== undefined;
+    if (secure === undefined) {
+      this.socket = net.connect({ host, port, noDelay: true });
+      // Queued while connecting, so it is the first thing the server reads.
+      if (proxyHeader !== undefined) this.socket.write(proxyHeader);
+    } else {
+      const session = pool.tlsSession ? { session: pool.tlsSession } : {};
+      if (proxyHeader === undefined) {
+        this.socket = tls.connect({ ...secure, host, port, ...session }).setNoDelay(true);
+      } else {
+        // The PROXY header goes before the TLS handshake, in the clear, on the TCP connection under it.
+        const raw = net.connect({ host, port, noDelay: true });
+        raw.write(proxyHeader);
+        this.socket = tls.connect({ ...secure, socket: raw, ...session });
+      }
+      this.socket.on('session', (s: Buffer) => (pool.tlsSession = s));
+    }
     pool.counter.connectionOpened(pool.server);
-    this.socket.on('connect', () => {
+    // Over TLS the connection is usable once the handshake is done (and the certificate verified).
+    this.socket.on(secure === undefined ? 'connect' : 'secureConnect', () => {
       this.connected = true;
       this.connectDeadline = 0;
       this.listener?.onUpstreamConnect(this);
@@ -361,7 +384,8 @@ export class UpstreamConnection implements Expirable {
     untrack(this);
     this.pool.forget(this);
     if (!this.upgraded) {
-      if (reset && this.connected) this.socket.resetAndDestroy();
+      // A TLS socket's handle is not the TCP one and cannot be reset; destroying it closes at once too.
+      if (reset && this.connected && !this.secure) this.socket.resetAndDestroy();
       else this.socket.destroy();
       this.pool.counter.connectionClosed(this.pool.server, reason);
     }

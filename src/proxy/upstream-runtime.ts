@@ -9,6 +9,7 @@ import { Counter, type SharedRegion } from '../native.js';
 import { UpstreamPool, type CloseReason } from './upstream-pool.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { Logger } from '../log.js';
+import { upstreamTlsOptions } from '../tls/upstream-tls.js';
 
 /** The retry budget looks back this far (10 one-second snapshots of the cluster-wide sums). */
 const BUDGET_WINDOW = 10;
@@ -53,7 +54,9 @@ export class UpstreamRuntime {
     this.slot = placement.slot;
     this.log = placement.log;
     this.metrics = placement.metrics;
-    this.pools = this.servers.map((server) => new UpstreamPool(server, poolOptions, this));
+    this.pools = this.servers.map(
+      (server) => new UpstreamPool(server, config.tls === undefined ? poolOptions : { ...poolOptions, tls: upstreamTlsOptions(config.tls, server.host) }, this),
+    );
     this.balancer = createBalancer(config, this.servers, { ...placement, onBoundDiversion: () => this.metrics.boundDiversion(config.name) });
     this.hashKeyOf = config.balance === 'source' ? compileHashKey(config.hash.key) : undefined;
     this.budgetSnapshots.push(this.clusterSums());

@@ -15,6 +15,8 @@ import { UpstreamRuntime } from './upstream-runtime.js';
 import { regionLayout } from '../balancer/layout.js';
 import { Counter, type SharedRegion } from '../native.js';
 import type { ExchangeContext } from './exchange.js';
+import type { AcmeChallenges } from './acme-challenge.js';
+import { CLIENT_CERT_HEADERS } from '../config/normalise.js';
 
 /** What the worker does with the client connections it holds: count them, and close them when it drains. */
 export interface WorkerConnection {
@@ -48,7 +50,15 @@ export class WorkerRuntime implements ExchangeContext {
   /** Leases from Redis for scope: global rate limits (issue 14); absent when no route has one. */
   private readonly globalLimiter: GlobalRateLimiter | undefined;
 
-  constructor(config: Config, readonly log: Logger, workerIndex: number, region: SharedRegion, slot: number, limiter: RateLimiter | undefined) {
+  constructor(
+    config: Config,
+    readonly log: Logger,
+    workerIndex: number,
+    region: SharedRegion,
+    slot: number,
+    limiter: RateLimiter | undefined,
+    readonly acmeChallenges: AcmeChallenges | undefined,
+  ) {
     this.limits = config.limits;
     this.underscores = config.headersWithUnderscores;
     this.dropUnderscored = config.headersWithUnderscores === 'drop';
@@ -62,7 +72,10 @@ export class WorkerRuntime implements ExchangeContext {
     if (config.redis !== undefined && config.routes.some((r) => r.rateLimit?.scope === 'global')) {
       this.globalLimiter = new GlobalRateLimiter(config.redis, limiter, log, this.metrics);
     }
-    const deps = { log, limiter, authFailures: config.authFailures, global: this.globalLimiter };
+    // A client certificate's identity must only ever come from the handshake: no route forwards a client's copy.
+    const takesClientCerts = config.listen.some((l) => l.tls?.clientCa !== undefined);
+    const alwaysStripped = takesClientCerts ? Object.values(CLIENT_CERT_HEADERS).map((h) => h.toLowerCase()) : [];
+    const deps = { log, limiter, authFailures: config.authFailures, global: this.globalLimiter, alwaysStripped };
     this.router = new Router(config.routes, (route) => {
       const runtime = new RouteRuntime(route, this.upstreams.get(route.upstream)!, deps);
       this.routes.push(runtime);

@@ -17,6 +17,8 @@ NEEDED=(
   "python3 python3"
   "chromium chromium"
   "dnsmasq dnsmasq-base"
+  "pebble pebble"
+  "pebble-challtestsrv pebble"
 )
 
 missing_pkgs=()

@@ -136,6 +136,7 @@ describe('cluster metrics (primary registry)', () => {
       ],
       workers: () => 2,
       restarts: () => 3,
+      acme: () => [],
     });
     let samples = parse(await clusterMetricsText(registry, []));
     assert.deepEqual(pick(samples, 'switchyard_upstream_server_healthy').map((s) => [s.labels.server, s.value]), [

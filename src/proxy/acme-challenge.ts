@@ -1,0 +1,59 @@
+// ACME HTTP-01 answers in a worker (RFC 8555 §8.3). The primary runs the
+// orders and sends every worker the tokens it is being asked to prove; a
+// worker answers GET /.well-known/acme-challenge/<token> from them before
+// routing. While ACME is configured the whole prefix belongs to Switchyard,
+// in every spelling a backend could read as it (case, escapes, dot
+// segments): an unknown token, another host or a traversal gets 404 and
+// never reaches a route, so a backend's files under that prefix cannot leak
+// and a client cannot make a token answer for a name it was not issued for.
+import { asciiLower, matchingHost, pathForms, pathKind, SLOW, type EscapedSlashes } from './request-target.js';
+
+/** One challenge the primary is proving: the token in the URL, the answer, and the name it is for. */
+export interface AcmeToken {
+  token: string;
+  keyAuthorization: string;
+  /** The (lower-case) domain the CA validates, which is the Host it sends. */
+  domain: string;
+}
+
+export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge';
+/** RFC 8555 §8.3: a token is base64url, at least 128 bits of entropy. */
+const TOKEN = /^[A-Za-z0-9_-]{22,128}$/;
+
+export type ChallengeAnswer = { status: 200; body: string } | { status: 404 };
+
+export class AcmeChallenges {
+  private tokens = new Map<string, AcmeToken>();
+
+  constructor(private readonly escapedSlashes: EscapedSlashes) {}
+
+  /** The primary's current set (it always sends the whole set, so a respawned worker catches up in one message). */
+  replace(tokens: readonly AcmeToken[]): void {
+    this.tokens = new Map(tokens.map((t) => [t.token, t]));
+  }
+
+  /**
+   * Whether `target` (origin-form) is under the challenge prefix in any form
+   * the router would match. Plain paths cannot start with "/." (pathKind), so
+   * ordinary requests cost one regular expression here.
+   */
+  claims(target: string): boolean {
+    if (pathKind(target) !== SLOW) return false;
+    const forms = pathForms(target, this.escapedSlashes, true);
+    // A path the router refuses (bad escape, "#") is refused there with 400.
+    if (typeof forms === 'string') return false;
+    return forms.folded.some((p) => p === ACME_CHALLENGE_PREFIX || p.startsWith(ACME_CHALLENGE_PREFIX + '/'));
+  }
+
+  /** The answer for a claimed request: only the exact path, GET or HEAD, a known token and its own domain as Host. */
+  answer(method: string, target: string, host: string | undefined): ChallengeAnswer {
+    if (method !== 'GET' && method !== 'HEAD') return { status: 404 };
+    const token = target.startsWith(ACME_CHALLENGE_PREFIX + '/') ? target.slice(ACME_CHALLENGE_PREFIX.length + 1) : '';
+    if (!TOKEN.test(token)) return { status: 404 };
+    const entry = this.tokens.get(token);
+    if (entry === undefined) return { status: 404 };
+    const requestHost = host === undefined ? undefined : matchingHost(host);
+    if (requestHost === undefined || asciiLower(requestHost) !== entry.domain) return { status: 404 };
+    return { status: 200, body: entry.keyAuthorization };
+  }
+}

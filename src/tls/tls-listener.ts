@@ -1,0 +1,158 @@
+// A TLS listener: node:tls terminates TLS (OpenSSL does the crypto; nothing
+// here touches a record), the certificate comes from the listener's
+// CertificateStore by the name the ClientHello asks for, the session-ticket
+// keys from the TicketKeyRing the primary feeds, and each handshaken socket
+// goes to the front end for the protocol ALPN chose.
+//
+// Accepting: a plain net.Server takes the connection and reads just the
+// ClientHello (client-hello.ts says why SNICallback will not do), puts the
+// bytes back and starts the TLS handshake with the chosen context as the
+// connection's initial one. Every stage runs under handshake_timeout.
+//
+// ALPN seam: `frontEnds['http/1.1']` receives every socket that negotiated
+// http/1.1 or no ALPN at all (the proxy runs its llhttp ClientConnection on
+// it, exactly as on a plain socket). An `h2` front end, once one exists, is
+// passed as `frontEnds.h2`: ALPN then offers h2 first and every socket that
+// negotiated it goes there. Until then only http/1.1 is offered.
+import net from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { Logger, LogThrottle } from '../log.js';
+import type { ListenerTlsConfig } from '../config/types.js';
+import { CertificateStore } from './certificate-store.js';
+import { CertificateFileWatcher } from './certificate-files.js';
+import { helloBytesNeeded, scanClientHello } from './client-hello.js';
+import type { TicketKeyRing } from './ticket-keys.js';
+
+export interface TlsFrontEnds {
+  'http/1.1': (socket: TLSSocket) => void;
+  h2?: (socket: TLSSocket) => void;
+}
+
+export interface TlsListener {
+  /** The listening socket (plain TCP: TLS starts per connection). */
+  server: net.Server;
+  /** Add or replace certificates here (ACME): `store.set(id, { cert, key })`. */
+  store: CertificateStore;
+  /** Stops watching the certificate files. */
+  close(): void;
+}
+
+export interface TlsListenerDeps {
+  log: Logger;
+  logThrottle: LogThrottle;
+  tickets: TicketKeyRing;
+  /** Ticket lifetime: a ticket older than this is not resumed (two rotation periods). */
+  sessionTimeoutSeconds: number;
+}
+
+/**
+ * What tls.Server does for its own sockets on 'secure' (onServerSocketSecure
+ * in Node's _tls_wrap.js), which a TLSSocket made by hand does not get: the
+ * verdict of OpenSSL's client-certificate check as `authorized` /
+ * `authorizationError`. The verdict itself is only reachable on the handle.
+ */
+function recordVerification(socket: TLSSocket): void {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  const error = handle?.verifyError?.();
+  if (error === undefined) {
+    socket.authorized = false;
+    socket.authorizationError = new Error('verification result unavailable');
+  } else if (error === null) socket.authorized = true;
+  else {
+    socket.authorized = false;
+    socket.authorizationError = Object.assign(new Error(error.code ?? error.message), { code: error.code });
+  }
+}
+
+export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFrontEnds, deps: TlsListenerDeps, netOptions: { allowHalfOpen: boolean; noDelay: boolean }): TlsListener {
+  const clientCa = config.clientCa === undefined ? undefined : readFileSync(config.clientCa, 'utf8');
+  const store = new CertificateStore(
+    {
+      minVersion: config.minVersion,
+      ciphers: config.ciphers,
+      sessionTimeoutSeconds: deps.sessionTimeoutSeconds,
+      ...(clientCa === undefined ? {} : { clientCa }),
+    },
+    // Each context may be a connection's initial one, which OpenSSL asks about tickets.
+    (context) => deps.tickets.install(context, deps.log),
+  );
+  const watcher = new CertificateFileWatcher(store, config.certificates, config.reloadIntervalMs, deps.log);
+  const alpn = frontEnds.h2 === undefined ? ['http/1.1'] : ['h2', 'http/1.1'];
+  const handOver = (socket: TLSSocket): void => {
+    const h2 = frontEnds.h2;
+    if (socket.alpnProtocol === 'h2' && h2 !== undefined) h2(socket);
+    else frontEnds['http/1.1'](socket);
+  };
+
+  const failed = (err: Error & { code?: string }, peer: string | undefined): void => {
+    // Scanners and broken clients fail handshakes all day: logged throttled, never fatal.
+    deps.logThrottle.warn(deps.log, `tls:${err.code ?? 'error'}`, { peer, code: err.code, reason: err.message }, 'TLS handshake failed');
+  };
+
+  const startTls = (raw: net.Socket, servername: string | undefined, deadline: NodeJS.Timeout): void => {
+    let context: tls.SecureContext;
+    try {
+      context = store.contextFor(servername);
+    } catch (err) {
+      clearTimeout(deadline);
+      failed(err as Error, raw.remoteAddress);
+      raw.destroy();
+      return;
+    }
+    const socket = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: alpn,
+      // mTLS: ask for a certificate but let the handshake finish without one (or with one that fails):
+      // the routes that require one answer 401/403 with the reason, the others do not care.
+      ...(clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false }),
+    });
+    const onError = (err: Error): void => {
+      clearTimeout(deadline);
+      failed(err, raw.remoteAddress);
+      socket.destroy();
+    };
+    socket.once('error', onError);
+    socket.once('secure', () => {
+      clearTimeout(deadline);
+      socket.off('error', onError);
+      if (clientCa !== undefined) recordVerification(socket);
+      handOver(socket);
+    });
+  };
+
+  const server = net.createServer(netOptions, (raw) => {
+    const deadline = setTimeout(() => void raw.destroy(), config.handshakeTimeoutMs);
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let scanAt = 1;
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      received += chunk.length;
+      // Joined and scanned only once enough has arrived (helloBytesNeeded): a slow sender costs no rescans.
+      if (received < scanAt) return;
+      const seen = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      chunks.length = 0;
+      chunks.push(seen);
+      const scan = scanClientHello(seen);
+      if (scan.kind === 'partial') {
+        scanAt = helloBytesNeeded(seen);
+        return;
+      }
+      raw.off('data', onData);
+      raw.off('error', onEarlyError);
+      raw.off('close', onEarlyClose);
+      raw.pause();
+      // Back into the socket: node:tls feeds what is buffered to OpenSSL first.
+      raw.unshift(seen);
+      startTls(raw, scan.kind === 'hello' ? scan.servername : undefined, deadline);
+    };
+    const onEarlyError = (): void => void raw.destroy();
+    const onEarlyClose = (): void => clearTimeout(deadline);
+    raw.on('data', onData);
+    raw.on('error', onEarlyError);
+    raw.on('close', onEarlyClose);
+  });
+  return { server, store, close: () => watcher.close() };
+}
