@@ -23,7 +23,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map(({ host, port, backlog }) => (backlog === undefined ? { host, port } : { host, port, backlog })),
+    listen: raw.listen.map(({ host, port, backlog, http2 }) => (backlog === undefined ? { host, port, http2 } : { host, port, backlog, http2 })),
     admin: { ...raw.admin },
     logging: { ...raw.logging },
     limits: {
@@ -44,6 +44,13 @@ export function normalise(raw: RawConfig, file: string): Config {
     demoBackends: raw.demo_backends.map(hostPort),
     rateLimitSlots: raw.rate_limit_slots,
     authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
+    http2: {
+      maxConcurrentStreams: raw.http2.max_concurrent_streams,
+      initialWindowSize: parseSize(raw.http2.initial_window_size),
+      maxResets: raw.http2.max_resets,
+      maxControlFrames: raw.http2.max_control_frames,
+      maxHeaderPairs: raw.http2.max_header_pairs,
+    },
   };
   return deepFreeze(config);
 }

@@ -301,7 +301,8 @@ export const configSchema: Schema = object(
     },
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
     // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
-    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535) }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
+    // http2 (HTTP/2 to clients, see `http2` below): on a plain listener HTTP/1.1 and h2c with prior knowledge, told apart by the connection preface.
+    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535), http2: { type: 'boolean', default: false, expected: 'true or false' } }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
       { host: '127.0.0.1', port: 8080 },
     ]),
     admin: object(
@@ -351,6 +352,22 @@ export const configSchema: Schema = object(
     // How request paths are read for matching (README, Security): %2F and %5C as "/" (decode) or refused with 400 (reject).
     normalize: object({ escaped_slashes: oneOf(ESCAPED_SLASHES, 'decode') }, { default: {} }),
     demo_backends: list(hostPort, 0, 'a list of host:port addresses', []),
+    // HTTP/2 sessions of listeners with `http2: true`: what one client connection may ask for.
+    http2: object(
+      {
+        // SETTINGS_MAX_CONCURRENT_STREAMS; a stream beyond it is refused.
+        max_concurrent_streams: int(1, 10_000, 100),
+        // Per-stream receive window: how much request body a client may send before Switchyard reads it.
+        initial_window_size: { ...size(65535), expected: 'a size like 64kb or integer bytes (at most 2147483647)' },
+        // Requests the client cancels (RST_STREAM) within 10 s; beyond it GOAWAY ENHANCE_YOUR_CALM (rapid reset).
+        max_resets: int(1, 1_000_000, 200),
+        // PING and SETTINGS frames from the client within 10 s; beyond it GOAWAY ENHANCE_YOUR_CALM.
+        max_control_frames: int(1, 1_000_000, 200),
+        // Header fields in one request's header list (the byte limit is limits.max_header_bytes).
+        max_header_pairs: int(4, 10_000, 128),
+      },
+      { default: {} },
+    ),
   },
   { required: ['admin', 'upstreams', 'routes'] },
 );
@@ -359,7 +376,7 @@ export const configSchema: Schema = object(
 export interface RawConfig {
   workers: number | 'auto';
   scheduling: (typeof SCHEDULING_POLICIES)[number];
-  listen: { host: string; port: number; backlog?: number }[];
+  listen: { host: string; port: number; backlog?: number; http2: boolean }[];
   admin: { host: string; port: number; token: string };
   logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
   limits: Record<
@@ -375,6 +392,7 @@ export interface RawConfig {
   demo_backends: string[];
   rate_limit_slots: number;
   auth_failures: { rate: number | string; burst: number };
+  http2: { max_concurrent_streams: number; initial_window_size: number | string; max_resets: number; max_control_frames: number; max_header_pairs: number };
 }
 
 export interface RawHeaderRules {

@@ -15,6 +15,19 @@ export interface ListenConfig {
 /** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
 export interface ProxyListenConfig extends ListenConfig {
   backlog?: number;
+  /** HTTP/2 to clients as well: h2c with prior knowledge on a plain listener. */
+  http2: boolean;
+}
+
+/** Limits of one client's HTTP/2 session (listeners with http2: true). */
+export interface Http2Config {
+  maxConcurrentStreams: number;
+  initialWindowSize: number;
+  /** Streams the client may reset within 10 s (rapid reset, CVE-2023-44487). */
+  maxResets: number;
+  /** PING and SETTINGS frames the client may send within 10 s. */
+  maxControlFrames: number;
+  maxHeaderPairs: number;
 }
 
 export interface AdminConfig {
@@ -247,4 +260,5 @@ export interface Config {
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */
   rateLimitSlots: number;
   authFailures: AuthFailuresConfig;
+  http2: Http2Config;
 }

@@ -6,6 +6,8 @@ import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection } from './client-connection.js';
+import { Http2FrontEnd } from './h2-session.js';
+import { sniffPreface } from './preface-sniff.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
@@ -66,7 +68,8 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   const region = placement.region ?? privateRegion(config, slot);
   const limiter = placement.limiter ?? (config.routes.some((r) => r.rateLimit) ? privateLimiter(config) : undefined);
   const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter);
-  const servers = await Promise.all(config.listen.map((l) => listen(runtime, l)));
+  const h2 = config.listen.some((l) => l.http2) ? new Http2FrontEnd(runtime, config.http2) : undefined;
+  const servers = await Promise.all(config.listen.map((l) => listen(runtime, l, h2)));
 
   return {
     async stopAccepting() {
@@ -105,14 +108,20 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   };
 }
 
-function listen(runtime: WorkerRuntime, { host, port, backlog }: ProxyListenConfig): Promise<net.Server> {
+function listen(runtime: WorkerRuntime, { host, port, backlog, http2 }: ProxyListenConfig, h2: Http2FrontEnd | undefined): Promise<net.Server> {
+  const http1 = (socket: net.Socket): void => runtime.onConnectionOpened(new ClientConnection(socket, runtime));
   // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     if (runtime.closing) {
       socket.destroy();
       return;
     }
-    runtime.onConnectionOpened(new ClientConnection(socket, runtime));
+    if (!http2) return http1(socket);
+    sniffPreface(socket, runtime.limits.headersTimeoutMs, (isHttp2) => {
+      if (isHttp2) return h2!.accept(socket);
+      http1(socket);
+      socket.resume();
+    });
   });
   // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
   // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
