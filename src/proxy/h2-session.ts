@@ -19,7 +19,7 @@
 // Draining sends GOAWAY at once: streams already open finish, new ones are
 // refused, and the connection closes after the last one.
 import http2, { constants, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
 import type { Http2Config } from '../config/types.js';
 import { deadlineIn, now, track, untrack, type Expirable } from './coarse-clock.js';
 import { H2Stream, type StreamOwner } from './h2-stream.js';
@@ -45,8 +45,13 @@ class WindowCount {
   }
 }
 
+/** How long a connection closed for a broken limit waits, not read, for the client to take its GOAWAY. */
+const CALM_LINGER_MS = 1000;
+
 export class Http2FrontEnd {
   private readonly server: Http2Server;
+  /** The socket being handed over: Node creates its session synchronously, inside emit('connection'). */
+  private accepting: Socket | undefined;
 
   constructor(worker: WorkerRuntime, config: Http2Config) {
     this.server = http2.createServer({
@@ -61,15 +66,20 @@ export class Http2FrontEnd {
       maxSessionRejectedStreams: config.maxResets,
     });
     this.server.on('session', (session: ServerHttp2Session) => {
-      worker.onConnectionOpened(new H2Session(session, worker, config));
+      worker.onConnectionOpened(new H2Session(session, this.accepting!, worker, config));
     });
     // Errors of one session are that session's (logged by it); the server object never listens.
     this.server.on('sessionError', () => {});
   }
 
   /** A client connection that speaks HTTP/2 (prior knowledge seen, or ALPN "h2"). */
-  accept(socket: Duplex): void {
-    this.server.emit('connection', socket);
+  accept(socket: Socket): void {
+    this.accepting = socket;
+    try {
+      this.server.emit('connection', socket);
+    } finally {
+      this.accepting = undefined;
+    }
   }
 }
 
@@ -81,9 +91,13 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
   private readonly resets: WindowCount;
   private readonly controlFrames: WindowCount;
   private closed = false;
+  /** Set once a limit was broken: the connection is destroyed at this time. */
+  private lingerDeadline = 0;
 
   constructor(
     private readonly session: ServerHttp2Session,
+    /** The connection itself (session.socket is a guarded proxy). */
+    private readonly socket: Socket,
     readonly worker: WorkerRuntime,
     config: Http2Config,
   ) {
@@ -128,14 +142,32 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     if (this.controlFrames.exceeded(now())) this.calm(`${kind} flood`, 'http2.max_control_frames');
   }
 
-  /** GOAWAY ENHANCE_YOUR_CALM: the client broke a limit; its open streams go with the connection. */
+  /**
+   * GOAWAY ENHANCE_YOUR_CALM: the client broke a limit; its open streams go
+   * with the connection. Reading stops at once (a flood costs nothing more,
+   * and the kernel's window holds the client back), the GOAWAY and a FIN go
+   * out, and the connection is destroyed a second later. Destroying it at
+   * once would answer the client's unread frames with a TCP reset, which
+   * discards the GOAWAY in the client's receive queue: it would never learn why.
+   */
   private calm(why: string, limit: string): void {
-    if (this.session.destroyed) return;
+    if (this.session.destroyed || this.lingerDeadline !== 0) return;
     this.worker.logThrottle.warn(this.worker.log, `h2-calm:${limit}`, { peer: this.peerAddress, limit }, `HTTP/2 connection closed: ${why}`);
-    this.session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    this.session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // The session reads the handle natively; stopping the handle is the only way to stop it reading.
+    (this.socket as unknown as { _handle?: { readStop?(): number } })._handle?.readStop?.();
+    // nghttp2 writes the GOAWAY on its next send; the FIN must follow it, not overtake it.
+    setImmediate(() => {
+      if (!this.socket.destroyed) this.socket.end();
+    });
+    this.lingerDeadline = deadlineIn(CALM_LINGER_MS);
   }
 
   checkDeadlines(t: number): void {
+    if (this.lingerDeadline !== 0) {
+      if (t >= this.lingerDeadline) this.session.destroy();
+      return;
+    }
     if (this.idleDeadline !== 0 && t >= this.idleDeadline && this.open === 0) {
       this.idleDeadline = 0;
       this.closeWhenIdle();
