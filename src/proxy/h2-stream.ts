@@ -31,6 +31,8 @@ export class H2Stream implements ClientSide, Expirable {
   private paused = false;
   private closed = false;
   private requestDeadline: number;
+  /** The last response chunk, not yet written (see sendBody). */
+  private heldChunk: Buffer | undefined;
 
   constructor(
     private readonly stream: ServerHttp2Stream,
@@ -162,13 +164,24 @@ export class H2Stream implements ClientSide, Expirable {
     this.respond(() => this.stream.respond(headers));
   }
 
+  /**
+   * One chunk is held back until the next one or the end, so a body that
+   * arrives whole (most small responses) goes out as end(chunk): one DATA
+   * frame with END_STREAM instead of a write and an empty end.
+   */
   sendBody(chunk: Buffer): boolean {
     if (this.closed) return true;
-    return this.stream.write(chunk);
+    const held = this.heldChunk;
+    this.heldChunk = chunk;
+    return held === undefined ? true : this.stream.write(held);
   }
 
   endBody(): void {
-    if (!this.closed) this.stream.end();
+    if (this.closed) return;
+    const held = this.heldChunk;
+    this.heldChunk = undefined;
+    if (held === undefined) this.stream.end();
+    else this.stream.end(held);
   }
 
   // nghttp2 batches frames per tick already.
