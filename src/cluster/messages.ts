@@ -4,6 +4,7 @@
 import type { Config } from '../config/types.js';
 import type { WorkerStats } from '../proxy/server.js';
 import type { MetricJson } from '../metrics/worker-metrics.js';
+import type { TicketKeysMessage } from '../tls/ticket-keys.js';
 
 /**
  * The primary sends the validated config over IPC rather than letting each
@@ -15,7 +16,14 @@ export type PrimaryMessage =
   /** The config to run, and the shared region to attach with this worker's own counter slot. */
   | { type: 'config'; config: Config; region: { name: string; slot: number }; rateLimitTable: string }
   | { type: 'stats-request'; id: number }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /** TLS session-ticket keys, current first: sent after 'config' and at every rotation. */
+  | { type: 'tls-ticket-keys'; tickets: TicketKeysMessage }
+  /**
+   * Add or replace a certificate on TLS listeners (by index in config.listen; all when absent),
+   * e.g. one the primary obtained by ACME. A bad PEM is logged by the worker and changes nothing.
+   */
+  | { type: 'tls-certificate'; id: string; cert: string; key: string; listeners?: number[] };
 
 export type WorkerMessage =
   /** The worker listens for messages and asks for its config. */
@@ -27,7 +35,7 @@ export type WorkerMessage =
   | { type: 'metrics-final'; metrics: MetricJson[] };
 
 const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'ready', 'stats', 'metrics-final']);
-const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'shutdown']);
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['config', 'stats-request', 'shutdown', 'tls-ticket-keys', 'tls-certificate']);
 
 function typeOf(m: unknown): string | undefined {
   const type = typeof m === 'object' && m !== null ? (m as { type?: unknown }).type : undefined;

@@ -15,6 +15,7 @@ import { SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
 import { clusterMetricsText, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
+import { TicketKeyRotation } from '../tls/ticket-keys.js';
 
 
 export interface PrimaryOptions {
@@ -100,6 +101,8 @@ export class Primary {
   private nextStatsId = 1;
   private shared: SharedState | undefined;
   private health: ActiveHealthChecker | undefined;
+  /** TLS session-ticket keys every worker shares (made here so a session resumes on any worker). */
+  private tickets: TicketKeyRotation | undefined;
   private readonly metricsRegistry = createPrimaryRegistry({
     health: () => this.health?.servers() ?? [],
     workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
@@ -129,6 +132,10 @@ export class Primary {
     this.shared = shared;
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
     process.once('exit', () => shared.close());
+    this.tickets = new TicketKeyRotation(this.config.tlsTickets.rotateMs, (tickets) => {
+      for (const e of this.liveEntries()) this.send(e, { type: 'tls-ticket-keys', tickets });
+      this.log.info('session-ticket keys rotated');
+    });
     const allReady = new Promise<void>((resolve, reject) => (this.startWaiter = { resolve, reject }));
     // A SIGHUP during start-up reloads once every first worker is up.
     this.reloadChain = allReady.catch(() => undefined);
@@ -286,6 +293,7 @@ export class Primary {
           region: { name: entry.regionName, slot: entry.counterSlot },
           rateLimitTable: this.shared!.rateLimitName,
         });
+        if (this.tickets) this.send(entry, { type: 'tls-ticket-keys', tickets: this.tickets.message() });
         break;
       case 'ready':
         if (entry.state === 'starting') entry.state = 'ready';
@@ -478,6 +486,7 @@ export class Primary {
   private async doShutdown(): Promise<void> {
     this.log.info('shutting down: draining workers');
     this.health?.stop();
+    this.tickets?.stop();
     this.startWaiter?.reject(new Error('shut down while starting'));
     this.startWaiter = undefined;
     for (const slot of this.slots) clearTimeout(slot.respawnTimer);

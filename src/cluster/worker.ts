@@ -8,6 +8,7 @@ import { SharedRegion } from '../native.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
 import { regionLayout } from '../balancer/layout.js';
 import { isPrimaryMessage, WORKER_INDEX_ENV, type WorkerMessage } from './messages.js';
+import { decodeTicketKeys, type TicketKey } from '../tls/ticket-keys.js';
 
 export function runWorker(): void {
   const index = Number(process.env[WORKER_INDEX_ENV] ?? 0);
@@ -18,6 +19,8 @@ export function runWorker(): void {
   let proxy: ProxyWorker | undefined;
   let drainTimeoutMs = 0;
   let stopping = false;
+  /** The primary's ticket keys, kept until the listeners exist. */
+  let ticketKeys: TicketKey[] | undefined;
 
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m);
@@ -49,7 +52,9 @@ export function runWorker(): void {
     try {
       const region = SharedRegion.attach(shared.name, regionLayout(c).identities);
       const limiter = RateLimiter.attach(rateLimitTable);
-      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot, limiter });
+      proxy = await startProxyWorker(c, log, index, { region, slot: shared.slot, limiter, ...(ticketKeys ? { ticketKeys } : {}) });
+      // Keys that arrived while the listeners were being built.
+      if (ticketKeys) proxy.setTicketKeys(ticketKeys);
       drainTimeoutMs = c.shutdownTimeoutMs;
     } catch (err) {
       fatal(err, 'worker could not start');
@@ -69,6 +74,23 @@ export function runWorker(): void {
         break;
       case 'shutdown':
         shutdown().catch((err: unknown) => fatal(err, 'worker could not drain'));
+        break;
+      case 'tls-ticket-keys': {
+        const keys = decodeTicketKeys(m.tickets);
+        if (keys === undefined) log.error('malformed session-ticket keys from the primary: keeping the current ones');
+        else {
+          ticketKeys = keys;
+          proxy?.setTicketKeys(keys);
+        }
+        break;
+      }
+      case 'tls-certificate':
+        try {
+          proxy?.setCertificate(m.id, { cert: m.cert, key: m.key }, m.listeners);
+          log.info({ id: m.id }, 'certificate installed');
+        } catch (err) {
+          log.error({ id: m.id, reason: (err as Error).message }, 'certificate from the primary refused: keeping the previous one');
+        }
         break;
     }
   });

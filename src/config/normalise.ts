@@ -10,8 +10,8 @@ import { parseHostPort } from './address.js';
 import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
-import type { RawApiKey, RawConfig, RawHeaderRules, RawRoute, RawUpstream } from './schema.js';
-import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, RouteConfig, UpstreamConfig } from './types.js';
+import type { RawApiKey, RawConfig, RawHeaderRules, RawListen, RawRoute, RawUpstream, RawUpstreamTls } from './schema.js';
+import type { AuthConfig, Config, HeaderRules, HealthConfig, IdentityForwarding, ListenerTlsConfig, ProxyListenConfig, RouteConfig, UpstreamConfig, UpstreamTlsConfig } from './types.js';
 
 /** Worker count for "auto": one per core the process may use, capped like explicit counts. */
 export function autoWorkers(): number {
@@ -23,7 +23,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map(({ host, port, backlog, http2 }) => (backlog === undefined ? { host, port, http2 } : { host, port, backlog, http2 })),
+    listen: raw.listen.map((l) => listener(l, dirname(resolve(file)))),
     admin: { ...raw.admin },
     logging: { ...raw.logging },
     limits: {
@@ -38,7 +38,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     trustedProxies: [...raw.trusted_proxies],
     headersWithUnderscores: raw.headers_with_underscores,
     shutdownTimeoutMs: parseDuration(raw.shutdown_timeout),
-    upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up)])),
+    upstreams: Object.fromEntries(Object.entries(raw.upstreams).map(([name, up]) => [name, upstream(name, up, dirname(resolve(file)))])),
     routes: raw.routes.map((r) => route(r, dirname(resolve(file)))),
     normalize: { escapedSlashes: raw.normalize.escaped_slashes },
     demoBackends: raw.demo_backends.map(hostPort),
@@ -51,16 +51,18 @@ export function normalise(raw: RawConfig, file: string): Config {
       maxControlFrames: raw.http2.max_control_frames,
       maxHeaderPairs: raw.http2.max_header_pairs,
     },
+    tlsTickets: { rotateMs: parseDuration(raw.tls_tickets.rotate) },
   };
   return deepFreeze(config);
 }
 
-function upstream(name: string, up: RawUpstream): UpstreamConfig {
+function upstream(name: string, up: RawUpstream, baseDir: string): UpstreamConfig {
   const out: UpstreamConfig = {
     name,
     balance: up.balance,
     hash: up.hash.balance_factor === undefined ? { key: up.hash.key } : { key: up.hash.key, balanceFactor: up.hash.balance_factor },
     servers: up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })),
+    ...(up.tls ? { tls: upstreamTls(up.tls, baseDir) } : {}),
     retries: up.retries,
     retryBudget: { percent: up.retry_budget.percent, minPerSecond: up.retry_budget.min_per_second },
     retryBodyBytes: parseSize(up.retry_body_bytes),
@@ -94,6 +96,55 @@ function upstream(name: string, up: RawUpstream): UpstreamConfig {
   }
   return out;
 }
+
+// ---- TLS (issue 12) ----
+/** Where a verified client certificate goes upstream (auth.mtls); stripped from every request when a listener asks for client certificates. */
+export const CLIENT_CERT_HEADERS = { subject: 'X-Client-Cert-Subject', san: 'X-Client-Cert-San' } as const;
+
+/**
+ * TLS 1.3 suites first (all AEAD), then TLS 1.2 ciphers with forward secrecy
+ * (ECDHE) and AEAD only: Mozilla's "intermediate" list without DHE (slow, and
+ * weak with small groups). No CBC, no RSA key exchange, no SHA-1 MACs.
+ */
+export const DEFAULT_CIPHERS =
+  'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:' +
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:' +
+  'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
+
+function listener(l: RawListen, baseDir: string): ProxyListenConfig {
+  const out: ProxyListenConfig = { host: l.host, port: l.port, http2: l.http2 };
+  if (l.backlog !== undefined) out.backlog = l.backlog;
+  if (l.redirect_https) out.redirectHttps = { port: l.redirect_https.port, ...(l.redirect_https.hosts ? { hosts: l.redirect_https.hosts.map((h) => h.toLowerCase()) } : {}) };
+  const t = l.tls;
+  if (t) {
+    // The default certificate goes first: the store answers unknown names with certificates[0].
+    const certs = t.certificates.map((c) => ({ cert: resolve(baseDir, c.cert), key: resolve(baseDir, c.key), isDefault: c.default === true }));
+    const first = Math.max(0, certs.findIndex((c) => c.isDefault));
+    const ordered = [certs[first]!, ...certs.filter((_, i) => i !== first)];
+    const tls: ListenerTlsConfig = {
+      certificates: ordered.map(({ cert, key }) => ({ cert, key })),
+      minVersion: t.min_version,
+      ciphers: t.ciphers ?? DEFAULT_CIPHERS,
+      reloadIntervalMs: parseDuration(t.reload_interval),
+      handshakeTimeoutMs: parseDuration(t.handshake_timeout),
+    };
+    if (t.hsts) tls.hsts = { maxAgeSeconds: Math.floor(parseDuration(t.hsts.max_age) / 1000), includeSubdomains: t.hsts.include_subdomains, preload: t.hsts.preload };
+    if (t.client_ca) tls.clientCa = resolve(baseDir, t.client_ca);
+    out.tls = tls;
+  }
+  return out;
+}
+
+function upstreamTls(t: RawUpstreamTls, baseDir: string): UpstreamTlsConfig {
+  return {
+    verify: t.verify,
+    ...(t.ca ? { ca: resolve(baseDir, t.ca) } : {}),
+    ...(t.servername ? { servername: t.servername } : {}),
+    ...(t.cert ? { cert: resolve(baseDir, t.cert) } : {}),
+    ...(t.key ? { key: resolve(baseDir, t.key) } : {}),
+  };
+}
+// ---- end TLS ----
 
 /** The default route name: host and path, plus the conditions that tell routes with the same path apart. */
 export function defaultRouteName(r: RawRoute): string {
@@ -211,6 +262,11 @@ function auth(raw: NonNullable<RawRoute['auth']>, baseDir: string): AuthConfig {
       },
       forward,
     };
+  }
+  if (raw.mtls) {
+    // The verified certificate goes upstream in these headers unless the route names its own.
+    const mtlsForward = raw.forward ? forward : { subjectHeader: CLIENT_CERT_HEADERS.subject, claimHeaders: [['san', CLIENT_CERT_HEADERS.san]] as Array<[string, string]> };
+    return { type: 'mtls', subjects: raw.mtls.subjects ?? [], sans: raw.mtls.sans ?? [], forward: mtlsForward };
   }
   const b = raw.basic!;
   return { type: 'basic', realm: b.realm, users: b.users.map((u) => ({ name: u.name, hash: u.hash })), forward };

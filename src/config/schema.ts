@@ -82,6 +82,56 @@ const HASH_KEY_PATTERN = "^(source-ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:
 const STATUS_ITEM = { type: ['integer', 'string'], minimum: 100, maximum: 599, pattern: '^[1-5]xx$' };
 const STATUS_EXPECTED = 'an HTTP status 100..599 or a class like "2xx"';
 
+// ---- TLS (issue 12: TLS listeners, session tickets, TLS to upstreams, mTLS) ----
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+const pemFile = (what: string): Schema => ({ type: 'string', minLength: 1, expected: `a ${what} PEM file path` });
+const listenerTls = object(
+  {
+    // SNI picks among them by the names in each certificate (exact, then *.example.com); `default: true` (or the first) answers other names.
+    certificates: list(
+      object({ cert: pemFile('certificate'), key: pemFile('private key'), default: { type: 'boolean', expected: 'true or false' } }, { required: ['cert', 'key'] }),
+      1,
+      'a list of at least one { cert, key }',
+    ),
+    min_version: oneOf(TLS_VERSIONS, 'TLSv1.2'),
+    // OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are fixed: all three are AEADs); absent: ECDHE with AES-GCM or ChaCha20-Poly1305 only.
+    ciphers: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9:_+!@=-]+$', expected: 'an OpenSSL cipher list like ECDHE-RSA-AES128-GCM-SHA256:...' },
+    hsts: object({ max_age: duration('8760h'), include_subdomains: { type: 'boolean', default: false, expected: 'true or false' }, preload: { type: 'boolean', default: false, expected: 'true or false' } }),
+    // Request a client certificate verified against these CAs (mTLS); routes decide whether one is required (auth.mtls).
+    client_ca: pemFile('CA certificate'),
+    // How often the certificate files are checked for changes (a changed file is loaded without a restart).
+    reload_interval: duration('5s'),
+    handshake_timeout: duration('10s'),
+  },
+  { required: ['certificates'] },
+);
+// A plain listener that answers every request with 308 to https://HOST:port/path?query, for allowed hosts only.
+const redirectHttps = object(
+  {
+    port: port(443),
+    // Hosts redirected; absent: the names of the TLS listeners' certificates. Any other Host gets 400 (never an open redirect).
+    hosts: list({ type: 'string', minLength: 1, expected: 'a host name or "*.example.com"' }, 1, 'a list of host names'),
+  },
+);
+const upstreamTls = object({
+  // CA bundle that signs the servers' certificates; absent: Node's bundled roots.
+  ca: pemFile('CA certificate'),
+  // SNI and the name the certificate must carry; absent: the server's host.
+  servername: { ...host(), expected: 'a host name' },
+  verify: { type: 'boolean', default: true, expected: 'true or false' },
+  // A client certificate presented to the upstream.
+  cert: pemFile('certificate'),
+  key: pemFile('private key'),
+});
+const mtls = object({
+  // Accepted subjects, written as RFC 2253 names ("CN=client,O=Example"); accepted SANs ("DNS:a.example", "URI:spiffe://x", "email:a@b", "IP Address:10.0.0.1").
+  subjects: list({ type: 'string', minLength: 1, expected: 'a subject like CN=client,O=Example' }, 0, 'a list of subjects'),
+  sans: list({ type: 'string', pattern: '^(DNS|URI|email|IP Address):.+$', expected: 'a SAN like DNS:client.example, URI:spiffe://x, email:a@b or IP Address:10.0.0.1' }, 0, 'a list of SANs'),
+});
+// Session-ticket keys: made by the primary, shared by every worker, replaced on this schedule (the previous one still decrypts).
+const tlsTickets = object({ rotate: duration('1h') }, { default: {} });
+// ---- end TLS ----
+
 const server = object(
   {
     address: hostPort,
@@ -143,6 +193,7 @@ const upstream = object(
     ),
     // auto: no count cap; idle connections age out after timeouts.idle (the pool reuses the most recent first).
     max_idle_per_server: { type: ['integer', 'string'], minimum: 0, maximum: 100000, pattern: '^auto$', default: 'auto', expected: 'an integer 0..100000 or "auto"' },
+    tls: upstreamTls,
   },
   { required: ['servers'] },
 );
@@ -226,6 +277,7 @@ const auth = object({
   api_key: apiKey,
   jwt,
   basic,
+  mtls,
   forward: object({ subject: headerName, claims: stringMap('header name') }),
 });
 const authorize = object({
@@ -301,8 +353,9 @@ export const configSchema: Schema = object(
     },
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
     // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
-    // http2 (HTTP/2 to clients, see `http2` below): on a plain listener HTTP/1.1 and h2c with prior knowledge, told apart by the connection preface.
-    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535), http2: { type: 'boolean', default: false, expected: 'true or false' } }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
+    // http2 (HTTP/2 to clients, see `http2` below): on a plain listener HTTP/1.1 and h2c with prior knowledge, told apart by the
+    // connection preface; on a TLS listener ALPN offers h2 before http/1.1.
+    listen: list(object({ host: host('127.0.0.1'), port: port(), backlog: int(1, 65535), http2: { type: 'boolean', default: false, expected: 'true or false' }, tls: listenerTls, redirect_https: redirectHttps }, { required: ['port'] }), 1, 'a list of at least one { host, port }', [
       { host: '127.0.0.1', port: 8080 },
     ]),
     admin: object(
@@ -368,6 +421,7 @@ export const configSchema: Schema = object(
       },
       { default: {} },
     ),
+    tls_tickets: tlsTickets,
   },
   { required: ['admin', 'upstreams', 'routes'] },
 );
@@ -376,7 +430,7 @@ export const configSchema: Schema = object(
 export interface RawConfig {
   workers: number | 'auto';
   scheduling: (typeof SCHEDULING_POLICIES)[number];
-  listen: { host: string; port: number; backlog?: number; http2: boolean }[];
+  listen: RawListen[];
   admin: { host: string; port: number; token: string };
   logging: { level: (typeof LOG_LEVELS)[number]; access: boolean };
   limits: Record<
@@ -393,7 +447,35 @@ export interface RawConfig {
   rate_limit_slots: number;
   auth_failures: { rate: number | string; burst: number };
   http2: { max_concurrent_streams: number; initial_window_size: number | string; max_resets: number; max_control_frames: number; max_header_pairs: number };
+  tls_tickets: { rotate: string | number };
 }
+
+// ---- TLS (issue 12) ----
+export interface RawListen {
+  host: string;
+  port: number;
+  backlog?: number;
+  http2: boolean;
+  tls?: RawListenerTls;
+  redirect_https?: { port: number; hosts?: string[] };
+}
+export interface RawListenerTls {
+  certificates: { cert: string; key: string; default?: boolean }[];
+  min_version: (typeof TLS_VERSIONS)[number];
+  ciphers?: string;
+  hsts?: { max_age: string | number; include_subdomains: boolean; preload: boolean };
+  client_ca?: string;
+  reload_interval: string | number;
+  handshake_timeout: string | number;
+}
+export interface RawUpstreamTls {
+  ca?: string;
+  servername?: string;
+  verify: boolean;
+  cert?: string;
+  key?: string;
+}
+// ---- end TLS ----
 
 export interface RawHeaderRules {
   set?: Record<string, string>;
@@ -434,6 +516,7 @@ export interface RawRoute {
       from: string;
     };
     basic?: { realm: string; users: { name: string; hash: string }[] };
+    mtls?: { subjects?: string[]; sans?: string[] };
     forward?: { subject?: string; claims?: Record<string, string> };
   };
   authorize?: { scopes?: string[]; claims?: Record<string, string | string[]>; cidrs?: string[]; methods?: string[] };
@@ -460,6 +543,7 @@ export interface RawUpstream {
   outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
   timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
   max_idle_per_server: number | 'auto';
+  tls?: RawUpstreamTls;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, allowUnionTypes: true, strict: true });

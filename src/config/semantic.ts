@@ -9,8 +9,9 @@ import { MAX_TIMER_MS, parseDuration, parseSize } from './duration.js';
 import { describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
-import type { RawConfig, RawRoute } from './schema.js';
+import type { RawConfig, RawListen, RawRoute, RawUpstreamTls } from './schema.js';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { resolve } from 'node:path';
 import { defaultRouteName, parseRate, readKeysFile } from './normalise.js';
 // A leaf module (no imports): route paths are checked with the same function requests are read with.
@@ -57,7 +58,9 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   each(['listen'], raw.listen, (l, i) => {
     if (ok(['listen', i, 'host'])) expectHost(['listen', i, 'host'], l.host);
     if (ok(['listen', i])) bind(['listen', i], l);
+    if (ok(['listen', i])) checkListenerTls(l, ['listen', i], baseDir, add);
   });
+  const clientCaListener = typed(['listen']) && raw.listen.some((l) => l.tls?.client_ca !== undefined);
   if (ok(['admin', 'host']) && ok(['admin', 'port'])) {
     expectHost(['admin', 'host'], raw.admin.host);
     bind(['admin', 'port'], raw.admin);
@@ -100,6 +103,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
     for (const key of ['connect', 'response', 'idle'] as const) {
       if (ok([...base, 'timeouts', key])) expectTimer([...base, 'timeouts', key], up.timeouts[key]);
     }
+    if (up.tls && ok([...base, 'tls'])) checkUpstreamTls(up.tls, [...base, 'tls'], baseDir, add);
     if (up.health && ok([...base, 'health'])) {
       const { interval, timeout } = up.health;
       expectTimer([...base, 'health', 'interval'], interval);
@@ -180,11 +184,12 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   });
 
   function checkAuth(a: NonNullable<RawRoute['auth']>, path: PathSegment[]): void {
-    const schemes = (['api_key', 'jwt', 'basic'] as const).filter((k) => a[k] !== undefined);
+    const schemes = (['api_key', 'jwt', 'basic', 'mtls'] as const).filter((k) => a[k] !== undefined);
     if (schemes.length !== 1) {
-      add(path, `expected exactly one of api_key, jwt, basic, got ${schemes.length === 0 ? 'none' : schemes.join(' and ')}`);
+      add(path, `expected exactly one of api_key, jwt, basic, mtls, got ${schemes.length === 0 ? 'none' : schemes.join(' and ')}`);
       return;
     }
+    if (a.mtls && !clientCaListener) add([...path, 'mtls'], 'no listener requests client certificates: set tls.client_ca on a listener (listen[].tls.client_ca)');
     if (a.api_key) {
       const k = a.api_key;
       (k.keys ?? []).forEach((entry, j) => {
@@ -226,6 +231,78 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   }
   return issues;
 }
+
+// ---- TLS (issue 12) ----
+type AddIssue = (path: PathSegment[], message: string) => void;
+
+/** The file's text, or an issue naming the key and the reason. */
+function readPem(path: PathSegment[], rel: string, baseDir: string, add: AddIssue): string | undefined {
+  const file = resolve(baseDir, rel);
+  try {
+    const text = readFileSync(file, 'utf8');
+    if (!text.includes('-----BEGIN ')) {
+      add(path, `expected ${file} to hold PEM data (-----BEGIN ...)`);
+      return undefined;
+    }
+    return text;
+  } catch (err) {
+    add(path, `cannot read ${file}: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/** A certificate and key that OpenSSL accepts as a pair; the reason otherwise ("key values mismatch"). */
+function checkPair(path: PathSegment[], cert: string, key: string, add: AddIssue): void {
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    add(path, `certificate and key are not a usable pair: ${(err as Error).message}`);
+  }
+}
+
+function checkListenerTls(l: RawListen, path: PathSegment[], baseDir: string, add: AddIssue): void {
+  if (l.tls && l.redirect_https) add([...path, 'redirect_https'], 'expected either tls or redirect_https on one listener, not both');
+  for (const [j, h] of (l.redirect_https?.hosts ?? []).entries()) {
+    if (!isValidHost(h.startsWith('*.') ? h.slice(2) : h)) add([...path, 'redirect_https', 'hosts', j], `expected a host name or "*.example.com", got ${describeValue(h)}`);
+  }
+  const t = l.tls;
+  if (!t) return;
+  const defaults = t.certificates.filter((c) => c.default === true).length;
+  if (defaults > 1) add([...path, 'tls', 'certificates'], `expected at most one certificate with default: true, got ${defaults}`);
+  t.certificates.forEach((c, j) => {
+    const at = [...path, 'tls', 'certificates', j];
+    const cert = readPem([...at, 'cert'], c.cert, baseDir, add);
+    const key = readPem([...at, 'key'], c.key, baseDir, add);
+    if (cert !== undefined && key !== undefined) checkPair(at, cert, key, add);
+  });
+  if (t.client_ca !== undefined) {
+    const ca = readPem([...path, 'tls', 'client_ca'], t.client_ca, baseDir, add);
+    if (ca !== undefined) {
+      try {
+        createSecureContext({ ca });
+      } catch (err) {
+        add([...path, 'tls', 'client_ca'], `not a usable CA certificate: ${(err as Error).message}`);
+      }
+    }
+  }
+  if (t.ciphers !== undefined) {
+    try {
+      createSecureContext({ ciphers: t.ciphers });
+    } catch (err) {
+      add([...path, 'tls', 'ciphers'], `OpenSSL refuses this cipher list: ${(err as Error).message}`);
+    }
+  }
+}
+
+function checkUpstreamTls(t: RawUpstreamTls, path: PathSegment[], baseDir: string, add: AddIssue): void {
+  if ((t.cert === undefined) !== (t.key === undefined)) add(path, 'expected both cert and key (a client certificate) or neither');
+  const cert = t.cert === undefined ? undefined : readPem([...path, 'cert'], t.cert, baseDir, add);
+  const key = t.key === undefined ? undefined : readPem([...path, 'key'], t.key, baseDir, add);
+  if (cert !== undefined && key !== undefined) checkPair(path, cert, key, add);
+  if (t.ca !== undefined) readPem([...path, 'ca'], t.ca, baseDir, add);
+  if (t.servername !== undefined && !isValidHost(t.servername)) add([...path, 'servername'], `expected a host name, got ${describeValue(t.servername)}`);
+}
+// ---- end TLS ----
 
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 const CONTROL_NAMES: Record<string, string> = { '\r': 'a CR', '\n': 'an LF', '\x00': 'a NUL' };

@@ -15,8 +15,12 @@ export interface ListenConfig {
 /** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
 export interface ProxyListenConfig extends ListenConfig {
   backlog?: number;
-  /** HTTP/2 to clients as well: h2c with prior knowledge on a plain listener. */
+  /** HTTP/2 to clients as well: h2c with prior knowledge on a plain listener, ALPN h2 on a TLS one. */
   http2: boolean;
+  /** Terminate TLS on this listener. */
+  tls?: ListenerTlsConfig;
+  /** Not a proxy: answers every request with a 308 to https. */
+  redirectHttps?: RedirectHttpsConfig;
 }
 
 /** Limits of one client's HTTP/2 session (listeners with http2: true). */
@@ -29,6 +33,57 @@ export interface Http2Config {
   maxControlFrames: number;
   maxHeaderPairs: number;
 }
+
+// ---- TLS (issue 12) ----
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** A certificate chain and its key, as absolute file paths (re-read when they change). */
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+}
+
+export interface HstsConfig {
+  maxAgeSeconds: number;
+  includeSubdomains: boolean;
+  preload: boolean;
+}
+
+export interface ListenerTlsConfig {
+  /** certificates[0] is the default, for names no certificate carries (and clients without SNI). */
+  certificates: CertificateFiles[];
+  minVersion: TlsVersion;
+  /** OpenSSL cipher string (TLS 1.3 suites and TLS 1.2 ciphers). */
+  ciphers: string;
+  hsts?: HstsConfig;
+  /** CA file: client certificates are requested and verified against it. */
+  clientCa?: string;
+  reloadIntervalMs: number;
+  handshakeTimeoutMs: number;
+}
+
+export interface RedirectHttpsConfig {
+  /** The https port redirected to (omitted from the URL when 443). */
+  port: number;
+  /** Hosts redirected (exact or "*.example.com"); absent: the TLS listeners' certificate names. */
+  hosts?: string[];
+}
+
+/** How a worker talks TLS to an upstream's servers (and health checks do too). */
+export interface UpstreamTlsConfig {
+  /** Absolute paths. */
+  ca?: string;
+  servername?: string;
+  verify: boolean;
+  cert?: string;
+  key?: string;
+}
+
+export interface TlsTicketsConfig {
+  /** Ticket keys are replaced this often; the previous key still decrypts for one more period. */
+  rotateMs: number;
+}
+// ---- end TLS ----
 
 export interface AdminConfig {
   host: string;
@@ -119,6 +174,7 @@ export interface UpstreamConfig {
   timeouts: UpstreamTimeouts;
   /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */
   maxIdlePerServer?: number;
+  tls?: UpstreamTlsConfig;
 }
 
 export interface RouteConfig {
@@ -159,7 +215,9 @@ export interface HeaderRules {
 export type AuthConfig =
   | { type: 'api_key'; keys: ApiKeyEntry[]; header?: string; query?: string; forward: IdentityForwarding }
   | { type: 'jwt'; jwt: JwtConfig; forward: IdentityForwarding }
-  | { type: 'basic'; realm: string; users: BasicUser[]; forward: IdentityForwarding };
+  | { type: 'basic'; realm: string; users: BasicUser[]; forward: IdentityForwarding }
+  /** A verified client certificate (listener tls.client_ca), optionally one of these subjects or SANs. */
+  | { type: 'mtls'; subjects: string[]; sans: string[]; forward: IdentityForwarding };
 
 /** An API key by name; the key itself is kept only as its SHA-256 (hex). */
 export interface ApiKeyEntry {
@@ -261,4 +319,5 @@ export interface Config {
   rateLimitSlots: number;
   authFailures: AuthFailuresConfig;
   http2: Http2Config;
+  tlsTickets: TlsTicketsConfig;
 }

@@ -19,6 +19,8 @@ export interface GatewayDeps {
   limiter: RateLimiter | undefined;
   /** Failed authentication attempts per client (in `limiter`); without it, unlimited. */
   authFailures?: AuthFailuresConfig;
+  /** Header names (lower-case) removed from every request on every route: the client certificate headers when a listener takes client certificates. */
+  alwaysStripped?: readonly string[];
 }
 
 export class RouteRuntime {
@@ -59,7 +61,7 @@ export class RouteRuntime {
     this.limiter = deps.limiter;
     this.requestRules = route.requestHeaders;
     this.responseRules = route.responseHeaders;
-    this.identityNames = new Set(route.auth ? identityHeaderNames(route.auth.forward) : []);
+    this.identityNames = new Set([...(route.auth ? identityHeaderNames(route.auth.forward) : []), ...(deps.alwaysStripped ?? [])]);
     this.identityLengths = new Set([...this.identityNames].map((n) => n.length));
     this.rewritesRequestHeaders = this.requestRules !== undefined || this.identityNames.size > 0;
     const auth = route.auth;

@@ -3,6 +3,7 @@
 // order. Pipelined requests wait in a queue with the socket paused, so a
 // client can't make Switchyard buffer more than one read ahead.
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { createParser, releaseParser, resetParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
 import { Exchange, type ClientSide } from './exchange.js';
 import { errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
@@ -12,6 +13,14 @@ import type { HeaderList } from './gateway-step.js';
 import { Tunnel } from './tunnel.js';
 import { normaliseAddress, type WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
+import type { ClientCertificate } from '../gateway/auth/index.js';
+import { clientCertificate } from '../tls/client-certificate.js';
+
+/** What a TLS listener adds to the connections it hands over. */
+export interface SecureListener {
+  /** Added to every response (Strict-Transport-Security). */
+  responseHeaders: ReadonlyArray<readonly [string, string]> | undefined;
+}
 
 const CRLF = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
@@ -41,7 +50,14 @@ export class ClientConnection implements Expirable, ClientSide {
   readonly peerAddress: string;
   private trusted: boolean | undefined;
 
-  constructor(readonly socket: Socket, readonly worker: WorkerRuntime) {
+  /** The connection came through TLS: X-Forwarded-Proto is https. */
+  readonly secure: boolean;
+  /** Headers every response on this connection carries (HSTS on TLS listeners). */
+  readonly responseHeaders: ReadonlyArray<readonly [string, string]> | undefined;
+
+  constructor(readonly socket: Socket, readonly worker: WorkerRuntime, listener?: SecureListener) {
+    this.secure = listener !== undefined;
+    this.responseHeaders = listener?.responseHeaders;
     this.peerAddress = normaliseAddress(socket.remoteAddress ?? '');
     this.headDeadline = deadlineIn(worker.limits.headersTimeoutMs);
     this.parser = createParser('request', worker.limits.maxHeaderBytes, {
@@ -296,6 +312,14 @@ export class ClientConnection implements Expirable, ClientSide {
     }
   }
 
+  /** The client's certificate (TLS listeners with client_ca), read once per connection. */
+  clientCertificate(): ClientCertificate | undefined {
+    if (this.clientCert === undefined) this.clientCert = this.socket instanceof TLSSocket ? (clientCertificate(this.socket) ?? null) : null;
+    return this.clientCert ?? undefined;
+  }
+
+  private clientCert: ClientCertificate | null | undefined;
+
   /** Whether the peer's X-Forwarded-* headers are believed. */
   peerTrusted(): boolean {
     return (this.trusted ??= this.worker.isTrustedProxy(this.peerAddress));
@@ -357,7 +381,10 @@ export class ClientConnection implements Expirable, ClientSide {
 
   /** Abort: the client must see a broken connection, not a complete response. */
   abort(): void {
-    this.socket.resetAndDestroy();
+    // A TLS socket cannot be reset from JS (its handle is not the TCP one); destroying it without
+    // close_notify is what a TLS client reads as a truncated response.
+    if (this.secure) this.socket.destroy();
+    else this.socket.resetAndDestroy();
     this.onClose();
   }
 

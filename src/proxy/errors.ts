@@ -14,6 +14,8 @@ export type ProxyErrorReason =
   | 'no-route'
   | 'unauthorized'
   | 'forbidden'
+  | 'client-cert-required'
+  | 'client-cert-refused'
   | 'rate-limited'
   | 'body-too-large'
   | 'url-too-long'
@@ -38,6 +40,8 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'no-route': 404,
   unauthorized: 401,
   forbidden: 403,
+  'client-cert-required': 401,
+  'client-cert-refused': 403,
   'rate-limited': 429,
   'body-too-large': 413,
   'url-too-long': 414,

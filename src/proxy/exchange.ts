@@ -20,7 +20,7 @@ import type { ParseError } from './llhttp.js';
 import { buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
 import { closesConnection, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { resolvedTarget } from './request-target.js';
-import type { AuthResult, GatewayRequest, Identity } from '../gateway/auth/index.js';
+import type { AuthResult, ClientCertificate, GatewayRequest, Identity } from '../gateway/auth/index.js';
 import { redactQueryParam } from '../gateway/route-runtime.js';
 import type { RouteRuntime } from '../gateway/route-runtime.js';
 import { deadlineIn, now } from './coarse-clock.js';
@@ -67,6 +67,12 @@ const NEXT: Readonly<Record<Phase, readonly Phase[]>> = {
  */
 export interface ClientSide {
   readonly peerAddress: string;
+  /** Came through a TLS listener. */
+  readonly secure: boolean;
+  /** Headers every response on the connection carries (HSTS). */
+  readonly responseHeaders: HeaderList | undefined;
+  /** The TLS client certificate, when one was presented. */
+  clientCertificate(): ClientCertificate | undefined;
   peerTrusted(): boolean;
   /** The client address used for balancing and limits (the peer, or what trusted proxies report). */
   clientIp(info: RequestHeadInfo): string;
@@ -193,6 +199,7 @@ export class Exchange implements UpstreamListener {
     this.requestId = this.info.requestId !== undefined && isPlainId(this.info.requestId) ? this.info.requestId : ctx.nextRequestId();
     this.target = url;
     this.keepAlive = clientKeepAlive;
+    this.extraHeaders = client.responseHeaders;
   }
 
   /** Answered, failed or aborted: nothing more happens. */
@@ -233,7 +240,7 @@ export class Exchange implements UpstreamListener {
     this.clientIp = this.client.clientIp(this.info);
     const cors = corsStep(route, this.method, this.raw);
     if (cors.preflight !== undefined) return this.answerPreflight(cors.preflight);
-    this.extraHeaders = cors.responseHeaders;
+    if (cors.responseHeaders !== undefined) this.extraHeaders = this.extraHeaders === undefined ? cors.responseHeaders : [...this.extraHeaders, ...cors.responseHeaders];
     if (route.authenticator === undefined) return this.afterAuth(undefined);
     const result = route.authenticator.authenticate(this.gatewayRequest());
     if (result instanceof Promise) {
@@ -264,7 +271,7 @@ export class Exchange implements UpstreamListener {
   }
 
   private gatewayRequest(): GatewayRequest {
-    return (this.gateway ??= { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp });
+    return (this.gateway ??= { method: this.method, target: this.target, rawHeaders: this.raw, clientIp: this.clientIp, clientCert: this.client.clientCertificate() });
   }
 
   /** A CORS preflight, answered here: the upstream never sees it. */
@@ -404,7 +411,7 @@ export class Exchange implements UpstreamListener {
       dropUnderscored: this.ctx.dropUnderscored,
       info,
       forwardedFor: trusted && info.forwardedFor !== undefined ? `${info.forwardedFor}, ${peer}` : peer,
-      forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : 'http',
+      forwardedProto: trusted && info.forwardedProto !== undefined ? info.forwardedProto : this.client.secure ? 'https' : 'http',
       forwardedHost: trusted && info.forwardedHost !== undefined ? info.forwardedHost : info.host,
       requestId: this.requestId,
       bodyFraming: framing,

@@ -62,6 +62,7 @@ export function afterAuthentication(route: RouteRuntime, result: AuthResult | un
         return { pass: false, identity, reason: 'rate-limited', detail: result.reason, headers: [['Retry-After', String(result.retryAfter)]] };
       }
       metrics.gatewayRefusal(route.name, 'auth');
+      if (result.refusal !== undefined) return { pass: false, identity, reason: result.refusal, detail: result.reason, headers: undefined };
       return { pass: false, identity, reason: 'unauthorized', detail: result.reason, headers: result.wwwAuthenticate === undefined ? undefined : [['WWW-Authenticate', result.wwwAuthenticate]] };
     }
     identity = result.identity;

@@ -20,6 +20,11 @@
 // refused, and the connection closes after the last one.
 import http2, { constants, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { ClientCertificate } from '../gateway/auth/index.js';
+import { clientCertificate } from '../tls/client-certificate.js';
+import type { SecureListener } from './client-connection.js';
+import type { HeaderList } from './gateway-step.js';
 import type { Http2Config } from '../config/types.js';
 import { deadlineIn, now, track, untrack, type Expirable } from './coarse-clock.js';
 import { H2Stream, type StreamOwner } from './h2-stream.js';
@@ -51,7 +56,7 @@ const CALM_LINGER_MS = 1000;
 export class Http2FrontEnd {
   private readonly server: Http2Server;
   /** The socket being handed over: Node creates its session synchronously, inside emit('connection'). */
-  private accepting: Socket | undefined;
+  private accepting: { socket: Socket; secure: SecureListener | undefined } | undefined;
 
   constructor(worker: WorkerRuntime, config: Http2Config) {
     this.server = http2.createServer({
@@ -66,15 +71,16 @@ export class Http2FrontEnd {
       maxSessionRejectedStreams: config.maxResets,
     });
     this.server.on('session', (session: ServerHttp2Session) => {
-      worker.onConnectionOpened(new H2Session(session, this.accepting!, worker, config));
+      const { socket, secure } = this.accepting!;
+      worker.onConnectionOpened(new H2Session(session, socket, secure, worker, config));
     });
     // Errors of one session are that session's (logged by it); the server object never listens.
     this.server.on('sessionError', () => {});
   }
 
-  /** A client connection that speaks HTTP/2 (prior knowledge seen, or ALPN "h2"). */
-  accept(socket: Socket): void {
-    this.accepting = socket;
+  /** A client connection that speaks HTTP/2 (prior knowledge seen, or ALPN "h2" on a TLS listener, `secure`). */
+  accept(socket: Socket, secure: SecureListener | undefined): void {
+    this.accepting = { socket, secure };
     try {
       this.server.emit('connection', socket);
     } finally {
@@ -85,7 +91,10 @@ export class Http2FrontEnd {
 
 class H2Session implements WorkerConnection, StreamOwner, Expirable {
   readonly peerAddress: string;
+  readonly secure: boolean;
+  readonly responseHeaders: HeaderList | undefined;
   private trusted: boolean | undefined;
+  private clientCert: ClientCertificate | null | undefined;
   private open = 0;
   private idleDeadline: number;
   private readonly resets: WindowCount;
@@ -98,10 +107,13 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     private readonly session: ServerHttp2Session,
     /** The connection itself (session.socket is a guarded proxy). */
     private readonly socket: Socket,
+    listener: SecureListener | undefined,
     readonly worker: WorkerRuntime,
     config: Http2Config,
   ) {
-    this.peerAddress = normaliseAddress(session.socket?.remoteAddress ?? '');
+    this.peerAddress = normaliseAddress(socket.remoteAddress ?? '');
+    this.secure = listener !== undefined;
+    this.responseHeaders = listener?.responseHeaders;
     this.resets = new WindowCount(config.maxResets);
     this.controlFrames = new WindowCount(config.maxControlFrames);
     this.idleDeadline = deadlineIn(worker.limits.keepaliveTimeoutMs);
@@ -128,6 +140,12 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
 
   peerTrusted(): boolean {
     return (this.trusted ??= this.worker.isTrustedProxy(this.peerAddress));
+  }
+
+  /** The client's certificate (TLS listeners with client_ca), read once per connection. */
+  clientCertificate(): ClientCertificate | undefined {
+    if (this.clientCert === undefined) this.clientCert = this.socket instanceof TLSSocket ? (clientCertificate(this.socket) ?? null) : null;
+    return this.clientCert ?? undefined;
   }
 
   onStreamReset(): void {

@@ -14,11 +14,17 @@ import type { Tunnel } from './tunnel.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import { mapH2Request } from './h2-request.js';
 import type { WorkerRuntime } from './worker-runtime.js';
+import type { ClientCertificate } from '../gateway/auth/index.js';
 
 /** What a stream needs of the session it belongs to. */
 export interface StreamOwner {
   readonly worker: WorkerRuntime;
   readonly peerAddress: string;
+  /** The session came through a TLS listener (ALPN h2). */
+  readonly secure: boolean;
+  /** Headers every response of the session carries (HSTS). */
+  readonly responseHeaders: HeaderList | undefined;
+  clientCertificate(): ClientCertificate | undefined;
   peerTrusted(): boolean;
   /** The client reset a stream before its response was complete (counted against rapid reset). */
   onStreamReset(): void;
@@ -68,6 +74,18 @@ export class H2Stream implements ClientSide, Expirable {
 
   get peerAddress(): string {
     return this.owner.peerAddress;
+  }
+
+  get secure(): boolean {
+    return this.owner.secure;
+  }
+
+  get responseHeaders(): HeaderList | undefined {
+    return this.owner.responseHeaders;
+  }
+
+  clientCertificate(): ClientCertificate | undefined {
+    return this.owner.clientCertificate();
   }
 
   peerTrusted(): boolean {

@@ -2,10 +2,15 @@
 // worker, ask for its counters, stop and drain it. How requests are parsed
 // and forwarded (plain `net` sockets driven through llhttp) stays behind it.
 import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
-import { ClientConnection } from './client-connection.js';
+import { ClientConnection, type SecureListener } from './client-connection.js';
+import { createTlsListener, type TlsListener } from '../tls/tls-listener.js';
+import { createRedirectServer } from '../tls/redirect-listener.js';
+import { TicketKeyRing, type TicketKey } from '../tls/ticket-keys.js';
+import type { CertificatePem } from '../tls/certificate-store.js';
 import { Http2FrontEnd } from './h2-session.js';
 import { sniffPreface } from './preface-sniff.js';
 import { Counter, SharedRegion } from '../native.js';
@@ -52,6 +57,14 @@ export interface ProxyWorker {
   stats(): WorkerStats;
   /** Everything this worker counted, for the primary to keep when the worker retires. */
   metricsSnapshot(): MetricJson[];
+  /** Session-ticket keys from the primary (current first): every TLS listener uses them at once. */
+  setTicketKeys(keys: TicketKey[]): void;
+  /**
+   * Adds or replaces the certificate `id` on the TLS listeners given by
+   * index in config.listen (all TLS listeners when absent). Throws when the
+   * PEM is unusable; the listeners then keep what they had.
+   */
+  setCertificate(id: string, pem: CertificatePem, listeners?: readonly number[]): void;
 }
 
 export interface WorkerPlacement {
@@ -61,6 +74,8 @@ export interface WorkerPlacement {
   slot?: number;
   /** The primary's rate-limit buckets; absent: a private table when a route needs one. */
   limiter?: RateLimiter;
+  /** Session-ticket keys the primary sent before the listeners exist. */
+  ticketKeys?: TicketKey[];
 }
 
 export async function startProxyWorker(config: Config, log: Logger, workerIndex: number, placement: WorkerPlacement = {}): Promise<ProxyWorker> {
@@ -69,13 +84,37 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   const limiter = placement.limiter ?? (config.routes.some((r) => r.rateLimit) ? privateLimiter(config) : undefined);
   const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter);
   const h2 = config.listen.some((l) => l.http2) ? new Http2FrontEnd(runtime, config.http2) : undefined;
-  const servers = await Promise.all(config.listen.map((l) => listen(runtime, l, h2)));
+  const tickets = new TicketKeyRing();
+  if (placement.ticketKeys) tickets.set(placement.ticketKeys);
+  const tlsListeners = new Map<number, TlsListener>();
+  const sessionTimeoutSeconds = Math.max(1, Math.floor((2 * config.tlsTickets.rotateMs) / 1000));
+  const servers = await Promise.all(
+    config.listen.map((l, i) => {
+      if (l.redirectHttps) {
+        const redirect = l.redirectHttps;
+        return bind(runtime, l, createRedirectServer(redirect, (host) => [...tlsListeners.values()].some((t) => t.store.covers(host)), log, runtime.logThrottle));
+      }
+      if (l.tls === undefined) {
+        const plain = l.http2 ? (socket: net.Socket) => acceptSniffing(runtime, socket, h2!) : (socket: net.Socket) => accept(runtime, socket, undefined);
+        return bind(runtime, l, net.createServer(NET_OPTIONS, plain));
+      }
+      const secure: SecureListener = { responseHeaders: l.tls.hsts === undefined ? undefined : [['Strict-Transport-Security', hstsValue(l.tls.hsts)]] };
+      const frontEnds = {
+        'http/1.1': (socket: TLSSocket) => accept(runtime, socket, secure),
+        ...(l.http2 ? { h2: (socket: TLSSocket) => acceptHttp2(runtime, socket, h2!, secure) } : {}),
+      };
+      const listener = createTlsListener(l.tls, frontEnds, { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds }, NET_OPTIONS);
+      tlsListeners.set(i, listener);
+      return bind(runtime, l, listener.server);
+    }),
+  );
 
   return {
     async stopAccepting() {
       runtime.closing = true;
       // close() resolves only once every connection is gone, so don't wait for it here.
       for (const s of servers) s.close();
+      for (const t of tlsListeners.values()) t.close();
       for (const conn of runtime.connections) conn.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
     },
     async drain(timeoutMs) {
@@ -89,6 +128,15 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
     },
     metricsSnapshot() {
       return runtime.metrics.snapshot();
+    },
+    setTicketKeys(keys) {
+      tickets.set(keys);
+    },
+    setCertificate(id, pem, listeners) {
+      const targets = listeners === undefined ? [...tlsListeners.values()] : listeners.map((i) => tlsListeners.get(i)).filter((t) => t !== undefined);
+      if (targets.length === 0) throw new Error('no TLS listener to add the certificate to');
+      // Checked on the first before any changes: a bad PEM leaves every listener as it was.
+      for (const t of targets) t.store.set(id, pem);
     },
     stats() {
       const upstreams: WorkerStats['upstreams'] = {};
@@ -108,21 +156,44 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   };
 }
 
-function listen(runtime: WorkerRuntime, { host, port, backlog, http2 }: ProxyListenConfig, h2: Http2FrontEnd | undefined): Promise<net.Server> {
-  const http1 = (socket: net.Socket): void => runtime.onConnectionOpened(new ClientConnection(socket, runtime));
-  // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    if (runtime.closing) {
-      socket.destroy();
-      return;
-    }
-    if (!http2) return http1(socket);
-    sniffPreface(socket, runtime.limits.headersTimeoutMs, (isHttp2) => {
-      if (isHttp2) return h2!.accept(socket);
-      http1(socket);
-      socket.resume();
-    });
+// allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
+const NET_OPTIONS = { allowHalfOpen: true, noDelay: true };
+
+function accept(runtime: WorkerRuntime, socket: net.Socket, secure: SecureListener | undefined): void {
+  if (runtime.closing) {
+    socket.destroy();
+    return;
+  }
+  runtime.onConnectionOpened(new ClientConnection(socket, runtime, secure));
+}
+
+/** A TLS socket that negotiated ALPN h2. */
+function acceptHttp2(runtime: WorkerRuntime, socket: TLSSocket, h2: Http2FrontEnd, secure: SecureListener): void {
+  if (runtime.closing) {
+    socket.destroy();
+    return;
+  }
+  h2.accept(socket, secure);
+}
+
+/** A plain listener with http2: the connection preface tells h2c with prior knowledge from HTTP/1.1. */
+function acceptSniffing(runtime: WorkerRuntime, socket: net.Socket, h2: Http2FrontEnd): void {
+  if (runtime.closing) {
+    socket.destroy();
+    return;
+  }
+  sniffPreface(socket, runtime.limits.headersTimeoutMs, (isHttp2) => {
+    if (isHttp2) return h2.accept(socket, undefined);
+    accept(runtime, socket, undefined);
+    socket.resume();
   });
+}
+
+function hstsValue(h: { maxAgeSeconds: number; includeSubdomains: boolean; preload: boolean }): string {
+  return `max-age=${h.maxAgeSeconds}${h.includeSubdomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`;
+}
+
+function bind(runtime: WorkerRuntime, { host, port, backlog }: ProxyListenConfig, server: net.Server): Promise<net.Server> {
   // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
   // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
   const cap = runtime.limits.maxConnections;

@@ -15,6 +15,7 @@ import { regionLayout } from '../balancer/layout.js';
 import { Counter, type SharedRegion } from '../native.js';
 import type { ExchangeContext } from './exchange.js';
 import type { RequestHeadInfo } from './headers.js';
+import { CLIENT_CERT_HEADERS } from '../config/normalise.js';
 
 /** What the worker does with the client connections it holds: count them, and close them when it drains. */
 export interface WorkerConnection {
@@ -55,7 +56,10 @@ export class WorkerRuntime implements ExchangeContext {
       const placement = { region, base: layout.base.get(name)!, slot, workerIndex, log, metrics: this.metrics };
       this.upstreams.set(name, new UpstreamRuntime(upstream, placement, config.limits.maxHeaderBytes));
     }
-    const deps = { log, limiter, authFailures: config.authFailures };
+    // A client certificate's identity must only ever come from the handshake: no route forwards a client's copy.
+    const takesClientCerts = config.listen.some((l) => l.tls?.clientCa !== undefined);
+    const alwaysStripped = takesClientCerts ? Object.values(CLIENT_CERT_HEADERS).map((h) => h.toLowerCase()) : [];
+    const deps = { log, limiter, authFailures: config.authFailures, alwaysStripped };
     this.router = new Router(config.routes, (route) => {
       const runtime = new RouteRuntime(route, this.upstreams.get(route.upstream)!, deps);
       this.routes.push(runtime);

@@ -197,10 +197,10 @@ describe('config: errors', () => {
   it('unknown key, at the key, listing the known ones', () => {
     const text = MINIMAL.replace('    servers:', '    balanse: least-conn\n    servers:');
     assert.deepEqual(errorsOf(text), [
-      `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
+      `${FILE}:4:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server, tls)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends, http2)`,
+      `${FILE}:9:1 lmits: unknown key (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends, http2, tls_tickets)`,
     ]);
   });
 
@@ -373,7 +373,7 @@ routes:
       `${FILE}:1:10 workers: expected an integer 1..64 or "auto", got 0`,
       `${FILE}:4:16 admin.port: port 8080 on 127.0.0.1 is already taken by listen[0] (127.0.0.1:8080)`,
       `${FILE}:6:20 limits.headers_timeout: expected a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds, got "2x"`,
-      `${FILE}:9:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server)`,
+      `${FILE}:9:5 upstreams.app.balanse: unknown key (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, outlier, timeouts, max_idle_per_server, tls)`,
       `${FILE}:12:18 upstreams.app.servers[1].address: expected host:port, got "localhost"`,
       `${FILE}:13:20 upstreams.app.servers[2].address: duplicate server address (also servers[0])`,
       `${FILE}:13:44 upstreams.app.servers[2].weight: expected an integer 1..1000, got 0`,

@@ -12,8 +12,9 @@ import { DEFAULT_SUCCESS_CACHE } from './success-cache.js';
 import type { SuccessCacheOptions } from './success-cache.js';
 import type { Authenticator } from './types.js';
 import type { AttemptGate } from './attempts.js';
+import { MtlsAuthenticator } from './mtls.js';
 
-export type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
+export type { AuthResult, Authenticator, ClientCertificate, GatewayRequest, Identity } from './types.js';
 export type { JwksTuning } from './jwt.js';
 export type { SuccessCacheOptions } from './success-cache.js';
 export type { AttemptGate } from './attempts.js';
@@ -35,5 +36,8 @@ export function createAuthenticator(auth: AuthConfig, log: Logger, tuning: Parti
       return new JwtAuthenticator(auth.jwt, log, tuning.jwks ?? DEFAULT_JWKS_TUNING, tuning.successCache ?? DEFAULT_SUCCESS_CACHE, gate);
     case 'basic':
       return new BasicAuthenticator(auth.realm, auth.users, tuning.successCache ?? DEFAULT_SUCCESS_CACHE, gate);
+    case 'mtls':
+      // No gate: nothing is guessed here, the TLS handshake already proved (or not) the key.
+      return new MtlsAuthenticator(auth.subjects, auth.sans);
   }
 }

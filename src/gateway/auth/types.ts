@@ -9,14 +9,28 @@ export interface GatewayRequest {
   /** Flat [name, value, ...] as received (latin1 strings). */
   rawHeaders: readonly string[];
   clientIp: string;
+  /** The client certificate of a TLS connection on a listener with client_ca; absent: none was presented (or plain HTTP). */
+  clientCert?: ClientCertificate | undefined;
+}
+
+/** What the TLS handshake established about the client's certificate. */
+export interface ClientCertificate {
+  /** OpenSSL verified the chain against the listener's client_ca. */
+  verified: boolean;
+  /** Why not, when not verified (OpenSSL's code, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE). */
+  error?: string;
+  /** RFC 2253 subject, most specific first: "CN=client,O=Example". */
+  subject: string;
+  /** "DNS:a.example", "URI:spiffe://x", "email:a@b", "IP Address:10.0.0.1". */
+  sans: readonly string[];
 }
 
 export interface Identity {
-  kind: 'api_key' | 'jwt' | 'basic';
-  /** Key name, JWT `sub` or user name. */
+  kind: 'api_key' | 'jwt' | 'basic' | 'mtls';
+  /** Key name, JWT `sub`, user name or certificate subject. */
   subject: string;
   scopes: readonly string[];
-  /** The JWT payload; empty for the other schemes. */
+  /** The JWT payload; for mtls { san: [...] }; empty for the other schemes. */
   claims: Readonly<Record<string, unknown>>;
 }
 
@@ -30,6 +44,8 @@ export type AuthResult =
       wwwAuthenticate?: string;
       /** Set when nothing was checked because the client is out of attempts: a 429 with Retry-After (whole seconds). */
       retryAfter?: number;
+      /** mtls: the specific answer, 401 (no verified certificate) or 403 (a verified one the route does not accept). */
+      refusal?: 'client-cert-required' | 'client-cert-refused';
     };
 
 export interface Authenticator {
