@@ -13,6 +13,9 @@ import { startBackend, type Backend } from '../helpers/backend.js';
 import { Pki } from '../helpers/certs.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
+/** Generous: on a loaded 2-core machine two workers can take well over 15 s to listen. */
+const START = { startTimeoutMs: 60_000 };
+
 const run = promisify(execFile);
 
 let pki: Pki;
@@ -38,7 +41,7 @@ before(async () => {
     ],
     upstreams: { app: { servers: [{ address: backend.address }] } },
     routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
-  });
+  }, START);
 });
 
 after(async () => {

@@ -9,12 +9,16 @@
 // response fields and trailers never reach the client.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { closedPort, patternBytes, patternSha256, startBackend, startRawBackend, type Backend } from '../helpers/backend.js';
 import { h2Connect, h2Get, h2Request } from '../helpers/h2-client.js';
-import { ErrorCode, FrameType, RawH2, data, headers, request, settingsAck } from '../helpers/h2-frames.js';
+import { ErrorCode, FrameType, PREFACE, RawH2, data, headers, request, settings, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+
+/** Generous: on a loaded 2-core machine two workers can take well over 15 s to listen. */
+const START = { startTimeoutMs: 60_000 };
 
 const run = promisify(execFile);
 const API_KEY = 'h2-test-key-0123456789';
@@ -43,7 +47,7 @@ before(async () => {
       { name: 'limited', match: { host: '*', path: '/limited' }, upstream: 'app', rate_limit: { rate: '1/m', burst: 2, key: 'client-ip' } },
       { name: 'retry', match: { host: '*', path: '/retry' }, upstream: 'flaky' },
     ],
-  });
+  }, START);
 });
 
 after(async () => {
@@ -63,6 +67,28 @@ describe('h2c with prior knowledge and HTTP/1.1 on one listener', () => {
     const h1 = await run('curl', ['-sS', '-o', '-', '-w', '\n%{http_version}', `http://${authority}/hello`]);
     assert.equal(h1.stdout, 'ok\n1.1');
     assert.equal(backend.requests.length, 2);
+  });
+
+  test('a preface that arrives a few bytes at a time is still HTTP/2; a request starting like it but not it is HTTP/1.1', async () => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    await new Promise((r) => socket.once('connect', r));
+    const received: Buffer[] = [];
+    socket.on('data', (d: Buffer) => received.push(d));
+    for (const piece of [PREFACE.subarray(0, 3), PREFACE.subarray(3, 11), PREFACE.subarray(11)]) {
+      socket.write(piece);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    socket.write(Buffer.concat([settings(), settingsAck(), headers(1, request('/split', authority), true)]));
+    await new Promise((r) => setTimeout(r, 500));
+    socket.destroy();
+    const bytes = Buffer.concat(received);
+    // The server's first frame is its SETTINGS (type 4 on stream 0), not an HTTP/1.1 status line.
+    assert.equal(bytes[3], FrameType.SETTINGS);
+    assert.equal(backend.requests.length, 1);
+    assert.equal(backend.requests[0]!.url, '/split');
+    // "PRI /pri HTTP/1.1" parts from the preface at its 5th byte: llhttp gets it, and refuses the method.
+    const h1 = await run('curl', ['-sS', '-X', 'PRI', '-o', '/dev/null', '-w', '%{http_code} %{http_version}', `http://${authority}/pri`]);
+    assert.equal(h1.stdout, '400 1.1', 'an HTTP/1.1 request with method PRI is answered over HTTP/1.1');
   });
 
   test('the upstream sees HTTP/1.1: request line from :method and :path, Host from :authority, cookies joined, X-Forwarded-*', async () => {
@@ -140,7 +166,7 @@ describe('h2c with prior knowledge and HTTP/1.1 on one listener', () => {
       listen: [{ host: '127.0.0.1', port: p2, http2: true }],
       upstreams: { raw: { servers: [{ address: raw.address }] } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'raw' }],
-    });
+    }, START);
     try {
       const session = await h2Connect(p2);
       const stream = session.request({ ':path': '/t' });
@@ -289,7 +315,7 @@ describe('flow control and backpressure', () => {
       limits: { max_body_bytes: '1gb' },
       upstreams: { stalled: { servers: [{ address: stalled.address }], timeouts: { response: '30s' } } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'stalled' }],
-    });
+    }, START);
     try {
       const session = await h2Connect(p2);
       const stream = session.request({ ':method': 'POST', ':path': '/upload' }, { endStream: false });
@@ -334,7 +360,7 @@ describe('flow control and backpressure', () => {
       listen: [{ host: '127.0.0.1', port: p2, http2: true }],
       upstreams: { big: { servers: [{ address: big.address }], timeouts: { response: '30s', idle: '30s' } } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'big' }],
-    });
+    }, START);
     try {
       const session = await h2Connect(p2);
       const stream = session.request({ ':path': '/download' });
