@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the comparison peers for `npm run bench` from Debian's packages:
-# nginx (backends and a proxy), HAProxy and wrk. Run it explicitly, as root;
+# nginx (backends and a proxy), HAProxy, wrk and h2load (nghttp2-client, for bench/http2.ts). Run it explicitly, as root;
 # the bench itself never installs anything and skips whatever is missing.
 set -euo pipefail
 
@@ -12,8 +12,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # nginx-light is enough (no extra modules); fall back to nginx where it is gone.
-if ! apt-get install -y --no-install-recommends nginx-light haproxy wrk; then
-  apt-get install -y --no-install-recommends nginx haproxy wrk
+if ! apt-get install -y --no-install-recommends nginx-light haproxy wrk nghttp2-client; then
+  apt-get install -y --no-install-recommends nginx haproxy wrk nghttp2-client
 fi
 
 # The L4 bench (bench/l4-tcp.ts) compares with nginx's stream module, a separate package.
@@ -29,6 +29,6 @@ for svc in nginx haproxy; do
   fi
 done
 
-for bin in nginx haproxy wrk; do
+for bin in nginx haproxy wrk h2load; do
   printf '%-8s %s\n' "$bin" "$(command -v "$bin" || echo missing)"
 done

@@ -59,6 +59,13 @@ export function normalise(raw: RawConfig, file: string): Config {
     demoBackends: raw.demo_backends.map(hostPort),
     rateLimitSlots: raw.rate_limit_slots,
     authFailures: { ratePerSecond: parseRate(raw.auth_failures.rate), burst: raw.auth_failures.burst },
+    http2: {
+      maxConcurrentStreams: raw.http2.max_concurrent_streams,
+      initialWindowSize: parseSize(raw.http2.initial_window_size),
+      maxResets: raw.http2.max_resets,
+      maxControlFrames: raw.http2.max_control_frames,
+      maxHeaderPairs: raw.http2.max_header_pairs,
+    },
     tlsTickets: { rotateMs: parseDuration(raw.tls_tickets.rotate) },
   };
   if (raw.redis) config.redis = redis(raw.redis, dirname(resolve(file)));
@@ -172,6 +179,7 @@ function listener(l: RawListen, maxConnections: number, baseDir: string): ProxyL
     proxyTimeoutMs: parseDuration(l.proxy_timeout),
     idleTimeoutMs: parseDuration(l.idle_timeout ?? TCP_IDLE_DEFAULT),
     maxConnections: l.max_connections ?? maxConnections,
+    http2: l.http2,
   };
   if (l.redirect_https) out.redirectHttps = { port: l.redirect_https.port, ...(l.redirect_https.hosts ? { hosts: l.redirect_https.hosts.map((h) => h.toLowerCase()) } : {}) };
   const t = l.tls;

@@ -433,6 +433,9 @@ export const configSchema: Schema = object(
           proxy_timeout: duration('5s'),
           idle_timeout: duration(),
           max_connections: int(0, 1_000_000),
+          // http2 (HTTP/2 to clients, see `http2` below): on a plain listener HTTP/1.1 and h2c with prior knowledge, told apart by the
+          // connection preface; on a TLS listener ALPN offers h2 before http/1.1.
+          http2: { type: 'boolean', default: false, expected: 'true or false' },
           tls: listenerTls,
           redirect_https: redirectHttps,
         },
@@ -506,6 +509,22 @@ export const configSchema: Schema = object(
       },
       { required: ['url'] },
     ),
+    // HTTP/2 sessions of listeners with `http2: true`: what one client connection may ask for.
+    http2: object(
+      {
+        // SETTINGS_MAX_CONCURRENT_STREAMS; a stream beyond it is refused.
+        max_concurrent_streams: int(1, 10_000, 100),
+        // Per-stream receive window: how much request body a client may send before Switchyard reads it.
+        initial_window_size: { ...size(65535), expected: 'a size like 64kb or integer bytes (at most 2147483647)' },
+        // Requests the client cancels (RST_STREAM) within 10 s; beyond it GOAWAY ENHANCE_YOUR_CALM (rapid reset).
+        max_resets: int(1, 1_000_000, 200),
+        // PING and SETTINGS frames from the client within 10 s; beyond it GOAWAY ENHANCE_YOUR_CALM.
+        max_control_frames: int(1, 1_000_000, 200),
+        // Header fields in one request's header list (the byte limit is limits.max_header_bytes).
+        max_header_pairs: int(4, 10_000, 128),
+      },
+      { default: {} },
+    ),
     tls_tickets: tlsTickets,
   },
   // Without admin there is no admin API (and no dashboard); SIGHUP still reloads.
@@ -534,6 +553,7 @@ export interface RawConfig {
   rate_limit_slots: number;
   auth_failures: { rate: number | string; burst: number };
   redis?: { url: string; ca_file?: string; timeout: string | number; instances: number; key_prefix: string };
+  http2: { max_concurrent_streams: number; initial_window_size: number | string; max_resets: number; max_control_frames: number; max_header_pairs: number };
   tls_tickets: { rotate: string | number };
 }
 
@@ -547,6 +567,7 @@ export interface RawListen {
   proxy_timeout: string | number;
   idle_timeout?: string | number;
   max_connections?: number;
+  http2: boolean;
   tls?: RawListenerTls;
   redirect_https?: { port: number; hosts?: string[] };
 }

@@ -5,7 +5,7 @@
 
 import { hostsOverlap, isValidCidr, isValidHost, parseHostPort } from './address.js';
 import type { HostPort } from './address.js';
-import { MAX_TIMER_MS, parseDuration } from './duration.js';
+import { MAX_TIMER_MS, parseDuration, parseSize } from './duration.js';
 import { describeValue, formatPath } from './errors.js';
 import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
@@ -114,6 +114,10 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   }
   if (ok(['shutdown_timeout'])) expectTimer(['shutdown_timeout'], raw.shutdown_timeout);
   if (ok(['tunnel_max_age'])) expectTimer(['tunnel_max_age'], raw.tunnel_max_age);
+  // The HTTP/2 window is a 31-bit number (RFC 9113 §6.9.2).
+  if (ok(['http2', 'initial_window_size']) && parseSize(raw.http2.initial_window_size) > 2 ** 31 - 1) {
+    add(['http2', 'initial_window_size'], `expected a size of at most 2147483647 bytes, got ${describeValue(raw.http2.initial_window_size)}`);
+  }
   if (ok(['auth_failures', 'rate']) && !(parseRate(raw.auth_failures.rate) > 0)) {
     add(['auth_failures', 'rate'], `expected a positive rate, got ${describeValue(raw.auth_failures.rate)}`);
   }

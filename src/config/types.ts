@@ -28,10 +28,23 @@ export interface ProxyListenConfig extends ListenConfig {
   idleTimeoutMs: number;
   /** Connections this listener holds per worker (0: none); defaults to limits.max_connections. */
   maxConnections: number;
+  /** HTTP/2 to clients as well: h2c with prior knowledge on a plain listener, ALPN h2 on a TLS one. */
+  http2: boolean;
   /** Terminate TLS on this listener. */
   tls?: ListenerTlsConfig;
   /** Not a proxy: answers every request with a 308 to https. */
   redirectHttps?: RedirectHttpsConfig;
+}
+
+/** Limits of one client's HTTP/2 session (listeners with http2: true). */
+export interface Http2Config {
+  maxConcurrentStreams: number;
+  initialWindowSize: number;
+  /** Streams the client may reset within 10 s (rapid reset, CVE-2023-44487). */
+  maxResets: number;
+  /** PING and SETTINGS frames the client may send within 10 s. */
+  maxControlFrames: number;
+  maxHeaderPairs: number;
 }
 
 // ---- TLS (issue 12) ----
@@ -379,5 +392,6 @@ export interface Config {
   rateLimitSlots: number;
   authFailures: AuthFailuresConfig;
   redis?: RedisConfig;
+  http2: Http2Config;
   tlsTickets: TlsTicketsConfig;
 }

@@ -6,10 +6,12 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { createParser, releaseParser, resetParser, METHODS, type NativeParser, type ParseError } from './llhttp.js';
 import { Exchange, type ClientSide } from './exchange.js';
-import { errorResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { acmeChallengeResponse, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
-import type { RequestHeadInfo } from './headers.js';
-import type { WorkerRuntime } from './worker-runtime.js';
+import { buildClientHead, buildInterimHead, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
+import type { HeaderList } from './gateway-step.js';
+import { Tunnel } from './tunnel.js';
+import { normaliseAddress, type WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
 import { socketOrigin } from '../l4/proxy-header-reader.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
@@ -24,6 +26,10 @@ export interface SecureListener {
   /** Added to every response (Strict-Transport-Security). */
   responseHeaders: ReadonlyArray<readonly [string, string]> | undefined;
 }
+
+const CRLF = '\r\n';
+const LAST_CHUNK = '0\r\n\r\n';
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 export class ClientConnection implements Expirable, ClientSide {
   private readonly parser: NativeParser;
@@ -324,6 +330,56 @@ export class ClientConnection implements Expirable, ClientSide {
     this.refreshReading();
   }
 
+  // ---- the response, as HTTP/1.1 bytes ------------------------------------
+
+  sendContinue(): void {
+    this.socket.write(CONTINUE, 'latin1');
+  }
+
+  sendInterim(statusCode: number, statusMessage: string, raw: readonly string[]): void {
+    this.socket.write(buildInterimHead(statusCode, statusMessage, raw), 'latin1');
+  }
+
+  sendError(reason: ProxyErrorReason, requestId: string, keepAlive: boolean, extra: HeaderList | undefined, head: boolean): void {
+    this.socket.write(errorResponse(reason, requestId, keepAlive, extra, head), 'latin1');
+  }
+
+  sendChallengeAnswer(requestId: string, keepAlive: boolean, keyAuthorization: string, head: boolean): void {
+    this.socket.write(acmeChallengeResponse(requestId, keepAlive, keyAuthorization, head), 'latin1');
+  }
+
+  sendPreflight(requestId: string, keepAlive: boolean, headers: HeaderList): void {
+    this.socket.write(preflightResponse(requestId, keepAlive, headers), 'latin1');
+  }
+
+  sendHead(head: ClientHeadOptions, resp: ResponseHeadInfo & { connectionTokens: string[] | undefined }): void {
+    this.socket.write(buildClientHead(head, resp.connectionTokens, resp.contentLength, resp.hasRequestId, head.upgrade ? resp.upgrade : undefined), 'latin1');
+  }
+
+  sendBody(chunk: Buffer, chunked: boolean): boolean {
+    const socket = this.socket;
+    if (!chunked) return socket.write(chunk);
+    socket.write(chunk.length.toString(16) + CRLF, 'latin1');
+    socket.write(chunk);
+    return socket.write(CRLF, 'latin1');
+  }
+
+  endBody(chunked: boolean): void {
+    if (chunked) this.socket.write(LAST_CHUNK, 'latin1');
+  }
+
+  cork(): void {
+    this.socket.cork();
+  }
+
+  uncork(): void {
+    this.socket.uncork();
+  }
+
+  openTunnel(upstream: Socket, idleMs: number, onClosed: () => void): Tunnel {
+    return new Tunnel(this.socket, upstream, idleMs, onClosed);
+  }
+
   /** Pause or resume reading from the client according to who needs it. */
   refreshReading(): void {
     if (this.closed) return;
@@ -352,15 +408,8 @@ export class ClientConnection implements Expirable, ClientSide {
     return (this.trusted ??= this.worker.isTrustedProxy(this.peerAddress));
   }
 
-  /** The client address used for balancing: the peer, or the nearest untrusted hop it reports. */
   clientIp(info: RequestHeadInfo): string {
-    if (info.forwardedFor === undefined || !this.peerTrusted()) return this.peerAddress;
-    const hops = info.forwardedFor.split(',');
-    for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = normaliseAddress(hops[i]!.trim());
-      if (hop !== '' && !this.worker.isTrustedProxy(hop)) return hop;
-    }
-    return normaliseAddress(hops[0]!.trim()) || this.peerAddress;
+    return this.worker.clientIp(this.peerAddress, this.peerTrusted(), info);
   }
 
   /**
@@ -494,9 +543,4 @@ export class ClientConnection implements Expirable, ClientSide {
   }
 
   private released = false;
-}
-
-/** "::ffff:1.2.3.4" → "1.2.3.4", so IPv4 clients look the same on dual-stack listeners. */
-export function normaliseAddress(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

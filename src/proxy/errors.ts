@@ -94,10 +94,16 @@ export function errorResponse(
 ): string {
   const status = STATUS_FOR[reason];
   const text = STATUS_CODES[status] ?? 'Error';
-  const body = `${status} ${text} (${reason})\nrequest-id: ${requestId}\n`;
+  const body = errorBody(reason, requestId);
   let lines = `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nX-Request-Id: ${requestId}\r\n`;
   if (extra !== undefined) for (const [name, value] of extra) lines += `${name}: ${value}\r\n`;
   return lines + (keepAlive ? '' : 'Connection: close\r\n') + '\r\n' + (head ? '' : body);
+}
+
+/** The plain-text body of a generated error: the status, the reason and the request id. */
+export function errorBody(reason: ProxyErrorReason, requestId: string): string {
+  const status = STATUS_FOR[reason];
+  return `${status} ${STATUS_CODES[status] ?? 'Error'} (${reason})\nrequest-id: ${requestId}\n`;
 }
 
 /** Switchyard's own answer to a CORS preflight: 204 with the policy's headers. */

@@ -18,8 +18,8 @@ import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
-import { buildClientHead, buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type RequestHeadInfo } from './headers.js';
-import { acmeChallengeResponse, closesConnection, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { buildUpstreamHead, inspectRequestHeaders, inspectResponseHeaders, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
+import { closesConnection, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import type { AcmeChallenges } from './acme-challenge.js';
 import { resolvedTarget } from './request-target.js';
 import type { AuthResult, ClientCertificate, GatewayRequest, Identity } from '../gateway/auth/index.js';
@@ -32,7 +32,7 @@ import type { Router } from './router.js';
 import { checkRequest, isPlainId } from './request-checks.js';
 import { afterAuthentication, corsStep, type GatewayVerdict, type HeaderList } from './gateway-step.js';
 import { BodyReplay, retryableMethod, retryVerdict, type UpstreamFailureKind } from './retry-policy.js';
-import { Tunnel } from './tunnel.js';
+import type { Tunnel } from './tunnel.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 
 /**
@@ -61,9 +61,14 @@ const NEXT: Readonly<Record<Phase, readonly Phase[]>> = {
   failed: [],
 };
 
-/** What an exchange needs of the client connection it belongs to. */
+/**
+ * What an exchange needs of the client it answers: an HTTP/1.1 connection
+ * (client-connection.ts, which writes HTTP/1.1 bytes) or one HTTP/2 stream
+ * (h2-stream.ts, which maps the same calls onto HEADERS and DATA frames).
+ * The exchange decides what to send; the client side decides how it looks
+ * on the wire.
+ */
 export interface ClientSide {
-  readonly socket: Socket;
   readonly peerAddress: string;
   /** The client connection's endpoints (after a PROXY header: the ones it reported), for PROXY headers sent upstream. */
   readonly origin: ConnectionOrigin;
@@ -82,6 +87,27 @@ export interface ClientSide {
   onExchangeDone(exchange: Exchange): void;
   /** A 101 arrived: bytes the client sent after the request now belong to the tunnel. */
   startTunnel(exchange: Exchange): void;
+  /** After a 101: relay raw bytes between the client and `upstream` until either side closes. */
+  openTunnel(upstream: Socket, idleMs: number, onClosed: () => void): Tunnel;
+  /** `100 Continue`, once the request has passed its checks. */
+  sendContinue(): void;
+  /** An interim response other than 100 and 101 (103 Early Hints). */
+  sendInterim(statusCode: number, statusMessage: string, raw: readonly string[]): void;
+  /** A response Switchyard generates itself, whole (errors.ts). `head`: the request was HEAD, so no body. */
+  sendError(reason: ProxyErrorReason, requestId: string, keepAlive: boolean, extra: HeaderList | undefined, head: boolean): void;
+  /** 200 with an ACME HTTP-01 key authorization, answered here (never a route). */
+  sendChallengeAnswer(requestId: string, keepAlive: boolean, keyAuthorization: string, head: boolean): void;
+  /** 204 to a CORS preflight, answered here. */
+  sendPreflight(requestId: string, keepAlive: boolean, headers: HeaderList): void;
+  /** The upstream's response head (or its 101), with the headers the client must not see removed. */
+  sendHead(head: ClientHeadOptions, resp: ResponseHeadInfo & { connectionTokens: string[] | undefined }): void;
+  /** Response body bytes (chunk-encoded for HTTP/1.1 when `chunked`); false: the client is full, wait for onClientDrain(). */
+  sendBody(chunk: Buffer, chunked: boolean): boolean;
+  /** The response body is complete. */
+  endBody(chunked: boolean): void;
+  /** Writes between cork() and uncork() go out together (one upstream read's worth). */
+  cork(): void;
+  uncork(): void;
   /** Reset the connection: the client must see an abort, never a short success. */
   abort(): void;
   internalError(err: unknown): void;
@@ -108,7 +134,6 @@ export interface ExchangeContext {
 
 const CRLF = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
-const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 /** A head callback's verdict telling llhttp to stop after the head. */
 const STOP_AFTER_HEAD = 2;
 
@@ -271,7 +296,7 @@ export class Exchange implements UpstreamListener {
     if (!verdict.pass) return this.fail(verdict.reason, verdict.detail, verdict.headers);
     if (verdict.responseHeaders !== undefined) this.extraHeaders = this.extraHeaders === undefined ? verdict.responseHeaders : [...this.extraHeaders, ...verdict.responseHeaders];
     this.upstreamRaw = verdict.upstreamHeaders;
-    if (this.info.expect !== undefined && !this.requestComplete) this.client.socket.write(CONTINUE, 'latin1');
+    if (this.info.expect !== undefined && !this.requestComplete) this.client.sendContinue();
     this.connect();
   }
 
@@ -285,7 +310,7 @@ export class Exchange implements UpstreamListener {
     if (answer.status === 404) return this.fail('acme-unknown-challenge');
     this.status = 200;
     if (this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
-    this.client.socket.write(acmeChallengeResponse(this.requestId, this.keepAlive, answer.body, this.method === 'HEAD'), 'latin1');
+    this.client.sendChallengeAnswer(this.requestId, this.keepAlive, answer.body, this.method === 'HEAD');
     this.finish();
   }
 
@@ -293,7 +318,7 @@ export class Exchange implements UpstreamListener {
   private answerPreflight(headers: HeaderList): void {
     this.status = 204;
     if (this.bodyStillComing() || this.ctx.closing) this.keepAlive = false;
-    this.client.socket.write(preflightResponse(this.requestId, this.keepAlive, headers), 'latin1');
+    this.client.sendPreflight(this.requestId, this.keepAlive, headers);
     this.finish();
   }
 
@@ -365,7 +390,7 @@ export class Exchange implements UpstreamListener {
     this.to('tunnel');
     conn.takeOverForTunnel();
     this.conn = undefined;
-    this.tunnel = new Tunnel(this.client.socket, conn.socket, this.timeouts.tunnelIdleMs, () => this.endTunnel());
+    this.tunnel = this.client.openTunnel(conn.socket, this.timeouts.tunnelIdleMs, () => this.endTunnel());
   }
 
   private endTunnel(): void {
@@ -451,18 +476,18 @@ export class Exchange implements UpstreamListener {
   }
 
   beforeUpstreamData(): void {
-    this.client.socket.cork();
+    this.client.cork();
   }
 
   afterUpstreamData(): void {
-    this.client.socket.uncork();
+    this.client.uncork();
   }
 
   onUpstreamHead(statusCode: number, statusMessage: string, raw: string[], upgrade: boolean, upstreamKeepAlive: boolean): number | void {
     const client = this.client;
     if (statusCode < 200 && statusCode !== 101) {
       // Interim responses: our own 100 Continue was already sent; relay others (103) to HTTP/1.1 clients.
-      if (statusCode !== 100 && this.versionMinor >= 1) client.socket.write(interimHead(statusCode, statusMessage, raw), 'latin1');
+      if (statusCode !== 100 && this.versionMinor >= 1) client.sendInterim(statusCode, statusMessage, raw);
       return;
     }
     const conn = this.conn!;
@@ -477,10 +502,7 @@ export class Exchange implements UpstreamListener {
     this.upstream!.recordOutcome(this.server!, statusCode < 500);
     this.upstreamKeepAlive = upstreamKeepAlive;
     if (statusCode === 101) {
-      client.socket.write(
-        buildClientHead({ statusCode, statusMessage, raw, requestId: this.requestId, framing: 'none', keepAlive: false, http10: false, upgrade: true }, resp.connectionTokens, 0, resp.hasRequestId, resp.upgrade),
-        'latin1',
-      );
+      client.sendHead({ statusCode, statusMessage, raw, requestId: this.requestId, framing: 'none', keepAlive: false, http10: false, upgrade: true }, resp);
       this.startTunnel(conn);
       client.startTunnel(this);
       return;
@@ -495,7 +517,7 @@ export class Exchange implements UpstreamListener {
     else this.framing = 'close';
     if (!this.requestComplete && this.framing === 'close') this.keepAlive = false;
     if (this.ctx.closing) this.keepAlive = false;
-    const head = buildClientHead(
+    client.sendHead(
       {
         statusCode,
         statusMessage,
@@ -507,12 +529,8 @@ export class Exchange implements UpstreamListener {
         upgrade: false,
         extra: this.extraHeaders,
       },
-      resp.connectionTokens,
-      resp.contentLength,
-      resp.hasRequestId,
-      undefined,
+      resp,
     );
-    client.socket.write(head, 'latin1');
     conn.deadline = this.capped(deadlineIn(this.timeouts.idleMs));
     if (isHead) return 1;
     if (this.framing === 'length' && !noBody && resp.contentLength > 0) return conn.passBodyThrough(resp.contentLength);
@@ -522,23 +540,14 @@ export class Exchange implements UpstreamListener {
     const conn = this.conn!;
     conn.deadline = this.capped(deadlineIn(this.timeouts.idleMs));
     this.responseBytes += chunk.length;
-    const socket = this.client.socket;
-    let ok: boolean;
-    if (this.framing === 'chunked') {
-      socket.write(chunk.length.toString(16) + CRLF, 'latin1');
-      socket.write(chunk);
-      ok = socket.write(CRLF, 'latin1');
-    } else {
-      ok = socket.write(chunk);
-    }
-    if (!ok) conn.socket.pause();
+    if (!this.client.sendBody(chunk, this.framing === 'chunked')) conn.socket.pause();
   }
 
   onUpstreamMessageComplete(): void {
     if (this.phase !== 'responding') return; // the end of an interim (1xx) response
     const conn = this.conn!;
     this.conn = undefined;
-    if (this.framing === 'chunked') this.client.socket.write(LAST_CHUNK, 'latin1');
+    this.client.endBody(this.framing === 'chunked');
     this.upstream!.onEnd(this.server!, false);
     // The connection can serve another request only if this one was sent whole,
     // and not after an Upgrade offer the server declined: it may still expect to switch.
@@ -551,7 +560,7 @@ export class Exchange implements UpstreamListener {
 
   onUpstreamUpgraded(rest: Buffer): void {
     this.responseBytes += rest.length;
-    this.client.socket.write(rest);
+    this.client.sendBody(rest, false);
   }
 
   onUpstreamDrain(): void {
@@ -668,7 +677,7 @@ export class Exchange implements UpstreamListener {
       'request failed',
     );
     const headers = extra === undefined ? this.extraHeaders : this.extraHeaders === undefined ? extra : [...extra, ...this.extraHeaders];
-    this.client.socket.write(errorResponse(reason, this.requestId, this.keepAlive, headers, this.method === 'HEAD'), 'latin1');
+    this.client.sendError(reason, this.requestId, this.keepAlive, headers, this.method === 'HEAD');
     this.end('failed');
   }
 
@@ -728,10 +737,4 @@ export class Exchange implements UpstreamListener {
       );
     }
   }
-}
-
-function interimHead(statusCode: number, statusMessage: string, raw: string[]): string {
-  let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
-  for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
-  return head + '\r\n';
 }

@@ -230,13 +230,23 @@ export function inspectResponseHeaders(raw: readonly string[]): ResponseHeadInfo
   return info;
 }
 
+/**
+ * A response header that never reaches the client as the upstream sent it:
+ * hop-by-hop, framing, or named in the response's Connection header. The
+ * same filter serves HTTP/1.1 heads and HTTP/2 HEADERS (where these are the
+ * connection-specific fields RFC 9113 §8.2.2 forbids).
+ */
+export function isDroppedDown(name: string, tokens: string[] | undefined): boolean {
+  return isDropped(name.toLowerCase(), tokens, undefined);
+}
+
 /** The response head sent to the client. */
 export function buildClientHead(o: ClientHeadOptions, tokens: string[] | undefined, contentLength: number, hasRequestId: boolean, upgradeValue: string | undefined): string {
   let head = `HTTP/1.1 ${o.statusCode} ${o.statusMessage}\r\n`;
   const raw = o.raw;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (isDropped(name.toLowerCase(), tokens, undefined)) continue;
+    if (isDroppedDown(name, tokens)) continue;
     head += `${name}: ${raw[i + 1]}\r\n`;
   }
   if (!hasRequestId) head += `X-Request-Id: ${o.requestId}\r\n`;
@@ -246,5 +256,12 @@ export function buildClientHead(o: ClientHeadOptions, tokens: string[] | undefin
   if (o.upgrade) head += `Connection: upgrade\r\nUpgrade: ${upgradeValue}\r\n`;
   else if (!o.keepAlive || o.framing === 'close') head += 'Connection: close\r\n';
   else if (o.http10) head += 'Connection: keep-alive\r\n';
+  return head + '\r\n';
+}
+
+/** An interim (1xx) response head, relayed as the upstream sent it. */
+export function buildInterimHead(statusCode: number, statusMessage: string, raw: readonly string[]): string {
+  let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
+  for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
   return head + '\r\n';
 }

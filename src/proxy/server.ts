@@ -3,6 +3,7 @@
 // and forwarded (plain `net` sockets driven through llhttp) stays behind it.
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
 import { WorkerRuntime } from './worker-runtime.js';
@@ -15,6 +16,8 @@ import { createTlsListener, type TlsListener } from '../tls/tls-listener.js';
 import { createRedirectServer } from '../tls/redirect-listener.js';
 import { TicketKeyRing, type TicketKey } from '../tls/ticket-keys.js';
 import type { CertificatePem } from '../tls/certificate-store.js';
+import { Http2FrontEnd } from './h2-session.js';
+import { sniffPreface } from './preface-sniff.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
@@ -88,6 +91,7 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   const acme = placement.acmeChallenges ?? (config.listen.some((l) => l.tls?.acme) ? new AcmeChallenges(config.normalize.escapedSlashes) : undefined);
   const runtime = new WorkerRuntime(config, log, workerIndex, region, slot, limiter, acme);
   const acmeDomains = new Set(config.listen.flatMap((l) => l.tls?.acme?.domains ?? []));
+  const h2 = config.listen.some((l) => l.http2) ? new Http2FrontEnd(runtime, config.http2) : undefined;
   const tickets = new TicketKeyRing();
   if (placement.ticketKeys) tickets.set(placement.ticketKeys);
   const tlsListeners = new Map<number, TlsListener>();
@@ -101,9 +105,16 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
         return bind(runtime, l, createRedirectServer(redirect, servedOverTls, log, runtime.logThrottle, acme));
       }
       if (l.mode === 'tcp') return bind(runtime, l, tcpServer(runtime, l));
-      if (l.tls === undefined) return bind(runtime, l, net.createServer(NET_OPTIONS, (socket) => accept(runtime, l, socket, undefined)));
+      if (l.tls === undefined) {
+        const plain = l.http2 ? (socket: net.Socket) => acceptSniffing(runtime, l, socket, h2!) : (socket: net.Socket) => accept(runtime, l, socket, undefined);
+        return bind(runtime, l, net.createServer(NET_OPTIONS, plain));
+      }
       const secure: SecureListener = { responseHeaders: l.tls.hsts === undefined ? undefined : [['Strict-Transport-Security', hstsValue(l.tls.hsts)]] };
-      const listener = createTlsListener(l.tls, { 'http/1.1': (socket) => accept(runtime, l, socket, secure) }, { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds }, NET_OPTIONS);
+      const frontEnds = {
+        'http/1.1': (socket: TLSSocket) => accept(runtime, l, socket, secure),
+        ...(l.http2 ? { h2: (socket: TLSSocket) => acceptHttp2(runtime, socket, h2!, secure) } : {}),
+      };
+      const listener = createTlsListener(l.tls, frontEnds, { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds }, NET_OPTIONS);
       tlsListeners.set(i, listener);
       return bind(runtime, l, listener.server);
     }),
@@ -182,6 +193,39 @@ function accept(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.S
     socket.resume();
   };
   receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, onReady, (reason) =>
+    runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
+  );
+}
+
+/** A TLS socket that negotiated ALPN h2. */
+function acceptHttp2(runtime: WorkerRuntime, socket: TLSSocket, h2: Http2FrontEnd, secure: SecureListener): void {
+  if (runtime.closing) {
+    socket.destroy();
+    return;
+  }
+  h2.accept(socket, secure);
+}
+
+/**
+ * A plain listener with http2: the connection preface tells h2c with prior knowledge from HTTP/1.1.
+ * With accept_proxy the PROXY header comes first (HTTP/2 streams then see the socket's own addresses).
+ */
+function acceptSniffing(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, h2: Http2FrontEnd): void {
+  if (runtime.closing) {
+    socket.destroy();
+    return;
+  }
+  const sniff = (origin: ConnectionOrigin | undefined): void =>
+    sniffPreface(socket, runtime.limits.headersTimeoutMs, (isHttp2) => {
+      if (isHttp2) return h2.accept(socket, undefined);
+      if (runtime.closing) return socket.destroy();
+      runtime.onConnectionOpened(new ClientConnection(socket, runtime, undefined, origin));
+      socket.resume();
+    });
+  if (!config.acceptProxy) return sniff(undefined);
+  const name = `${config.host}:${config.port}`;
+  const peer = unmapped(socket.remoteAddress ?? '');
+  receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, (origin) => sniff(origin), (reason) =>
     runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
   );
 }

@@ -16,6 +16,7 @@ import { regionLayout } from '../balancer/layout.js';
 import { Counter, type SharedRegion } from '../native.js';
 import type { ExchangeContext } from './exchange.js';
 import type { AcmeChallenges } from './acme-challenge.js';
+import type { RequestHeadInfo } from './headers.js';
 import { CLIENT_CERT_HEADERS } from '../config/normalise.js';
 
 /** What the worker does with the client connections it holds: count them, and close them when it drains. */
@@ -95,6 +96,17 @@ export class WorkerRuntime implements ExchangeContext {
     return family !== undefined && this.trusted.check(address, family);
   }
 
+  /** The client address used for balancing and limits: the peer, or the nearest untrusted hop a trusted peer reports. */
+  clientIp(peer: string, peerTrusted: boolean, info: RequestHeadInfo): string {
+    if (info.forwardedFor === undefined || !peerTrusted) return peer;
+    const hops = info.forwardedFor.split(',');
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = normaliseAddress(hops[i]!.trim());
+      if (hop !== '' && !this.isTrustedProxy(hop)) return hop;
+    }
+    return normaliseAddress(hops[0]!.trim()) || peer;
+  }
+
   /** Every request ends here exactly once, answered, failed or aborted. */
   onRequestDone(upstream: UpstreamRuntime | undefined, server: ServerSlot | undefined, status: number, route: string | undefined, startedAt: number): void {
     this.requests++;
@@ -153,4 +165,9 @@ function addTrusted(list: BlockList, entry: string): void {
   const family = isIPv4(address) ? 'ipv4' : 'ipv6';
   if (slash < 0) list.addAddress(address, family);
   else list.addSubnet(address, Number(entry.slice(slash + 1)), family);
+}
+
+/** "::ffff:1.2.3.4" → "1.2.3.4", so IPv4 clients look the same on dual-stack listeners. */
+export function normaliseAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

@@ -44,7 +44,7 @@ describe('config: valid files', () => {
     assert.equal(config.file, resolve(FILE));
     assert.equal(config.workers, Math.min(64, availableParallelism()));
     assert.equal(config.scheduling, 'kernel');
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0 }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: false }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 't' });
     assert.deepEqual(config.logging, { level: 'info', access: true, format: 'auto' });
     assert.deepEqual(config.limits, {
@@ -62,6 +62,7 @@ describe('config: valid files', () => {
     assert.equal(config.shutdownTimeoutMs, 30_000);
     assert.deepEqual(config.demoBackends, []);
     assert.deepEqual(config.authFailures, { ratePerSecond: 10 / 60, burst: 10 }, 'auth_failures: 10/m, burst 10');
+    assert.deepEqual(config.http2, { maxConcurrentStreams: 100, initialWindowSize: 65535, maxResets: 200, maxControlFrames: 200, maxHeaderPairs: 128 });
     assert.deepEqual(config.upstreams, {
       app: {
         name: 'app',
@@ -202,7 +203,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key; did you mean \`balance\`? (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, retry_idempotency_key, outlier, timeouts, max_idle_per_server, proxy_protocol, tls)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key; did you mean \`limits\`? (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, tunnel_max_age, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends, redis, tls_tickets)`,
+      `${FILE}:9:1 lmits: unknown key; did you mean \`limits\`? (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, tunnel_max_age, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends, redis, http2, tls_tickets)`,
     ]);
   });
 
@@ -313,6 +314,19 @@ describe('config: errors', () => {
     ]);
   });
 
+  it('http2: listener flag and session limits, with the key and what was expected in each error', () => {
+    const text = MINIMAL.replace(/^listen:.*$/m, '') ;
+    const { config } = parseConfigText(`listen: [{ port: 8443, http2: true }]\nhttp2: { max_concurrent_streams: 10, initial_window_size: 1mb, max_resets: 50 }\n${text}`, FILE);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8443, http2: true }]);
+    assert.deepEqual(config.http2, { maxConcurrentStreams: 10, initialWindowSize: 1048576, maxResets: 50, maxControlFrames: 200, maxHeaderPairs: 128 });
+    assert.deepEqual(errorsOf(`listen: [{ port: 8443, http2: yes }]\nhttp2: { max_concurrent_streams: 0, initial_window_size: 3gb, streams: 1 }\n${text}`), [
+      `${FILE}:1:31 listen[0].http2: expected true or false, got "yes"`,
+      `${FILE}:2:34 http2.max_concurrent_streams: expected an integer 1..10000, got 0`,
+      `${FILE}:2:58 http2.initial_window_size: expected a size of at most 2147483647 bytes, got "3gb"`,
+      `${FILE}:2:63 http2.streams: unknown key (expected one of: max_concurrent_streams, initial_window_size, max_resets, max_control_frames, max_header_pairs)`,
+    ]);
+  });
+
   it('auth_failures: a positive rate and burst', () => {
     assert.deepEqual(parseConfigText(`auth_failures: { rate: 5/s, burst: 3 }\n${MINIMAL}`, FILE).config.authFailures, { ratePerSecond: 5, burst: 3 });
     assert.deepEqual(parseConfigText(`auth_failures: { rate: 30/h }\n${MINIMAL}`, FILE).config.authFailures, { ratePerSecond: 30 / 3600, burst: 10 });
@@ -394,7 +408,7 @@ routes:
 describe('config: shipped files', () => {
   it('config/switchyard.yaml is the runnable demo', () => {
     const { config } = loadConfig(join(CONFIG_DIR, 'switchyard.yaml'));
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0 }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: false }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 'change-me' });
     const demo = ['127.0.0.1:9001', '127.0.0.1:9002', '127.0.0.1:9003'];
     assert.deepEqual(config.demoBackends.map((d) => `${d.host}:${d.port}`), demo);

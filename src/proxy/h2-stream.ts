@@ -1,0 +1,276 @@
+// One HTTP/2 stream as the client side of one Exchange: the exchange
+// (routing, gateway checks, limits, the upstream pool, retries, access log,
+// metrics) runs unchanged, and this class turns what it sends into HEADERS
+// and DATA frames. Backpressure is the stream's own flow control: a paused
+// stream stops returning WINDOW_UPDATEs, so a client can't push more request
+// body than its window, and a full stream write pauses the upstream socket.
+import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import { Exchange, type ClientSide } from './exchange.js';
+import { errorBody, STATUS_FOR, type ProxyErrorReason } from './errors.js';
+import { isDroppedDown, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
+import type { HeaderList } from './gateway-step.js';
+import type { Tunnel } from './tunnel.js';
+import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
+import { mapH2Request } from './h2-request.js';
+import type { WorkerRuntime } from './worker-runtime.js';
+import type { ClientCertificate } from '../gateway/auth/index.js';
+import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
+
+/** What a stream needs of the session it belongs to. */
+export interface StreamOwner {
+  readonly worker: WorkerRuntime;
+  readonly peerAddress: string;
+  /** The connection's endpoints, for PROXY headers sent upstream. */
+  readonly origin: ConnectionOrigin;
+  /** The session came through a TLS listener (ALPN h2). */
+  readonly secure: boolean;
+  /** Headers every response of the session carries (HSTS). */
+  readonly responseHeaders: HeaderList | undefined;
+  clientCertificate(): ClientCertificate | undefined;
+  peerTrusted(): boolean;
+  /** The client reset a stream before its response was complete (counted against rapid reset). */
+  onStreamReset(): void;
+  onStreamClosed(): void;
+}
+
+export class H2Stream implements ClientSide, Expirable {
+  private readonly exchange: Exchange;
+  private requestEnded = false;
+  private paused = false;
+  private closed = false;
+  private requestDeadline: number;
+  /** The last response chunk, not yet written (see sendBody). */
+  private heldChunk: Buffer | undefined;
+
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    rawHeaders: string[],
+    private readonly owner: StreamOwner,
+  ) {
+    const worker = owner.worker;
+    const mapped = mapH2Request(rawHeaders, !stream.endAfterHeaders);
+    // Seen by the exchange as HTTP/1.1 with keep-alive: the same checks, and framing decisions that never close anything.
+    this.exchange = new Exchange(this, worker, mapped.method, mapped.target, 1, 1, mapped.raw, false, true);
+    this.requestDeadline = deadlineIn(worker.limits.requestTimeoutMs);
+    stream.on('data', (chunk: Buffer) => this.exchange.onRequestBody(chunk));
+    stream.on('end', () => this.onRequestEnd());
+    stream.on('drain', () => this.exchange.onClientDrain());
+    stream.on('aborted', () => owner.onStreamReset());
+    // A stream error (reset, session gone) ends in 'close' as well.
+    stream.on('error', () => {});
+    stream.on('close', () => this.onClose());
+    track(this);
+    if (stream.endAfterHeaders) this.onRequestEnd();
+    if (mapped.ok) this.exchange.start();
+    else this.exchange.fail(mapped.reason, mapped.detail);
+  }
+
+  private onRequestEnd(): void {
+    if (this.requestEnded) return;
+    this.requestEnded = true;
+    this.requestDeadline = 0;
+    this.exchange.onRequestComplete();
+  }
+
+  // ---- ClientSide: the peer ------------------------------------------------
+
+  get peerAddress(): string {
+    return this.owner.peerAddress;
+  }
+
+  get origin(): ConnectionOrigin {
+    return this.owner.origin;
+  }
+
+  get secure(): boolean {
+    return this.owner.secure;
+  }
+
+  get responseHeaders(): HeaderList | undefined {
+    return this.owner.responseHeaders;
+  }
+
+  clientCertificate(): ClientCertificate | undefined {
+    return this.owner.clientCertificate();
+  }
+
+  peerTrusted(): boolean {
+    return this.owner.peerTrusted();
+  }
+
+  clientIp(info: RequestHeadInfo): string {
+    return this.owner.worker.clientIp(this.owner.peerAddress, this.owner.peerTrusted(), info);
+  }
+
+  /** Reading the stream is paused while the exchange can't take its body: the client's window then runs out. */
+  refreshReading(): void {
+    if (this.closed) return;
+    const block = this.exchange.blocksClientReading();
+    if (block && !this.paused) {
+      this.paused = true;
+      this.stream.pause();
+    } else if (!block && this.paused) {
+      this.paused = false;
+      this.stream.resume();
+    }
+  }
+
+  onExchangeDone(): void {
+    if (this.closed || this.requestEnded) return;
+    // Answered before the request body ended (an error, a 413): the rest is not wanted.
+    // RFC 9113 §8.1: a complete response, then RST_STREAM NO_ERROR.
+    const stream = this.stream;
+    if (stream.writableFinished) stream.close(constants.NGHTTP2_NO_ERROR);
+    else stream.once('finish', () => stream.close(constants.NGHTTP2_NO_ERROR));
+  }
+
+  startTunnel(): void {
+    throw new Error('an HTTP/2 stream never asks for an Upgrade');
+  }
+
+  openTunnel(_upstream: Socket, _idleMs: number, _onClosed: () => void): Tunnel {
+    throw new Error('an HTTP/2 stream never asks for an Upgrade');
+  }
+
+  /** Reset the stream (not the session): the client sees the response was cut short. */
+  abort(): void {
+    if (!this.closed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  internalError(err: unknown): void {
+    this.owner.worker.log.error({ peer: this.owner.peerAddress, err }, 'internal error: HTTP/2 stream reset');
+    this.abort();
+  }
+
+  // ---- ClientSide: the response as frames ------------------------------------
+
+  sendContinue(): void {
+    if (!this.closed) this.stream.additionalHeaders({ ':status': 100 });
+  }
+
+  sendInterim(statusCode: number, _statusMessage: string, raw: readonly string[]): void {
+    if (this.closed) return;
+    const headers: OutgoingHttpHeaders = { ':status': statusCode };
+    addFields(headers, raw, undefined);
+    this.respond(() => this.stream.additionalHeaders(headers));
+  }
+
+  sendError(reason: ProxyErrorReason, requestId: string, _keepAlive: boolean, extra: HeaderList | undefined, head: boolean): void {
+    if (this.closed) return;
+    const body = errorBody(reason, requestId);
+    const headers: OutgoingHttpHeaders = {
+      ':status': STATUS_FOR[reason],
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': body.length,
+      'x-request-id': requestId,
+    };
+    if (extra !== undefined) addPairs(headers, extra);
+    this.respond(() => {
+      this.stream.respond(headers, { endStream: head });
+      if (!head) this.stream.end(body, 'latin1');
+    });
+  }
+
+  sendChallengeAnswer(requestId: string, _keepAlive: boolean, keyAuthorization: string, head: boolean): void {
+    if (this.closed) return;
+    const headers: OutgoingHttpHeaders = {
+      ':status': 200,
+      'content-type': 'application/octet-stream',
+      'content-length': Buffer.byteLength(keyAuthorization, 'latin1'),
+      'x-request-id': requestId,
+    };
+    this.respond(() => {
+      this.stream.respond(headers, { endStream: head });
+      if (!head) this.stream.end(keyAuthorization, 'latin1');
+    });
+  }
+
+  sendPreflight(requestId: string, _keepAlive: boolean, extra: HeaderList): void {
+    if (this.closed) return;
+    const headers: OutgoingHttpHeaders = { ':status': 204, 'x-request-id': requestId };
+    addPairs(headers, extra);
+    this.respond(() => this.stream.respond(headers, { endStream: true }));
+  }
+
+  sendHead(o: ClientHeadOptions, resp: ResponseHeadInfo & { connectionTokens: string[] | undefined }): void {
+    if (this.closed) return;
+    const headers: OutgoingHttpHeaders = { ':status': o.statusCode };
+    addFields(headers, o.raw, resp.connectionTokens);
+    if (!resp.hasRequestId) headers['x-request-id'] = o.requestId;
+    if (o.extra !== undefined) addPairs(headers, o.extra);
+    if (o.framing === 'length') headers['content-length'] = resp.contentLength;
+    this.respond(() => this.stream.respond(headers));
+  }
+
+  /**
+   * One chunk is held back until the next one or the end, so a body that
+   * arrives whole (most small responses) goes out as end(chunk): one DATA
+   * frame with END_STREAM instead of a write and an empty end.
+   */
+  sendBody(chunk: Buffer): boolean {
+    if (this.closed) return true;
+    const held = this.heldChunk;
+    this.heldChunk = chunk;
+    return held === undefined ? true : this.stream.write(held);
+  }
+
+  endBody(): void {
+    if (this.closed) return;
+    const held = this.heldChunk;
+    this.heldChunk = undefined;
+    if (held === undefined) this.stream.end();
+    else this.stream.end(held);
+  }
+
+  // nghttp2 batches frames per tick already.
+  cork(): void {}
+  uncork(): void {}
+
+  /** Node refuses some header sets an HTTP/1.1 upstream may send (a repeated single-value field): that answer is a 502. */
+  private respond(send: () => void): void {
+    try {
+      send();
+    } catch (err) {
+      this.owner.worker.log.warn({ reqId: this.exchange.requestId, err: (err as Error).message }, 'response not expressible in HTTP/2');
+      this.abort();
+    }
+  }
+
+  // ---- deadlines and the end -------------------------------------------------
+
+  checkDeadlines(t: number): void {
+    if (this.requestDeadline !== 0 && t >= this.requestDeadline && !this.requestEnded) {
+      this.requestDeadline = 0;
+      this.exchange.fail('request-timeout', 'request not received within request_timeout');
+    }
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    untrack(this);
+    this.exchange.onClientGone();
+    this.owner.onStreamClosed();
+  }
+}
+
+/** Response fields from the upstream (raw name/value list), without what HTTP/2 must not carry. */
+function addFields(headers: OutgoingHttpHeaders, raw: readonly string[], tokens: string[] | undefined): void {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (isDroppedDown(name, tokens)) continue;
+    add(headers, name.toLowerCase(), raw[i + 1]!);
+  }
+}
+
+function addPairs(headers: OutgoingHttpHeaders, pairs: HeaderList): void {
+  for (const [name, value] of pairs) add(headers, name.toLowerCase(), value);
+}
+
+function add(headers: OutgoingHttpHeaders, name: string, value: string): void {
+  const had = headers[name];
+  if (had === undefined) headers[name] = value;
+  else if (Array.isArray(had)) had.push(value);
+  else headers[name] = [String(had), value];
+}
