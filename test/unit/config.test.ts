@@ -317,7 +317,7 @@ describe('config: errors', () => {
   it('http2: listener flag and session limits, with the key and what was expected in each error', () => {
     const text = MINIMAL.replace(/^listen:.*$/m, '') ;
     const { config } = parseConfigText(`listen: [{ port: 8443, http2: true }]\nhttp2: { max_concurrent_streams: 10, initial_window_size: 1mb, max_resets: 50 }\n${text}`, FILE);
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8443, http2: true }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8443, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: true }]);
     assert.deepEqual(config.http2, { maxConcurrentStreams: 10, initialWindowSize: 1048576, maxResets: 50, maxControlFrames: 200, maxHeaderPairs: 128 });
     assert.deepEqual(errorsOf(`listen: [{ port: 8443, http2: yes }]\nhttp2: { max_concurrent_streams: 0, initial_window_size: 3gb, streams: 1 }\n${text}`), [
       `${FILE}:1:31 listen[0].http2: expected true or false, got "yes"`,
@@ -444,8 +444,8 @@ describe('config: L4 keys (issue 13)', () => {
       FILE,
     );
     assert.deepEqual(config.listen, [
-      { host: '127.0.0.1', port: 5432, mode: 'tcp', upstream: 'app', acceptProxy: true, proxyTimeoutMs: 2000, idleTimeoutMs: 3_600_000, maxConnections: 7 },
-      { host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: true, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0 },
+      { host: '127.0.0.1', port: 5432, mode: 'tcp', upstream: 'app', acceptProxy: true, proxyTimeoutMs: 2000, idleTimeoutMs: 3_600_000, maxConnections: 7, http2: false },
+      { host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: true, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0, http2: false },
     ]);
     assert.equal(config.upstreams.app!.proxyProtocol, 'v1');
     assert.equal(config.upstreams.app!.health!.type, 'tcp');
