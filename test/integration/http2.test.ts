@@ -307,7 +307,7 @@ describe('what HTTP/2 forbids is refused', () => {
 
 describe('flow control and backpressure', () => {
   test('a client uploading to an upstream that does not read is held by its stream window (no unbounded buffering)', async () => {
-    const stalled = await startRawBackend(() => {}); // accepts, never reads, never answers
+    const stalled = await startRawBackend((socket) => socket.pause()); // accepts, never reads (paused past the helper's recorder), never answers
     const p2 = await freePort();
     const sy2 = await startSwitchyard({
       workers: 1,
