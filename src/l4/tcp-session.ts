@@ -130,6 +130,10 @@ export class TcpSession implements L4Connection {
     // A byte stream has no point between requests: it runs until it ends or the drain deadline destroys it.
   }
 
+  inTunnel(): boolean {
+    return true;
+  }
+
   destroy(): void {
     this.abort();
   }

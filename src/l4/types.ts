@@ -29,6 +29,8 @@ export interface L4Upstream {
 export interface L4Connection {
   /** A byte stream has no idle point between requests: it runs on until it ends or the drain deadline. */
   closeWhenIdle(graceMs: number): void;
+  /** Always true: a relayed byte stream is a tunnel, kept open by a retiring worker like a WebSocket (up to tunnel_max_age). */
+  inTunnel(): boolean;
   destroy(): void;
 }
 
@@ -39,7 +41,9 @@ export interface L4Worker {
   /** The worker is draining: new connections are closed at once. */
   readonly closing: boolean;
   isTrustedProxy(address: string): boolean;
-  onConnectionOpened(conn: L4Connection): void;
-  onConnectionClosed(conn: L4Connection): void;
+  // Property syntax, not method syntax: the compiler then checks that the
+  // worker's own connection type accepts an L4Connection (methods are bivariant).
+  onConnectionOpened: (conn: L4Connection) => void;
+  onConnectionClosed: (conn: L4Connection) => void;
   onConnectionRefused(): void;
 }
