@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { request, sleep, tempDir, type TempDir } from '../helpers/process.js';
+import { isAlive, request, sleep, tempDir, type TempDir } from '../helpers/process.js';
 import { startNamedBackend as startBackend, type Backend } from '../helpers/backend.js';
 import { CLI_PATH as CLI, freePort, runCli, startCli, withOutput } from '../helpers/switchyard.js';
 
@@ -43,6 +43,9 @@ async function underTty(args: string[], until: RegExp, timeoutMs = 15_000): Prom
       // already gone
     }
     await new Promise((resolve) => (child.exitCode !== null ? resolve(undefined) : child.once('exit', resolve)));
+    // `script` exits before the switchyard it ran has drained and closed its port: wait for the
+    // whole group to be gone, or the next run on the same port meets EADDRINUSE.
+    for (let i = 0; i < 200 && isAlive(-child.pid!); i++) await sleep(50);
   }
 }
 
