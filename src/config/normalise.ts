@@ -37,7 +37,7 @@ export function normalise(raw: RawConfig, file: string): Config {
     file: resolve(file),
     workers: raw.workers === 'auto' ? autoWorkers() : raw.workers,
     scheduling: raw.scheduling,
-    listen: raw.listen.map((l) => listener(l, raw.limits.max_connections as number, dirname(resolve(file)))),
+    listen: raw.listen.map((l) => listener(l, raw.limits.max_connections, dirname(resolve(file)))),
     ...(raw.admin ? { admin: { ...raw.admin } } : {}),
     logging: { ...raw.logging },
     limits: {
@@ -47,7 +47,7 @@ export function normalise(raw: RawConfig, file: string): Config {
       headersTimeoutMs: parseDuration(raw.limits.headers_timeout),
       requestTimeoutMs: parseDuration(raw.limits.request_timeout),
       keepaliveTimeoutMs: parseDuration(raw.limits.keepalive_timeout),
-      maxConnections: raw.limits.max_connections as number,
+      maxConnections: raw.limits.max_connections,
     },
     trustedProxies: [...raw.trusted_proxies],
     headersWithUnderscores: raw.headers_with_underscores,

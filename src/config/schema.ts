@@ -5,10 +5,30 @@
 // Every leaf schema carries `expected`: the phrase used in error messages
 // ("expected <expected>, got <value>"), so messages read the same whatever
 // keyword failed (type, pattern, minimum...).
+//
+// The schema is the one place a key's shape is written: RawConfig (the
+// validated file) is derived from it by json-schema-to-ts's FromSchema
+// (types only: nothing of it runs, and ajv still gets this very object), and
+// the word lists below (LOG_LEVELS...) are what types.ts's enums are made of.
+//
+// How to add a key now:
+//  1. Here: the key in its mapping, built with the helpers (duration(), int(),
+//     oneOf(LIST, default), object({...}, { required, default }), list()...);
+//     a new set of words is an exported `as const` list. RawConfig follows.
+//  2. types.ts: the key in Config's shape, camelCase (a duration becomes
+//     `...Ms`); enums as OneOf<typeof LIST>.
+//  3. normalise.ts (fill it in), semantic.ts (checks the schema cannot
+//     express), a line in descriptions.ts, then
+//     `node dist/cli.js help config > docs/config.md`; new top-level or
+//     mapping keys also change the "expected one of: ..." lists that
+//     test/unit/config.test.ts asserts.
+// test/unit/config-shapes.ts fails typecheck, naming the key, until step 2 is
+// done; a key Config spells differently goes in that file's renames.
 
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
+import type { FromSchema } from 'json-schema-to-ts';
 import { closest, distance } from 'fastest-levenshtein';
 import { DURATION_PATTERN, SIZE_PATTERN } from './duration.js';
 import { describeValue } from './errors.js';
@@ -16,44 +36,76 @@ import type { Issue, PathSegment } from './errors.js';
 
 type Schema = Record<string, unknown>;
 
-const duration = (def?: string): Schema => ({
-  type: ['string', 'integer'],
-  pattern: DURATION_PATTERN,
-  minimum: 1,
-  ...(def === undefined ? {} : { default: def }),
-  expected: 'a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds',
-});
-const size = (def: number): Schema => ({
-  type: ['string', 'integer'],
-  pattern: SIZE_PATTERN,
-  minimum: 1,
-  default: def,
-  expected: 'a positive size like 16kb, 10mb or integer bytes',
-});
-const int = (min: number, max: number, def?: number): Schema => ({
-  type: 'integer',
-  minimum: min,
-  maximum: max,
-  ...(def === undefined ? {} : { default: def }),
-  expected: `an integer ${min}..${max}`,
-});
-const oneOf = (values: readonly string[], def?: string): Schema => ({
-  type: 'string',
-  enum: values,
-  ...(def === undefined ? {} : { default: def }),
-  expected: `one of: ${values.join(', ')}`,
-});
-const host = (def?: string): Schema => ({
-  type: 'string',
-  minLength: 1,
-  ...(def === undefined ? {} : { default: def }),
-  expected: 'a host name or IP address',
-});
-const port = (def?: number): Schema => ({ ...int(1, 65535, def), expected: 'a port 1..65535' });
-const hostPort = { type: 'string', minLength: 1, expected: 'host:port' };
+// Each helper's return type is the part of its schema that decides the shape
+// of the data (type, enum, items, properties, required, additionalProperties,
+// and whether a default fills the key in), written as literal types, so
+// FromSchema can derive RawConfig from `typeof configSchema`. The other
+// keywords (pattern, minimum, expected...) are checked by ajv at run time and
+// do not change the type. The run-time objects are exactly what they were
+// before the types were derived (same keys, same order: same validator).
+/** `default` appears in the type only when one is given: after validation such a key is always there. */
+type WithDefault<S, D> = [D] extends [undefined] ? S : S & { readonly default: D };
+type StringOrInteger = { readonly type: readonly ['string', 'integer'] };
+
+const duration = <D extends string | undefined = undefined>(def?: D) =>
+  ({
+    type: ['string', 'integer'],
+    pattern: DURATION_PATTERN,
+    minimum: 1,
+    ...(def === undefined ? {} : { default: def }),
+    expected: 'a positive duration like 500ms, 2s, 1m, 1h or integer milliseconds',
+  }) as unknown as WithDefault<StringOrInteger, D>;
+const size = (def: number) =>
+  ({
+    type: ['string', 'integer'],
+    pattern: SIZE_PATTERN,
+    minimum: 1,
+    default: def,
+    expected: 'a positive size like 16kb, 10mb or integer bytes',
+  }) as unknown as WithDefault<StringOrInteger, number>;
+const int = <D extends number | undefined = undefined>(min: number, max: number, def?: D) =>
+  ({
+    type: 'integer',
+    minimum: min,
+    maximum: max,
+    ...(def === undefined ? {} : { default: def }),
+    expected: `an integer ${min}..${max}`,
+  }) as unknown as WithDefault<{ readonly type: 'integer' }, D>;
+const oneOf = <const V extends readonly string[], D extends V[number] | undefined = undefined>(values: V, def?: D) =>
+  ({
+    type: 'string',
+    enum: values,
+    ...(def === undefined ? {} : { default: def }),
+    expected: `one of: ${values.join(', ')}`,
+  }) as unknown as WithDefault<{ readonly type: 'string'; readonly enum: V }, D>;
+const host = <D extends string | undefined = undefined>(def?: D) =>
+  ({
+    type: 'string',
+    minLength: 1,
+    ...(def === undefined ? {} : { default: def }),
+    expected: 'a host name or IP address',
+  }) as unknown as WithDefault<{ readonly type: 'string' }, D>;
+const port = <D extends number | undefined = undefined>(def?: D) => ({ ...int(1, 65535, def), expected: 'a port 1..65535' });
+const hostPort = { type: 'string', minLength: 1, expected: 'host:port' } as const;
+/**
+ * An integer, or the word "auto" (the default). Typed as what the pattern
+ * lets through (a number or "auto"), which `type` alone cannot say.
+ */
+const intOrAuto = (min: number, max: number) =>
+  ({
+    type: ['integer', 'string'],
+    minimum: min,
+    maximum: max,
+    pattern: '^auto$',
+    default: 'auto',
+    expected: `an integer ${min}..${max} or "auto"`,
+  }) as unknown as { readonly anyOf: readonly [{ readonly type: 'integer' }, { readonly const: 'auto' }]; readonly default: 'auto' };
 
 /** A mapping with a fixed set of keys; anything else is an unknown key. */
-function object(properties: Record<string, Schema>, opts: { required?: string[]; default?: unknown } = {}): Schema {
+function object<const P extends Record<string, object>, const R extends readonly (keyof P & string)[] = readonly [], D = undefined>(
+  properties: P,
+  opts: { required?: R; default?: D } = {},
+) {
   return {
     type: 'object',
     additionalProperties: false,
@@ -61,15 +113,16 @@ function object(properties: Record<string, Schema>, opts: { required?: string[];
     ...(opts.required ? { required: opts.required } : {}),
     ...('default' in opts ? { default: opts.default } : {}),
     expected: 'a mapping',
-  };
+  } as unknown as WithDefault<{ readonly type: 'object'; readonly additionalProperties: false; readonly properties: P; readonly required: R }, D>;
 }
-const list = (items: Schema, minItems: number, expected: string, def?: unknown): Schema => ({
-  type: 'array',
-  items,
-  minItems,
-  ...(def === undefined ? {} : { default: def }),
-  expected,
-});
+const list = <const I extends object, D = undefined>(items: I, minItems: number, expected: string, def?: D) =>
+  ({
+    type: 'array',
+    items,
+    minItems,
+    ...(def === undefined ? {} : { default: def }),
+    expected,
+  }) as unknown as WithDefault<{ readonly type: 'array'; readonly items: I }, D>;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
@@ -80,17 +133,20 @@ export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
 export const LISTEN_MODES = ['http', 'tcp'] as const;
 export const PROXY_PROTOCOL_VERSIONS = ['v1', 'v2'] as const;
 export const DNS_RECORD_TYPES = ['A', 'AAAA', 'SRV'] as const;
+export const HEALTH_CHECK_TYPES = ['http', 'tcp'] as const;
+/** A request header name with "_": dropped (nginx's default), refused with 400, or forwarded. */
+export const UNDERSCORE_POLICIES = ['drop', 'reject', 'allow'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
 const HASH_KEY_PATTERN = "^(source-ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$";
 /** A status code, or a class of them written "2xx". */
-const STATUS_ITEM = { type: ['integer', 'string'], minimum: 100, maximum: 599, pattern: '^[1-5]xx$' };
+const STATUS_ITEM = { type: ['integer', 'string'], minimum: 100, maximum: 599, pattern: '^[1-5]xx$' } as const;
 const STATUS_EXPECTED = 'an HTTP status 100..599 or a class like "2xx"';
 
 // ---- TLS (issue 12: TLS listeners, session tickets, TLS to upstreams, mTLS) ----
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
-const pemFile = (what: string): Schema => ({ type: 'string', minLength: 1, expected: `a ${what} PEM file path` });
+const pemFile = (what: string) => ({ type: 'string', minLength: 1, expected: `a ${what} PEM file path` }) as const;
 // ---- ACME (issue 12, item 3): listen[].tls.acme -------------------------------
 /** RFC 8555 directory URLs are HTTPS; a domain is a DNS name (HTTP-01 cannot prove a wildcard or an IP). */
 const ACME_DOMAIN_PATTERN = '^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$';
@@ -110,14 +166,6 @@ const acme = object(
   { required: ['directory', 'email', 'domains'] },
 );
 
-export interface RawAcme {
-  directory: string;
-  email: string;
-  domains: string[];
-  storage?: string;
-  ca?: string;
-  retry: { min: string | number; max: string | number };
-}
 // ---- end ACME -----------------------------------------------------------------
 
 const listenerTls = object(
@@ -180,7 +228,7 @@ const server = object(
 
 const health = object({
   // L4 (issue 13): tcp checks only that a connection opens (servers that speak no HTTP).
-  type: oneOf(['http', 'tcp'], 'http'),
+  type: oneOf(HEALTH_CHECK_TYPES, 'http'),
   path: { type: 'string', pattern: '^/', default: '/healthz', expected: 'a path starting with "/"' },
   interval: duration('2s'),
   timeout: duration('1s'),
@@ -252,7 +300,7 @@ const upstream = object(
       { default: {} },
     ),
     // auto: no count cap; idle connections age out after timeouts.idle (the pool reuses the most recent first).
-    max_idle_per_server: { type: ['integer', 'string'], minimum: 0, maximum: 100000, pattern: '^auto$', default: 'auto', expected: 'an integer 0..100000 or "auto"' },
+    max_idle_per_server: intOrAuto(0, 100000),
     // L4 (issue 13): a PROXY protocol header opens every connection to the servers (tcp and http listeners alike).
     proxy_protocol: oneOf(PROXY_PROTOCOL_VERSIONS),
     tls: upstreamTls,
@@ -260,21 +308,22 @@ const upstream = object(
   { required: ['servers'] },
 );
 
-const stringList = (expected: string, def?: unknown): Schema => list({ type: 'string', minLength: 1, expected }, 0, `a list of ${expected}s`, def);
+const stringList = <D extends string[] | undefined = undefined>(expected: string, def?: D) =>
+  list({ type: 'string', minLength: 1, expected }, 0, `a list of ${expected}s`, def);
 /** A mapping of arbitrary names to strings (header names, claims). */
-const stringMap = (expected: string): Schema => ({
+const stringMap = (expected: string) => ({
   type: 'object',
   additionalProperties: { type: 'string', expected },
   expected: `a mapping of names to ${expected}s`,
-});
-const stringOrList = (expected: string): Schema => ({
+}) as const;
+const stringOrList = (expected: string) => ({
   type: ['string', 'array'],
   minLength: 1,
   items: { type: 'string', minLength: 1, expected },
   expected: `${expected}, or a list of them`,
-});
+}) as const;
 export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
-const headerName = { type: 'string', pattern: HEADER_NAME_PATTERN, expected: 'a header name' };
+const headerName = { type: 'string', pattern: HEADER_NAME_PATTERN, expected: 'a header name' } as const;
 const headerRules = object({
   set: stringMap('header value'),
   add: stringMap('header value'),
@@ -408,16 +457,9 @@ const route = object(
   { required: ['match', 'upstream'] },
 );
 
-export const configSchema: Schema = object(
+export const configSchema = object(
   {
-    workers: {
-      type: ['integer', 'string'],
-      minimum: 1,
-      maximum: MAX_WORKERS,
-      pattern: '^auto$',
-      default: 'auto',
-      expected: `an integer 1..${MAX_WORKERS} or "auto"`,
-    },
+    workers: intOrAuto(1, MAX_WORKERS),
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
     // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
     listen: list(
@@ -470,7 +512,7 @@ export const configSchema: Schema = object(
       { default: {} },
     ),
     // A request header name with "_": dropped (nginx's default), the request refused (400), or forwarded.
-    headers_with_underscores: oneOf(['drop', 'reject', 'allow'], 'drop'),
+    headers_with_underscores: oneOf(UNDERSCORE_POLICIES, 'drop'),
     trusted_proxies: list({ type: 'string', minLength: 1, expected: 'a CIDR or IP address' }, 0, 'a list of CIDRs or IP addresses', []),
     shutdown_timeout: duration('30s'),
     // Reloads (issue 14): how long a replaced worker keeps its open tunnels (WebSocket and other Upgrades).
@@ -531,147 +573,23 @@ export const configSchema: Schema = object(
   { required: ['upstreams', 'routes'] },
 );
 
-/** The file's content once the schema passed and defaults were filled in. */
-export interface RawConfig {
-  workers: number | 'auto';
-  scheduling: (typeof SCHEDULING_POLICIES)[number];
-  listen: RawListen[];
-  admin?: { host: string; port: number; token: string };
-  logging: { level: (typeof LOG_LEVELS)[number]; access: boolean; format: (typeof LOG_FORMATS)[number] };
-  limits: Record<
-    'max_header_bytes' | 'max_url_bytes' | 'max_body_bytes' | 'headers_timeout' | 'request_timeout' | 'keepalive_timeout' | 'max_connections',
-    string | number
-  >;
-  headers_with_underscores: 'drop' | 'reject' | 'allow';
-  trusted_proxies: string[];
-  shutdown_timeout: string | number;
-  tunnel_max_age: string | number;
-  upstreams: Record<string, RawUpstream>;
-  routes: RawRoute[];
-  normalize: { escaped_slashes: (typeof ESCAPED_SLASHES)[number] };
-  demo_backends: string[];
-  rate_limit_slots: number;
-  auth_failures: { rate: number | string; burst: number };
-  redis?: { url: string; ca_file?: string; timeout: string | number; instances: number; key_prefix: string };
-  http2: { max_concurrent_streams: number; initial_window_size: number | string; max_resets: number; max_control_frames: number; max_header_pairs: number };
-  tls_tickets: { rotate: string | number };
-}
-
-export interface RawListen {
-  host: string;
-  port: number;
-  backlog?: number;
-  mode: (typeof LISTEN_MODES)[number];
-  upstream?: string;
-  accept_proxy: boolean;
-  proxy_timeout: string | number;
-  idle_timeout?: string | number;
-  max_connections?: number;
-  http2: boolean;
-  tls?: RawListenerTls;
-  redirect_https?: { port: number; hosts?: string[] };
-}
-
-// ---- TLS (issue 12) ----
-export interface RawListenerTls {
-  certificates: { cert: string; key: string; default?: boolean }[];
-  min_version: (typeof TLS_VERSIONS)[number];
-  ciphers?: string;
-  hsts?: { max_age: string | number; include_subdomains: boolean; preload: boolean };
-  client_ca?: string;
-  reload_interval: string | number;
-  handshake_timeout: string | number;
-  acme?: RawAcme;
-}
-export interface RawUpstreamTls {
-  ca?: string;
-  servername?: string;
-  verify: boolean;
-  cert?: string;
-  key?: string;
-}
-// ---- end TLS ----
-
-export interface RawHeaderRules {
-  set?: Record<string, string>;
-  add?: Record<string, string>;
-  remove?: string[];
-}
-
-export interface RawApiKey {
-  name: string;
-  key?: string;
-  sha256?: string;
-  scopes?: string[];
-}
-
-export interface RawRoute {
-  name?: string;
-  match: { host: string; path: string; methods?: string[]; headers?: Record<string, string> };
-  upstream: string;
-  strip_prefix: boolean;
-  rewrite?: string;
-  request_headers?: RawHeaderRules;
-  response_headers?: RawHeaderRules;
-  timeouts?: Partial<Record<'connect' | 'response' | 'idle' | 'total' | 'tunnel_idle', string | number>>;
-  retries?: number;
-  upgrades: string[];
-  auth?: {
-    api_key?: { keys?: RawApiKey[]; keys_file?: string; header: string; query?: string };
-    jwt?: {
-      algorithms?: (typeof JWT_ALGORITHMS)[number][];
-      secret?: string;
-      public_key_file?: string;
-      jwks_file?: string;
-      jwks_url?: string;
-      issuer?: string | string[];
-      audience?: string | string[];
-      clock_skew: string | number;
-      require_exp: boolean;
-      from: string;
-    };
-    basic?: { realm: string; users: { name: string; hash: string }[] };
-    mtls?: { subjects?: string[]; sans?: string[] };
-    forward?: { subject?: string; claims?: Record<string, string> };
-  };
-  authorize?: { scopes?: string[]; claims?: Record<string, string | string[]>; cidrs?: string[]; methods?: string[] };
-  rate_limit?: { rate: number | string; burst?: number; key: string; scope: (typeof RATE_SCOPES)[number]; fail: (typeof RATE_FAIL_MODES)[number] };
-  cors?: { origins: string[]; methods: string[]; headers: string[]; expose_headers: string[]; credentials: boolean; max_age?: string | number };
-}
-
+/**
+ * The file's content once the schema passed and defaults were filled in,
+ * derived from the schema (json-schema-to-ts reads `typeof configSchema`):
+ * a key with a default is always present, any other key not `required` is
+ * optional. The names below are the pieces normalise.ts and semantic.ts take.
+ */
+export type RawConfig = FromSchema<typeof configSchema>;
+export type RawListen = RawConfig['listen'][number];
+export type RawUpstream = RawConfig['upstreams'][string];
+export type RawRoute = RawConfig['routes'][number];
+export type RawListenerTls = NonNullable<RawListen['tls']>;
+export type RawAcme = NonNullable<RawListenerTls['acme']>;
+export type RawUpstreamTls = NonNullable<RawUpstream['tls']>;
+export type RawHeaderRules = NonNullable<RawRoute['request_headers']>;
+export type RawApiKey = NonNullable<NonNullable<NonNullable<RawRoute['auth']>['api_key']>['keys']>[number];
 /** `servers: { dns: ... }` (issue 14): the servers are the records of `dns`. */
-export interface RawDnsServers {
-  dns: string;
-  port?: number;
-  type: (typeof DNS_RECORD_TYPES)[number];
-  interval: string | number;
-  resolvers?: string[];
-}
-
-export interface RawUpstream {
-  balance: (typeof BALANCE_ALGORITHMS)[number];
-  hash: { key: string; balance_factor?: number };
-  servers: { address: string; weight: number }[] | RawDnsServers;
-  health?: {
-    type: 'http' | 'tcp';
-    path: string;
-    interval: string | number;
-    timeout: string | number;
-    rise: number;
-    fall: number;
-    expect_status: number | string | (number | string)[];
-    slow_start?: string | number;
-  };
-  retries: number;
-  retry_budget: { percent: number; min_per_second: number };
-  retry_body_bytes: string | number;
-  retry_idempotency_key: boolean;
-  outlier: { consecutive_failures: number; base_ejection: string | number; max_ejection: string | number; max_ejection_percent: number };
-  timeouts: Record<'connect' | 'response' | 'idle' | 'tunnel_idle', string | number> & { total?: string | number };
-  max_idle_per_server: number | 'auto';
-  proxy_protocol?: (typeof PROXY_PROTOCOL_VERSIONS)[number];
-  tls?: RawUpstreamTls;
-}
+export type RawDnsServers = Exclude<RawUpstream['servers'], unknown[]>;
 
 /**
  * The validator is ajv's standalone code, written next to this module by the
@@ -702,7 +620,7 @@ function newAjv(code?: { source: true }): Ajv {
 export function standaloneValidatorSource(): string {
   const standaloneCode = (requireHere('ajv/dist/standalone') as typeof import('ajv/dist/standalone/index.js')).default;
   const ajv = newAjv({ source: true });
-  return `${standaloneCode(ajv, ajv.compile(configSchema))}\nmodule.exports.schemaHash = ${JSON.stringify(schemaHash())};\n`;
+  return `${standaloneCode(ajv, ajv.compile(configSchema as Schema))}\nmodule.exports.schemaHash = ${JSON.stringify(schemaHash())};\n`;
 }
 
 let validator: ValidateFunction | undefined;
@@ -714,7 +632,7 @@ function validate(data: unknown): ValidateFunction {
     } catch {
       // not built: compiled below
     }
-    validator = built?.schemaHash === schemaHash() ? built : newAjv().compile(configSchema);
+    validator = built?.schemaHash === schemaHash() ? built : newAjv().compile(configSchema as Schema);
   }
   validator(data);
   return validator;

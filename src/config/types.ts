@@ -1,11 +1,36 @@
 // The validated, normalised configuration every module reads. YAML keys are
 // snake_case; here they are camelCase, durations are milliseconds and sizes
 // bytes. Produced only by config/load.ts, then deep-frozen.
+//
+// The shapes are written by hand where normalising changes them (names,
+// units, defaults resolved); every set of allowed words comes from the
+// schema's lists (schema.ts), and test/unit/config-shapes.test.ts fails to
+// typecheck when a schema key has no counterpart here.
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-export type BalanceAlgorithm = 'round-robin' | 'least-conn' | 'source' | 'random';
+import type {
+  BALANCE_ALGORITHMS,
+  DNS_RECORD_TYPES,
+  ESCAPED_SLASHES,
+  HEALTH_CHECK_TYPES,
+  JWT_ALGORITHMS,
+  LISTEN_MODES,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  PROXY_PROTOCOL_VERSIONS,
+  RATE_FAIL_MODES,
+  RATE_SCOPES,
+  SCHEDULING_POLICIES,
+  TLS_VERSIONS,
+  UNDERSCORE_POLICIES,
+} from './schema.js';
+
+/** One of the words of a schema list. */
+type OneOf<List extends readonly string[]> = List[number];
+
+export type LogLevel = OneOf<typeof LOG_LEVELS>;
+export type BalanceAlgorithm = OneOf<typeof BALANCE_ALGORITHMS>;
 /** How new connections are spread over workers (node:cluster scheduling policy). */
-export type SchedulingPolicy = 'kernel' | 'round-robin';
+export type SchedulingPolicy = OneOf<typeof SCHEDULING_POLICIES>;
 
 export interface ListenConfig {
   host: string;
@@ -17,7 +42,7 @@ export interface ProxyListenConfig extends ListenConfig {
   backlog?: number;
   // L4 (issue 13) ---------------------------------------------------------
   /** http: the HTTP data path; tcp: bytes relayed to `upstream` (L4). */
-  mode: 'http' | 'tcp';
+  mode: OneOf<typeof LISTEN_MODES>;
   /** mode tcp: where connections go. */
   upstream?: string;
   /** A PROXY v1/v2 header from a trusted_proxies peer opens every connection; it names the client. */
@@ -48,7 +73,7 @@ export interface Http2Config {
 }
 
 // ---- TLS (issue 12) ----
-export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+export type TlsVersion = OneOf<typeof TLS_VERSIONS>;
 
 /** A certificate chain and its key, as absolute file paths (re-read when they change). */
 export interface CertificateFiles {
@@ -126,7 +151,7 @@ export interface LoggingConfig {
   level: LogLevel;
   access: boolean;
   /** auto: pretty when standard output is a terminal, JSON lines otherwise. */
-  format: 'auto' | 'pretty' | 'json';
+  format: OneOf<typeof LOG_FORMATS>;
 }
 
 export interface LimitsConfig {
@@ -151,7 +176,7 @@ export interface ServerConfig {
 
 export interface HealthConfig {
   /** http: GET path, status checked; tcp (L4, issue 13): the connection opens. */
-  type: 'http' | 'tcp';
+  type: OneOf<typeof HEALTH_CHECK_TYPES>;
   path: string;
   intervalMs: number;
   timeoutMs: number;
@@ -200,7 +225,7 @@ export interface DnsDiscoveryConfig {
   name: string;
   /** A and AAAA: the servers' port; SRV records carry their own. */
   port?: number;
-  type: 'A' | 'AAAA' | 'SRV';
+  type: OneOf<typeof DNS_RECORD_TYPES>;
   /** The longest a change goes unseen; shorter TTLs are honoured down to 1 s. */
   intervalMs: number;
   /** DNS servers to ask ("host" or "host:port"); absent: the system's. */
@@ -226,7 +251,7 @@ export interface UpstreamConfig {
   /** Idle keep-alive connections kept per server per worker; absent ("auto"): no count cap, only timeouts.idle. */
   maxIdlePerServer?: number;
   /** L4 (issue 13): a PROXY protocol header of this version opens every connection to a server. */
-  proxyProtocol?: 'v1' | 'v2';
+  proxyProtocol?: OneOf<typeof PROXY_PROTOCOL_VERSIONS>;
   tls?: UpstreamTlsConfig;
 }
 
@@ -280,7 +305,7 @@ export interface ApiKeyEntry {
 }
 
 export interface JwtConfig {
-  algorithms: Array<'HS256' | 'RS256' | 'ES256' | 'EdDSA'>;
+  algorithms: Array<OneOf<typeof JWT_ALGORITHMS>>;
   /** HS256 shared secret. */
   secret?: string;
   /** PEM public key (RS256, ES256, EdDSA). */
@@ -329,9 +354,9 @@ export interface RateLimitConfig {
   /** "client-ip" | "api-key" | "jwt-sub" | "header:NAME" */
   key: string;
   /** instance: this instance's shared-memory buckets; global: one bucket in Redis for every instance. */
-  scope: 'instance' | 'global';
+  scope: OneOf<typeof RATE_SCOPES>;
   /** scope global, while Redis cannot answer: admit, refuse, or this instance's bucket at rate / redis.instances. */
-  fail: 'open' | 'closed' | 'local';
+  fail: OneOf<typeof RATE_FAIL_MODES>;
 }
 
 /** Redis, for state shared by several instances (global rate limits). */
@@ -364,7 +389,7 @@ export interface CorsConfig {
 }
 
 /** A request header name with "_": dropped, refused with 400, or forwarded. */
-export type UnderscorePolicy = 'drop' | 'reject' | 'allow';
+export type UnderscorePolicy = OneOf<typeof UNDERSCORE_POLICIES>;
 
 export interface Config {
   /** Absolute path of the file this came from. */
@@ -385,7 +410,7 @@ export interface Config {
   upstreams: Record<string, UpstreamConfig>;
   routes: RouteConfig[];
   /** How request paths are read for matching: %2F and %5C as "/", or refused. */
-  normalize: { escapedSlashes: 'decode' | 'reject' };
+  normalize: { escapedSlashes: OneOf<typeof ESCAPED_SLASHES> };
   /** Addresses on which the primary itself runs tiny demo backends. */
   demoBackends: ListenConfig[];
   /** Shared-memory token buckets for rate limits: a fixed table, oldest evicted. */

@@ -17,6 +17,7 @@
 // a replaced certificate never disturbs an open connection.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import type { TlsVersion } from '../config/types.js';
 
 export interface CertificatePem {
   cert: string;
@@ -25,7 +26,7 @@ export interface CertificatePem {
 
 /** What every context of a listener shares: protocol versions, ciphers, the client CA, session settings. */
 export interface ContextOptions {
-  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  minVersion: TlsVersion;
   ciphers: string;
   sessionTimeoutSeconds: number;
   /** PEM CA bundle that client certificates are verified against (mTLS). */
