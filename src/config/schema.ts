@@ -126,6 +126,9 @@ const list = <const I extends object, D = undefined>(items: I, minItems: number,
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
+export const HEALTH_CHECK_TYPES = ['http', 'tcp'] as const;
+/** A request header name with "_": dropped (nginx's default), refused with 400, or forwarded. */
+export const UNDERSCORE_POLICIES = ['drop', 'reject', 'allow'] as const;
 export const BALANCE_ALGORITHMS = ['round-robin', 'least-conn', 'source', 'random'] as const;
 export const SCHEDULING_POLICIES = ['kernel', 'round-robin'] as const;
 export const MAX_WORKERS = 64;
@@ -133,9 +136,6 @@ export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
 export const LISTEN_MODES = ['http', 'tcp'] as const;
 export const PROXY_PROTOCOL_VERSIONS = ['v1', 'v2'] as const;
 export const DNS_RECORD_TYPES = ['A', 'AAAA', 'SRV'] as const;
-export const HEALTH_CHECK_TYPES = ['http', 'tcp'] as const;
-/** A request header name with "_": dropped (nginx's default), refused with 400, or forwarded. */
-export const UNDERSCORE_POLICIES = ['drop', 'reject', 'allow'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
