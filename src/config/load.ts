@@ -20,7 +20,7 @@ export interface LoadResult {
 
 export interface ConfigOverrides {
   /** `--workers N` from the command line; validated like `workers:`. */
-  workers?: number | 'auto';
+  workers?: RawConfig['workers'];
 }
 
 export function loadConfig(file: string, overrides: ConfigOverrides = {}): LoadResult {
