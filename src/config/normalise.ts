@@ -352,7 +352,7 @@ function hostPort(text: string): HostPort {
  * Status classes ("2xx") become every code in them, so health checks need a
  * single `includes` test: the default ["2xx", "3xx"] is 200..399.
  */
-export function expandStatuses(spec: number | string | (number | string)[]): number[] {
+export function expandStatuses(spec: NonNullable<RawUpstream['health']>['expect_status']): number[] {
   const codes = new Set<number>();
   for (const item of Array.isArray(spec) ? spec : [spec]) {
     if (typeof item === 'number') {

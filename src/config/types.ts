@@ -3,9 +3,10 @@
 // bytes. Produced only by config/load.ts, then deep-frozen.
 //
 // The shapes are written by hand where normalising changes them (names,
-// units, defaults resolved); every set of allowed words comes from the
-// schema's lists (schema.ts), and test/unit/config-shapes.test.ts fails to
-// typecheck when a schema key has no counterpart here.
+// units, defaults resolved) and taken from the schema where it does not;
+// every set of allowed words comes from the schema's lists (schema.ts).
+// test/unit/config-shapes.ts fails to typecheck when a schema key has no
+// counterpart here.
 
 import type {
   BALANCE_ALGORITHMS,
@@ -14,11 +15,10 @@ import type {
   HEALTH_CHECK_TYPES,
   JWT_ALGORITHMS,
   LISTEN_MODES,
-  LOG_FORMATS,
-  LOG_LEVELS,
   PROXY_PROTOCOL_VERSIONS,
   RATE_FAIL_MODES,
   RATE_SCOPES,
+  RawConfig,
   SCHEDULING_POLICIES,
   TLS_VERSIONS,
   UNDERSCORE_POLICIES,
@@ -27,7 +27,6 @@ import type {
 /** One of the words of a schema list. */
 type OneOf<List extends readonly string[]> = List[number];
 
-export type LogLevel = OneOf<typeof LOG_LEVELS>;
 export type BalanceAlgorithm = OneOf<typeof BALANCE_ALGORITHMS>;
 /** How new connections are spread over workers (node:cluster scheduling policy). */
 export type SchedulingPolicy = OneOf<typeof SCHEDULING_POLICIES>;
@@ -141,18 +140,11 @@ export interface AcmeConfig {
 }
 // ---- end ACME ---------------------------------------------------------------
 
-export interface AdminConfig {
-  host: string;
-  port: number;
-  token: string;
-}
+/** The file's `admin` mapping as it is (host, port, token): normalising changes nothing in it. */
+export type AdminConfig = NonNullable<RawConfig['admin']>;
 
-export interface LoggingConfig {
-  level: LogLevel;
-  access: boolean;
-  /** auto: pretty when standard output is a terminal, JSON lines otherwise. */
-  format: OneOf<typeof LOG_FORMATS>;
-}
+/** The file's `logging` mapping as it is (level, access, format). Format auto: pretty when standard output is a terminal, JSON lines otherwise. */
+export type LoggingConfig = RawConfig['logging'];
 
 export interface LimitsConfig {
   maxHeaderBytes: number;
