@@ -11,7 +11,7 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'listen[].backlog': "Kernel queue of connections not yet accepted (capped by net.core.somaxconn; Node's default 511).",
   'listen[].mode': 'http: the L7 proxy; tcp: bytes relayed to `upstream` (L4).',
   'listen[].upstream': 'mode tcp: the upstream whose servers get the connections.',
-  'listen[].accept_proxy': 'Read a PROXY v1/v2 header first, from trusted_proxies only; its client address is used.',
+  'listen[].accept_proxy': 'Read a PROXY v1/v2 header first (before the ClientHello on a TLS listener), from trusted_proxies only; its client address is used.',
   'listen[].proxy_timeout': 'Time to receive the PROXY header; then the connection is closed.',
   'listen[].idle_timeout': 'mode tcp: a connection with no byte either way for this long is closed.',
   'listen[].max_connections': 'Client connections per worker on this listener (default limits.max_connections).',
