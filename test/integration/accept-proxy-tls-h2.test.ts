@@ -245,3 +245,32 @@ describe('HTTP/2 streams behind a PROXY header use the reported client', () => {
     }),
   );
 });
+
+describe('the access log says how the client spoke', () => {
+  test('proto (HTTP/1.0, HTTP/1.1, HTTP/2) and tls on each line', { timeout: 30_000 }, () =>
+    diagnosed(async () => {
+      await start([await xffBackend()], {}, { logging: { level: 'info', access: true } });
+      const t = await tlsOver(await connectWith(tlsPort, v1('203.0.113.21')), 'a.test');
+      assert.equal(bodyOf(await h1Over(t)), 'xff=203.0.113.21');
+      for (const [kind, client] of [['tls', '203.0.113.22'], ['h2c', '203.0.113.23']] as const) {
+        const session = await h2Behind(kind, v1(client));
+        assert.equal((await h2Request(session, { ':path': '/who', ':authority': 'a.test' })).status, 200);
+        session.close();
+      }
+      // HTTP/1.0 on the h2c listener (no preface: the HTTP/1.x path).
+      const plain = await connectWith(h2cPort, v1('203.0.113.24'));
+      plain.write('GET /who HTTP/1.0\r\nHost: a.test\r\n\r\n');
+      await new Promise((resolve) => plain.on('close', resolve).resume());
+      await sleep(300);
+      const line = (client: string): string => sy!.output().split('\n').find((l) => l.includes(`"client":"${client}"`) && l.includes('"msg":"access"')) ?? `no access line for ${client}`;
+      const spoke = (client: string): unknown => {
+        const entry = JSON.parse(line(client)) as { proto: unknown; tls: unknown };
+        return [entry.proto, entry.tls];
+      };
+      assert.deepEqual(spoke('203.0.113.21'), ['HTTP/1.1', true]);
+      assert.deepEqual(spoke('203.0.113.22'), ['HTTP/2', true]);
+      assert.deepEqual(spoke('203.0.113.23'), ['HTTP/2', false]);
+      assert.deepEqual(spoke('203.0.113.24'), ['HTTP/1.0', false]);
+    }),
+  );
+});
