@@ -113,6 +113,8 @@ export interface AcmeConfig {
   caPem?: string;
   retryMinMs: number;
   retryMaxMs: number;
+  /** The challenge the CA is asked to validate. */
+  challenge: 'http-01' | 'tls-alpn-01';
 }
 // ---- end ACME ---------------------------------------------------------------
 

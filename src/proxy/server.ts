@@ -116,7 +116,10 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       };
       // accept_proxy: the PROXY header precedes the ClientHello (an L4 balancer passing TLS through).
       const preamble = l.acceptProxy ? (raw: net.Socket, proceed: (origin: ConnectionOrigin) => void) => readProxyHeader(runtime, l, raw, proceed) : undefined;
-      const listener = createTlsListener(l.tls, frontEnds, { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds, ...(preamble ? { preamble } : {}) }, NET_OPTIONS);
+      // tls-alpn-01 challenges are answered on the listeners that get their certificate from ACME.
+      const acmeTlsAlpn = l.tls.acme && acme ? (name: string | undefined) => acme.tlsAlpnContext(name) : undefined;
+      const deps = { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds, ...(preamble ? { preamble } : {}), ...(acmeTlsAlpn ? { acmeTlsAlpn } : {}) };
+      const listener = createTlsListener(l.tls, frontEnds, deps, NET_OPTIONS);
       tlsListeners.set(i, listener);
       return bind(runtime, l, listener.server);
     }),

@@ -14,6 +14,13 @@
 // the ClientHello on the wire, and the client it names is handed to the
 // front end with the TLS socket.
 //
+// ACME TLS-ALPN-01 (RFC 8737): a ClientHello that offers "acme-tls/1" is
+// a CA validating a name. It gets the challenge certificate of that name
+// (`acmeTlsAlpn`), only "acme-tls/1" is negotiated, and the connection is
+// closed once the handshake is done: no byte of it reaches a front end. A
+// name with no challenge pending gets no handshake at all. A client that does
+// not offer "acme-tls/1" never sees a challenge certificate.
+//
 // ALPN seam: `frontEnds['http/1.1']` receives every socket that negotiated
 // http/1.1 or no ALPN at all (the proxy runs its llhttp ClientConnection on
 // it, exactly as on a plain socket). An `h2` front end, once one exists, is
@@ -60,6 +67,8 @@ export interface TlsListenerDeps {
   sessionTimeoutSeconds: number;
   /** Runs before the ClientHello is read (accept_proxy). */
   preamble?: TlsPreamble;
+  /** The TLS-ALPN-01 challenge certificate for a name, while one is proved (listeners with ACME). */
+  acmeTlsAlpn?: (servername: string | undefined) => tls.SecureContext | undefined;
 }
 
 /**
@@ -138,6 +147,22 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
     });
   };
 
+  /** RFC 8737 §3: the handshake proves control of the name; then the connection is closed, nothing else is exchanged. */
+  const answerAcmeTlsAlpn = (raw: net.Socket, context: tls.SecureContext, deadline: NodeJS.Timeout): void => {
+    const socket = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ['acme-tls/1'] });
+    socket.once('error', (err: Error) => {
+      clearTimeout(deadline);
+      failed(err, raw.remoteAddress);
+      socket.destroy();
+    });
+    socket.once('secure', () => {
+      clearTimeout(deadline);
+      socket.destroySoon();
+    });
+    // The validator closes first; anything it sends is dropped unread.
+    socket.on('data', () => {});
+  };
+
   const readHello = (raw: net.Socket, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined): void => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -161,6 +186,14 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
       raw.pause();
       // Back into the socket: node:tls feeds what is buffered to OpenSSL first.
       raw.unshift(seen);
+      if (scan.kind === 'hello' && scan.acmeTls && deps.acmeTlsAlpn !== undefined) {
+        const challenge = deps.acmeTlsAlpn(scan.servername);
+        if (challenge !== undefined) return answerAcmeTlsAlpn(raw, challenge, deadline);
+        clearTimeout(deadline);
+        failed(Object.assign(new Error(`acme-tls/1 offered for ${scan.servername ?? 'no name'}, which has no TLS-ALPN-01 challenge pending`), { code: 'ACME_TLS_NO_CHALLENGE' }), raw.remoteAddress);
+        raw.destroy();
+        return;
+      }
       startTls(raw, scan.kind === 'hello' ? scan.servername : undefined, deadline, origin);
     };
     const onEarlyError = (): void => void raw.destroy();
