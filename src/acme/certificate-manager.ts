@@ -47,6 +47,19 @@ export function renewalTime(facts: Pick<CertificateFacts, 'notBefore' | 'notAfte
   return from + ((facts.notAfter.getTime() - from) * 2) / 3;
 }
 
+/** A stored certificate from another domain list is ordered again rather than served. */
+function covers(config: AcmeConfig, facts: CertificateFacts): boolean {
+  return config.domains.every((d) => facts.names.includes(d));
+}
+
+/** The stored certificate of `config` if it covers the domains, matches its key and has not expired. */
+export function usableStored(storage: AcmeStorage, config: AcmeConfig): { pair: CertificatePair; facts: CertificateFacts } | undefined {
+  const pair = storage.load(config.domains[0]!);
+  const facts = pair && certificateFacts(pair.cert);
+  if (!pair || !facts || !covers(config, facts) || facts.notAfter.getTime() <= Date.now()) return undefined;
+  return { pair, facts };
+}
+
 export class CertificateManager {
   private current: { pair: CertificatePair; facts: CertificateFacts } | undefined;
   private state: AcmeState = 'obtaining';
@@ -75,11 +88,10 @@ export class CertificateManager {
    * exist, so that they listen with it from their first handshake.
    */
   loadStored(): void {
-    const stored = this.deps.storage.load(this.name);
-    const facts = stored && certificateFacts(stored.cert);
-    if (!stored || !facts || !this.covers(facts) || facts.notAfter.getTime() <= Date.now()) return;
-    this.install(stored, facts);
-    this.deps.log.info({ domains: this.config.domains, notAfter: facts.notAfter.toISOString() }, 'acme: stored certificate loaded');
+    const stored = usableStored(this.deps.storage, this.config);
+    if (!stored) return;
+    this.install(stored.pair, stored.facts);
+    this.deps.log.info({ domains: this.config.domains, notAfter: stored.facts.notAfter.toISOString() }, 'acme: stored certificate loaded');
   }
 
   /** Schedules the first order (at once without a certificate) once the workers answer challenges. */
@@ -114,9 +126,8 @@ export class CertificateManager {
     };
   }
 
-  /** A stored certificate from another domain list is ordered again rather than served. */
   private covers(facts: CertificateFacts): boolean {
-    return this.config.domains.every((d) => facts.names.includes(d));
+    return covers(this.config, facts);
   }
 
   private install(pair: CertificatePair, facts: CertificateFacts): void {

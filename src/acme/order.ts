@@ -1,7 +1,7 @@
 // One certificate order against an RFC 8555 CA, through acme-client (the
-// protocol: JWS, nonces, polling, finalize). Only HTTP-01 is offered; the
-// caller makes the workers answer each token before the CA is told to
-// validate it.
+// protocol: JWS, nonces, polling, finalize). The configured challenge
+// (HTTP-01 or TLS-ALPN-01) is the only one taken; the caller makes the
+// workers answer each challenge before the CA is told to validate it.
 import https from 'node:https';
 import { rootCertificates } from 'node:tls';
 import acme from 'acme-client';
@@ -68,12 +68,17 @@ export async function orderCertificate(config: AcmeConfig, storage: AcmeStorage,
     email: config.email,
     // Configuring a directory is agreeing to its CA's terms (as with Caddy and certbot --agree-tos).
     termsOfServiceAgreed: true,
-    challengePriority: ['http-01'],
+    challengePriority: [config.challenge],
     // acme-client's own pre-check fetches the token through this host's resolver, which need not see what the CA sees.
     skipChallengeVerification: true,
     challengeCreateFn: async (authz, challenge, keyAuthorization) => {
-      if (challenge.type !== 'http-01') throw new Error(`challenge ${challenge.type} offered for ${authz.identifier.value}: only http-01 is answered`);
-      await challenges.add({ token: challenge.token, keyAuthorization, domain: authz.identifier.value.toLowerCase() });
+      const domain = authz.identifier.value.toLowerCase();
+      const { type, token } = challenge as { type: string; token: string };
+      if (type !== config.challenge) throw new Error(`challenge ${type} offered for ${domain}: only ${config.challenge} is configured`);
+      if (type === 'http-01') return challenges.add({ type: 'http-01', token, keyAuthorization, domain });
+      // RFC 8737 §3: self-signed, the name as its only SAN, the key authorization's SHA-256 in a critical acmeIdentifier extension.
+      const [key, cert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey('P-256'));
+      await challenges.add({ type: 'tls-alpn-01', token, keyAuthorization, domain, certificate: { cert: cert.toString(), key: key.toString() } });
     },
     challengeRemoveFn: async (_authz, challenge) => {
       await challenges.remove(challenge.token);

@@ -5,7 +5,7 @@
 import type { Logger } from '../log.js';
 import type { AcmeConfig, Config } from '../config/types.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
-import { CertificateManager, type AcmeCertificateStatus } from './certificate-manager.js';
+import { CertificateManager, usableStored, type AcmeCertificateStatus } from './certificate-manager.js';
 import { orderCertificate, trustDirectoryCas, type ChallengeHost } from './order.js';
 import { AcmeStorage, type CertificatePair } from './storage.js';
 
@@ -22,6 +22,18 @@ export interface AcmeServiceDeps {
 /** The listeners of `config` that get their certificates from ACME. */
 export function acmeListeners(config: Config): { index: number; listener: string; acme: AcmeConfig }[] {
   return config.listen.flatMap((l, index) => (l.tls?.acme ? [{ index, listener: `${l.host}:${l.port}`, acme: l.tls.acme }] : []));
+}
+
+/**
+ * The certificates on disk that `config`'s ACME listeners would serve, read
+ * without starting anything: for a canary worker whose ACME settings differ
+ * from the running ones (no order runs for a config that may be rolled back).
+ */
+export function storedCertificates(config: Config): { index: number; name: string; pair: CertificatePair }[] {
+  return acmeListeners(config).flatMap(({ index, acme }) => {
+    const stored = usableStored(new AcmeStorage(acme.storage), acme);
+    return stored ? [{ index, name: acme.domains[0]!, pair: stored.pair }] : [];
+  });
 }
 
 export class AcmeService implements ChallengeHost {

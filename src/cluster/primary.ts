@@ -19,7 +19,7 @@ import { routeTable, type RouteTableEntry } from '../proxy/route-table.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
 import { DnsDiscovery } from '../discovery/dns.js';
-import { acmeListeners, AcmeService } from '../acme/service.js';
+import { acmeListeners, AcmeService, storedCertificates } from '../acme/service.js';
 import type { CertificatePair } from '../acme/storage.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
 import { TicketKeyRotation } from '../tls/ticket-keys.js';
@@ -119,6 +119,8 @@ export class Primary {
   private canaryReport: CanaryReport | undefined;
   /** During a canary window: the new config, which shared memory and health checks already follow. */
   private canaryNext: Config | undefined;
+  /** During a canary window whose ACME settings differ from the running ones: the canary's stored certificates. */
+  private canaryCertificates: { index: number; name: string; pair: CertificatePair }[] | undefined;
   private admin: AdminServer | undefined;
   private demo: DemoBackends | undefined;
   private nextStatsId = 1;
@@ -369,9 +371,9 @@ export class Primary {
         });
         if (this.tickets) this.send(entry, { type: 'tls-ticket-keys', tickets: this.tickets.message() });
         // Before it listens: an order may be waiting for the CA right now, and certificates in hand are served from the first handshake.
-        if (this.acme && acmeListeners(entry.config).length > 0) {
-          this.send(entry, { type: 'acme-challenges', version: this.acmeTokensVersion, tokens: this.acme.currentTokens() });
-          if (this.acme.serves(entry.config)) for (const c of this.acme.certificates()) this.send(entry, acmeCertificateMessage(c.index, c.name, c.pair));
+        if (acmeListeners(entry.config).length > 0) {
+          if (this.acme) this.send(entry, { type: 'acme-challenges', version: this.acmeTokensVersion, tokens: this.acme.currentTokens() });
+          for (const c of this.acmeCertificatesFor(entry.config)) this.send(entry, acmeCertificateMessage(c.index, c.name, c.pair));
         }
         break;
       case 'acme-challenges-applied':
@@ -656,9 +658,12 @@ export class Primary {
     this.shared?.applyConfig(next);
     this.health?.replace(next);
     this.canaryNext = next;
+    // The running ACME service keeps its schedule (and its certificates, for the baseline); the new one starts only on roll-out.
+    this.canaryCertificates = AcmeService.sameSettings(previous, next) ? undefined : storedCertificates(next);
     const canary = await this.replaceSlotWorker(slot, next);
     if (typeof canary === 'string') {
       this.canaryNext = undefined;
+      this.canaryCertificates = undefined;
       this.shared?.applyConfig(previous);
       this.health?.replace(previous);
       if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
@@ -678,6 +683,7 @@ export class Primary {
     );
     canary.canary = false;
     this.canaryNext = undefined;
+    this.canaryCertificates = undefined;
     this.canaryReport = decided;
     const fields = { decision: decided.state, reason: decided.reason, canaryPid: canary.pid, canary: decided.canary, others: decided.others };
     if (this.shuttingDown) return { ok: false, errors: ['shutting down'], canary: decided };
@@ -727,6 +733,17 @@ export class Primary {
   }
 
   // ---- ACME ------------------------------------------------------------------
+
+  /**
+   * The ACME certificates a worker running `config` gets: the running
+   * service's when it serves that config, else (a canary whose ACME settings
+   * differ) the ones on disk for it.
+   */
+  private acmeCertificatesFor(config: Config): { index: number; name: string; pair: CertificatePair }[] {
+    if (this.acme?.serves(config)) return this.acme.certificates();
+    if (config === this.canaryNext && this.canaryCertificates) return this.canaryCertificates;
+    return [];
+  }
 
   /** Stops the running ACME schedule and makes the one of `config`, with its stored certificates loaded (not started). */
   private replaceAcme(config: Config): void {

@@ -111,7 +111,11 @@ export function runWorker(): void {
         if (!configured) start(m.config, m.region, m.rateLimitTable).catch((err: unknown) => fatal(err, 'worker could not start'));
         break;
       case 'acme-challenges':
-        acmeChallenges?.replace(m.tokens);
+        try {
+          acmeChallenges?.replace(m.tokens);
+        } catch (err) {
+          log.error({ err }, 'acme: unusable challenge certificate; the previous challenges stay');
+        }
         send({ type: 'acme-challenges-applied', version: m.version });
         break;
       case 'stats-request':

@@ -96,6 +96,7 @@ function acme(raw: RawAcme, baseDir: string): AcmeConfig {
     ...(raw.ca === undefined ? {} : { caPem: readFileSync(resolve(baseDir, raw.ca), 'utf8') }),
     retryMinMs: parseDuration(raw.retry.min),
     retryMaxMs: parseDuration(raw.retry.max),
+    challenge: raw.challenge,
   };
 }
 // ---- end ACME ---------------------------------------------------------------

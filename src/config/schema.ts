@@ -150,7 +150,7 @@ const pemFile = (what: string) => ({ type: 'string', minLength: 1, expected: `a 
 // ---- ACME (issue 12, item 3): listen[].tls.acme -------------------------------
 /** RFC 8555 directory URLs are HTTPS; a domain is a DNS name (HTTP-01 cannot prove a wildcard or an IP). */
 const ACME_DOMAIN_PATTERN = '^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$';
-export const ACME_CHALLENGES = ['http-01'] as const;
+export const ACME_CHALLENGES = ['http-01', 'tls-alpn-01'] as const;
 const acme = object(
   {
     directory: { type: 'string', pattern: '^https://[^\\s]+$', expected: 'the https:// URL of the ACME directory' },
@@ -162,6 +162,8 @@ const acme = object(
     ca: { type: 'string', minLength: 1, expected: 'a PEM file of CA certificates' },
     // Backoff between failed attempts to obtain or renew: doubling from min to max.
     retry: object({ min: duration('1m'), max: duration('1h') }, { default: {} }),
+    // How the CA checks control of each domain: HTTP-01 on a plain listener, or TLS-ALPN-01 (RFC 8737) on this TLS listener.
+    challenge: oneOf(ACME_CHALLENGES, 'http-01'),
   },
   { required: ['directory', 'email', 'domains'] },
 );

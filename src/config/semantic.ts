@@ -332,8 +332,10 @@ function checkAcme(raw: RawConfig, ok: (path: PathSegment[]) => boolean, add: (p
     }
     const a = t?.acme;
     if (a === undefined || !ok(path)) return;
-    // HTTP-01 is the one challenge answered (README, "Automatic certificates"): the CA must reach a plain listener.
-    if (plainListeners === 0) add(path, 'expected a plain listener (one without tls, port 80 for a public CA) beside it: HTTP-01 challenges are answered there');
+    // HTTP-01 (the default): the CA must reach a plain listener. TLS-ALPN-01 is answered on this listener itself.
+    if (plainListeners === 0 && a.challenge !== 'tls-alpn-01') {
+      add(path, 'expected a plain listener (one without tls, port 80 for a public CA) beside it: HTTP-01 challenges are answered there (or challenge: tls-alpn-01)');
+    }
     a.domains.forEach((domain, d) => {
       const key = domain.toLowerCase();
       const first = claimed.get(key);

@@ -9,6 +9,7 @@
 // counterpart here.
 
 import type {
+  ACME_CHALLENGES,
   BALANCE_ALGORITHMS,
   DNS_RECORD_TYPES,
   ESCAPED_SLASHES,
@@ -137,6 +138,8 @@ export interface AcmeConfig {
   caPem?: string;
   retryMinMs: number;
   retryMaxMs: number;
+  /** The challenge the CA is asked to validate. */
+  challenge: OneOf<typeof ACME_CHALLENGES>;
 }
 // ---- end ACME ---------------------------------------------------------------
 

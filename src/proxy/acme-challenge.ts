@@ -1,19 +1,25 @@
-// ACME HTTP-01 answers in a worker (RFC 8555 §8.3). The primary runs the
-// orders and sends every worker the tokens it is being asked to prove; a
-// worker answers GET /.well-known/acme-challenge/<token> from them before
-// routing. While ACME is configured the whole prefix belongs to Switchyard,
+// ACME challenge answers in a worker. The primary runs the orders and
+// sends every worker the challenges it is being asked to prove. HTTP-01
+// (RFC 8555 §8.3): a worker answers GET /.well-known/acme-challenge/<token>
+// from them before routing. TLS-ALPN-01 (RFC 8737): the TLS listener asks
+// `tlsAlpnContext` for the challenge certificate of a name when, and only
+// when, a ClientHello offers the "acme-tls/1" protocol. While ACME is configured the whole prefix belongs to Switchyard,
 // in every spelling a backend could read as it (case, escapes, dot
 // segments): an unknown token, another host or a traversal gets 404 and
 // never reaches a route, so a backend's files under that prefix cannot leak
 // and a client cannot make a token answer for a name it was not issued for.
+import tls from 'node:tls';
 import { asciiLower, matchingHost, pathForms, pathKind, SLOW, type EscapedSlashes } from './request-target.js';
 
 /** One challenge the primary is proving: the token in the URL, the answer, and the name it is for. */
 export interface AcmeToken {
+  type: 'http-01' | 'tls-alpn-01';
   token: string;
   keyAuthorization: string;
-  /** The (lower-case) domain the CA validates, which is the Host it sends. */
+  /** The (lower-case) domain the CA validates, which is the Host (or SNI) it sends. */
   domain: string;
+  /** tls-alpn-01: the self-signed certificate carrying the acmeIdentifier extension, and its key (PEM). */
+  certificate?: { cert: string; key: string };
 }
 
 export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge';
@@ -24,12 +30,26 @@ export type ChallengeAnswer = { status: 200; body: string } | { status: 404 };
 
 export class AcmeChallenges {
   private tokens = new Map<string, AcmeToken>();
+  /** tls-alpn-01 challenge certificates by domain, as TLS contexts offering only "acme-tls/1". */
+  private alpnContexts = new Map<string, tls.SecureContext>();
 
   constructor(private readonly escapedSlashes: EscapedSlashes) {}
 
-  /** The primary's current set (it always sends the whole set, so a respawned worker catches up in one message). */
+  /**
+   * The primary's current set (it always sends the whole set, so a respawned
+   * worker catches up in one message). Throws when a challenge certificate
+   * is unusable; the set is then left as it was.
+   */
   replace(tokens: readonly AcmeToken[]): void {
-    this.tokens = new Map(tokens.map((t) => [t.token, t]));
+    const contexts = new Map<string, tls.SecureContext>();
+    for (const t of tokens) if (t.type === 'tls-alpn-01' && t.certificate) contexts.set(t.domain, tls.createSecureContext(t.certificate));
+    this.tokens = new Map(tokens.filter((t) => t.type === 'http-01').map((t) => [t.token, t]));
+    this.alpnContexts = contexts;
+  }
+
+  /** The TLS-ALPN-01 challenge certificate for `servername`, while one is being proved. */
+  tlsAlpnContext(servername: string | undefined): tls.SecureContext | undefined {
+    return servername === undefined ? undefined : this.alpnContexts.get(servername);
   }
 
   /**

@@ -59,6 +59,7 @@ export class ClientConnection implements Expirable, ClientSide {
   readonly origin: ConnectionOrigin;
   /** The connection came through TLS: X-Forwarded-Proto is https. */
   readonly secure: boolean;
+  readonly http2 = false;
   /** Headers every response on this connection carries (HSTS on TLS listeners). */
   readonly responseHeaders: ReadonlyArray<readonly [string, string]> | undefined;
 

@@ -74,6 +74,8 @@ export interface ClientSide {
   readonly origin: ConnectionOrigin;
   /** Came through a TLS listener. */
   readonly secure: boolean;
+  /** An HTTP/2 stream (the exchange itself sees every request as HTTP/1.x). */
+  readonly http2: boolean;
   /** Headers every response on the connection carries (HSTS). */
   readonly responseHeaders: HeaderList | undefined;
   /** The TLS client certificate, when one was presented. */
@@ -723,6 +725,8 @@ export class Exchange implements UpstreamListener {
           // The client as balancing and limits saw it (after a trusted PROXY header or X-Forwarded-For).
           client: this.clientIp || this.client.peerAddress,
           method: this.method,
+          proto: this.client.http2 ? 'HTTP/2' : `HTTP/${this.versionMajor}.${this.versionMinor}`,
+          tls: this.client.secure,
           path: this.loggedUrl(),
           status,
           route: this.routeName,

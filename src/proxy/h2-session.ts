@@ -59,7 +59,7 @@ const CALM_LINGER_MS = 1000;
 export class Http2FrontEnd {
   private readonly server: Http2Server;
   /** The socket being handed over: Node creates its session synchronously, inside emit('connection'). */
-  private accepting: { socket: Socket; secure: SecureListener | undefined } | undefined;
+  private accepting: { socket: Socket; secure: SecureListener | undefined; origin: ConnectionOrigin | undefined } | undefined;
 
   constructor(worker: WorkerRuntime, config: Http2Config) {
     this.server = http2.createServer({
@@ -74,16 +74,19 @@ export class Http2FrontEnd {
       maxSessionRejectedStreams: config.maxResets,
     });
     this.server.on('session', (session: ServerHttp2Session) => {
-      const { socket, secure } = this.accepting!;
-      worker.onConnectionOpened(new H2Session(session, socket, secure, worker, config));
+      const { socket, secure, origin } = this.accepting!;
+      worker.onConnectionOpened(new H2Session(session, socket, secure, worker, config, origin));
     });
     // Errors of one session are that session's (logged by it); the server object never listens.
     this.server.on('sessionError', () => {});
   }
 
-  /** A client connection that speaks HTTP/2 (prior knowledge seen, or ALPN "h2" on a TLS listener, `secure`). */
-  accept(socket: Socket, secure: SecureListener | undefined): void {
-    this.accepting = { socket, secure };
+  /**
+   * A client connection that speaks HTTP/2 (prior knowledge seen, or ALPN "h2" on a TLS listener, `secure`);
+   * `origin`: the client a trusted PROXY header reported (accept_proxy), else the socket's own endpoints.
+   */
+  accept(socket: Socket, secure: SecureListener | undefined, origin?: ConnectionOrigin): void {
+    this.accepting = { socket, secure, origin };
     try {
       this.server.emit('connection', socket instanceof TLSSocket ? streamOver(socket) : socket);
     } finally {
@@ -103,7 +106,7 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
   private readonly resets: WindowCount;
   private readonly controlFrames: WindowCount;
   private closed = false;
-  /** The connection's endpoints (its socket's own). */
+  /** The connection's endpoints: a trusted PROXY header's, else its socket's own. */
   readonly origin: ConnectionOrigin;
   /** Set once a limit was broken: the connection is destroyed at this time. */
   private lingerDeadline = 0;
@@ -115,8 +118,9 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     listener: SecureListener | undefined,
     readonly worker: WorkerRuntime,
     config: Http2Config,
+    origin: ConnectionOrigin | undefined,
   ) {
-    this.origin = socketOrigin(socket);
+    this.origin = origin ?? socketOrigin(socket);
     this.peerAddress = normaliseAddress(this.origin.sourceAddress);
     this.secure = listener !== undefined;
     this.responseHeaders = listener?.responseHeaders;

@@ -83,6 +83,10 @@ export class H2Stream implements ClientSide, Expirable {
     return this.owner.origin;
   }
 
+  get http2(): boolean {
+    return true;
+  }
+
   get secure(): boolean {
     return this.owner.secure;
   }

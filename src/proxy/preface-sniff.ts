@@ -42,4 +42,6 @@ export function sniffPreface(socket: Socket, timeoutMs: number, decided: (http2:
   socket.on('end', giveUp);
   socket.on('error', giveUp);
   socket.setTimeout(timeoutMs);
+  // After a PROXY header the socket is paused, and a 'data' listener does not undo an explicit pause.
+  socket.resume();
 }

@@ -106,15 +106,20 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       }
       if (l.mode === 'tcp') return bind(runtime, l, tcpServer(runtime, l));
       if (l.tls === undefined) {
-        const plain = l.http2 ? (socket: net.Socket) => acceptSniffing(runtime, l, socket, h2!) : (socket: net.Socket) => accept(runtime, l, socket, undefined);
+        const plain = l.http2 ? (socket: net.Socket) => acceptSniffing(runtime, l, socket, h2!) : (socket: net.Socket) => accept(runtime, l, socket);
         return bind(runtime, l, net.createServer(NET_OPTIONS, plain));
       }
       const secure: SecureListener = { responseHeaders: l.tls.hsts === undefined ? undefined : [['Strict-Transport-Security', hstsValue(l.tls.hsts)]] };
       const frontEnds = {
-        'http/1.1': (socket: TLSSocket) => accept(runtime, l, socket, secure),
-        ...(l.http2 ? { h2: (socket: TLSSocket) => acceptHttp2(runtime, socket, h2!, secure) } : {}),
+        'http/1.1': (socket: TLSSocket, origin: ConnectionOrigin | undefined) => openConnection(runtime, socket, secure, origin),
+        ...(l.http2 ? { h2: (socket: TLSSocket, origin: ConnectionOrigin | undefined) => acceptHttp2(runtime, socket, h2!, secure, origin) } : {}),
       };
-      const listener = createTlsListener(l.tls, frontEnds, { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds }, NET_OPTIONS);
+      // accept_proxy: the PROXY header precedes the ClientHello (an L4 balancer passing TLS through).
+      const preamble = l.acceptProxy ? (raw: net.Socket, proceed: (origin: ConnectionOrigin) => void) => readProxyHeader(runtime, l, raw, proceed) : undefined;
+      // tls-alpn-01 challenges are answered on the listeners that get their certificate from ACME.
+      const acmeTlsAlpn = l.tls.acme && acme ? (name: string | undefined) => acme.tlsAlpnContext(name) : undefined;
+      const deps = { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds, ...(preamble ? { preamble } : {}), ...(acmeTlsAlpn ? { acmeTlsAlpn } : {}) };
+      const listener = createTlsListener(l.tls, frontEnds, deps, NET_OPTIONS);
       tlsListeners.set(i, listener);
       return bind(runtime, l, listener.server);
     }),
@@ -179,36 +184,53 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
 // allowHalfOpen: a client may send its last request and shut down its side; it still gets the response.
 const NET_OPTIONS = { allowHalfOpen: true, noDelay: true };
 
-function accept(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, secure: SecureListener | undefined): void {
+/** A plain HTTP/1.1 listener's connection: with accept_proxy, its PROXY header first. */
+function accept(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket): void {
+  if (!config.acceptProxy) return openConnection(runtime, socket, undefined, undefined);
+  readProxyHeader(runtime, config, socket, (origin) => {
+    openConnection(runtime, socket, undefined, origin);
+    // Left paused by the PROXY header reader.
+    socket.resume();
+  });
+}
+
+/** `origin`: the client a PROXY header reported; the socket's own peer when undefined. */
+function openConnection(runtime: WorkerRuntime, socket: net.Socket, secure: SecureListener | undefined, origin: ConnectionOrigin | undefined): void {
   if (runtime.closing) {
     socket.destroy();
     return;
   }
-  if (!config.acceptProxy) return runtime.onConnectionOpened(new ClientConnection(socket, runtime, secure));
-  // Behind an L4 balancer: the PROXY header names the client, for X-Forwarded-For, hashing, limits and logs.
+  runtime.onConnectionOpened(new ClientConnection(socket, runtime, secure, origin));
+}
+
+/**
+ * Behind an L4 balancer: the PROXY header names the client, for X-Forwarded-For, hashing, limits and logs.
+ * Only from trusted_proxies, within proxy_timeout; otherwise the connection is closed (and logged, throttled).
+ */
+function readProxyHeader(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, onReady: (origin: ConnectionOrigin) => void): void {
+  if (runtime.closing) {
+    socket.destroy();
+    return;
+  }
   const name = `${config.host}:${config.port}`;
   const peer = unmapped(socket.remoteAddress ?? '');
-  const onReady = (origin: ConnectionOrigin): void => {
-    runtime.onConnectionOpened(new ClientConnection(socket, runtime, secure, origin));
-    socket.resume();
-  };
   receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, onReady, (reason) =>
     runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
   );
 }
 
 /** A TLS socket that negotiated ALPN h2. */
-function acceptHttp2(runtime: WorkerRuntime, socket: TLSSocket, h2: Http2FrontEnd, secure: SecureListener): void {
+function acceptHttp2(runtime: WorkerRuntime, socket: TLSSocket, h2: Http2FrontEnd, secure: SecureListener, origin: ConnectionOrigin | undefined): void {
   if (runtime.closing) {
     socket.destroy();
     return;
   }
-  h2.accept(socket, secure);
+  h2.accept(socket, secure, origin);
 }
 
 /**
  * A plain listener with http2: the connection preface tells h2c with prior knowledge from HTTP/1.1.
- * With accept_proxy the PROXY header comes first (HTTP/2 streams then see the socket's own addresses).
+ * With accept_proxy the PROXY header comes first, and its client is the client of every stream too.
  */
 function acceptSniffing(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, h2: Http2FrontEnd): void {
   if (runtime.closing) {
@@ -217,17 +239,13 @@ function acceptSniffing(runtime: WorkerRuntime, config: ProxyListenConfig, socke
   }
   const sniff = (origin: ConnectionOrigin | undefined): void =>
     sniffPreface(socket, runtime.limits.headersTimeoutMs, (isHttp2) => {
-      if (isHttp2) return h2.accept(socket, undefined);
+      if (isHttp2) return h2.accept(socket, undefined, origin);
       if (runtime.closing) return socket.destroy();
       runtime.onConnectionOpened(new ClientConnection(socket, runtime, undefined, origin));
       socket.resume();
     });
   if (!config.acceptProxy) return sniff(undefined);
-  const name = `${config.host}:${config.port}`;
-  const peer = unmapped(socket.remoteAddress ?? '');
-  receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, (origin) => sniff(origin), (reason) =>
-    runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
-  );
+  readProxyHeader(runtime, config, socket, sniff);
 }
 
 function hstsValue(h: { maxAgeSeconds: number; includeSubdomains: boolean; preload: boolean }): string {

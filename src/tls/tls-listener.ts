@@ -9,6 +9,18 @@
 // bytes back and starts the TLS handshake with the chosen context as the
 // connection's initial one. Every stage runs under handshake_timeout.
 //
+// Behind an L4 balancer that passes TLS through (accept_proxy), a
+// `preamble` runs on the raw connection first: the PROXY header comes before
+// the ClientHello on the wire, and the client it names is handed to the
+// front end with the TLS socket.
+//
+// ACME TLS-ALPN-01 (RFC 8737): a ClientHello that offers "acme-tls/1" is
+// a CA validating a name. It gets the challenge certificate of that name
+// (`acmeTlsAlpn`), only "acme-tls/1" is negotiated, and the connection is
+// closed once the handshake is done: no byte of it reaches a front end. A
+// name with no challenge pending gets no handshake at all. A client that does
+// not offer "acme-tls/1" never sees a challenge certificate.
+//
 // ALPN seam: `frontEnds['http/1.1']` receives every socket that negotiated
 // http/1.1 or no ALPN at all (the proxy runs its llhttp ClientConnection on
 // it, exactly as on a plain socket). An `h2` front end, once one exists, is
@@ -23,11 +35,20 @@ import { CertificateStore } from './certificate-store.js';
 import { CertificateFileWatcher } from './certificate-files.js';
 import { helloBytesNeeded, scanClientHello } from './client-hello.js';
 import type { TicketKeyRing } from './ticket-keys.js';
+import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 
+/** `origin`: what the preamble reported (a PROXY header's client); undefined without a preamble. */
 export interface TlsFrontEnds {
-  'http/1.1': (socket: TLSSocket) => void;
-  h2?: (socket: TLSSocket) => void;
+  'http/1.1': (socket: TLSSocket, origin: ConnectionOrigin | undefined) => void;
+  h2?: (socket: TLSSocket, origin: ConnectionOrigin | undefined) => void;
 }
+
+/**
+ * Reads what precedes the ClientHello on `raw` and calls `proceed` with the
+ * client it names, leaving `raw` paused with any later bytes put back; or
+ * destroys `raw`.
+ */
+export type TlsPreamble = (raw: net.Socket, proceed: (origin: ConnectionOrigin) => void) => void;
 
 export interface TlsListener {
   /** The listening socket (plain TCP: TLS starts per connection). */
@@ -44,6 +65,10 @@ export interface TlsListenerDeps {
   tickets: TicketKeyRing;
   /** Ticket lifetime: a ticket older than this is not resumed (two rotation periods). */
   sessionTimeoutSeconds: number;
+  /** Runs before the ClientHello is read (accept_proxy). */
+  preamble?: TlsPreamble;
+  /** The TLS-ALPN-01 challenge certificate for a name, while one is proved (listeners with ACME). */
+  acmeTlsAlpn?: (servername: string | undefined) => tls.SecureContext | undefined;
 }
 
 /**
@@ -79,10 +104,10 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
   );
   const watcher = new CertificateFileWatcher(store, config.certificates, config.reloadIntervalMs, deps.log);
   const alpn = frontEnds.h2 === undefined ? ['http/1.1'] : ['h2', 'http/1.1'];
-  const handOver = (socket: TLSSocket): void => {
+  const handOver = (socket: TLSSocket, origin: ConnectionOrigin | undefined): void => {
     const h2 = frontEnds.h2;
-    if (socket.alpnProtocol === 'h2' && h2 !== undefined) h2(socket);
-    else frontEnds['http/1.1'](socket);
+    if (socket.alpnProtocol === 'h2' && h2 !== undefined) h2(socket, origin);
+    else frontEnds['http/1.1'](socket, origin);
   };
 
   const failed = (err: Error & { code?: string }, peer: string | undefined): void => {
@@ -90,7 +115,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
     deps.logThrottle.warn(deps.log, `tls:${err.code ?? 'error'}`, { peer, code: err.code, reason: err.message }, 'TLS handshake failed');
   };
 
-  const startTls = (raw: net.Socket, servername: string | undefined, deadline: NodeJS.Timeout): void => {
+  const startTls = (raw: net.Socket, servername: string | undefined, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined): void => {
     let context: tls.SecureContext;
     try {
       context = store.contextFor(servername);
@@ -118,12 +143,27 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
       clearTimeout(deadline);
       socket.off('error', onError);
       if (clientCa !== undefined) recordVerification(socket);
-      handOver(socket);
+      handOver(socket, origin);
     });
   };
 
-  const server = net.createServer(netOptions, (raw) => {
-    const deadline = setTimeout(() => void raw.destroy(), config.handshakeTimeoutMs);
+  /** RFC 8737 §3: the handshake proves control of the name; then the connection is closed, nothing else is exchanged. */
+  const answerAcmeTlsAlpn = (raw: net.Socket, context: tls.SecureContext, deadline: NodeJS.Timeout): void => {
+    const socket = new tls.TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ['acme-tls/1'] });
+    socket.once('error', (err: Error) => {
+      clearTimeout(deadline);
+      failed(err, raw.remoteAddress);
+      socket.destroy();
+    });
+    socket.once('secure', () => {
+      clearTimeout(deadline);
+      socket.destroySoon();
+    });
+    // The validator closes first; anything it sends is dropped unread.
+    socket.on('data', () => {});
+  };
+
+  const readHello = (raw: net.Socket, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined): void => {
     const chunks: Buffer[] = [];
     let received = 0;
     let scanAt = 1;
@@ -146,13 +186,32 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
       raw.pause();
       // Back into the socket: node:tls feeds what is buffered to OpenSSL first.
       raw.unshift(seen);
-      startTls(raw, scan.kind === 'hello' ? scan.servername : undefined, deadline);
+      if (scan.kind === 'hello' && scan.acmeTls && deps.acmeTlsAlpn !== undefined) {
+        const challenge = deps.acmeTlsAlpn(scan.servername);
+        if (challenge !== undefined) return answerAcmeTlsAlpn(raw, challenge, deadline);
+        clearTimeout(deadline);
+        failed(Object.assign(new Error(`acme-tls/1 offered for ${scan.servername ?? 'no name'}, which has no TLS-ALPN-01 challenge pending`), { code: 'ACME_TLS_NO_CHALLENGE' }), raw.remoteAddress);
+        raw.destroy();
+        return;
+      }
+      startTls(raw, scan.kind === 'hello' ? scan.servername : undefined, deadline, origin);
     };
     const onEarlyError = (): void => void raw.destroy();
     const onEarlyClose = (): void => clearTimeout(deadline);
     raw.on('data', onData);
     raw.on('error', onEarlyError);
     raw.on('close', onEarlyClose);
+    // A preamble leaves the socket paused, and a 'data' listener does not undo an explicit pause.
+    raw.resume();
+  };
+
+  const preamble = deps.preamble;
+  const server = net.createServer(netOptions, (raw) => {
+    // One deadline for the preamble, the ClientHello and the handshake together.
+    const deadline = setTimeout(() => void raw.destroy(), config.handshakeTimeoutMs);
+    if (preamble === undefined) return readHello(raw, deadline, undefined);
+    raw.once('close', () => clearTimeout(deadline));
+    preamble(raw, (origin) => readHello(raw, deadline, origin));
   });
   return { server, store, close: () => watcher.close() };
 }

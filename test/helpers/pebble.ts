@@ -2,7 +2,8 @@
 // loopback, resolving every name to 127.0.0.1 through pebble-challtestsrv's
 // mock DNS, with its own HTTPS certificate from a throwaway CA made here with
 // openssl. Pebble validates HTTP-01 for real: it connects to the domain on
-// `httpPort`, which the test points at Switchyard's plain listener.
+// `httpPort`, which the test points at Switchyard's plain listener, and
+// TLS-ALPN-01 on `tlsPort` (Switchyard's TLS listener) when given.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -29,6 +30,8 @@ export interface Pebble {
 export interface PebbleOptions {
   /** The port pebble sends HTTP-01 requests to: Switchyard's plain listener. */
   httpPort: number;
+  /** The port pebble sends TLS-ALPN-01 validations to: Switchyard's TLS listener (absent: a port nobody listens on). */
+  tlsPort?: number;
   /** Lifetime of the certificates it issues, in seconds (pebble's default: 5 years). */
   validitySeconds?: number;
 }
@@ -89,8 +92,7 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
         certificate: file('pebble.pem'),
         privateKey: file('pebble.key'),
         httpPort: opts.httpPort,
-        // TLS-ALPN-01 is not offered by Switchyard; a port nobody listens on.
-        tlsPort: await freePort(),
+        tlsPort: opts.tlsPort ?? (await freePort()),
         ocspResponderURL: '',
         externalAccountBindingRequired: false,
         ...(opts.validitySeconds === undefined ? {} : { certificateValidityPeriod: opts.validitySeconds }),

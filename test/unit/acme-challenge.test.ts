@@ -10,7 +10,7 @@ const KEY_AUTH = `${TOKEN}.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI`;
 
 function challenges(): AcmeChallenges {
   const c = new AcmeChallenges('decode');
-  c.replace([{ token: TOKEN, keyAuthorization: KEY_AUTH, domain: 'example.com' }]);
+  c.replace([{ type: 'http-01', token: TOKEN, keyAuthorization: KEY_AUTH, domain: 'example.com' }]);
   return c;
 }
 

@@ -28,6 +28,7 @@ const config = (storage: string): AcmeConfig => ({
   domains: ['sched.example'],
   storage,
   retryMinMs: 20,
+  challenge: 'http-01',
   retryMaxMs: 80,
 });
 const log = createLogger({ level: 'silent', access: false, format: 'json' }, { role: 'test' });

@@ -8,11 +8,11 @@ import { before, test } from 'node:test';
 import { helloBytesNeeded, scanClientHello } from '../../src/tls/client-hello.js';
 
 /** The first bytes node:tls sends for `servername`. */
-async function clientHello(servername: string | undefined): Promise<Buffer> {
+async function clientHello(servername: string | undefined, alpn?: string[]): Promise<Buffer> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const got = new Promise<Buffer>((resolve) => server.once('connection', (s) => s.once('data', (d: Buffer) => { resolve(d); s.destroy(); })));
-  const client = tls.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', ...(servername ? { servername } : {}), rejectUnauthorized: false });
+  const client = tls.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', ...(servername ? { servername } : {}), ...(alpn ? { ALPNProtocols: alpn } : {}), rejectUnauthorized: false });
   client.on('error', () => {});
   const hello = await got;
   client.destroy();
@@ -26,7 +26,7 @@ before(async () => {
 });
 
 test('the server name of a whole ClientHello, lower-cased', () => {
-  assert.deepEqual(scanClientHello(hello), { kind: 'hello', servername: 'sub.example.test' });
+  assert.deepEqual(scanClientHello(hello), { kind: 'hello', servername: 'sub.example.test', acmeTls: false });
 });
 
 test('every prefix is partial: the scan waits for the rest', () => {
@@ -38,12 +38,12 @@ test('a ClientHello split over two records is joined', () => {
   const cut = 40;
   const record = (payload: Buffer) => Buffer.concat([Buffer.from([22, 3, 1, payload.length >> 8, payload.length & 0xff]), payload]);
   const split = Buffer.concat([record(body.subarray(0, cut)), record(body.subarray(cut))]);
-  assert.deepEqual(scanClientHello(split), { kind: 'hello', servername: 'sub.example.test' });
+  assert.deepEqual(scanClientHello(split), { kind: 'hello', servername: 'sub.example.test', acmeTls: false });
 });
 
 test('no SNI: a hello without a name', async () => {
   const bare = await clientHello(undefined);
-  assert.deepEqual(scanClientHello(bare), { kind: 'hello', servername: undefined });
+  assert.deepEqual(scanClientHello(bare), { kind: 'hello', servername: undefined, acmeTls: false });
 });
 
 test('attack: plain HTTP, other record types and an oversized hello are not ClientHellos', () => {
@@ -60,4 +60,18 @@ test('attack: plain HTTP, other record types and an oversized hello are not Clie
 test('a hello in one record is scanned once, when all of it is there', () => {
   for (let n = 9; n < hello.length; n++) assert.equal(helloBytesNeeded(hello.subarray(0, n)), hello.length);
   assert.ok(helloBytesNeeded(hello.subarray(0, 3)) <= 9);
+});
+
+test('ALPN offering "acme-tls/1" (RFC 8737) is seen, alone or among others; look-alikes are not', async () => {
+  const cases: Array<[string[] | undefined, boolean]> = [
+    [['acme-tls/1'], true],
+    [['h2', 'acme-tls/1'], true],
+    [['h2', 'http/1.1'], false],
+    [['acme-tls/10', 'acme-tls/'], false],
+    [undefined, false],
+  ];
+  for (const [alpn, expected] of cases) {
+    const scan = scanClientHello(await clientHello('a.example', alpn));
+    assert.deepEqual(scan, { kind: 'hello', servername: 'a.example', acmeTls: expected }, JSON.stringify(alpn));
+  }
 });

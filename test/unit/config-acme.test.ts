@@ -51,6 +51,7 @@ describe('config: listen[].tls.acme', () => {
       storage: resolve('config/acme'),
       retryMinMs: 60_000,
       retryMaxMs: 3_600_000,
+      challenge: 'http-01',
     });
   });
 
@@ -74,7 +75,7 @@ describe('config: listen[].tls.acme', () => {
       ['{ directory: "https://a/dir", email: a@b.c, domains: [a.example, A.example] }', /domains\[1\]: duplicate domain "A.example" \(also listen\[1\]\.tls\.acme\.domains\[0\]\)/],
       ['{ directory: "https://a/dir", email: a@b.c, domains: [a.example], retry: { min: 2h, max: 1h } }', /retry\.min: expected at most retry\.max \(1h\), got "2h"/],
       ['{ directory: "https://a/dir", email: a@b.c, domains: [a.example], ca: /nonexistent/ca.pem }', /listen\[1\]\.tls\.acme\.ca: expected \/nonexistent\/ca.pem to hold a PEM CA certificate/],
-      ['{ directory: "https://a/dir", email: a@b.c, domains: [a.example], challenge: dns-01 }', /listen\[1\]\.tls\.acme: unknown key "challenge"|challenge/],
+      ['{ directory: "https://a/dir", email: a@b.c, domains: [a.example], challenge: dns-01 }', /listen\[1\]\.tls\.acme\.challenge: expected one of: http-01, tls-alpn-01, got "dns-01"/],
       ['{ email: a@b.c, domains: [a.example] }', /listen\[1\]\.tls\.acme.*directory/],
     ];
     for (const [acme, expected] of cases) {
@@ -83,9 +84,12 @@ describe('config: listen[].tls.acme', () => {
     }
   });
 
-  it('needs a plain listener for HTTP-01, and a domain on one ACME listener only', () => {
+  it('needs a plain listener for HTTP-01 (not for TLS-ALPN-01), and a domain on one ACME listener only', () => {
     const alone = errorsOf(withListen(acmeListener(GOOD)));
     assert.ok(alone.some((e) => /listen\[0\]\.tls\.acme: expected a plain listener \(one without tls/.test(e)), alone.join('\n'));
+    // TLS-ALPN-01 is answered on the TLS listener itself: no plain listener needed.
+    const alpn = parseConfigText(withListen(acmeListener('{ directory: "https://a/dir", email: a@b.c, domains: [a.example], challenge: tls-alpn-01 }')), FILE);
+    assert.equal(alpn.config.listen[0]!.tls?.acme?.challenge, 'tls-alpn-01');
     const twice = errorsOf(withListen(`${PLAIN}\n${acmeListener(GOOD)}\n  - host: 127.0.0.1\n    port: 9443\n    tls:\n      acme: { directory: "https://b/dir", email: a@b.c, domains: [example.com] }`));
     assert.ok(twice.some((e) => /listen\[2\]\.tls\.acme\.domains\[0\]: duplicate domain "example.com" \(also listen\[1\]\.tls\.acme\.domains\[0\]\)/.test(e)), twice.join('\n'));
   });

@@ -1,0 +1,131 @@
+// A canary reload whose new config changes ACME and TLS settings (pebble as
+// the CA): the canary worker serves the certificate already obtained from
+// its first handshake (before, it had none and refused every handshake, and
+// the canary was judged on zero requests), no order runs for a config that
+// may be rolled back, and rolling out orders nothing again.
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import { after, before, describe, test } from 'node:test';
+import { admin } from '../helpers/admin-status.js';
+import { startNamedBackend, type Backend } from '../helpers/backend.js';
+import { tempDir, type TempDir } from '../helpers/process.js';
+import { startPebble, type Pebble } from '../helpers/pebble.js';
+import { baseConfig, freePort, startCli, withOutput, type RunningCli } from '../helpers/switchyard.js';
+
+const DOMAIN = 'canary.switchyard-acme.test';
+
+interface AcmeStatus {
+  state: string;
+  certificate: { serial: string } | null;
+  ordersSucceeded: number;
+}
+
+async function acmeStatus(adminPort: number): Promise<AcmeStatus> {
+  const res = await admin(adminPort, '/status');
+  assert.equal(res.status, 200, res.body);
+  return (JSON.parse(res.body) as { acme: AcmeStatus[] }).acme[0]!;
+}
+
+/** GET over a new TLS connection, verified against `root`: the status, the certificate serial, and whether HSTS came back. */
+function tlsGet(port: number, root: string): Promise<{ status: number; serial: string; hsts: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path: '/', servername: DOMAIN, headers: { host: DOMAIN }, ca: root, agent: false }, (res) => {
+      const serial = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().serialNumber;
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, serial, hsts: res.headers['strict-transport-security'] !== undefined }));
+    });
+    req.setTimeout(5_000, () => req.destroy(new Error('TLS request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('a canary reload that changes ACME and TLS settings', () => {
+  let tmp: TempDir;
+  let backend: Backend;
+  let pebble: Pebble;
+  let cli: RunningCli;
+  let plainPort: number;
+  let tlsPort: number;
+  let adminPort: number;
+  let config: Record<string, unknown>;
+  let acme: Record<string, unknown>;
+
+  before(async () => {
+    tmp = await tempDir();
+    backend = await startNamedBackend();
+    plainPort = await freePort();
+    tlsPort = await freePort();
+    adminPort = await freePort();
+    pebble = await startPebble({ httpPort: plainPort });
+    config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
+    acme = { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: [DOMAIN], storage: `${tmp.dir}/store`, ca: pebble.caFile, retry: { min: '1s', max: '2s' } };
+    config.listen = [
+      { host: '127.0.0.1', port: plainPort },
+      { host: '127.0.0.1', port: tlsPort, tls: { acme } },
+    ];
+    cli = await startCli(await tmp.writeConfig(config), { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
+  });
+  after(async () => {
+    await cli?.stop();
+    await pebble?.stop();
+    await backend?.close();
+    await tmp?.remove();
+  });
+
+  test('the canary serves the certificate in hand, every handshake succeeds, and rolling out orders nothing again', { timeout: 120_000 }, () =>
+    withOutput(cli, async () => {
+      const deadline = Date.now() + 30_000;
+      let first = await acmeStatus(adminPort);
+      while (first.certificate === null && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        first = await acmeStatus(adminPort);
+      }
+      assert.equal(first.ordersSucceeded, 1, JSON.stringify(first));
+      const root = await pebble.root();
+
+      // New ACME settings (retry) and a new TLS setting (HSTS, which tells the canary's answers apart).
+      config.listen = [
+        { host: '127.0.0.1', port: plainPort },
+        { host: '127.0.0.1', port: tlsPort, tls: { acme: { ...acme, retry: { min: '2s', max: '4s' } }, hsts: { max_age: '1h' } } },
+      ];
+      await tmp.writeConfig(config);
+      const reload = admin(adminPort, '/reload?canary=5s&min_requests=3', 'POST');
+      let canaryAnswers = 0;
+      let answers = 0;
+      const failures: string[] = [];
+      let settled = false;
+      reload.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      while (!settled) {
+        try {
+          const r = await tlsGet(tlsPort, root);
+          answers++;
+          if (r.status !== 200) failures.push(`status ${r.status}`);
+          if (r.serial !== first.certificate!.serial) failures.push(`serial ${r.serial}`);
+          if (r.hsts) canaryAnswers++;
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+      const result = await reload;
+      assert.deepEqual(failures, [], `${failures.length} of ${answers + failures.length} TLS requests failed during the canary`);
+      assert.ok(canaryAnswers >= 3, `the canary answered ${canaryAnswers} of ${answers}`);
+      assert.equal(result.status, 200, result.body);
+      assert.equal((JSON.parse(result.body) as { canary: { state: string } }).canary.state, 'rolled-out');
+
+      // Rolled out: the new ACME schedule took the stored certificate; nothing was ordered again.
+      const after = await acmeStatus(adminPort);
+      assert.equal(after.state, 'valid');
+      assert.equal(after.certificate?.serial, first.certificate!.serial);
+      assert.equal(after.ordersSucceeded, 0, 'the certificate was obtained a second time');
+      const served = await tlsGet(tlsPort, root);
+      assert.equal(served.hsts, true);
+      assert.equal(served.serial, first.certificate!.serial);
+      const newOrders = (pebble.output().match(/POST \/order-plz/g) ?? []).length;
+      assert.equal(newOrders, 1, 'pebble saw more than one order');
+    }),
+  );
+});
