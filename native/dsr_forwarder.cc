@@ -172,6 +172,7 @@ class Forwarder::Worker {
       ++sends;
     }
     Send(tx, tx_iov, tx_server, sends);
+    c_->live.store(flows_.live(), std::memory_order_relaxed);
   }
 
   void Send(mmsghdr* tx, const iovec* iov, const uint16_t* server, uint32_t count) {
