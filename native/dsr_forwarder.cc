@@ -84,9 +84,7 @@ class Forwarder::Worker {
     if (fd_ >= 0) close(fd_);
   }
 
-  void Run(uint32_t index) {
-    // Named so benches and top can find the packet threads (bench/dsr-forwarder.ts reads their CPU time).
-    pthread_setname_np(pthread_self(), ("dsr-fwd-" + std::to_string(index)).c_str());
+  void Run() {
     pollfd fds[2] = {{fd_, POLLIN, 0}, {fw_->stop_fd_, POLLIN, 0}};
     uint32_t last_sweep = NowMs();
     for (;;) {
@@ -376,7 +374,9 @@ std::unique_ptr<Forwarder> Forwarder::Open(const Options& options, const std::ve
     }
   }
   for (uint32_t i = 0; i < fw->workers_.size(); ++i) {
-    fw->threads_.emplace_back([worker = fw->workers_[i].get(), i] { worker->Run(i); });
+    fw->threads_.emplace_back([worker = fw->workers_[i].get()] { worker->Run(); });
+    // Named before open returns, so benches and top find the packet threads (bench/dsr-forwarder.ts reads their CPU time).
+    pthread_setname_np(fw->threads_.back().native_handle(), ("dsr-fwd-" + std::to_string(i)).c_str());
   }
   return fw;
 }

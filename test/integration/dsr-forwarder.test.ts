@@ -208,7 +208,7 @@ describe('DSR forwarder', { skip: unavailable }, () => {
     // Only s0: every segment goes where the capture is.
     await fw.call('setServers', { servers: specs([s0]), region: null });
     // The capture ends at the last raw SYN (source port 40019), or after 30 s.
-    const cap = lab.spawnIn(s0, 'python3', [CHECKSUMS, 'eth0', '80', '40019', '30']);
+    const cap = lab.spawnIn(s0, 'python3', [CHECKSUMS, 'eth0', '80', '40019', '30', String(lab.dscp)]);
     let out = '';
     cap.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     while (!out.includes('ready')) await sleep(20);
