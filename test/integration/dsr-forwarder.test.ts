@@ -295,6 +295,26 @@ describe('DSR forwarder', { skip: unavailable }, () => {
     assert.match(curl(`http://${lab.vip}/`), /^s[0-2]$/);
   });
 
+  test('two forwarders with several threads on one interface keep their frames apart (own fanout groups)', async () => {
+    await open('l2', { threads: 2 });
+    const other = await lab.dsrDriver();
+    try {
+      const vip2 = `${lab.subnet}.101`;
+      await other.call('open', { options: { interface: 'eth0', vip: vip2, ports: [80], method: 'l2', threads: 2, flowTableSize: 100, flowIdleMs: 1000, region: null }, servers: [] });
+      const before = await counters();
+      const seen = names(20);
+      assert.ok(seen.every((n) => /^s[0-2]$/.test(n)), `answers: ${seen}`);
+      const mine = await counters();
+      const theirs = await other.call<DsrCounters>('counters');
+      // Every segment of the 20 connections reached this forwarder; the other one saw them only as not its VIP.
+      assert.ok(mine.forwardedPackets - before.forwardedPackets >= 20 * 4, JSON.stringify(mine));
+      assert.equal(theirs.forwardedPackets, 0);
+      assert.equal(theirs.drops.no_server, 0, 'frames for the first VIP reached the second forwarder as its own');
+    } finally {
+      await other.stop();
+    }
+  });
+
   test('open fails with a specific reason', async () => {
     await fw.call('close');
     const base = { interface: 'eth0', vip: lab.vip, ports: [80], method: 'l2', threads: 1, flowTableSize: 100, flowIdleMs: 1000, region: null };
