@@ -119,6 +119,13 @@ class Forwarder::Worker {
       if (n < 0 && errno != EINTR) break;
       if (fds[1].revents) break;
       const uint32_t now = NowMs();
+      if (fds[0].revents & POLLERR) {
+        // The interface went down or away (ENETDOWN): reading the error clears it, else poll
+        // would report it at once forever and spin. The socket resumes when the interface is up.
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      }
       if (fds[0].revents & POLLIN) Batch(now);
       if (now - last_sweep >= kSweepEveryMs) {
         last_sweep = now;

@@ -326,6 +326,49 @@ describe('DSR forwarder', { skip: unavailable }, () => {
     }
   });
 
+  test('its interface going down and up, or away: the packet threads wait without spinning; it serves again', async () => {
+    const cpu = (pid: number) =>
+      lab
+        .exec(lab.balancer, ['sh', '-c', `cat /proc/${pid}/task/*/stat`])
+        .split('\n')
+        .filter((l) => l.includes('(dsr-fwd-'))
+        .reduce((sum, l) => {
+          const f = l.slice(l.lastIndexOf(')') + 2).split(' ');
+          return sum + Number(f[11]) + Number(f[12]);
+        }, 0);
+    // Clock ticks (usually 100 a second) the packet threads use in 1.5 s after `change`.
+    const idleCost = async (pid: number, change: string[]) => {
+      const before = cpu(pid);
+      lab.exec(lab.balancer, change);
+      await sleep(1500);
+      return cpu(pid) - before;
+    };
+
+    await open('l2', { threads: 2 });
+    assert.match(curl(`http://${lab.vip}/`), /^s[0-2]$/);
+    const down = await idleCost(fw.pid, ['ip', 'link', 'set', 'eth0', 'down']);
+    lab.exec(lab.balancer, ['ip', 'link', 'set', 'eth0', 'up']);
+    assert.ok(down < 50, `the packet threads used ${down} ticks in 1.5 s with the interface down`);
+    const deadline = Date.now() + 10_000;
+    let answer = '';
+    while (!/^s[0-2]$/.test(answer) && Date.now() < deadline) {
+      answer = lab.exec(lab.client, ['sh', '-c', `curl -sS -m 2 http://${lab.vip}/ 2>/dev/null || true`]);
+    }
+    assert.match(answer, /^s[0-2]$/, 'no answer after the interface came back');
+
+    // A second forwarder on an interface that is then deleted.
+    lab.exec(lab.balancer, ['ip', 'link', 'add', 'gone0', 'type', 'veth', 'peer', 'name', 'gone1']);
+    lab.exec(lab.balancer, ['ip', 'link', 'set', 'gone0', 'up']);
+    const other = await lab.dsrDriver();
+    try {
+      await other.call('open', { options: { interface: 'gone0', vip: `${lab.subnet}.102`, ports: [80], method: 'l2', threads: 2, flowTableSize: 100, flowIdleMs: 1000, region: null }, servers: [] });
+      const gone = await idleCost(other.pid, ['ip', 'link', 'del', 'gone0']);
+      assert.ok(gone < 50, `the packet threads used ${gone} ticks in 1.5 s after their interface was deleted`);
+    } finally {
+      await other.stop();
+    }
+  });
+
   test('open fails with a specific reason', async () => {
     await fw.call('close');
     const base = { interface: 'eth0', vip: lab.vip, ports: [80], method: 'l2', threads: 1, flowTableSize: 100, flowIdleMs: 1000, region: null };
