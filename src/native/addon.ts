@@ -75,6 +75,13 @@ export interface NativeRateTableStatic {
   sweepStale(): string[];
 }
 
+export interface NativeTcpRelay {
+  add(clientFd: number, serverFd: number, idleMs: number): number;
+  abort(id: number): void;
+  ref(): void;
+  unref(): void;
+}
+
 export interface NativeAddon {
   Region: NativeRegionStatic;
   RateTable: NativeRateTableStatic;
@@ -88,11 +95,12 @@ export interface NativeAddon {
   hashIp(ip: string): bigint | null;
   chooseSize(servers: number): number;
   peerClosed(fd: number): boolean;
+  TcpRelay: new (onEnded: (id: number, how: number, bytesIn: number, bytesOut: number) => void) => NativeTcpRelay;
   layout: { counters: number; healthy: number; drained: number };
 }
 
 let loaded: NativeAddon | undefined;
-const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'layout'];
+const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'TcpRelay', 'layout'];
 
 /** Loads the addon once; throws a SwitchyardError saying how to build it if it is missing, stale or of another layout. */
 export function addon(): NativeAddon {
