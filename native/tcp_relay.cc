@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,11 +14,9 @@ namespace switchyard {
 namespace {
 
 // One read's worth: 64 KiB (nginx's stream module reads 16 KiB; more per
-// call is fewer calls for large transfers, and it is one buffer per thread).
+// call is fewer calls for large transfers, and it is one buffer per process).
 constexpr size_t kChunk = 64 * 1024;
 constexpr int kMaxEvents = 256;
-// The wake-up eventfd's tag in epoll data (sessions are tagged by address).
-constexpr uint64_t kWakeTag = 0;
 
 uint64_t NowMs() {
   struct timespec ts;
@@ -62,32 +59,10 @@ struct TcpRelay::Session {
 
 TcpRelay::TcpRelay(EndedFn ended) : ended_(std::move(ended)), scratch_(kChunk) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (epoll_fd_ < 0 || wake_fd_ < 0) {
-    error_ = std::string("tcp relay: ") + (epoll_fd_ < 0 ? "epoll_create1" : "eventfd") + ": " + strerror(errno);
-    return;
-  }
-  struct epoll_event ev = {};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kWakeTag;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
-    error_ = std::string("tcp relay: epoll_ctl: ") + strerror(errno);
-    return;
-  }
-  thread_ = std::thread([this] { Run(); });
-  ok_ = true;
+  if (epoll_fd_ < 0) error_ = std::string("tcp relay: epoll_create1: ") + strerror(errno);
 }
 
 TcpRelay::~TcpRelay() {
-  if (thread_.joinable()) {
-    stop_ = true;
-    Wake();
-    thread_.join();
-  }
-  // Nobody is told any more: the process or its environment is going away.
-  for (auto& c : commands_) {
-    if (c.add != nullptr) sessions_[c.add->id] = c.add;
-  }
   for (auto& [id, s] : sessions_) {
     for (int fd : s->fd) {
       SetResetOnClose(fd);
@@ -95,114 +70,77 @@ TcpRelay::~TcpRelay() {
     }
     delete s;
   }
-  if (wake_fd_ >= 0) close(wake_fd_);
+  for (Session* s : dead_) delete s;
   if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
 uint32_t TcpRelay::Add(int client_fd, int server_fd, uint32_t idle_ms) {
-  int c = fcntl(client_fd, F_DUPFD_CLOEXEC, 0);
-  if (c < 0) return 0;
-  int s = fcntl(server_fd, F_DUPFD_CLOEXEC, 0);
-  if (s < 0) {
+  auto s = std::make_unique<Session>();
+  for (int side = 0; side < 2; side++) {
+    s->fd[side] = fcntl(side == 0 ? client_fd : server_fd, F_DUPFD_CLOEXEC, 0);
+    if (s->fd[side] < 0) break;
+    // Edge-triggered: each source is read until it would block (or a short
+    // read says it is empty), so an edge is never lost; adding reports
+    // whatever is already readable.
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = reinterpret_cast<uintptr_t>(s.get()) | static_cast<uintptr_t>(side);
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, s->fd[side], &ev) != 0) {
+      close(s->fd[side]);
+      s->fd[side] = -1;
+      break;
+    }
+  }
+  if (s->fd[0] < 0 || s->fd[1] < 0) {
     int err = errno;
-    close(c);
+    for (int fd : s->fd) {
+      if (fd < 0) continue;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+      close(fd);
+    }
     errno = err;
     return 0;
   }
-  auto* session = new Session();
-  session->fd[0] = c;
-  session->fd[1] = s;
-  session->idle_ms = idle_ms;
-  session->last_ms = NowMs();
-  uint32_t id;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
+  do {
     if (++next_id_ == 0) next_id_ = 1;
-    id = session->id = next_id_;
-    commands_.push_back({session, 0});
-  }
-  // `session` belongs to the relay thread from here: it may already be ended and freed.
-  Wake();
-  return id;
+  } while (sessions_.count(next_id_) != 0);
+  s->id = next_id_;
+  s->idle_ms = idle_ms;
+  s->last_ms = NowMs();
+  if (idle_ms > 0 && (min_idle_ms_ == 0 || idle_ms < min_idle_ms_)) min_idle_ms_ = idle_ms;
+  Session* raw = s.release();
+  sessions_[raw->id] = raw;
+  return raw->id;
 }
 
 void TcpRelay::Abort(uint32_t id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    commands_.push_back({nullptr, id});
-  }
-  Wake();
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  End(it->second, RelayEnd::kAborted);
+  for (Session* s : dead_) delete s;
+  dead_.clear();
 }
 
-void TcpRelay::Wake() {
-  uint64_t one = 1;
-  // A full counter (never, at 2^64 - 1) still leaves the eventfd readable.
-  (void)!write(wake_fd_, &one, sizeof one);
-}
-
-void TcpRelay::TakeCommands() {
-  uint64_t n;
-  (void)!read(wake_fd_, &n, sizeof n);
-  std::vector<Command> batch;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    batch.swap(commands_);
-  }
-  for (const Command& c : batch) {
-    if (c.add == nullptr) {
-      auto it = sessions_.find(c.abort_id);
-      if (it != sessions_.end()) End(it->second, RelayEnd::kAborted);
-      continue;
-    }
-    Session* s = c.add;
-    sessions_[s->id] = s;
-    if (s->idle_ms > 0 && (min_idle_ms_ == 0 || s->idle_ms < min_idle_ms_)) min_idle_ms_ = s->idle_ms;
-    for (int side = 0; side < 2; side++) {
-      // Edge-triggered: each source is read until it would block, so an edge
-      // is never lost; adding reports whatever is already readable.
-      struct epoll_event ev = {};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-      ev.data.u64 = reinterpret_cast<uintptr_t>(s) | static_cast<uintptr_t>(side);
-      if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, s->fd[side], &ev) != 0) {
-        End(s, side == 0 ? RelayEnd::kClientError : RelayEnd::kServerError);
-        break;
-      }
-    }
-  }
-}
-
-void TcpRelay::Run() {
+void TcpRelay::Poll() {
   struct epoll_event events[kMaxEvents];
-  while (!stop_) {
-    // Idle sessions are looked for every tenth of the shortest idle timeout
-    // (within 5-250 ms): a timeout fires at most 10% late.
-    int wait_ms = -1;
-    if (min_idle_ms_ > 0 && !sessions_.empty()) {
-      uint32_t period = min_idle_ms_ / 10;
-      wait_ms = static_cast<int>(period < 5 ? 5 : period > 250 ? 250 : period);
-    }
-    int n = epoll_wait(epoll_fd_, events, kMaxEvents, wait_ms);
-    if (n < 0 && errno != EINTR) break;
+  int n;
+  do {
+    n = epoll_wait(epoll_fd_, events, kMaxEvents, 0);
     for (int i = 0; i < n; i++) {
       uint64_t tag = events[i].data.u64;
-      if (tag == kWakeTag) {
-        TakeCommands();
-        continue;
-      }
       Session* s = reinterpret_cast<Session*>(tag & ~static_cast<uint64_t>(1));
       // A session ended earlier in this batch is still allocated (freed below).
       if (!s->ended) OnEvent(s, static_cast<int>(tag & 1), events[i].events);
     }
-    if (wait_ms >= 0) {
-      uint64_t now = NowMs();
-      if (now - last_sweep_ms_ >= static_cast<uint64_t>(wait_ms)) {
-        last_sweep_ms_ = now;
-        SweepIdle(now);
-      }
-    }
     for (Session* s : dead_) delete s;
     dead_.clear();
-  }
+  } while (n == kMaxEvents);
+}
+
+uint32_t TcpRelay::SweepPeriodMs() const {
+  if (min_idle_ms_ == 0 || sessions_.empty()) return 0;
+  uint32_t period = min_idle_ms_ / 10;
+  return period < 5 ? 5 : period > 250 ? 250 : period;
 }
 
 void TcpRelay::OnEvent(Session* s, int side, uint32_t events) {
@@ -300,12 +238,15 @@ void TcpRelay::End(Session* s, RelayEnd how) {
   ended_(RelayEnded{s->id, how, s->dir[0].bytes, s->dir[1].bytes});
 }
 
-void TcpRelay::SweepIdle(uint64_t now) {
+void TcpRelay::SweepIdle() {
+  const uint64_t now = NowMs();
   std::vector<Session*> idle;
   for (auto& [id, s] : sessions_) {
     if (s->idle_ms > 0 && now - s->last_ms >= s->idle_ms) idle.push_back(s);
   }
   for (Session* s : idle) End(s, RelayEnd::kIdle);
+  for (Session* s : dead_) delete s;
+  dead_.clear();
 }
 
 }  // namespace switchyard

@@ -128,8 +128,7 @@ export class TcpSession implements L4Connection {
     clearTimeout(this.connectTimer);
     resetOrDestroy(this.client);
     if (this.upstreamSocket !== undefined) resetOrDestroy(this.upstreamSocket);
-    // A relayed session ends when the relay reports it (with its byte counts); the sockets are reset already,
-    // so even a process exiting first leaves no half-open connection.
+    // A relayed session ends with the relay's report (and its byte counts), which abortRelay makes at once.
     if (this.relayId !== undefined) return abortRelay(this.relayId);
     this.finish(true);
   }

@@ -78,8 +78,6 @@ export interface NativeRateTableStatic {
 export interface NativeTcpRelay {
   add(clientFd: number, serverFd: number, idleMs: number): number;
   abort(id: number): void;
-  ref(): void;
-  unref(): void;
 }
 
 export interface NativeAddon {

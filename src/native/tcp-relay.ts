@@ -1,8 +1,9 @@
-// The native byte relay of mode: tcp sessions (native/tcp_relay.h): one
-// thread per process moves bytes between a client socket and its server
-// socket with epoll, off the event loop. JavaScript keeps both net.Sockets
-// (connect, PROXY header, destroy); the relay works on duplicates of their
-// descriptors and reports once per session how it ended.
+// The native byte relay of mode: tcp sessions (native/tcp_relay.h): C++
+// moves bytes between a client socket and its server socket with epoll,
+// driven from this thread's event loop but without a JS call per read.
+// JavaScript keeps both net.Sockets (connect, PROXY header, destroy); the
+// relay works on duplicates of their descriptors and reports once per
+// session how it ended.
 import type { Socket } from 'node:net';
 import { addon, type NativeTcpRelay } from './addon.js';
 
@@ -25,8 +26,6 @@ function onEnded(id: number, how: number, bytesIn: number, bytesOut: number): vo
   const ended = sessions.get(id);
   if (ended === undefined) return;
   sessions.delete(id);
-  // Pending reports keep the process alive only while sessions are relayed, so a drained worker can exit.
-  if (sessions.size === 0) relay!.unref();
   ended(RELAY_ENDS[how] ?? 'aborted', bytesIn, bytesOut);
 }
 
@@ -59,12 +58,11 @@ export function takeOverReading(socket: Socket): Buffer[] {
 export function startRelay(client: Socket, server: Socket, idleMs: number, ended: RelayEnded): number {
   relay ??= new (addon().TcpRelay)(onEnded);
   const id = relay.add(fdOf(client), fdOf(server), idleMs);
-  if (sessions.size === 0) relay.ref();
   sessions.set(id, ended);
   return id;
 }
 
-/** Resets both sides of a relayed session; its `ended` follows. */
+/** Resets both sides of a relayed session; its `ended` is called before this returns. */
 export function abortRelay(id: number): void {
   relay?.abort(id);
 }
