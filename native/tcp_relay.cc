@@ -17,6 +17,7 @@ namespace {
 // call is fewer calls for large transfers, and it is one buffer per process).
 constexpr size_t kChunk = 64 * 1024;
 constexpr int kMaxEvents = 256;
+constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP | EPOLLET;
 
 uint64_t NowMs() {
   struct timespec ts;
@@ -54,6 +55,7 @@ struct TcpRelay::Session {
   uint32_t idle_ms = 0;
   uint64_t last_ms = 0;
   bool ended = false;
+  bool watch_out[2] = {false, false};  // EPOLLOUT asked for on fd[side]
   Direction dir[2];
 };
 
@@ -82,8 +84,10 @@ uint32_t TcpRelay::Add(int client_fd, int server_fd, uint32_t idle_ms) {
     // Edge-triggered: each source is read until it would block (or a short
     // read says it is empty), so an edge is never lost; adding reports
     // whatever is already readable.
+    // EPOLLOUT only once a write would block (WatchWritable): a fresh socket
+    // is writable, and asking for it would wake the loop once per connection for nothing.
     struct epoll_event ev = {};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.events = kReadEvents;
     ev.data.u64 = reinterpret_cast<uintptr_t>(s.get()) | static_cast<uintptr_t>(side);
     if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, s->fd[side], &ev) != 0) {
       close(s->fd[side]);
@@ -166,7 +170,7 @@ bool TcpRelay::Pump(Session* s, int d) {
     if (dir.held_len > 0) {
       ssize_t w = send(to, dir.held.get() + dir.held_off, dir.held_len, MSG_NOSIGNAL);
       if (w < 0) {
-        if (WouldBlock(errno)) return true;  // EPOLLOUT on `to` resumes
+        if (WouldBlock(errno)) return WatchWritable(s, 1 - d);  // EPOLLOUT on `to` resumes
         if (errno == EINTR) continue;
         End(s, to_error);
         return false;
@@ -222,6 +226,20 @@ bool TcpRelay::Pump(Session* s, int d) {
     // after a FIN was reported: that edge was already taken.
     if (static_cast<size_t>(r) < kChunk && !dir.fin_seen) return true;
   }
+}
+
+bool TcpRelay::WatchWritable(Session* s, int side) {
+  if (s->watch_out[side]) return true;
+  // Kept from then on: with edge triggering it costs no extra wake-ups, and
+  // the next full buffer needs no second call. Re-arming reports the socket
+  // at once if it became writable meanwhile.
+  s->watch_out[side] = true;
+  struct epoll_event ev = {};
+  ev.events = kReadEvents | EPOLLOUT;
+  ev.data.u64 = reinterpret_cast<uintptr_t>(s) | static_cast<uintptr_t>(side);
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, s->fd[side], &ev) == 0) return true;
+  End(s, side == 0 ? RelayEnd::kClientError : RelayEnd::kServerError);
+  return false;
 }
 
 void TcpRelay::End(Session* s, RelayEnd how) {

@@ -91,6 +91,9 @@ class TcpRelay {
   // until the source would block, the destination is full, or it ended.
   // False when the session was ended.
   bool Pump(Session* s, int dir);
+  // Asks epoll for EPOLLOUT on fd[side] (its writes would block). False when
+  // that failed and the session was ended.
+  bool WatchWritable(Session* s, int side);
   void End(Session* s, RelayEnd how);
 
   EndedFn ended_;
