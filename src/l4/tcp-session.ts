@@ -91,7 +91,10 @@ export class TcpSession implements L4Connection {
     // The PROXY header, then whatever the client sent that Node already read (after its own PROXY header),
     // go out first and in order; the relay takes over once they are in the kernel.
     const preface = version === undefined ? [] : [version === 'v1' ? encodeProxyV1(this.origin) : encodeProxyV2(this.origin)];
-    preface.push(...takeOverReading(this.client));
+    for (const early of takeOverReading(this.client)) {
+      preface.push(early);
+      this.bytesIn += early.length;
+    }
     takeOverReading(socket);
     if (preface.length === 0) return this.handOver(socket);
     socket.write(preface.length === 1 ? preface[0]! : Buffer.concat(preface), (err) => (err ? this.abort() : this.handOver(socket)));

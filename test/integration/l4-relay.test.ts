@@ -230,6 +230,29 @@ describe('mode: tcp native relay', () => {
     assert.equal(r.data.toString(), 'after');
   });
 
+  test('the access log counts every byte, also those sent with the PROXY header before the relay took over', { timeout: 30_000 }, async () => {
+    const server = await rawServer((socket) => {
+      socket.on('data', (c: Buffer) => socket.write(c));
+      socket.on('end', () => socket.end('!'));
+    });
+    await startTcp(server, { accept_proxy: true }, { workers: 1, trusted_proxies: ['127.0.0.1'], logging: { level: 'info', access: true } });
+    const early = 'sent in the same packet as the header';
+    const later = randomBytes(300_000);
+    const client = await connect(sy!.port);
+    const result = ending(client);
+    client.write(Buffer.concat([Buffer.from(`PROXY TCP4 192.0.2.7 127.0.0.1 40000 ${sy!.port}\r\n`), Buffer.from(early)]));
+    await sleep(200);
+    client.end(later);
+    const { how, data } = await result;
+    assert.equal(how, 'closed');
+    const bytesIn = early.length + later.length;
+    assert.equal(data.length, bytesIn + 1);
+    await waitFor(() => sy!.output().includes('"client":"192.0.2.7"'), 'the tcp access line');
+    const line = sy!.output().split('\n').find((l) => l.includes('"msg":"tcp"') && l.includes('192.0.2.7'))!;
+    const logged = JSON.parse(line) as { bytesIn: number; bytesOut: number; aborted: boolean };
+    assert.deepEqual([logged.bytesIn, logged.bytesOut, logged.aborted], [bytesIn, bytesIn + 1, false], line);
+  });
+
   test('thousands of short connections give back every descriptor; /status counts none left', { timeout: 60_000 }, async () => {
     const server = await rawServer((socket) => {
       socket.on('data', (c: Buffer) => socket.write(c));
