@@ -2,9 +2,10 @@
 // CLI with raw TCP servers written for each case: a server that half-closes
 // first, resets from either side passed on as resets, backpressure from a
 // client that does not read, the idle timeout resetting both sides, a reload
-// whose tunnel_max_age cuts a relayed connection, and descriptors given back
-// after thousands of connections (a session id read after the relay thread
-// freed it once left every fourth session's sockets open).
+// whose tunnel_max_age cuts a relayed connection, bytes counted across the
+// hand-over, and descriptors given back after thousands of connections (an
+// early version, with a relay thread, returned a freed session's id and left
+// every fourth session's sockets open).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
