@@ -70,6 +70,9 @@ class TcpRelayWrap : public Napi::ObjectWrap<TcpRelayWrap> {
 
   static void OnSweep(uv_timer_t* handle) {
     auto* self = static_cast<TcpRelayWrap*>(handle->data);
+    // libuv runs timers before polling: after a stall, bytes already waiting
+    // must count as activity before anyone is judged idle.
+    self->relay_->Poll();
     self->relay_->SweepIdle();
     self->Deliver();
   }
