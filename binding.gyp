@@ -17,7 +17,9 @@
         "native/shm_region.cc",
         "native/shm_segment.cc",
         "native/socket_peer.cc",
-        "native/socket_peer_binding.cc"
+        "native/socket_peer_binding.cc",
+        "native/tcp_relay.cc",
+        "native/tcp_relay_binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

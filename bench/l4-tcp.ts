@@ -1,26 +1,22 @@
 // `npm run bench:l4`: Switchyard's mode: tcp against nginx's stream module and
 // HAProxy's mode tcp, each with 2 workers/threads in front of the same two
 // nginx HTTP backends, driven by wrk. Scenarios: 100 B and 1 MB responses over
-// keep-alive connections, and 100 B with a new connection per request. Systems
-// are interleaved over rounds; the table gives medians and the ratios to nginx
+// keep-alive connections, and 100 B with a new connection per request. The
+// systems and their configs are in lib/systems.ts (L4_SYSTEMS) and
+// lib/nginx.ts. Systems are interleaved over rounds; the table gives medians and the ratios to nginx
 // and HAProxy from the same run. Targets (issue 13): req/s >= 0.8x nginx, CPU
 // per byte within 1.5x.
 //
 //   node --import tsx bench/l4-tcp.ts [--rounds N] [--duration S] [--warmup S] [--connections C]
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startBackends } from './lib/backends.js';
 import { wrkDriver, type LoadSpec } from './lib/load.js';
 import { treeCpuMicros } from './lib/proc.js';
-import { freePort } from './lib/ports.js';
-import { benchWorkspace, startProcess, type Managed } from './lib/process.js';
+import { benchWorkspace } from './lib/process.js';
 import { median } from './lib/report.js';
-import { detectTools, type Tools } from './lib/tools.js';
-
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+import { L4_SYSTEMS as SYSTEMS } from './lib/systems.js';
+import { detectTools } from './lib/tools.js';
 
 interface Scenario {
   name: string;
@@ -32,86 +28,6 @@ const SCENARIOS: Scenario[] = [
   { name: '100b keep-alive', path: '/100b', bytes: 100, newConnectionPerRequest: false },
   { name: '1m keep-alive', path: '/1m', bytes: 1024 * 1024, newConnectionPerRequest: false },
   { name: '100b new connection', path: '/100b', bytes: 100, newConnectionPerRequest: true },
-];
-
-interface System {
-  name: string;
-  start(tmp: string, backends: number[], tools: Tools): Promise<{ port: number; proc: Managed }>;
-}
-
-const SYSTEMS: System[] = [
-  {
-    name: 'switchyard',
-    async start(tmp, backends) {
-      const port = await freePort();
-      const file = join(tmp, 'switchyard-l4.yaml');
-      writeFileSync(
-        file,
-        `workers: 2
-listen:
-  - { host: 127.0.0.1, port: ${port}, mode: tcp, upstream: app, backlog: 4096 }
-admin: { host: 127.0.0.1, port: ${await freePort()}, token: bench }
-logging: { level: warn, access: false }
-upstreams:
-  app: { balance: round-robin, servers: [${backends.map((p) => `{ address: "127.0.0.1:${p}" }`).join(', ')}] }
-routes: [{ match: { path: / }, upstream: app }]
-`,
-      );
-      return { port, proc: await startProcess('switchyard', process.execPath, [CLI, '--config', file], { port, path: '/100b' }) };
-    },
-  },
-  {
-    name: 'nginx-stream',
-    async start(tmp, backends, tools) {
-      const port = await freePort();
-      const prefix = join(tmp, 'nginx-stream');
-      const file = join(tmp, 'nginx-stream.conf');
-      const user = process.getuid?.() === 0 ? 'user root;\n' : '';
-      writeFileSync(
-        file,
-        `load_module ${NGINX_STREAM_MODULE};
-${user}daemon off;
-worker_processes 2;
-pid ${tmp}/nginx-stream.pid;
-error_log ${tmp}/nginx-stream-error.log warn;
-events { worker_connections 4096; }
-stream {
-  upstream app {
-${backends.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
-  }
-  server { listen 127.0.0.1:${port} backlog=4096; proxy_pass app; }
-}
-`,
-      );
-      return { port, proc: await startProcess('nginx-stream', tools.nginx!, ['-p', prefix, '-e', `${tmp}/nginx-stream-error.log`, '-c', file], { port, path: '/100b' }) };
-    },
-  },
-  {
-    name: 'haproxy-tcp',
-    async start(tmp, backends, tools) {
-      const port = await freePort();
-      const file = join(tmp, 'haproxy-tcp.cfg');
-      writeFileSync(
-        file,
-        `global
-  nbthread 2
-  maxconn 8192
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend fe
-  bind 127.0.0.1:${port}
-  default_backend be
-backend be
-  balance roundrobin
-${backends.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n')}
-`,
-      );
-      return { port, proc: await startProcess('haproxy-tcp', tools.haproxy!, ['-db', '-f', file], { port, path: '/100b' }) };
-    },
-  },
 ];
 
 interface Cell {
@@ -141,21 +57,21 @@ async function main(): Promise<void> {
       // Rotated each round so no system always runs first.
       const order = SYSTEMS.map((_, i) => SYSTEMS[(i + round) % SYSTEMS.length]!);
       for (const system of order) {
-        const { port, proc } = await system.start(tmp, backends.ports, tools);
+        const { port, pid, stop } = await system.start({ tmp, backends: backends.ports, tools });
         try {
           for (const scenario of SCENARIOS) {
             const spec: LoadSpec = { url: `http://127.0.0.1:${port}${scenario.path}`, method: 'GET', connections, durationSec, newConnectionPerRequest: scenario.newConnectionPerRequest };
             await driver({ ...spec, durationSec: warmupSec }, tmp);
-            const cpu0 = treeCpuMicros(proc.pid);
+            const cpu0 = treeCpuMicros(pid!);
             const load = await driver(spec, tmp);
-            const cpu = treeCpuMicros(proc.pid) - cpu0;
+            const cpu = treeCpuMicros(pid!) - cpu0;
             const key = `${scenario.name}|${system.name}`;
             const cell = { rps: load.rps, cpuUsPerReq: load.requests > 0 ? cpu / load.requests : NaN, errors: load.errors + load.non2xx };
             cells.set(key, [...(cells.get(key) ?? []), cell]);
             console.log(`round ${round + 1} ${system.name.padEnd(12)} ${scenario.name.padEnd(20)} ${Math.round(cell.rps).toString().padStart(7)} req/s  ${cell.cpuUsPerReq.toFixed(1).padStart(7)} µs CPU/req  errors ${cell.errors}`);
           }
         } finally {
-          await proc.stop();
+          await stop();
         }
       }
     }

@@ -1,17 +1,17 @@
-// nginx configuration for both of its roles: a fixed-body backend and a proxy.
+// nginx configuration for its roles: a fixed-body backend, an HTTP proxy and
+// an L4 (stream) proxy.
 // Every instance gets its own prefix under the bench's temp dir (pid, logs,
 // temp paths), runs in the foreground and writes no access log.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** The directives every instance shares; `inner` goes inside `http {}`. */
-function conf(prefix: string, workers: number, inner: string): string {
+/** The directives every instance shares: process, pid, logs, and the connection limits. */
+function main(prefix: string, workers: number, modules = ''): string {
   for (const d of ['logs', 'tmp']) mkdirSync(join(prefix, d), { recursive: true });
-  const tmp = join(prefix, 'tmp');
   // As root, nginx drops its workers to "nobody", who cannot read the bench's
   // private temp dir; run them as the invoking user instead.
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
-  return `${user}daemon off;
+  return `${modules}${user}daemon off;
 master_process on;
 worker_processes ${workers};
 pid ${join(prefix, 'nginx.pid')};
@@ -19,7 +19,13 @@ error_log ${join(prefix, 'logs/error.log')} warn;
 # The connections sweep holds 8,000 clients plus as many upstream sockets.
 worker_rlimit_nofile 40000;
 events { worker_connections 20000; }
-http {
+`;
+}
+
+/** An HTTP instance; `inner` goes inside `http {}`. */
+function conf(prefix: string, workers: number, inner: string): string {
+  const tmp = join(prefix, 'tmp');
+  return `${main(prefix, workers)}http {
   access_log off;
   default_type application/octet-stream;
   sendfile on;
@@ -69,4 +75,20 @@ ${servers}
       proxy_max_temp_file_size 0;
     }
   }`);
+}
+
+/** Debian's nginx builds the stream module as a dynamic module. */
+const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+
+/** nginx as the L4 proxy under test (bench/l4-tcp.ts): 2 workers, the stream module's defaults (16 KiB buffers). */
+export function streamConf(prefix: string, port: number, backends: number[]): string {
+  const module = existsSync(STREAM_MODULE) ? `load_module ${STREAM_MODULE};\n` : '';
+  const servers = backends.map((p) => `    server 127.0.0.1:${p};`).join('\n');
+  return `${main(prefix, 2, module)}stream {
+  upstream app {
+${servers}
+  }
+  server { listen 127.0.0.1:${port} backlog=16384; proxy_pass app; }
+}
+`;
 }

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { awaitSwitchyardStatus, readyWorkerPids, switchyardStatus } from './admin.js';
-import { proxyConf } from './nginx.js';
+import { proxyConf, streamConf } from './nginx.js';
 import { freePort } from './ports.js';
 import { startProcess } from './process.js';
 import { hasPackage, type Tools } from './tools.js';
@@ -225,20 +225,25 @@ export const SYSTEMS: SystemDef[] = [
     name: 'haproxy',
     description: 'HAProxy, nbthread 2, mode http, http-reuse always',
     unavailable: (t) => (t.haproxy ? undefined : 'haproxy not installed (bench/install-peers.sh)'),
-    async start({ tmp, backends, tools }) {
-      const port = await freePort();
-      const file = join(tmp, 'haproxy.cfg');
-      const servers = backends.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n');
-      writeFileSync(
-        file,
-        `global
+    start: (ctx) => startHaproxy('haproxy', 'http', ctx),
+  },
+  nodeScript('http-proxy', 'node-http-proxy, 2-worker node:cluster, keep-alive agent', 'servers/http-proxy.mjs', 'http-proxy'),
+  nodeScript('fastify', '@fastify/http-proxy on fastify 5, 2-worker node:cluster', 'servers/fastify-proxy.mjs', '@fastify/http-proxy'),
+  nodeScript('node-floor', 'reference, not a proxy: llhttp over net answering 100 B itself, 2-worker node:cluster (SCHED_NONE)', 'servers/node-floor.mjs'),
+  nodeScript('cand-http-agent', 'candidate: node:http + http.request, keep-alive agent', 'candidates/http-agent.mjs'),
+  nodeScript('cand-undici', 'candidate: node:http + undici Pool.dispatch', 'candidates/undici-pool.mjs', 'undici'),
+];
+
+/** HAProxy with 2 threads in front of the backends, in `mode` (http: with http-reuse always). */
+export function haproxyCfg(mode: 'http' | 'tcp', port: number, backends: number[]): string {
+  const servers = backends.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n');
+  return `global
   nbthread 2
   # 8,000 clients plus their server sockets; HAProxy asks for 2 fds per connection.
   maxconn 9500
 defaults
-  mode http
-  http-reuse always
-  timeout connect 5s
+  mode ${mode}
+${mode === 'http' ? '  http-reuse always\n' : ''}  timeout connect 5s
   timeout client 60s
   timeout server 60s
 frontend fe
@@ -247,16 +252,64 @@ frontend fe
 backend be
   balance roundrobin
 ${servers}
-`,
-      );
-      // -db: foreground, no master process; the one process holds both threads.
-      const proc = await startProcess('haproxy', tools.haproxy!, ['-db', '-f', file], { port, path: READY_PATH });
+`;
+}
+
+async function startHaproxy(name: string, mode: 'http' | 'tcp', { tmp, backends, tools }: StartContext): Promise<Running> {
+  const port = await freePort();
+  const file = join(tmp, `${name}.cfg`);
+  writeFileSync(file, haproxyCfg(mode, port, backends));
+  // -db: foreground, no master process; the one process holds both threads.
+  const proc = await startProcess(name, tools.haproxy!, ['-db', '-f', file], { port, path: READY_PATH });
+  return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+}
+
+/** Switchyard as an L4 balancer: one mode: tcp listener, round-robin over the backends. */
+export function switchyardTcpYaml(port: number, adminPort: number, backends: number[]): string {
+  return `workers: 2
+listen:
+  - { host: 127.0.0.1, port: ${port}, mode: tcp, upstream: app, backlog: 16384 }
+admin: { host: 127.0.0.1, port: ${adminPort}, token: ${ADMIN_TOKEN} }
+logging: { level: warn, access: false }
+shutdown_timeout: 2s
+upstreams:
+  app: { balance: round-robin, servers: [${backends.map((p) => `{ address: "127.0.0.1:${p}" }`).join(', ')}] }
+routes: [{ match: { path: / }, upstream: app }]
+`;
+}
+
+/** The L4 systems of bench/l4-tcp.ts: each relays TCP to the backends, 2 workers or threads. */
+export const L4_SYSTEMS: SystemDef[] = [
+  {
+    name: 'switchyard',
+    description: 'Switchyard mode: tcp, 2 workers, round-robin',
+    unavailable: () => (existsSync(SWITCHYARD_CLI) ? undefined : `${SWITCHYARD_CLI} missing (run npm run build)`),
+    async start({ tmp, backends }) {
+      const port = await freePort();
+      const file = join(tmp, 'switchyard-tcp.yaml');
+      writeFileSync(file, switchyardTcpYaml(port, await freePort(), backends));
+      const proc = await startProcess('switchyard', process.execPath, [SWITCHYARD_CLI, '--config', file], { port, path: READY_PATH }, REPO);
       return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
     },
   },
-  nodeScript('http-proxy', 'node-http-proxy, 2-worker node:cluster, keep-alive agent', 'servers/http-proxy.mjs', 'http-proxy'),
-  nodeScript('fastify', '@fastify/http-proxy on fastify 5, 2-worker node:cluster', 'servers/fastify-proxy.mjs', '@fastify/http-proxy'),
-  nodeScript('node-floor', 'reference, not a proxy: llhttp over net answering 100 B itself, 2-worker node:cluster (SCHED_NONE)', 'servers/node-floor.mjs'),
-  nodeScript('cand-http-agent', 'candidate: node:http + http.request, keep-alive agent', 'candidates/http-agent.mjs'),
-  nodeScript('cand-undici', 'candidate: node:http + undici Pool.dispatch', 'candidates/undici-pool.mjs', 'undici'),
+  {
+    name: 'nginx-stream',
+    description: 'nginx stream module, worker_processes 2',
+    unavailable: (t) => (t.nginx ? undefined : 'nginx not installed (bench/install-peers.sh)'),
+    async start({ tmp, backends, tools }) {
+      const port = await freePort();
+      const prefix = join(tmp, 'nginx-stream');
+      const file = join(tmp, 'nginx-stream.conf');
+      writeFileSync(file, streamConf(prefix, port, backends));
+      const args = ['-p', prefix, '-e', join(prefix, 'logs/error.log'), '-c', file];
+      const proc = await startProcess('nginx-stream', tools.nginx!, args, { port, path: READY_PATH });
+      return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+    },
+  },
+  {
+    name: 'haproxy-tcp',
+    description: 'HAProxy mode tcp, nbthread 2',
+    unavailable: (t) => (t.haproxy ? undefined : 'haproxy not installed (bench/install-peers.sh)'),
+    start: (ctx) => startHaproxy('haproxy-tcp', 'tcp', ctx),
+  },
 ];

@@ -1,9 +1,13 @@
 // One client connection of a `mode: tcp` listener: a server chosen by the
 // upstream's balancer, a connection to it (the next server on a connect
-// failure, as long as no byte has been sent), then bytes relayed both ways
-// with backpressure and half-close until either side ends, errs or goes idle.
+// failure, as long as no byte has been sent), any PROXY header written, then
+// both sockets handed to the native relay (native/tcp_relay.h), which moves
+// the bytes both ways with backpressure and half-close until either side
+// ends, errs or goes idle. Bytes are not relayed in JavaScript: a Buffer, a
+// 'data' event and a write request per read cost 2-4x nginx's CPU per byte.
 import net, { type Socket } from 'node:net';
 import type { ServerSlot } from '../balancer/types.js';
+import { abortRelay, startRelay, takeOverReading, type RelayEnd } from '../native.js';
 import { encodeProxyV1, encodeProxyV2, type ConnectionOrigin } from './proxy-protocol.js';
 import type { L4Connection, L4Upstream, L4Worker } from './types.js';
 
@@ -19,6 +23,8 @@ export class TcpSession implements L4Connection {
   private upstreamSocket: Socket | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private relaying = false;
+  /** The native relay's session, from hand-over until it reports the end. */
+  private relayId: number | undefined;
   private done = false;
   private readonly startedAt = Date.now();
   private bytesIn = 0;
@@ -81,22 +87,42 @@ export class TcpSession implements L4Connection {
     if (this.done) return;
     this.upstream.recordOutcome(server, true);
     this.relaying = true;
-    const client = this.client;
     const version = this.upstream.config.proxyProtocol;
-    if (version !== undefined) socket.write(version === 'v1' ? encodeProxyV1(this.origin) : encodeProxyV2(this.origin));
-    relay(client, socket, (n) => (this.bytesIn += n));
-    relay(socket, client, (n) => (this.bytesOut += n));
-    // The client socket sees every byte either way, so its timer is the connection's idle timer.
-    client.setTimeout(this.options.idleTimeoutMs, () => this.abort());
-    // A clean close ends both directions (FIN each way), so the other socket closes too; an error or
-    // reset on one side is passed on to the other as a reset.
-    const onClose = (hadError: boolean): void => {
-      if (hadError) this.abort();
-      else if (client.destroyed && socket.destroyed) this.finish(false);
-    };
-    socket.on('close', onClose);
-    client.on('close', onClose);
-    if (client.destroyed) this.abort();
+    // The PROXY header, then whatever the client sent that Node already read (after its own PROXY header),
+    // go out first and in order; the relay takes over once they are in the kernel.
+    const preface = version === undefined ? [] : [version === 'v1' ? encodeProxyV1(this.origin) : encodeProxyV2(this.origin)];
+    for (const early of takeOverReading(this.client)) {
+      preface.push(early);
+      this.bytesIn += early.length;
+    }
+    takeOverReading(socket);
+    if (preface.length === 0) return this.handOver(socket);
+    socket.write(preface.length === 1 ? preface[0]! : Buffer.concat(preface), (err) => (err ? this.abort() : this.handOver(socket)));
+  }
+
+  private handOver(socket: Socket): void {
+    if (this.done) return;
+    if (this.client.destroyed || socket.destroyed) return this.abort();
+    try {
+      this.relayId = startRelay(this.client, socket, this.options.idleTimeoutMs, (how, bytesIn, bytesOut) => this.onRelayEnded(how, bytesIn, bytesOut));
+    } catch (err) {
+      // Out of descriptors (dup): this connection is refused, the worker carries on.
+      this.worker.logThrottle.warn(this.worker.log, 'tcp-relay', { listener: this.options.listener, reason: (err as Error).message }, 'tcp connection closed: relay refused it');
+      this.abort();
+    }
+  }
+
+  private onRelayEnded(how: RelayEnd, bytesIn: number, bytesOut: number): void {
+    this.relayId = undefined;
+    this.bytesIn += bytesIn;
+    this.bytesOut += bytesOut;
+    // The relay closed its duplicates; closing ours releases the sockets (with a reset unless both ends closed cleanly).
+    const failed = how !== 'closed';
+    for (const socket of [this.client, this.upstreamSocket!]) {
+      if (failed) resetOrDestroy(socket);
+      else socket.destroy();
+    }
+    this.finish(failed);
   }
 
   /** Close both sides at once, with a reset where a connection was established. */
@@ -105,6 +131,8 @@ export class TcpSession implements L4Connection {
     clearTimeout(this.connectTimer);
     resetOrDestroy(this.client);
     if (this.upstreamSocket !== undefined) resetOrDestroy(this.upstreamSocket);
+    // A relayed session ends with the relay's report (and its byte counts), which abortRelay makes at once.
+    if (this.relayId !== undefined) return abortRelay(this.relayId);
     this.finish(true);
   }
 
@@ -137,17 +165,6 @@ export class TcpSession implements L4Connection {
   destroy(): void {
     this.abort();
   }
-}
-
-/** from → to with backpressure; from's FIN becomes to's FIN (half-close). */
-function relay(from: Socket, to: Socket, count: (n: number) => void): void {
-  from.on('data', (chunk: Buffer) => {
-    count(chunk.length);
-    if (!to.write(chunk)) from.pause();
-  });
-  to.on('drain', () => from.resume());
-  from.on('end', () => to.end());
-  from.resume();
 }
 
 function resetOrDestroy(socket: Socket): void {

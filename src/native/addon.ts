@@ -104,6 +104,11 @@ export interface NativeDsrCounters {
   servers: { identity: string; packets: number; bytes: number; connections: number }[];
 }
 
+export interface NativeTcpRelay {
+  add(clientFd: number, serverFd: number, idleMs: number): number;
+  abort(id: number): void;
+}
+
 export interface NativeAddon {
   Region: NativeRegionStatic;
   RateTable: NativeRateTableStatic;
@@ -131,11 +136,12 @@ export interface NativeAddon {
     },
     servers: readonly NativeDsrServer[],
   ) => NativeDsrForwarder;
+  TcpRelay: new (onEnded: (id: number, how: number, bytesIn: number, bytesOut: number) => void) => NativeTcpRelay;
   layout: { counters: number; healthy: number; drained: number };
 }
 
 let loaded: NativeAddon | undefined;
-const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'DsrForwarder', 'layout'];
+const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'DsrForwarder', 'TcpRelay', 'layout'];
 
 /** Loads the addon once; throws a SwitchyardError saying how to build it if it is missing, stale or of another layout. */
 export function addon(): NativeAddon {

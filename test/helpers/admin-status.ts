@@ -18,6 +18,8 @@ export interface ServerStatus {
   healthy: boolean;
   /** Upstream requests in flight, summed over all workers. */
   active: number;
+  /** Open connections to the server (pooled HTTP ones, mode: tcp sessions), summed over all workers. */
+  activeConnections: number;
   requests: number;
   failures: number;
 }
