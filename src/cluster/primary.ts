@@ -144,6 +144,8 @@ export class Primary {
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
   /** Servers of `servers: { dns }` upstreams (issue 14); a change is applied like a reload. */
   private readonly discovery: DnsDiscovery;
+  /** A DNS change is queued behind the running reload (applyDiscovered). */
+  private discoveredWaiting = false;
 
   constructor(
     config: Config,
@@ -234,7 +236,13 @@ export class Primary {
 
   /** A DNS upstream's servers changed: the running config with the new set, applied like a reload. */
   private applyDiscovered(): void {
-    const result = this.reloadChain.then(() => this.doReload(undefined, this.discovery.fill(this.config)));
+    // One waiting at most: it applies the sets of when it starts, so answers that change every query cannot queue a reload each.
+    if (this.discoveredWaiting) return;
+    this.discoveredWaiting = true;
+    const result = this.reloadChain.then(() => {
+      this.discoveredWaiting = false;
+      return this.doReload(undefined, this.discovery.fill(this.config));
+    });
     this.reloadChain = result.catch(() => undefined);
     result.catch((err: unknown) => this.log.error({ err }, 'applying a DNS change failed'));
   }
