@@ -118,15 +118,13 @@ function encodeName(name: string): Buffer {
 /** One answer record, its owner name a pointer to the question's (offset 12). */
 function encodeRecord(r: DnsRecord): Buffer {
   let data: Buffer;
-  if (r.type === 'A') data = Buffer.from(r.address.split('.').map(Number));
-  else if (r.type === 'AAAA') data = ipv6Bytes(r.address);
-  else {
+  if (r.type === 'SRV') {
     const fixed = Buffer.alloc(6);
     fixed.writeUInt16BE(r.priority ?? 0, 0);
     fixed.writeUInt16BE(r.weight ?? 0, 2);
     fixed.writeUInt16BE(r.port, 4);
     data = Buffer.concat([fixed, encodeName(r.target)]);
-  }
+  } else data = r.type === 'A' ? Buffer.from(r.address.split('.').map(Number)) : ipv6Bytes(r.address);
   const head = Buffer.alloc(12);
   head.writeUInt16BE(0xc00c, 0);
   head.writeUInt16BE(CODES[r.type], 2);
