@@ -119,6 +119,8 @@ export class Primary {
   private canaryReport: CanaryReport | undefined;
   /** During a canary window: the new config, which shared memory and health checks already follow. */
   private canaryNext: Config | undefined;
+  /** A canary reload was accepted and has not decided yet: other reloads are refused meanwhile. */
+  private canaryPending = false;
   private admin: AdminServer | undefined;
   private demo: DemoBackends | undefined;
   private nextStatsId = 1;
@@ -229,8 +231,17 @@ export class Primary {
    */
   reload(options: ReloadOptions = {}): Promise<ReloadResult> {
     const { canary } = options;
+    // Refused rather than queued behind a canary (up to its 1h window): the
+    // caller would time out while its reload still ran an hour later.
+    if (this.canaryPending) {
+      const error = 'a canary reload is running or waiting: wait for its decision (GET /status, canary) before reloading again';
+      this.log.warn({ canary: this.canaryReport?.state === 'running' ? this.canaryReport : 'waiting' }, `reload refused: ${error}`);
+      return Promise.resolve({ ok: false, busy: true, errors: [error], ...(this.canaryReport?.state === 'running' ? { canary: this.canaryReport } : {}) });
+    }
+    if (canary) this.canaryPending = true;
     const result = this.reloadChain.then(() => (canary ? this.doCanaryReload(canary.windowMs, canary.minRequests) : this.doReload()));
     this.reloadChain = result.catch(() => undefined);
+    if (canary) void this.reloadChain.then(() => (this.canaryPending = false));
     return result;
   }
 
