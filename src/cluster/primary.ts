@@ -241,7 +241,11 @@ export class Primary {
     if (canary) this.canaryPending = true;
     const result = this.reloadChain.then(() => (canary ? this.doCanaryReload(canary.windowMs, canary.minRequests) : this.doReload()));
     this.reloadChain = result.catch(() => undefined);
-    if (canary) void this.reloadChain.then(() => (this.canaryPending = false));
+    if (canary) {
+      this.reloadChain = this.reloadChain.then(() => {
+        this.canaryPending = false;
+      });
+    }
     return result;
   }
 
