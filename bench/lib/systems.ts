@@ -2,10 +2,7 @@
 // fresh loopback port in front of the two backends and is stopped after its
 // cells; `pid` is the root of the process tree whose CPU and memory are billed
 // to it (none for `direct`, which is the backend itself).
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { awaitSwitchyardStatus, readyWorkerPids, switchyardStatus } from './admin.js';
@@ -13,6 +10,7 @@ import { proxyConf, streamConf } from './nginx.js';
 import { freePort } from './ports.js';
 import { startProcess } from './process.js';
 import { hasPackage, type Tools } from './tools.js';
+import { redisServerAvailable, startRedis } from '../../test/helpers/redis.js';
 import type { SchedulingPolicy } from '../../src/config/types.js';
 
 export interface Running {
@@ -108,36 +106,6 @@ const gatewayRoute = (scope: 'instance' | 'global'): string => `    auth:
 `;
 
 /**
- * A redis-server for the global variant, on a free port, no persistence.
- * Its CPU is not billed to Switchyard's tree: with leases it is a call per
- * 50,000 requests here (printed by the variant's description).
- */
-async function startRedisServer(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const gone = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await gone;
-  };
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) return { url: `redis://127.0.0.1:${port}`, stop };
-    await sleep(50);
-  }
-  await stop();
-  throw new Error(`redis-server did not listen on ${port} within 5 s`);
-}
-
-/**
  * A before/after comparison in one run: SWITCHYARD_BASELINE_CLI=/path/to/other/dist/cli.js
  * adds `switchyard-baseline`, the same config on that build.
  */
@@ -151,13 +119,14 @@ function switchyard(name: string, balance: string, scheduling: SchedulingPolicy 
     unavailable: () =>
       !existsSync(cli)
         ? `${cli} missing (run npm run build)`
-        : gateway === 'global' && spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0
+        : gateway === 'global' && !redisServerAvailable()
           ? 'redis-server not installed (Debian package redis-server)'
           : undefined,
     async start({ tmp, backends }) {
       const port = await freePort();
       const adminPort = await freePort();
-      const redis = gateway === 'global' ? await startRedisServer() : undefined;
+      // Its CPU is not billed to Switchyard's tree: with leases it is a call per 50,000 requests here.
+      const redis = gateway === 'global' ? await startRedis() : undefined;
       const file = join(tmp, `${name}.yaml`);
       writeFileSync(file, switchyardYaml(port, adminPort, backends, balance, scheduling, gateway, redis?.url));
       const ready = gateway ? `${READY_PATH}?key=${GATEWAY_KEY}` : READY_PATH;

@@ -116,8 +116,8 @@ const ROUTES: Record<string, { method: string; run(h: AdminHandlers, res: http.S
       const options = reloadOptions(query);
       if (Array.isArray(options)) return send(res, 400, { ok: false, errors: options });
       const result = await h.reload(options);
-      // A canary that was judged and rolled back: the request was fine, the new config was not (409).
-      send(res, result.ok ? 200 : result.canary?.state === 'rolled-back' ? 409 : 400, result);
+      // 409: a canary that was judged and rolled back (the request was fine, the new config was not), or one still deciding.
+      send(res, result.ok ? 200 : result.canary?.state === 'rolled-back' || ('busy' in result && result.busy) ? 409 : 400, result);
     },
   },
 };

@@ -40,7 +40,8 @@ export interface WorkerStats {
 
 
 /** A canary reload's result travels with the reload's. */
-export type ReloadResult = { ok: true; canary?: CanaryReport } | { ok: false; errors: string[]; canary?: CanaryReport };
+/** busy: refused, a canary reload is running or waiting (409). */
+export type ReloadResult = { ok: true; canary?: CanaryReport } | { ok: false; errors: string[]; canary?: CanaryReport; busy?: true };
 
 /** `POST /reload?canary=30s&min_requests=N`: the new config on one worker first, judged over the window. */
 export interface ReloadOptions {

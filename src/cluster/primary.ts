@@ -121,6 +121,8 @@ export class Primary {
   private canaryNext: Config | undefined;
   /** During a canary window whose ACME settings differ from the running ones: the canary's stored certificates. */
   private canaryCertificates: { index: number; name: string; pair: CertificatePair }[] | undefined;
+  /** A canary reload was accepted and has not decided yet: other reloads are refused meanwhile. */
+  private canaryPending = false;
   private admin: AdminServer | undefined;
   private demo: DemoBackends | undefined;
   private nextStatsId = 1;
@@ -146,6 +148,8 @@ export class Primary {
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
   /** Servers of `servers: { dns }` upstreams (issue 14); a change is applied like a reload. */
   private readonly discovery: DnsDiscovery;
+  /** A DNS change is queued behind the running reload (applyDiscovered). */
+  private discoveredWaiting = false;
 
   constructor(
     config: Config,
@@ -229,14 +233,33 @@ export class Primary {
    */
   reload(options: ReloadOptions = {}): Promise<ReloadResult> {
     const { canary } = options;
+    // Refused rather than queued behind a canary (up to its 1h window): the
+    // caller would time out while its reload still ran an hour later.
+    if (this.canaryPending) {
+      const error = 'a canary reload is running or waiting: wait for its decision (GET /status, canary) before reloading again';
+      this.log.warn({ canary: this.canaryReport?.state === 'running' ? this.canaryReport : 'waiting' }, `reload refused: ${error}`);
+      return Promise.resolve({ ok: false, busy: true, errors: [error], ...(this.canaryReport?.state === 'running' ? { canary: this.canaryReport } : {}) });
+    }
+    if (canary) this.canaryPending = true;
     const result = this.reloadChain.then(() => (canary ? this.doCanaryReload(canary.windowMs, canary.minRequests) : this.doReload()));
     this.reloadChain = result.catch(() => undefined);
+    if (canary) {
+      this.reloadChain = this.reloadChain.then(() => {
+        this.canaryPending = false;
+      });
+    }
     return result;
   }
 
   /** A DNS upstream's servers changed: the running config with the new set, applied like a reload. */
   private applyDiscovered(): void {
-    const result = this.reloadChain.then(() => this.doReload(undefined, this.discovery.fill(this.config)));
+    // One waiting at most: it applies the sets of when it starts, so answers that change every query cannot queue a reload each.
+    if (this.discoveredWaiting) return;
+    this.discoveredWaiting = true;
+    const result = this.reloadChain.then(() => {
+      this.discoveredWaiting = false;
+      return this.doReload(undefined, this.discovery.fill(this.config));
+    });
     this.reloadChain = result.catch(() => undefined);
     result.catch((err: unknown) => this.log.error({ err }, 'applying a DNS change failed'));
   }

@@ -15,7 +15,20 @@
 // others are fallbacks); each target is resolved to its A (else AAAA)
 // addresses, and the record's weight becomes the server's weight, scaled into
 // the config's 1..1000 when larger (0 becomes 1: such a server still gets a
-// share, as small as the table allows).
+// share, as small as the table allows). A record with port 0 is left out; a
+// target that does not resolve is left out (the others still count).
+//
+// DNS is input like any other: an answer is bounded and screened before it
+// becomes servers (`screen`). At most MAX_SERVERS (the first in address
+// order, so every instance keeps the same ones) and MAX_SRV_RECORDS records
+// are used. Addresses no backend can have are dropped, each logged:
+// unspecified (0.0.0.0/8, ::), multicast, broadcast, link-local (cloud
+// metadata at 169.254.169.254 is no backend), and the proxy's own listeners
+// and admin port (proxying to itself would loop every request until the
+// connection limit). Loopback and private addresses stay: sidecars and
+// internal networks are what DNS discovery is for.
+import { BlockList, isIP } from 'node:net';
+import os from 'node:os';
 import { Resolver } from 'node:dns/promises';
 import type { Config, DnsDiscoveryConfig, ServerConfig, UpstreamConfig } from '../config/types.js';
 import type { DiscoveryStatus } from '../admin/types.js';
@@ -28,12 +41,35 @@ const RETRY_MS = 2_000;
 /** One answer may take this long per try, two tries. */
 const QUERY_TIMEOUT_MS = 1_000;
 const MAX_WEIGHT = 1_000;
+/** The servers one answer may give an upstream (more: the first, in address order). */
+export const MAX_SERVERS = 256;
+/** SRV records looked at per answer (their targets are resolved, SRV_CONCURRENCY at a time). */
+const MAX_SRV_RECORDS = 256;
+const SRV_CONCURRENCY = 16;
+
+/** Addresses no backend has. */
+const NO_BACKEND = new BlockList();
+NO_BACKEND.addSubnet('0.0.0.0', 8, 'ipv4');
+NO_BACKEND.addSubnet('224.0.0.0', 4, 'ipv4'); // multicast
+NO_BACKEND.addAddress('255.255.255.255', 'ipv4');
+NO_BACKEND.addSubnet('169.254.0.0', 16, 'ipv4'); // link-local
+NO_BACKEND.addAddress('::', 'ipv6');
+NO_BACKEND.addSubnet('ff00::', 8, 'ipv6'); // multicast
+NO_BACKEND.addSubnet('fe80::', 10, 'ipv6'); // link-local
+NO_BACKEND.addSubnet('::ffff:0.0.0.0', 104, 'ipv6'); // the IPv4 ones, mapped
+NO_BACKEND.addSubnet('::ffff:224.0.0.0', 100, 'ipv6');
+NO_BACKEND.addSubnet('::ffff:169.254.0.0', 112, 'ipv6');
 
 interface Resolved {
   servers: ServerConfig[];
   /** Smallest TTL seen, seconds; undefined when the records did not say (SRV). */
   ttl: number | undefined;
+  /** Records or targets left out, and why (logged when they change). */
+  dropped: string[];
 }
+
+/** The proxy's own sockets: host and port of each listener and of the admin API. */
+type OwnSockets = readonly { host: string; port: number }[];
 
 interface Tracked {
   upstream: string;
@@ -42,6 +78,8 @@ interface Tracked {
   key: string;
   /** The last good set; empty until the first answer. */
   servers: ServerConfig[];
+  /** What the last answer left out (logged again only when it changes). */
+  dropped: string;
   resolvedAt: number | undefined;
   lastError: string | undefined;
   failedAt: number | undefined;
@@ -53,6 +91,7 @@ interface Tracked {
 export class DnsDiscovery {
   private readonly tracked = new Map<string, Tracked>();
   private stopped = false;
+  private own: OwnSockets = [];
 
   constructor(
     private readonly log: Logger,
@@ -67,6 +106,7 @@ export class DnsDiscovery {
    * resolution failed): the config cannot run without them.
    */
   async follow(config: Config): Promise<string[]> {
+    this.own = config.admin === undefined ? config.listen : [...config.listen, config.admin];
     const wanted = Object.values(config.upstreams).filter((u): u is UpstreamConfig & { discovery: DnsDiscoveryConfig } => u.discovery !== undefined);
     for (const [name, t] of this.tracked) {
       const next = config.upstreams[name]?.discovery;
@@ -80,7 +120,7 @@ export class DnsDiscovery {
       if (this.tracked.has(up.name)) continue;
       const resolver = new Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 2 });
       if (up.discovery.resolvers) resolver.setServers(up.discovery.resolvers);
-      const t: Tracked = { upstream: up.name, spec: up.discovery, key: JSON.stringify(up.discovery), servers: [], resolvedAt: undefined, lastError: undefined, failedAt: undefined, nextAt: 0, timer: undefined, resolver };
+      const t: Tracked = { upstream: up.name, spec: up.discovery, key: JSON.stringify(up.discovery), servers: [], dropped: '', resolvedAt: undefined, lastError: undefined, failedAt: undefined, nextAt: 0, timer: undefined, resolver };
       this.tracked.set(up.name, t);
       fresh.push(t);
     }
@@ -130,9 +170,12 @@ export class DnsDiscovery {
   private async resolve(t: Tracked, notify: boolean): Promise<void> {
     let delay: number;
     try {
-      const answer = await lookup(t.resolver, t.spec);
+      const answer = screen(await lookup(t.resolver, t.spec), this.own);
       if (this.tracked.get(t.upstream) !== t) return; // replaced by a reload meanwhile
-      if (answer.servers.length === 0) throw new Error('empty answer');
+      const dropped = answer.dropped.join('; ');
+      if (dropped !== t.dropped && dropped !== '') this.log.warn({ upstream: t.upstream, dns: t.spec.name, type: t.spec.type, dropped: answer.dropped }, 'dns answer: records left out');
+      t.dropped = dropped;
+      if (answer.servers.length === 0) throw new Error(answer.dropped.length > 0 ? `no usable records (${dropped})` : 'empty answer');
       const changed = !sameServers(t.servers, answer.servers);
       const wasFailing = t.failedAt !== undefined;
       const first = t.resolvedAt === undefined;
@@ -140,7 +183,8 @@ export class DnsDiscovery {
       t.resolvedAt = Date.now();
       t.failedAt = undefined;
       t.lastError = undefined;
-      delay = Math.min(t.spec.intervalMs, Math.max(MIN_INTERVAL_MS, (answer.ttl ?? Infinity) * 1000));
+      const ttlMs = answer.ttl !== undefined && Number.isFinite(answer.ttl) ? answer.ttl * 1000 : Infinity;
+      delay = Math.min(t.spec.intervalMs, Math.max(MIN_INTERVAL_MS, ttlMs));
       if (wasFailing) this.log.info({ upstream: t.upstream, dns: t.spec.name }, 'dns answers again');
       if (changed) {
         this.log.info({ upstream: t.upstream, dns: t.spec.name, type: t.spec.type, servers: t.servers.map((s) => (s.weight === 1 ? s.address : `${s.address}*${s.weight}`)) }, first ? 'dns servers resolved' : 'dns servers changed: applying');
@@ -169,29 +213,77 @@ async function lookup(resolver: Resolver, spec: DnsDiscoveryConfig): Promise<Res
   if (spec.type === 'A' || spec.type === 'AAAA') {
     const records = spec.type === 'A' ? await resolver.resolve4(spec.name, { ttl: true }) : await resolver.resolve6(spec.name, { ttl: true });
     return {
-      servers: sortServers(records.map((r) => server(r.address, spec.port!, 1))),
+      servers: records.map((r) => server(r.address, spec.port!, 1)),
       ttl: records.length === 0 ? undefined : Math.min(...records.map((r) => r.ttl)),
+      dropped: [],
     };
   }
-  const records = await resolver.resolveSrv(spec.name);
-  if (records.length === 0) return { servers: [], ttl: undefined };
+  const dropped: string[] = [];
+  const all = await resolver.resolveSrv(spec.name);
+  if (all.length > MAX_SRV_RECORDS) dropped.push(`${all.length - MAX_SRV_RECORDS} of ${all.length} SRV records (at most ${MAX_SRV_RECORDS})`);
+  // Port 0 is no port to connect to.
+  const records = all.slice(0, MAX_SRV_RECORDS).filter((r) => {
+    if (r.port === 0) dropped.push(`${r.name}: port 0`);
+    return r.port !== 0;
+  });
+  if (records.length === 0) return { servers: [], ttl: undefined, dropped };
   const best = Math.min(...records.map((r) => r.priority));
   const chosen = records.filter((r) => r.priority === best);
   const heaviest = Math.max(...chosen.map((r) => r.weight));
   const scale = heaviest > MAX_WEIGHT ? MAX_WEIGHT / heaviest : 1;
+  // Each distinct target once, a few at a time: a long list of targets that time out must not take (records x timeout).
+  const names = [...new Set(chosen.map((r) => r.name.toLowerCase()))];
+  const targets = new Map<string, { addresses: string[]; ttl: number }>();
+  for (let i = 0; i < names.length; i += SRV_CONCURRENCY) {
+    await Promise.all(
+      names.slice(i, i + SRV_CONCURRENCY).map(async (name) => {
+        try {
+          targets.set(name, await resolveTarget(resolver, name));
+        } catch (err) {
+          dropped.push(`${name}: ${describe(err)}`);
+        }
+      }),
+    );
+  }
   let ttl: number | undefined;
   const servers = new Map<string, ServerConfig>();
   for (const r of chosen) {
-    const targets = await resolveTarget(resolver, r.name);
-    for (const target of targets.addresses) {
-      const s = server(target, r.port, Math.max(1, Math.round(r.weight * scale)));
+    const target = targets.get(r.name.toLowerCase());
+    if (target === undefined) continue;
+    for (const address of target.addresses) {
+      const s = server(address, r.port, Math.max(1, Math.round(r.weight * scale)));
       // Two records naming one address:port: one server, the larger weight.
       const seen = servers.get(s.address);
       if (seen === undefined || seen.weight < s.weight) servers.set(s.address, s);
     }
-    ttl = Math.min(ttl ?? Infinity, targets.ttl);
+    ttl = Math.min(ttl ?? Infinity, target.ttl);
   }
-  return { servers: sortServers([...servers.values()]), ttl };
+  return { servers: [...servers.values()], ttl, dropped };
+}
+
+/** `answer` without the addresses no backend has or that are the proxy itself, in address order, at most MAX_SERVERS. */
+function screen(answer: Resolved, own: OwnSockets): Resolved {
+  const dropped = [...answer.dropped];
+  const servers = sortServers(
+    answer.servers.filter((s) => {
+      const why = NO_BACKEND.check(s.host, isIP(s.host) === 6 ? 'ipv6' : 'ipv4') ? 'no backend has this address' : isOwn(s, own) ? "the proxy's own listener" : undefined;
+      if (why !== undefined) dropped.push(`${s.address}: ${why}`);
+      return why === undefined;
+    }),
+  );
+  if (servers.length > MAX_SERVERS) dropped.push(`${servers.length - MAX_SERVERS} of ${servers.length} addresses (at most ${MAX_SERVERS})`);
+  return { servers: servers.slice(0, MAX_SERVERS), ttl: answer.ttl, dropped };
+}
+
+/** `s` is one of the proxy's own sockets: same port, and the same address (a wildcard listener: any of this machine's). */
+function isOwn(s: ServerConfig, own: OwnSockets): boolean {
+  return own.some((o) => o.port === s.port && (o.host === s.host || ((o.host === '0.0.0.0' || o.host === '::') && (s.host.startsWith('127.') || localAddresses().has(s.host)))));
+}
+
+function localAddresses(): Set<string> {
+  const out = new Set(['127.0.0.1', '::1']);
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) out.add(a.address);
+  return out;
 }
 
 /** An SRV target's addresses: A records, else AAAA. */

@@ -9,6 +9,15 @@
 // Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, TE other than
 // "trailers"), and a Content-Length the DATA frames do not add up to.
 import type { ProxyErrorReason } from './errors.js';
+import { METHODS } from './llhttp.js';
+
+/**
+ * The methods HTTP/1.1 clients may send (llhttp's; case-sensitive). nghttp2
+ * takes any token as :method; one HTTP/1.1 would refuse (`delete`, `FOO`)
+ * could miss a route's `methods` and land on another route, while a backend
+ * that upper-cases methods serves it as the one it spells.
+ */
+const HTTP1_METHODS: ReadonlySet<string> = new Set(METHODS);
 
 export type MappedRequest =
   | { ok: true; method: string; target: string; raw: string[] }
@@ -49,6 +58,7 @@ export function mapH2Request(rawHeaders: readonly string[], hasBody: boolean): M
     if (name === 'content-length') contentLength = true;
     raw.push(name, value);
   }
+  if (!HTTP1_METHODS.has(method)) return refused(method, target, raw, 'bad-request', `method ${JSON.stringify(method)} is not one HTTP/1.1 accepts`);
   if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase()) {
     return refused(method, target, raw, 'bad-host', `:authority ${JSON.stringify(authority)} and host ${JSON.stringify(host)} differ`);
   }

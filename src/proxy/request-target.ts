@@ -13,6 +13,9 @@
 //                    (what a backend that decodes but resolves nothing sees);
 //   resolved         decoded, then dot segments removed (§5.2.4, clamped at
 //                    the root) and repeated slashes merged;
+//   Windows          decoded and resolved, each name without its trailing
+//                    dots and spaces and a "::$DATA" suffix (what IIS and
+//                    files on NTFS take "/admin." and "/admin::$DATA" for);
 // each of those also without ";params" in every segment (a literal ";" or
 // %3B ends a segment's name) when the path has one, and each of all those
 // lower-cased (ASCII only) when case could matter.
@@ -31,9 +34,14 @@ export interface PathForms {
 }
 
 const HEX = '0123456789ABCDEF';
-/** A path every form leaves as it is (but case): "/"-led segments of pchars but ";", none empty or starting with "."; then the query. */
-const PLAIN_PATH = /^(?:\/(?![/.])[a-z0-9\-._~!$&'()*+,=:@]*)*(?:\?[^#]*)?$/;
-const PLAIN_PATH_ANY_CASE = /^(?:\/(?![/.])[A-Za-z0-9\-._~!$&'()*+,=:@]*)*(?:\?[^#]*)?$/;
+/**
+ * A path every form leaves as it is (but case): "/"-led segments of pchars
+ * but ";" and "$" ("::$DATA"), none empty, starting or ending with "."; then the query.
+ */
+const PLAIN_PATH = /^(?:\/(?![/.])(?:[a-z0-9\-._~!&'()*+,=:@]*[a-z0-9\-_~!&'()*+,=:@])?)*(?:\?[^#]*)?$/;
+const PLAIN_PATH_ANY_CASE = /^(?:\/(?![/.])(?:[A-Za-z0-9\-._~!&'()*+,=:@]*[A-Za-z0-9\-_~!&'()*+,=:@])?)*(?:\?[^#]*)?$/;
+/** What Windows drops from the end of a name (decoded segments: a space is %20). */
+const WINDOWS_SUFFIX = /(?:::\$DATA)?(?:\.|%20)*$/i;
 /** Characters a resolved path keeps unescaped (RFC 3986 pchar). */
 const PCHAR = new Uint8Array(128);
 for (const c of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@") PCHAR[c.charCodeAt(0)] = 1;
@@ -68,6 +76,11 @@ export function pathForms(target: string, escapedSlashes: EscapedSlashes, foldAl
     if (typeof segments === 'string') return segments;
     forms.add('/' + segments.join('/'));
     forms.add(removeDots(segments));
+    const windows = segments.map(windowsName);
+    if (windows.some((name, i) => name !== segments[i])) {
+      forms.add('/' + windows.join('/'));
+      forms.add(removeDots(windows));
+    }
   }
   for (const form of [...forms]) if (form.indexOf(';') >= 0 || /%3B/i.test(form)) forms.add(withoutParams(form));
   const plain = [...forms];
@@ -133,6 +146,13 @@ function decodeSegments(path: string, escapedSlashes: EscapedSlashes): string[] 
   }
   const bad = close(path.length);
   return bad ?? segments;
+}
+
+/** A decoded segment as Windows names it: without trailing dots, spaces and "::$DATA"; dot segments ("..", "...") as they are. */
+function windowsName(segment: string): string {
+  if (/^\.*$/.test(segment)) return segment;
+  const name = segment.replace(WINDOWS_SUFFIX, '');
+  return name === '' ? segment : name;
 }
 
 /** Decoded segments to a path with "." and ".." resolved (RFC 3986 §5.2.4, clamped at the root) and empty segments merged. */

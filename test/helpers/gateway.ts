@@ -181,3 +181,27 @@ export function logLines(output: string): Array<Record<string, unknown>> {
   }
   return out;
 }
+
+/**
+ * Diagnostics for a rate-limit test's miss: what an exact token bucket
+ * (`rate` a second, `burst`) would admit for requests sent at `sentAt` (ms,
+ * ascending), and the longest pause between two. A machine so overloaded that
+ * the load pauses for longer than burst / rate loses tokens whatever the
+ * limiter does; this tells that case apart from a limiter that counts wrong.
+ */
+export function idealBucket(sentAt: readonly number[], rate: number, burst: number): { admitted: number; longestPauseMs: number } {
+  let tokens = burst;
+  let last = sentAt[0] ?? 0;
+  let admitted = 0;
+  let longestPauseMs = 0;
+  for (const t of sentAt) {
+    longestPauseMs = Math.max(longestPauseMs, t - last);
+    tokens = Math.min(burst, tokens + ((t - last) * rate) / 1000);
+    last = t;
+    if (tokens >= 1) {
+      tokens -= 1;
+      admitted++;
+    }
+  }
+  return { admitted, longestPauseMs: Math.round(longestPauseMs) };
+}

@@ -2,11 +2,10 @@
 // persistence, killed (and started again on the same port) on demand. Where
 // the binary is missing the test fails with the package to install: a test
 // that cannot run must fail, not skip.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import tls from 'node:tls';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from './switchyard.js';
+import { freePort } from '../../bench/lib/ports.js';
+import { installed, startDaemon } from './daemon.js';
 
 export interface RedisServer {
   port: number;
@@ -22,13 +21,8 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 export function redisServerAvailable(): boolean {
-  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+  return installed('redis-server');
 }
 
 export interface RedisOptions {
@@ -39,47 +33,29 @@ export interface RedisOptions {
 }
 
 export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> {
-  if (!redisServerAvailable()) {
-    throw new Error('redis-server is not installed: install the Debian package redis-server (npm test runs test/setup/system-deps.sh, which does it as root)');
-  }
   const port = await freePort(new Set([6379]));
-  let child: ChildProcess | undefined;
-  const launch = async (): Promise<void> => {
-    const listen = opts.tls
-      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.certFile, '--tls-key-file', opts.tls.keyFile, '--tls-auth-clients', 'no']
-      : ['--port', String(port)];
-    const auth = opts.password === undefined ? [] : ['--requirepass', opts.password];
-    const c = spawn('redis-server', [...listen, ...auth, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: 'ignore' });
-    running.add(c);
-    c.once('exit', () => running.delete(c));
-    child = c;
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
-      // Any reply (PONG, or NOAUTH with a password) means it serves.
-      if (/^[+-]/.test(await resp(port, ['PING'], opts.tls !== undefined).catch(() => ''))) return;
-      await sleep(20);
-    }
-    throw new Error(`redis-server on port ${port} did not answer PING within 5 s`);
-  };
-  const kill = async (): Promise<void> => {
-    const c = child;
-    child = undefined;
-    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((resolve) => c.once('exit', resolve));
-    c.kill('SIGKILL');
-    await exited;
-  };
-  await launch();
+  const listen = opts.tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.certFile, '--tls-key-file', opts.tls.keyFile, '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
+  const auth = opts.password === undefined ? [] : ['--requirepass', opts.password];
+  const daemon = await startDaemon({
+    command: 'redis-server',
+    debianPackage: 'redis-server',
+    args: [...listen, ...auth, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+    // Any reply (PONG, or NOAUTH with a password) means it serves.
+    answers: async () => /^[+-]/.test(await resp(port, ['PING'], opts.tls !== undefined).catch(() => '')),
+    what: `redis-server on port ${port}`,
+  });
   return {
     port,
     url: `${opts.tls ? 'rediss' : 'redis'}://${opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}@`}127.0.0.1:${port}`,
     get pid() {
-      return child?.pid;
+      return daemon.pid;
     },
-    kill,
-    restart: launch,
+    kill: daemon.kill,
+    restart: daemon.restart,
     command: (...args) => resp(port, args, opts.tls !== undefined, opts.password),
-    stop: kill,
+    stop: daemon.kill,
   };
 }
 

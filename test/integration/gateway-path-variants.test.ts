@@ -65,10 +65,20 @@ const ADMIN_SPELLINGS = [
   '/admin%0a',
   '/ADMIN%2f..%2fadmin',
   '/ad%6Din/x?y=1',
+  // Windows (IIS, static files on NTFS) drops a name's trailing dots and spaces, and "::$DATA" names the file itself.
+  '/admin.',
+  '/admin..',
+  '/admin%2e',
+  '/admin%20',
+  '/admin.%20.',
+  '/admin./users',
+  '/ADMIN.',
+  '/admin::$DATA',
+  '/admin::$data/x',
 ];
 
 /** Plain paths that must still reach the open route. */
-const OPEN_PATHS = ['/other', '/other/a%20b', '/Other/Thing', '/adminx', '/administrator', '/x/y/../z', '/static/caf%C3%A9', '/other;v=1', '/search?q=/admin', '/a//b'];
+const OPEN_PATHS = ['/other', '/other/a%20b', '/other./x', '/admin.html', '/admin.x', '/a$b', '/Other/Thing', '/adminx', '/administrator', '/x/y/../z', '/static/caf%C3%A9', '/other;v=1', '/search?q=/admin', '/a//b'];
 
 describe('gateway: path and host spellings cannot escape a route\'s auth', () => {
   let backend: Backend;

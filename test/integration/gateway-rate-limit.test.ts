@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { logLines, metricsText, metricValue, send, waitWorkersReady } from '../helpers/gateway.js';
+import { idealBucket, logLines, metricsText, metricValue, send, waitWorkersReady } from '../helpers/gateway.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
 const RATE = 50;
@@ -71,30 +71,6 @@ async function hammer(port: number, path: string, connections: number, ms: numbe
   return result;
 }
 
-/**
- * Diagnostics for a miss: what an exact token bucket would admit for the
- * requests as the client issued them, and the longest pause between two
- * requests. A machine so overloaded that the load pauses for longer than
- * burst / rate loses tokens whatever the limiter does; this tells that case
- * apart from a limiter that counts wrong.
- */
-function idealBucket(sentAt: readonly number[]): { admitted: number; longestPauseMs: number } {
-  let tokens = BURST;
-  let last = sentAt[0] ?? 0;
-  let admitted = 0;
-  let longestPauseMs = 0;
-  for (const t of sentAt) {
-    longestPauseMs = Math.max(longestPauseMs, t - last);
-    tokens = Math.min(BURST, tokens + ((t - last) * RATE) / 1000);
-    last = t;
-    if (tokens >= 1) {
-      tokens -= 1;
-      admitted++;
-    }
-  }
-  return { admitted, longestPauseMs: Math.round(longestPauseMs) };
-}
-
 describe('gateway rate limit across 2 workers', () => {
   let backend: Backend;
   let sy: Switchyard;
@@ -129,7 +105,7 @@ describe('gateway rate limit across 2 workers', () => {
     const reached = backend.requests.filter((q) => q.url === '/limited').length;
     const ok = r.statuses['200'] ?? 0;
     const limited = r.statuses['429'] ?? 0;
-    const ideal = idealBucket(r.sentAt);
+    const ideal = idealBucket(r.sentAt, RATE, BURST);
     const summary =
       `upstream saw ${reached}; client statuses ${JSON.stringify(r.statuses)} in ${r.elapsedMs} ms; ` +
       `an exact bucket over the client's send times admits ${ideal.admitted}; longest pause between requests ${ideal.longestPauseMs} ms`;

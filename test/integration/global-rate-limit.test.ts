@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { logLines, metricsText, metricValue, waitWorkersReady } from '../helpers/gateway.js';
+import { idealBucket, logLines, metricsText, metricValue, waitWorkersReady } from '../helpers/gateway.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
@@ -88,24 +88,6 @@ async function burst(sy: Switchyard, path: string, n: number, concurrency = 8): 
   return r;
 }
 
-/** What an exact token bucket admits for requests sent at `sentAt` (ms), and the longest pause between two. */
-function idealBucket(sentAt: readonly number[]): { admitted: number; longestPauseMs: number } {
-  let tokens = BURST;
-  let last = sentAt[0] ?? 0;
-  let admitted = 0;
-  let longestPauseMs = 0;
-  for (const t of sentAt) {
-    longestPauseMs = Math.max(longestPauseMs, t - last);
-    tokens = Math.min(BURST, tokens + ((t - last) * RATE) / 1000);
-    last = t;
-    if (tokens >= 1) {
-      tokens -= 1;
-      admitted++;
-    }
-  }
-  return { admitted, longestPauseMs: Math.round(longestPauseMs) };
-}
-
 function routes(fail: string): Record<string, unknown> {
   return { name: `fail-${fail}`, match: { host: '*', path: `/${fail}` }, upstream: 'app', rate_limit: { rate: `${RATE}/s`, burst: BURST, scope: 'global', fail } };
 }
@@ -153,7 +135,7 @@ describe('global rate limits: two instances sharing one redis-server', () => {
     const reached = backend.requests.filter((q) => q.url === '/accuracy').length;
     const seconds = (r.last - r.first) / 1000;
     const expected = BURST + RATE * seconds;
-    const ideal = idealBucket(r.sentAt.sort((x, y) => x - y));
+    const ideal = idealBucket(r.sentAt.sort((x, y) => x - y), RATE, BURST);
     t.diagnostic(`an exact bucket over the client's send times admits ${ideal.admitted}; longest pause between requests ${ideal.longestPauseMs} ms`);
     const summary = `upstream saw ${reached} over ${seconds.toFixed(2)} s (expected ${expected.toFixed(0)}); statuses ${JSON.stringify(r.statuses)}`;
     const outcomes = await Promise.all(pair.map(async (sy) => (await metricsText(sy.adminPort)).split('\n').filter((l) => l.startsWith('switchyard_global') || l.startsWith('switchyard_redis')).join('; ')));

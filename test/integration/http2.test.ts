@@ -263,6 +263,21 @@ describe('what HTTP/2 forbids is refused', () => {
     });
   }
 
+  // HTTP/1.1 (llhttp) refuses a method it does not know, lower-case ones included; over HTTP/2 nghttp2 takes any token.
+  // Forwarded, `delete` would miss a route for DELETE (an auth route for writes, say) and land on an open one,
+  // while a backend that upper-cases methods (Werkzeug) serves it as DELETE.
+  for (const method of ['delete', 'Get', 'FOO']) {
+    test(`a method HTTP/1.1 refuses (${method}) is refused over HTTP/2 too (400 from the proxy) and never forwarded`, async () => {
+      const conn = await rawRequest(request('/method', authority, [], method));
+      await conn.waitFor((f) => f.type === FrameType.DATA && f.streamId === 1);
+      const body = conn.frames.filter((f) => f.type === FrameType.DATA && f.streamId === 1).map((f) => f.payload.toString()).join('');
+      conn.close();
+      assert.equal(conn.status(1), 400);
+      assert.match(body, /\(bad-request\)/, 'the proxy refused it, not the backend');
+      assert.equal(backend.requests.length, 0);
+    });
+  }
+
   test('te: trailers is allowed (and not forwarded)', async () => {
     const res = await h2Get(port, '/te', { te: 'trailers' });
     assert.equal(res.status, 200);

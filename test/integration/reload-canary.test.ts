@@ -174,6 +174,48 @@ describe('canary reloads', () => {
     await expectOldConfigEverywhere();
   });
 
+  test('while a canary decides, other reloads are refused (409), not queued to run later; a client that hangs up does not stop it; every canary request needs the token', { timeout: 90_000 }, async () => {
+    const statusCanary = async () => (await getStatus(sy.adminPort)) as unknown as { canary?: { state: string; startedAt: string } };
+    const lastStarted = (await statusCanary()).canary?.startedAt;
+    // Without the token, or with a wrong one: 401, no canary starts.
+    for (const token of [null, 'wrong', '']) {
+      const res = await admin(sy.adminPort, '/reload?canary=2s', 'POST', token);
+      assert.equal(res.status, 401, `token ${JSON.stringify(token)}: ${res.body}`);
+    }
+    assert.equal((await statusCanary()).canary?.startedAt, lastStarted, 'no canary started without the token');
+
+    const load = traffic(sy.port, 2);
+    writeFileSync(sy.configFile, stringify(withRoute('fast', 'c1')));
+    // The client hangs up at once: the canary goes on and decides.
+    const hungUp = request({ port: sy.adminPort, path: '/reload?canary=5s&min_requests=1', method: 'POST', headers: { authorization: 'Bearer test-token' }, timeoutMs: 300 }).catch((err: Error) => err);
+    await waitForStatus(sy.adminPort, 'a canary worker', (st) => st.workers.some((w) => (w as { canary?: boolean }).canary), 20_000);
+    assert.match(String(await hungUp), /timed out/);
+    writeFileSync(sy.configFile, stringify(withRoute('fast', 'c2')));
+    const [second, plain] = await Promise.all([admin(sy.adminPort, '/reload?canary=2s', 'POST'), admin(sy.adminPort, '/reload', 'POST')]);
+    for (const res of [second, plain]) {
+      assert.equal(res.status, 409, res.body);
+      assert.match(res.body, /a canary reload is running or waiting/);
+    }
+    // Back to the running config before the canary decides: nothing else may run after it.
+    writeFileSync(sy.configFile, stringify(base));
+    const decided = await waitForStatus(sy.adminPort, 'the canary decided', (st) => (st as unknown as { canary?: { state: string } }).canary?.state !== 'running', 30_000);
+    const state = (decided as unknown as { canary: { state: string } }).canary.state;
+    await load.stop();
+    await waitForStatus(sy.adminPort, 'two ready workers, no canary', (st) => workersReady(st, 2) && st.workers.every((w) => !(w as { canary?: boolean }).canary), 15_000);
+    // Whatever the verdict, c2 never runs: the refused reloads were not queued.
+    const pids = new Set((await getStatus(sy.adminPort)).workers.map((w) => w.pid));
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.deepEqual(new Set((await getStatus(sy.adminPort)).workers.map((w) => w.pid)), pids, 'no reload ran after the canary');
+    const gens = new Set<string>();
+    for (let i = 0; i < 20; i++) gens.add(String((await request({ port: sy.port, path: '/' })).headers['x-gen']));
+    assert.deepEqual([...gens], [state === 'rolled-out' ? 'c1' : '1'], `the canary's verdict (${state}) decides, nothing else`);
+    if (state === 'rolled-out') {
+      writeFileSync(sy.configFile, stringify(base));
+      assert.equal((await admin(sy.adminPort, '/reload', 'POST')).status, 200, 'reloads are accepted again');
+    }
+    await expectOldConfigEverywhere();
+  });
+
   test('the query is checked: each problem named, nothing started', async () => {
     const cases: Array<[string, RegExp]> = [
       ['?canary=abc', /canary: expected a duration from 1s to 1h/],

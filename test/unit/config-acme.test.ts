@@ -5,37 +5,14 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { execFileSync } from 'node:child_process';
-import { ConfigError, parseConfigText } from '../../src/config/load.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { errorsOf, FILE, minimalConfig } from '../helpers/config-text.js';
 
-const FILE = 'config/x.yaml';
-
-function withListen(listen: string): string {
-  return `admin: { token: t }
-listen:
-${listen}
-upstreams:
-  app:
-    servers:
-      - address: 127.0.0.1:9001
-routes:
-  - match: { path: / }
-    upstream: app
-`;
-}
+const withListen = (listen: string): string => minimalConfig(`listen:\n${listen}`);
 
 const PLAIN = '  - { host: 127.0.0.1, port: 8080 }';
 const acmeListener = (acme: string) => `  - host: 127.0.0.1\n    port: 8443\n    tls:\n      acme: ${acme}`;
 const GOOD = '{ directory: "https://acme.example/dir", email: ops@example.com, domains: [Example.COM, www.example.com] }';
-
-function errorsOf(text: string): string[] {
-  try {
-    parseConfigText(text, FILE);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.errors;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 describe('config: listen[].tls.acme', () => {
   const dir = mkdtempSync(join(os.tmpdir(), 'switchyard-acme-config-'));

@@ -2,33 +2,10 @@
 // scope and fail. Every mistake names its key and what was expected.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, parseConfigText } from '../../src/config/load.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { errorsOf, FILE, minimalConfig } from '../helpers/config-text.js';
 
-const FILE = 'config/x.yaml';
-
-function config(redis: string, rateLimit: string): string {
-  return `admin: { token: t }
-${redis}
-upstreams:
-  app:
-    servers:
-      - address: 127.0.0.1:9001
-routes:
-  - match: { path: / }
-    upstream: app
-    rate_limit: ${rateLimit}
-`;
-}
-
-function errorsOf(text: string): string[] {
-  try {
-    parseConfigText(text, FILE);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.errors;
-  }
-  assert.fail('expected a ConfigError');
-}
+const config = (redis: string, rateLimit: string): string => minimalConfig(redis, `    rate_limit: ${rateLimit}\n`);
 
 describe('config: redis and global rate limits', () => {
   it('defaults: scope instance, fail local; redis timeout 50ms, one instance, prefix switchyard:', () => {

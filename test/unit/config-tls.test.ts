@@ -8,7 +8,8 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
+import { configErrors } from '../helpers/config-text.js';
 import { DEFAULT_CIPHERS } from '../../src/config/normalise.js';
 import { Pki } from '../helpers/certs.js';
 
@@ -38,13 +39,7 @@ after(() => pki?.cleanup());
 function errorsOf(text: string): string[] {
   const file = path.join(pki.dir, 'x.yaml');
   writeFileSync(file, text);
-  try {
-    loadConfig(file);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return err.errors;
-  }
-  return assert.fail('expected a ConfigError');
+  return configErrors(() => loadConfig(file));
 }
 
 const base = (listen: string, route = '{ match: { path: / }, upstream: app }') => `admin: { token: t }

@@ -9,34 +9,14 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseDuration, parseSize } from '../../src/config/duration.js';
 import { ConfigError, loadConfig, parseConfigText } from '../../src/config/load.js';
-import type { ConfigOverrides } from '../../src/config/load.js';
 import { summarizeConfig } from '../../src/config/summary.js';
+import { errorsOf, FILE, minimalConfig } from '../helpers/config-text.js';
 
-const FILE = 'config/x.yaml';
 /** The repository's config/ directory, wherever the tests are run from. */
 const CONFIG_DIR = fileURLToPath(new URL('../../config/', import.meta.url));
 
 /** The smallest valid file; tests append to or edit it. */
-const MINIMAL = `admin: { token: t }
-upstreams:
-  app:
-    servers:
-      - address: 127.0.0.1:9001
-routes:
-  - match: { path: / }
-    upstream: app
-`;
-
-/** The `.errors` of the ConfigError that parsing `text` must throw. */
-function errorsOf(text: string, overrides?: ConfigOverrides): string[] {
-  try {
-    parseConfigText(text, FILE, overrides);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.errors;
-  }
-  assert.fail('expected a ConfigError');
-}
+const MINIMAL = minimalConfig();
 
 describe('config: valid files', () => {
   it('fills every default', () => {
