@@ -63,7 +63,8 @@ export function backendConf(prefix: string, www: string, port: number): string {
 export function proxyConf(prefix: string, port: number, backends: number[], front: ProxyFront = {}, readyPort?: number): string {
   const servers = backends.map((p) => `    server 127.0.0.1:${p};`).join('\n');
   const flags = `${front.tls ? ' ssl' : ''}${front.http2 ? ' http2' : ''}`;
-  const tls = front.tls ? `\n    ssl_certificate ${front.tls.cert};\n    ssl_certificate_key ${front.tls.key};` : '';
+  // nginx 1.22 (Debian 12) still defaults to TLSv1 TLSv1.1 TLSv1.2: the same two versions as the others, stated.
+  const tls = front.tls ? `\n    ssl_certificate ${front.tls.cert};\n    ssl_certificate_key ${front.tls.key};\n    ssl_protocols TLSv1.2 TLSv1.3;` : '';
   const ready = readyPort === undefined ? '' : `\n    listen 127.0.0.1:${readyPort};`;
   return conf(prefix, 2, `  upstream app {
 ${servers}
