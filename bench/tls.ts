@@ -90,7 +90,7 @@ const wrkScenario = (name: string, what: string, path: string, connections: numb
 });
 
 /** One `openssl s_time` client: its connections, and how many were resumed ('r') or full ('*'). */
-function sTime(port: number, seconds: number, mode: '-new' | '-reuse', version: '-tls1_3' | '-tls1_2'): Promise<{ connections: number; resumed: number; full: number }> {
+function sTime(port: number, seconds: number, mode: '-new' | '-reuse', version: '-tls1_3' | '-tls1_2'): Promise<{ connections: number; resumed: number; full: number; failed: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, mode, version, '-time', String(seconds), '-www', '/100b'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -100,10 +100,13 @@ function sTime(port: number, seconds: number, mode: '-new' | '-reuse', version: 
     child.on('error', reject);
     child.on('exit', (code) => {
       const m = /(\d+) connections in [\d.]+s;/.exec(out);
-      if (code !== 0 || m === null) return reject(new Error(`openssl s_time exited ${code}: ${(err + out.slice(-300)).trim().split('\n').slice(-3).join(' | ')}`));
-      // One mark per connection, on lines of their own: 'r' resumed, '*' full (other letters are TLS versions).
+      // One mark per completed connection, on lines of their own: 'r' resumed, '*' full (other letters are TLS versions).
       const marks = (out.match(/^[r*]+$/gm) ?? []).join('');
-      resolve({ connections: Number(m[1]), resumed: marks.split('r').length - 1, full: marks.split('*').length - 1 });
+      const counts = { resumed: marks.split('r').length - 1, full: marks.split('*').length - 1 };
+      if (code === 0 && m !== null) return resolve({ connections: Number(m[1]), ...counts, failed: 0 });
+      // A connection that failed ends s_time early without its summary: the marks still count what completed.
+      if (marks.length > 0) return resolve({ connections: marks.length, ...counts, failed: 1 });
+      reject(new Error(`openssl s_time exited ${code}: ${(err + out.slice(-300)).trim().split('\n').slice(-3).join(' | ')}`));
     });
   });
 }
@@ -119,7 +122,7 @@ const handshakeScenario = (name: string, what: string, mode: '-new' | '-reuse', 
     const done = clients.reduce((a, c) => a + c.connections, 0);
     const resumed = clients.reduce((a, c) => a + c.resumed, 0);
     const marked = resumed + clients.reduce((a, c) => a + c.full, 0);
-    return { done, seconds: elapsed, failed: 0, resumedPct: marked > 0 ? (resumed / marked) * 100 : undefined };
+    return { done, seconds: elapsed, failed: clients.reduce((a, c) => a + c.failed, 0), resumedPct: marked > 0 ? (resumed / marked) * 100 : undefined };
   },
 });
 

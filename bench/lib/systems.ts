@@ -52,8 +52,8 @@ const ADMIN_TOKEN = 'bench';
 
 const script = (rel: string): string => fileURLToPath(new URL(`../${rel}`, import.meta.url));
 
-/** A Node script taking `PORT HOST:PORT,HOST:PORT` (bench/servers, bench/candidates). */
-function nodeScript(name: string, description: string, rel: string, pkg?: string): SystemDef {
+/** A Node script taking `PORT HOST:PORT,HOST:PORT [CERT KEY]` (bench/servers, bench/candidates); with `tlsFiles` it serves TLS. */
+function nodeScript(name: string, description: string, rel: string, pkg?: string, tlsFiles?: [cert: string, key: string]): SystemDef {
   return {
     name,
     description,
@@ -61,7 +61,8 @@ function nodeScript(name: string, description: string, rel: string, pkg?: string
     async start({ backends }) {
       const port = await freePort();
       const list = backends.map((p) => `127.0.0.1:${p}`).join(',');
-      const proc = await startProcess(name, process.execPath, [script(rel), String(port), list], { port, path: READY_PATH });
+      const args = [script(rel), String(port), list, ...(tlsFiles ?? [])];
+      const proc = await startProcess(name, process.execPath, args, { port, path: READY_PATH, tls: tlsFiles !== undefined });
       return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
     },
   };
@@ -287,6 +288,8 @@ export function frontSystems(front: ProxyFront): SystemDef[] {
         return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
       },
     },
+    // Over TLS with HTTP/1.1: the least any Node front end pays per TLS handshake and request (no upstream at all).
+    ...(front.tls === undefined || front.http2 ? [] : [nodeScript('node-floor', 'reference, not a proxy: tls.createServer answering 100 B itself, 2-worker node:cluster (SCHED_NONE)', 'servers/node-floor.mjs', undefined, [front.tls.cert, front.tls.key])]),
   ];
 }
 
