@@ -4,6 +4,7 @@
 // temp paths), runs in the foreground and writes no access log.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ProxyFront } from './front.js';
 
 /** The directives every instance shares: process, pid, logs, and the connection limits. */
 function main(prefix: string, workers: number, modules = ''): string {
@@ -57,16 +58,27 @@ export function backendConf(prefix: string, www: string, port: number): string {
   }`);
 }
 
-/** nginx as the reverse proxy under test: 2 workers, keep-alive upstream pool. */
-export function proxyConf(prefix: string, port: number, backends: number[]): string {
+/**
+ * nginx as the reverse proxy under test: 2 workers, keep-alive upstream pool.
+ * `front` adds TLS (`ssl`, nginx's default protocols and ciphers; session
+ * tickets on by default, their key made once before the workers fork so a
+ * ticket resumes on either) and/or HTTP/2; `readyPort` is an extra plain
+ * HTTP/1.1 listener for the start-up check when the main one cannot answer it
+ * (h2c only).
+ */
+export function proxyConf(prefix: string, port: number, backends: number[], front: ProxyFront = {}, readyPort?: number): string {
   const servers = backends.map((p) => `    server 127.0.0.1:${p};`).join('\n');
+  const flags = `${front.tls ? ' ssl' : ''}${front.http2 ? ' http2' : ''}`;
+  // nginx 1.22 (Debian 12) still defaults to TLSv1 TLSv1.1 TLSv1.2: the same two versions as the others, stated.
+  const tls = front.tls ? `\n    ssl_certificate ${front.tls.cert};\n    ssl_certificate_key ${front.tls.key};\n    ssl_protocols TLSv1.2 TLSv1.3;` : '';
+  const ready = readyPort === undefined ? '' : `\n    listen 127.0.0.1:${readyPort};`;
   return conf(prefix, 2, `  upstream app {
 ${servers}
     keepalive 64;
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:${port} backlog=16384;
+    listen 127.0.0.1:${port}${flags} backlog=16384;${ready}${tls}
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processTree, readStat } from './proc.js';
 
@@ -47,13 +48,14 @@ function exited(child: ChildProcess): Promise<void> {
 
 /**
  * Spawns `cmd args` (no shell, so the pid is the program itself) and waits
- * until GET http://127.0.0.1:port/readyPath answers 200.
+ * until GET http://127.0.0.1:port/readyPath (https with `tls`, certificate
+ * not checked) answers 200.
  */
 export async function startProcess(
   name: string,
   cmd: string,
   args: string[],
-  ready: { port: number; path: string; timeoutMs?: number },
+  ready: { port: number; path: string; timeoutMs?: number; tls?: boolean },
   cwd?: string,
 ): Promise<Managed> {
   const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -98,7 +100,7 @@ export async function startProcess(
     const failure = await Promise.race([
       spawnError,
       early,
-      probe(ready.port, ready.path).then((ok) => (ok ? null : undefined)),
+      probe(ready.port, ready.path, ready.tls === true).then((ok) => (ok ? null : undefined)),
     ]);
     if (failure === null) return managed;
     if (failure instanceof Error || Date.now() > deadline) {
@@ -111,9 +113,10 @@ export async function startProcess(
 }
 
 /** True when GET answers 200 (body drained). */
-function probe(port: number, path: string): Promise<boolean> {
+function probe(port: number, path: string, tls: boolean): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 1000 }, (res) => {
+    const get = tls ? https.get : http.get;
+    const req = get({ host: '127.0.0.1', port, path, agent: false, timeout: 1000, rejectUnauthorized: false }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode === 200));
       res.on('error', () => resolve(false));

@@ -6,6 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { awaitSwitchyardStatus, readyWorkerPids, switchyardStatus } from './admin.js';
+import type { ProxyFront } from './front.js';
 import { proxyConf, streamConf } from './nginx.js';
 import { freePort } from './ports.js';
 import { startProcess } from './process.js';
@@ -49,8 +50,8 @@ const ADMIN_TOKEN = 'bench';
 
 const script = (rel: string): string => fileURLToPath(new URL(`../${rel}`, import.meta.url));
 
-/** A Node script taking `PORT HOST:PORT,HOST:PORT` (bench/servers, bench/candidates). */
-function nodeScript(name: string, description: string, rel: string, pkg?: string): SystemDef {
+/** A Node script taking `PORT HOST:PORT,HOST:PORT [CERT KEY]` (bench/servers, bench/candidates); with `tlsFiles` it serves TLS. */
+function nodeScript(name: string, description: string, rel: string, pkg?: string, tlsFiles?: [cert: string, key: string]): SystemDef {
   return {
     name,
     description,
@@ -58,7 +59,8 @@ function nodeScript(name: string, description: string, rel: string, pkg?: string
     async start({ backends }) {
       const port = await freePort();
       const list = backends.map((p) => `127.0.0.1:${p}`).join(',');
-      const proc = await startProcess(name, process.execPath, [script(rel), String(port), list], { port, path: READY_PATH });
+      const args = [script(rel), String(port), list, ...(tlsFiles ?? [])];
+      const proc = await startProcess(name, process.execPath, args, { port, path: READY_PATH, tls: tlsFiles !== undefined });
       return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
     },
   };
@@ -73,12 +75,16 @@ export function switchyardYaml(
   scheduling: SchedulingPolicy = 'kernel',
   gateway: Gateway = false,
   redisUrl?: string,
+  front: ProxyFront = {},
 ): string {
   const servers = backends.map((p) => `      - { address: 127.0.0.1:${p}, weight: 1 }`).join('\n');
+  const http2 = front.http2 ? ', http2: true' : '';
+  // Switchyard's defaults for the rest: TLS 1.2 and 1.3, its cipher list, session tickets from the primary.
+  const tls = front.tls ? `, tls: { certificates: [{ cert: "${front.tls.cert}", key: "${front.tls.key}" }] }` : '';
   return `workers: 2
 scheduling: ${scheduling}
 listen:
-  - { host: 127.0.0.1, port: ${port}, backlog: 16384 }
+  - { host: 127.0.0.1, port: ${port}, backlog: 16384${http2}${tls} }
 admin: { host: 127.0.0.1, port: ${adminPort}, token: ${ADMIN_TOKEN} }
 logging: { level: warn, access: false }
 shutdown_timeout: 2s
@@ -162,6 +168,99 @@ function switchyard(name: string, balance: string, scheduling: SchedulingPolicy 
   };
 }
 
+/**
+ * HAProxy under test: nbthread 2, mode http with http-reuse always (or mode
+ * tcp for the L4 bench). `front` adds TLS (`ssl crt`, HAProxy's default protocols and
+ * ciphers; its session tickets and cache are one process's, shared by both
+ * threads) and/or HTTP/2 (ALPN h2 over TLS, `proto h2` without);
+ * `readyPort` is an extra plain HTTP/1.1 bind for the start-up check.
+ */
+export function haproxyConf(port: number, backends: number[], front: ProxyFront = {}, readyPort?: number, mode: 'http' | 'tcp' = 'http'): string {
+  const servers = backends.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n');
+  const bind = front.tls ? ` ssl crt ${front.tls.combined} alpn ${front.http2 ? 'h2,http/1.1' : 'http/1.1'}` : front.http2 ? ' proto h2' : '';
+  return `global
+  nbthread 2
+  # 8,000 clients plus their server sockets; HAProxy asks for 2 fds per connection.
+  maxconn 9500
+defaults
+  mode ${mode}
+${mode === 'http' ? '  http-reuse always\n' : ''}  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:${port}${bind}
+${readyPort === undefined ? '' : `  bind 127.0.0.1:${readyPort}\n`}  default_backend be
+backend be
+  balance roundrobin
+${servers}
+`;
+}
+
+/**
+ * Switchyard, nginx and HAProxy presenting the same `front` (TLS, HTTP/2) to
+ * the client, each otherwise as in SYSTEMS: the TLS and HTTP/2 benches'
+ * systems. Start-up checks go over TLS where there is TLS; nginx and HAProxy
+ * get an extra plain port for it under h2c (Switchyard's h2c listener also
+ * answers HTTP/1.1).
+ */
+export function frontSystems(front: ProxyFront): SystemDef[] {
+  const tls = front.tls !== undefined;
+  const h2c = front.http2 === true && !tls;
+  const switchyardFront = (name: string, cli: string): SystemDef => ({
+    name,
+    description: `Switchyard${cli === SWITCHYARD_CLI ? '' : ` (${cli})`}, 2 workers, balance round-robin, scheduling kernel${tls ? ', TLS listener' : ''}${front.http2 ? ', http2' : ''}`,
+    unavailable: () => (existsSync(cli) ? undefined : `${cli} missing (run npm run build)`),
+    async start({ tmp, backends }) {
+      const port = await freePort();
+      const adminPort = await freePort();
+      const file = join(tmp, `${name}-front.yaml`);
+      writeFileSync(file, switchyardYaml(port, adminPort, backends, 'round-robin', 'kernel', false, undefined, front));
+      const proc = await startProcess(name, process.execPath, [cli, '--config', file], { port, path: READY_PATH, tls }, REPO);
+      return {
+        port,
+        pid: proc.pid,
+        stop: proc.stop,
+        stderr: proc.stderr,
+        workerPids: async () => readyWorkerPids(await switchyardStatus(adminPort, ADMIN_TOKEN)),
+      };
+    },
+  });
+  return [
+    switchyardFront('switchyard', SWITCHYARD_CLI),
+    ...(BASELINE_CLI === undefined ? [] : [switchyardFront('switchyard-baseline', BASELINE_CLI)]),
+    {
+      name: 'nginx',
+      description: `nginx proxy, worker_processes 2, upstream keepalive 64${tls ? ', ssl' : ''}${front.http2 ? ', http2' : ''}`,
+      unavailable: (t) => (t.nginx ? undefined : 'nginx not installed (bench/install-peers.sh)'),
+      async start({ tmp, backends, tools }) {
+        const port = await freePort();
+        const readyPort = h2c ? await freePort() : undefined;
+        const prefix = join(tmp, 'nginx-front');
+        const file = join(tmp, 'nginx-front.conf');
+        writeFileSync(file, proxyConf(prefix, port, backends, front, readyPort));
+        const args = ['-p', prefix, '-e', join(prefix, 'logs/error.log'), '-c', file];
+        const proc = await startProcess('nginx', tools.nginx!, args, { port: readyPort ?? port, path: READY_PATH, tls: tls && readyPort === undefined });
+        return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+      },
+    },
+    {
+      name: 'haproxy',
+      description: `HAProxy, nbthread 2, mode http, http-reuse always${tls ? ', ssl' : ''}${front.http2 ? ', h2' : ''}`,
+      unavailable: (t) => (t.haproxy ? undefined : 'haproxy not installed (bench/install-peers.sh)'),
+      async start({ tmp, backends, tools }) {
+        const port = await freePort();
+        const readyPort = h2c ? await freePort() : undefined;
+        const file = join(tmp, 'haproxy-front.cfg');
+        writeFileSync(file, haproxyConf(port, backends, front, readyPort));
+        const proc = await startProcess('haproxy', tools.haproxy!, ['-db', '-f', file], { port: readyPort ?? port, path: READY_PATH, tls: tls && readyPort === undefined });
+        return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };
+      },
+    },
+    // Over TLS with HTTP/1.1: the least any Node front end pays per TLS handshake and request (no upstream at all).
+    ...(front.tls === undefined || front.http2 ? [] : [nodeScript('node-floor', 'reference, not a proxy: tls.createServer answering 100 B itself, 2-worker node:cluster (SCHED_NONE)', 'servers/node-floor.mjs', undefined, [front.tls.cert, front.tls.key])]),
+  ];
+}
+
 export const SYSTEMS: SystemDef[] = [
   {
     name: 'direct',
@@ -203,31 +302,10 @@ export const SYSTEMS: SystemDef[] = [
   nodeScript('cand-undici', 'candidate: node:http + undici Pool.dispatch', 'candidates/undici-pool.mjs', 'undici'),
 ];
 
-/** HAProxy with 2 threads in front of the backends, in `mode` (http: with http-reuse always). */
-export function haproxyCfg(mode: 'http' | 'tcp', port: number, backends: number[]): string {
-  const servers = backends.map((p, i) => `  server s${i} 127.0.0.1:${p}`).join('\n');
-  return `global
-  nbthread 2
-  # 8,000 clients plus their server sockets; HAProxy asks for 2 fds per connection.
-  maxconn 9500
-defaults
-  mode ${mode}
-${mode === 'http' ? '  http-reuse always\n' : ''}  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend fe
-  bind 127.0.0.1:${port}
-  default_backend be
-backend be
-  balance roundrobin
-${servers}
-`;
-}
-
 async function startHaproxy(name: string, mode: 'http' | 'tcp', { tmp, backends, tools }: StartContext): Promise<Running> {
   const port = await freePort();
   const file = join(tmp, `${name}.cfg`);
-  writeFileSync(file, haproxyCfg(mode, port, backends));
+  writeFileSync(file, haproxyConf(port, backends, {}, undefined, mode));
   // -db: foreground, no master process; the one process holds both threads.
   const proc = await startProcess(name, tools.haproxy!, ['-db', '-f', file], { port, path: READY_PATH });
   return { port, pid: proc.pid, stop: proc.stop, stderr: proc.stderr };

@@ -18,7 +18,6 @@
 //
 // Draining sends GOAWAY at once: streams already open finish, new ones are
 // refused, and the connection closes after the last one.
-import { Duplex } from 'node:stream';
 import { socketOrigin } from '../l4/proxy-header-reader.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 import http2, { constants, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
@@ -88,7 +87,7 @@ export class Http2FrontEnd {
   accept(socket: Socket, secure: SecureListener | undefined, origin?: ConnectionOrigin): void {
     this.accepting = { socket, secure, origin };
     try {
-      this.server.emit('connection', socket instanceof TLSSocket ? streamOver(socket) : socket);
+      this.server.emit('connection', socket);
     } finally {
       this.accepting = undefined;
     }
@@ -222,38 +221,4 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     untrack(this);
     this.worker.onConnectionClosed(this);
   }
-}
-
-/**
- * The TLS listener builds its TLSSocket by hand over a connection whose
- * ClientHello it read itself (src/tls/tls-listener.ts); Node's HTTP/2 session
- * consuming that socket's handle directly never sees a frame (the streams
- * hang). Handed a stream without a handle, Node runs the session over it in
- * JavaScript instead: one more copy per read, and it works. Backpressure is
- * kept: the TLS socket pauses while the session is full.
- */
-function streamOver(socket: TLSSocket): Duplex {
-  const duplex = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void) {
-      socket.write(chunk, encoding, callback);
-    },
-    final(callback: (error?: Error | null) => void) {
-      socket.end();
-      callback();
-    },
-    destroy(err: Error | null, callback: (error: Error | null) => void) {
-      socket.destroy(err ?? undefined);
-      callback(err);
-    },
-  });
-  socket.on('data', (chunk: Buffer) => {
-    if (!duplex.push(chunk)) socket.pause();
-  });
-  socket.on('end', () => duplex.push(null));
-  socket.on('close', () => duplex.destroy());
-  socket.on('error', (err) => duplex.destroy(err));
-  return duplex;
 }

@@ -73,9 +73,20 @@ export interface TlsListenerDeps {
 
 /**
  * What tls.Server does for its own sockets on 'secure' (onServerSocketSecure
- * in Node's _tls_wrap.js), which a TLSSocket made by hand does not get: the
- * verdict of OpenSSL's client-certificate check as `authorized` /
- * `authorizationError`. The verdict itself is only reachable on the handle.
+ * in Node's _tls_wrap.js), which a TLSSocket made by hand does not get:
+ * `secureConnecting` goes false. Node's HTTP/2 session reads it: a socket
+ * still "securely connecting" makes the session wait for a 'secureConnect'
+ * that a server socket never emits, so it never consumes the TLS handle and
+ * every stream hangs.
+ */
+function markEstablished(socket: TLSSocket): void {
+  (socket as TLSSocket & { secureConnecting: boolean }).secureConnecting = false;
+}
+
+/**
+ * Also from onServerSocketSecure: the verdict of OpenSSL's client-certificate
+ * check as `authorized` / `authorizationError`. The verdict itself is only
+ * reachable on the handle.
  */
 function recordVerification(socket: TLSSocket): void {
   const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
@@ -142,6 +153,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
     socket.once('secure', () => {
       clearTimeout(deadline);
       socket.off('error', onError);
+      markEstablished(socket);
       if (clientCa !== undefined) recordVerification(socket);
       handOver(socket, origin);
     });
