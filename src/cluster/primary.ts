@@ -55,13 +55,16 @@ const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
  * wake-up and yield, so a burst spreads over the workers.
  */
 /**
- * A 4 MB young generation (V8's default is 16 MB per semi-space): a proxy
- * allocates fast and mostly short-lived objects, and the default lets a
- * worker's RSS run to ~140 MB under connection churn before a scavenge; with
- * 4 MB it stayed under 90 MB at no measurable cost in req/s (bench/README.md).
- * Flags given to node itself come later and win.
+ * A 1 MB young generation (V8's default is 16 MB per semi-space): a proxy
+ * allocates fast and mostly short-lived objects, and the default let a
+ * worker's RSS run to ~140 MB under connection churn before a scavenge.
+ * 4 MB held it under 90 MB; 1 MB takes 6 MB more off each worker (tree RSS
+ * under the 100 B load 199 -> 188 MB) with CPU per request unchanged within
+ * the noise in same-run benches (more scavenges, each of a young generation
+ * that stays in cache; bench/README.md, "Memory"). Flags given to node
+ * itself come later and win.
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=4'];
+const WORKER_V8_FLAGS = ['--max-semi-space-size=1'];
 const KERNEL_SCHEDULING_ENV: Record<Config['scheduling'], Record<string, string>> = {
   kernel: { UV_TCP_SINGLE_ACCEPT: '1' },
   'round-robin': {},
