@@ -16,7 +16,7 @@ const CA_REQUEST_TIMEOUT_MS = 30_000;
 /**
  * acme-client is loaded on first use, when a listener has `acme`: with its
  * axios, node-forge and @peculiar/x509 it is the largest thing a primary
- * would load, ~25 MB of RSS in a process that never orders a certificate
+ * would load, ~28 MB of RSS in a process that never orders a certificate
  * (measured with process.memoryUsage() after import, bench/README.md).
  */
 let loaded: typeof AcmeClient | undefined;

@@ -85,7 +85,7 @@ type Client = ReturnType<typeof CreateClient>;
 
 /**
  * node-redis is loaded by the first RedisBuckets, in the workers of a config
- * with a global rate limit only: loaded by every worker it held ~15 MB of
+ * with a global rate limit only: loaded by every worker it held ~20 MB of
  * RSS each for nothing (process.memoryUsage() after import, bench/README.md).
  */
 const createClient = (...args: Parameters<typeof CreateClient>): Client =>
