@@ -14,6 +14,7 @@ import { whatIf } from './what-if.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
 import { COUNTER_SLOTS, SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
+import type { Registry } from 'prom-client';
 import { clusterMetricsText, clusterServerLatency, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { routeTable, type RouteTableEntry } from '../proxy/route-table.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
@@ -129,12 +130,17 @@ export class Primary {
   private health: ActiveHealthChecker | undefined;
   /** TLS session-ticket keys every worker shares (made here so a session resumes on any worker). */
   private tickets: TicketKeyRotation | undefined;
-  private readonly metricsRegistry = createPrimaryRegistry({
-    health: () => this.health?.servers() ?? [],
-    workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
-    restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
-    acme: () => this.acme?.status() ?? [],
-  });
+  /** Made by the first scrape of /metrics (cluster-metrics.ts loads prom-client then). */
+  private metricsRegistry: Registry | undefined;
+  private primaryRegistry(): Registry {
+    return (this.metricsRegistry ??= createPrimaryRegistry({
+      health: () => this.health?.servers() ?? [],
+      workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
+      restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
+      acme: () => this.acme?.status() ?? [],
+    }));
+  }
+
   private acme: AcmeService | undefined;
   /** Version of the token set last sent; workers acknowledge versions. */
   private acmeTokensVersion = 0;
@@ -217,7 +223,7 @@ export class Primary {
         reload: (options) => this.reload(options),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
         whatIf: (name, query) => (Object.hasOwn(this.config.upstreams, name) ? whatIf(this.config.upstreams[name]!, query) : undefined),
-        metrics: () => clusterMetricsText(this.metricsRegistry, this.countingWorkers(), this.retiredMetrics),
+        metrics: () => clusterMetricsText(this.primaryRegistry(), this.countingWorkers(), this.retiredMetrics),
         latency: () => clusterServerLatency(this.countingWorkers(), this.retiredMetrics),
       },
       this.log,

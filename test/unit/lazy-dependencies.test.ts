@@ -1,6 +1,6 @@
 // The heavy packages only some configs need are loaded on first use: a
 // process that imports the primary or the worker's data path must not hold
-// them (acme-client ~28 MB in the primary, node-redis ~20 MB per worker;
+// them (acme-client ~28 MB and prom-client ~4 MB in the primary, node-redis ~20 MB per worker;
 // bench/README.md, "Memory of the process tree"). Each import runs in a
 // fresh node, since this test process may have loaded them already.
 import assert from 'node:assert/strict';
@@ -18,10 +18,10 @@ function packagesLoadedBy(module: string): Set<string> {
   return new Set(files.flatMap((f) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(f)?.[1] ?? []));
 }
 
-test('the primary does not load acme-client (nor node-redis) until a config asks for it', () => {
+test('the primary loads neither acme-client, node-redis nor prom-client until a config or a scrape asks for it', () => {
   const loaded = packagesLoadedBy('../../src/cluster/primary.ts');
   assert.ok(loaded.has('pino'), `the probe sees packages at all: ${[...loaded].join(', ')}`);
-  for (const pkg of ['acme-client', 'axios', 'node-forge', 'redis', '@redis/client']) assert.ok(!loaded.has(pkg), `${pkg} loaded by the primary's imports`);
+  for (const pkg of ['acme-client', 'axios', 'node-forge', 'redis', '@redis/client', 'prom-client']) assert.ok(!loaded.has(pkg), `${pkg} loaded by the primary's imports`);
 });
 
 test('a worker loads neither node-redis, acme-client nor the config loader (YAML, schema)', () => {
