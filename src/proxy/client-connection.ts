@@ -185,9 +185,12 @@ export class ClientConnection implements Expirable, ClientSide {
       this.deliver(chunk);
     } finally {
       this.reading = outer;
-      const flush = outer ? undefined : this.flushAfterRead;
-      this.flushAfterRead = undefined;
-      flush?.flushUpstream();
+      // A nested call (held bytes re-parsed) leaves the flush to the outermost one.
+      if (!outer) {
+        const flush = this.flushAfterRead;
+        this.flushAfterRead = undefined;
+        flush?.flushUpstream();
+      }
     }
   }
 
