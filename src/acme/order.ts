@@ -3,23 +3,39 @@
 // (HTTP-01 or TLS-ALPN-01) is the only one taken; the caller makes the
 // workers answer each challenge before the CA is told to validate it.
 import https from 'node:https';
+import { createRequire } from 'node:module';
 import { rootCertificates } from 'node:tls';
-import acme from 'acme-client';
+import type AcmeClient from 'acme-client';
 import type { AcmeConfig } from '../config/types.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
 import type { AcmeStorage, CertificatePair } from './storage.js';
 
 /** A CA that stops answering must not hold an order (and its renewal slot) forever. */
 const CA_REQUEST_TIMEOUT_MS = 30_000;
-acme.axios.defaults.timeout = CA_REQUEST_TIMEOUT_MS;
+
 /**
- * acme-client retries a refused connection, a 5xx or a 429 five times with
- * 5-25 s pauses (75 s in all) inside one request. One retry after 2 s covers
- * a passing error; a CA that stays down fails the order, and the manager's
- * own backoff (retry.min..retry.max, visible in /status) takes over.
+ * acme-client is loaded on first use, when a listener has `acme`: with its
+ * axios, node-forge and @peculiar/x509 it is the largest thing a primary
+ * would load, ~28 MB of RSS in a process that never orders a certificate
+ * (measured with process.memoryUsage() after import, bench/README.md).
  */
-(acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings!.retryMaxAttempts = 1;
-(acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings!.retryDefaultDelay = 2;
+let loaded: typeof AcmeClient | undefined;
+
+function acmeClient(): typeof AcmeClient {
+  if (loaded !== undefined) return loaded;
+  const acme = createRequire(import.meta.url)('acme-client') as typeof AcmeClient;
+  acme.axios.defaults.timeout = CA_REQUEST_TIMEOUT_MS;
+  /**
+   * acme-client retries a refused connection, a 5xx or a 429 five times with
+   * 5-25 s pauses (75 s in all) inside one request. One retry after 2 s covers
+   * a passing error; a CA that stays down fails the order, and the manager's
+   * own backoff (retry.min..retry.max, visible in /status) takes over.
+   */
+  (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings!.retryMaxAttempts = 1;
+  (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings!.retryDefaultDelay = 2;
+  acme.axios.defaults.httpsAgent = directoryAgent;
+  return (loaded = acme);
+}
 
 /**
  * acme-client talks through one axios instance per process, so extra trust
@@ -28,7 +44,7 @@ acme.axios.defaults.timeout = CA_REQUEST_TIMEOUT_MS;
  */
 export function trustDirectoryCas(extraPems: readonly string[]): void {
   directoryAgent = extraPems.length === 0 ? undefined : new https.Agent({ ca: [...rootCertificates, ...extraPems], keepAlive: true });
-  acme.axios.defaults.httpsAgent = directoryAgent;
+  if (loaded !== undefined) loaded.axios.defaults.httpsAgent = directoryAgent;
 }
 let directoryAgent: https.Agent | undefined;
 
@@ -59,6 +75,7 @@ export interface ChallengeHost {
 /** Orders a certificate for `config.domains` with a fresh P-256 key. */
 export async function orderCertificate(config: AcmeConfig, storage: AcmeStorage, challenges: ChallengeHost): Promise<CertificatePair> {
   await probeDirectory(config.directory);
+  const acme = acmeClient();
   const accountKey = await storage.accountKey(config.directory, () => acme.crypto.createPrivateEcdsaKey('P-256'));
   // Polling: 1 s doubling to 10 s, as the CA validates within seconds (acme-client's default starts at 5 s).
   const client = new acme.Client({ directoryUrl: config.directory, accountKey, backoffAttempts: 10, backoffMin: 1000, backoffMax: 10_000 });

@@ -14,6 +14,7 @@ import { whatIf } from './what-if.js';
 import { startDemoBackends, sameDemoBackends, type DemoBackends } from './demo-backends.js';
 import { COUNTER_SLOTS, SharedState } from './shared-state.js';
 import { startHealthChecks, type ActiveHealthChecker } from '../health/active-checker.js';
+import type { Registry } from 'prom-client';
 import { clusterMetricsText, clusterServerLatency, createPrimaryRegistry, RetiredCounters } from '../metrics/cluster-metrics.js';
 import { routeTable, type RouteTableEntry } from '../proxy/route-table.js';
 import { isWorkerMessage, WORKER_INDEX_ENV, type PrimaryMessage } from './messages.js';
@@ -55,13 +56,16 @@ const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
  * wake-up and yield, so a burst spreads over the workers.
  */
 /**
- * A 4 MB young generation (V8's default is 16 MB per semi-space): a proxy
- * allocates fast and mostly short-lived objects, and the default lets a
- * worker's RSS run to ~140 MB under connection churn before a scavenge; with
- * 4 MB it stayed under 90 MB at no measurable cost in req/s (bench/README.md).
- * Flags given to node itself come later and win.
+ * A 1 MB young generation (V8's default is 16 MB per semi-space): a proxy
+ * allocates fast and mostly short-lived objects, and the default let a
+ * worker's RSS run to ~140 MB under connection churn before a scavenge.
+ * 4 MB held it under 90 MB; 1 MB takes 6 MB more off each worker (tree RSS
+ * under the 100 B load 199 -> 188 MB) with CPU per request unchanged within
+ * the noise in same-run benches (more scavenges, each of a young generation
+ * that stays in cache; bench/README.md, "Memory"). Flags given to node
+ * itself come later and win.
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=4'];
+const WORKER_V8_FLAGS = ['--max-semi-space-size=1'];
 const KERNEL_SCHEDULING_ENV: Record<Config['scheduling'], Record<string, string>> = {
   kernel: { UV_TCP_SINGLE_ACCEPT: '1' },
   'round-robin': {},
@@ -130,12 +134,17 @@ export class Primary {
   private health: ActiveHealthChecker | undefined;
   /** TLS session-ticket keys every worker shares (made here so a session resumes on any worker). */
   private tickets: TicketKeyRotation | undefined;
-  private readonly metricsRegistry = createPrimaryRegistry({
-    health: () => this.health?.servers() ?? [],
-    workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
-    restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
-    acme: () => this.acme?.status() ?? [],
-  });
+  /** Made by the first scrape of /metrics (cluster-metrics.ts loads prom-client then). */
+  private metricsRegistry: Registry | undefined;
+  private primaryRegistry(): Registry {
+    return (this.metricsRegistry ??= createPrimaryRegistry({
+      health: () => this.health?.servers() ?? [],
+      workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
+      restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
+      acme: () => this.acme?.status() ?? [],
+    }));
+  }
+
   private acme: AcmeService | undefined;
   /** Version of the token set last sent; workers acknowledge versions. */
   private acmeTokensVersion = 0;
@@ -220,7 +229,7 @@ export class Primary {
         reload: (options) => this.reload(options),
         setDrained: (upstream, address, drained) => this.setDrained(upstream, address, drained),
         whatIf: (name, query) => (Object.hasOwn(this.config.upstreams, name) ? whatIf(this.config.upstreams[name]!, query) : undefined),
-        metrics: () => clusterMetricsText(this.metricsRegistry, this.countingWorkers(), this.retiredMetrics),
+        metrics: () => clusterMetricsText(this.primaryRegistry(), this.countingWorkers(), this.retiredMetrics),
         latency: () => clusterServerLatency(this.countingWorkers(), this.retiredMetrics),
       },
       this.log,

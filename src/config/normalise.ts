@@ -10,6 +10,7 @@ import { parseHostPort } from './address.js';
 import type { HostPort } from './address.js';
 import { parseDuration, parseSize } from './duration.js';
 import { MAX_WORKERS } from './schema.js';
+import { CLIENT_CERT_HEADERS } from './client-cert-headers.js';
 import type { RawAcme, RawApiKey, RawConfig, RawHeaderRules, RawListen, RawRoute, RawUpstream, RawUpstreamTls } from './schema.js';
 import type {
   AcmeConfig,
@@ -156,8 +157,6 @@ function upstream(name: string, up: RawUpstream, baseDir: string): UpstreamConfi
 }
 
 // ---- TLS (issue 12) ----
-/** Where a verified client certificate goes upstream (auth.mtls); stripped from every request when a listener asks for client certificates. */
-export const CLIENT_CERT_HEADERS = { subject: 'X-Client-Cert-Subject', san: 'X-Client-Cert-San' } as const;
 
 /**
  * TLS 1.3 suites first (all AEAD), then TLS 1.2 ciphers with forward secrecy

@@ -14,7 +14,8 @@
 // node-redis reconnects by itself, so Redis coming back is picked up by the
 // next probe without a restart.
 import { createHash } from 'node:crypto';
-import { createClient } from 'redis';
+import { createRequire } from 'node:module';
+import type { createClient as CreateClient } from 'redis';
 import type { RedisConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 
@@ -80,7 +81,15 @@ export interface RedisBucketEvents {
   onError(): void;
 }
 
-type Client = ReturnType<typeof createClient>;
+type Client = ReturnType<typeof CreateClient>;
+
+/**
+ * node-redis is loaded by the first RedisBuckets, in the workers of a config
+ * with a global rate limit only: loaded by every worker it held ~20 MB of
+ * RSS each for nothing (process.memoryUsage() after import, bench/README.md).
+ */
+const createClient = (...args: Parameters<typeof CreateClient>): Client =>
+  (createRequire(import.meta.url)('redis') as { createClient: typeof CreateClient }).createClient(...args);
 
 export class RedisBuckets {
   private readonly client: Client;

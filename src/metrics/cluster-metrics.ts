@@ -9,7 +9,9 @@
 // Here each worker gets its own short deadline, a worker that exits counts as
 // answered-without-data, and the scrape says how many answers were missing.
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type PromClient from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { ServerHealth } from '../health/active-checker.js';
 import type { AcmeCertificateStatus } from '../acme/service.js';
 import {
@@ -34,7 +36,16 @@ export interface ClusterMetricsSources {
 }
 
 /** The primary's own metrics, read from `sources` at scrape time (nothing to update elsewhere). */
+/**
+ * prom-client is loaded by the first scrape: a primary nobody scrapes never
+ * holds it (~4 MB of RSS in a bare node; bench/README.md, "Memory of the
+ * process tree"). Every metric of the primary's registry is computed in
+ * `collect()`, so a registry made at the first scrape misses nothing.
+ */
+const promClient = (): typeof PromClient => createRequire(import.meta.url)('prom-client') as typeof PromClient;
+
 export function createPrimaryRegistry(sources: ClusterMetricsSources): Registry {
+  const { Counter, Gauge, Registry } = promClient();
   const registry = new Registry();
   new Gauge({
     name: 'switchyard_upstream_server_healthy',
@@ -69,6 +80,7 @@ export function createPrimaryRegistry(sources: ClusterMetricsSources): Registry 
 }
 
 function registerAcmeMetrics(registry: Registry, sources: ClusterMetricsSources): void {
+  const { Counter, Gauge } = promClient();
   new Gauge({
     name: 'switchyard_acme_certificate_expiry_timestamp_seconds',
     help: 'notAfter of the ACME certificate in service (unix time), by its first domain.',
@@ -160,7 +172,7 @@ export async function clusterMetricsText(
   };
   const all = [...answers.filter((a): a is MetricJson[] => a !== undefined), own, [scrape]];
   if (retired !== undefined) all.push(retired.snapshot());
-  return AggregatorRegistry.aggregate(all).metrics();
+  return promClient().AggregatorRegistry.aggregate(all).metrics();
 }
 
 /** One server's latency histogram summed over workers: cumulative counts per bucket of `bucketsSeconds`, then +Inf. */

@@ -180,6 +180,35 @@ export class ClientConnection implements Expirable, ClientSide {
   }
 
   private onData(chunk: Buffer): void {
+    const outer = this.reading;
+    this.reading = true;
+    try {
+      this.deliver(chunk);
+    } finally {
+      this.reading = outer;
+      // A nested call (held bytes re-parsed) leaves the flush to the outermost one.
+      if (!outer) {
+        const flush = this.flushAfterRead;
+        this.flushAfterRead = undefined;
+        flush?.flushUpstream();
+      }
+    }
+  }
+
+  /** Inside onData (a re-parse of held bytes may nest one). */
+  private reading = false;
+  /** The exchange whose upstream head waits, corked, for the rest of this read (Exchange.onUpstreamConnect). */
+  private flushAfterRead: Exchange | undefined;
+
+  flushUpstreamAfterRead(exchange: Exchange): boolean {
+    if (!this.reading) return false;
+    // One exchange is forwarded at a time, so none is waiting here; if one were, its bytes must not be stranded.
+    this.flushAfterRead?.flushUpstream();
+    this.flushAfterRead = exchange;
+    return true;
+  }
+
+  private deliver(chunk: Buffer): void {
     let rest: Buffer | undefined = chunk;
     while (rest !== undefined && !this.closed) {
       if (this.bodyRemaining > 0) {

@@ -110,6 +110,12 @@ export interface ClientSide {
   /** Writes between cork() and uncork() go out together (one upstream read's worth). */
   cork(): void;
   uncork(): void;
+  /**
+   * Whether the client side is delivering one of its reads right now and
+   * will call `exchange.flushUpstream()` once it is through: then the
+   * upstream head waits, corked, for the body bytes of the same read.
+   */
+  flushUpstreamAfterRead(exchange: Exchange): boolean;
   /** Reset the connection: the client must see an abort, never a short success. */
   abort(): void;
   internalError(err: unknown): void;
@@ -472,9 +478,23 @@ export class Exchange implements UpstreamListener {
     this.pending = undefined;
     if (pending !== undefined) for (const chunk of pending) this.sendBodyChunk(chunk);
     if (this.requestComplete && info.chunked) conn.write(LAST_CHUNK, 'latin1');
-    conn.socket.uncork();
+    // A body still to come most often follows the head in the same client
+    // read: the head and that body then leave in one writev, where they took
+    // a syscall (and a wake-up of the server) each.
+    if (this.bodyStillComing() && this.client.flushUpstreamAfterRead(this)) this.corked = conn.socket;
+    else conn.socket.uncork();
     conn.deadline = this.capped(deadlineIn(this.timeouts.responseMs));
     this.client.refreshReading();
+  }
+
+  /** The upstream socket left corked by onUpstreamConnect until the client's read is through. */
+  private corked: Socket | undefined;
+
+  /** The client side is through with its read: what it gave for upstream goes out now. */
+  flushUpstream(): void {
+    const socket = this.corked;
+    this.corked = undefined;
+    socket?.uncork();
   }
 
   beforeUpstreamData(): void {

@@ -236,6 +236,10 @@ export class H2Stream implements ClientSide, Expirable {
   // nghttp2 batches frames per tick already.
   cork(): void {}
   uncork(): void {}
+  /** A DATA frame is one read: the upstream head is not held for the body. */
+  flushUpstreamAfterRead(): boolean {
+    return false;
+  }
 
   /** Node refuses some header sets an HTTP/1.1 upstream may send (a repeated single-value field): that answer is a 502. */
   private respond(send: () => void): void {

@@ -17,7 +17,7 @@ import { Counter, type SharedRegion } from '../native.js';
 import type { ExchangeContext } from './exchange.js';
 import type { AcmeChallenges } from './acme-challenge.js';
 import type { RequestHeadInfo } from './headers.js';
-import { CLIENT_CERT_HEADERS } from '../config/normalise.js';
+import { CLIENT_CERT_HEADERS } from '../config/client-cert-headers.js';
 
 /** What the worker does with the client connections it holds: count them, and close them when it drains. */
 export interface WorkerConnection {

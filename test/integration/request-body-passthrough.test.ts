@@ -7,6 +7,7 @@
 // upstream; the 413 limit and the retry replay see every byte.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +19,15 @@ import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 async function bodyLength(req: ReceivedRequest): Promise<number> {
   for (let i = 0; i < 500 && !req.complete; i++) await sleep(10);
   return req.bodyBytes;
+}
+
+/**
+ * Data segments the kernel sent on every socket connected to `port` (ss -ti,
+ * data_segs_out): the proxy's side of its upstream connections to a backend.
+ */
+function dataSegmentsTo(port: number): number {
+  const out = execFileSync('ss', ['-tinH', `dport = :${port}`], { encoding: 'utf8' });
+  return [...out.matchAll(/data_segs_out:(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -35,7 +45,8 @@ describe('request bodies passed through', () => {
       workers: 1,
       limits: { max_body_bytes: 100_000 },
       upstreams: { app: { servers: [{ address: backend.address }] } },
-      routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
+      // Only Host: t is routed: another host gets a 404 from the request's head.
+      routes: [{ match: { host: 't', path: '/' }, upstream: 'app' }],
     });
   });
   after(async () => {
@@ -65,6 +76,46 @@ describe('request bodies passed through', () => {
     const got = backend.requests.find((r) => r.url === '/split')!;
     assert.equal(got.complete, true);
     assert.equal(sha(got.body), sha(body));
+  });
+
+  test('a head and the body that came in the same read go upstream in one segment', async () => {
+    // Written one after the other (TCP_NODELAY), the head and the body took a segment, a syscall and a wake-up of the server each.
+    backend.reset();
+    const n = 20;
+    const conn = await RawConnection.open(sy.port);
+    let before = 0;
+    try {
+      // The first request opens the upstream connection; count from the second on.
+      conn.write(post('/warm', Buffer.from('x')));
+      assert.equal((await conn.expectResponse()).status, 200);
+      before = dataSegmentsTo(backend.port);
+      for (let i = 0; i < n; i++) {
+        conn.write(post(`/one-${i}`, patternBytes(i, 4096)));
+        assert.equal((await conn.expectResponse()).body.toString(), `/one-${i} 4096`);
+      }
+    } finally {
+      conn.destroy();
+    }
+    const segments = dataSegmentsTo(backend.port) - before;
+    assert.ok(segments >= n && segments <= n + 2, `${n} requests of head + 4 KB body each went upstream in ${segments} data segments (expected ${n})`);
+  });
+
+  test('a POST after an Upgrade request answered from its head, in the same write, is forwarded whole', async () => {
+    // The POST is parsed by a nested read (the bytes held behind the Upgrade request): its corked head must still go out.
+    backend.reset();
+    const conn = await RawConnection.open(sy.port);
+    try {
+      // An idle upstream connection, so the POST's head is written inside the read that parsed it.
+      conn.write(post('/warm-up', Buffer.from('x')));
+      assert.equal((await conn.expectResponse()).status, 200);
+      const upgrade = 'GET /ws HTTP/1.1\r\nHost: unrouted\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+      conn.write(Buffer.concat([Buffer.from(upgrade, 'latin1'), post('/after-upgrade', Buffer.from('hello'))]));
+      assert.equal((await conn.expectResponse()).status, 404);
+      const res = await conn.expectResponse({ timeoutMs: 3000 });
+      assert.equal(res.body.toString(), '/after-upgrade 5');
+    } finally {
+      conn.destroy();
+    }
   });
 
   test('pipelined: body, next head and body in one write; each request gets exactly its own bytes', async () => {
