@@ -23,6 +23,9 @@ import { acmeListeners, AcmeService } from '../acme/service.js';
 import type { CertificatePair } from '../acme/storage.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
 import { TicketKeyRotation } from '../tls/ticket-keys.js';
+import { DsrSupervisor, dsrUnavailable } from './dsr-supervisor.js';
+import { dsrPlan } from '../dsr/plan.js';
+import type { DsrMetricsSnapshot } from '../metrics/dsr-metrics.js';
 
 
 export interface PrimaryOptions {
@@ -131,6 +134,7 @@ export class Primary {
     workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
     restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
     acme: () => this.acme?.status() ?? [],
+    dsr: () => this.dsrSnapshot(),
   });
   private acme: AcmeService | undefined;
   /** Version of the token set last sent; workers acknowledge versions. */
@@ -142,6 +146,8 @@ export class Primary {
   private routeTableOf: { config: Config; table: RouteTableEntry[] } | undefined;
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
+  /** The DSR forwarder process (issue 13), once the config has `dsr:` entries. */
+  private dsr: DsrSupervisor | undefined;
   /** Servers of `servers: { dns }` upstreams (issue 14); a change is applied like a reload. */
   private readonly discovery: DnsDiscovery;
 
@@ -159,6 +165,8 @@ export class Primary {
     // Read by node:cluster at the first fork only.
     cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
     cluster.setupPrimary({ execArgv: [...WORKER_V8_FLAGS, ...process.execArgv] });
+    const unavailable = this.config.dsr.length > 0 ? dsrUnavailable() : undefined;
+    if (unavailable !== undefined) throw new SwitchyardError(ErrorCode.DsrUnavailable, `dsr: ${unavailable}`);
     this.demo = await startDemoBackends(this.config.demoBackends, this.log);
     // DNS upstreams need their first answer before the shared region (sized by the servers) exists.
     const unresolved = await this.discovery.follow(this.config);
@@ -168,6 +176,11 @@ export class Primary {
     this.shared = shared;
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
     process.once('exit', () => shared.close());
+    // Before the workers: a forwarder that cannot open its interface is a start error, said at once.
+    if (this.config.dsr.length > 0) {
+      this.dsr = new DsrSupervisor(this.log, dsrPlan(this.config, shared.regionName));
+      await this.dsr.start();
+    }
     this.tickets = new TicketKeyRotation(this.config.tlsTickets.rotateMs, (tickets) => {
       for (const e of this.liveEntries()) this.send(e, { type: 'tls-ticket-keys', tickets });
       this.log.info('session-ticket keys rotated');
@@ -310,6 +323,46 @@ export class Primary {
       routes: this.routeTable(),
       discovery: this.discovery.status(),
       acme: this.acme?.status() ?? [],
+      ...(this.dsr ? { dsr: { forwarder: this.dsr.info(), errors: this.dsr.entryErrors(), counters: await this.dsr.counters() } } : {}),
+    });
+  }
+
+  private async dsrSnapshot(): Promise<DsrMetricsSnapshot | undefined> {
+    const dsr = this.dsr;
+    if (dsr === undefined) return undefined;
+    const counters = await dsr.counters();
+    return {
+      up: counters !== undefined,
+      restarts: dsr.info().restarts,
+      entries: this.config.dsr.map((d, i) => ({ interface: d.interface, vip: d.vip, upstream: d.upstream, counters: counters?.[i] ?? null })),
+    };
+  }
+
+  /** Shared memory, the health checks and the DSR forwarder follow `config`'s server list. */
+  private followServers(config: Config): void {
+    this.shared?.applyConfig(config);
+    this.health?.replace(config);
+    if (this.shared === undefined) return;
+    // The region generation just made for this server list: its bits gate the forwarder's new flows.
+    const plan = dsrPlan(config, this.shared.regionName);
+    if (this.dsr !== undefined) {
+      this.dsr.apply(plan).then(
+        (errors) => errors.length === 0 && this.log.info({ entries: plan.length }, 'dsr forwarder follows the new server list'),
+        (err: unknown) => this.log.error({ err }, 'dsr forwarder: applying the reload failed'),
+      );
+      return;
+    }
+    if (plan.length === 0) return;
+    const unavailable = dsrUnavailable();
+    if (unavailable !== undefined) {
+      this.log.error({ error: unavailable }, 'reload: the dsr entries cannot run here');
+      return;
+    }
+    const dsr = new DsrSupervisor(this.log, plan);
+    this.dsr = dsr;
+    dsr.start().catch((err: unknown) => {
+      if (this.dsr === dsr) this.dsr = undefined;
+      this.log.error({ err }, 'reload: the dsr forwarder did not start');
     });
   }
 
@@ -571,8 +624,7 @@ export class Primary {
       if (!loaded.ok) return loaded;
       next = loaded.config;
       previous = this.config;
-      this.shared?.applyConfig(next);
-      this.health?.replace(next);
+      this.followServers(next);
     }
     this.config = next;
     this.log.level = next.logging.level;
@@ -653,14 +705,12 @@ export class Primary {
     }
     // Shared memory and health checks follow the new server list, as in a reload; the baseline keeps the
     // region generation it mapped (its health bits hold still for the window when the server list changed).
-    this.shared?.applyConfig(next);
-    this.health?.replace(next);
+    this.followServers(next);
     this.canaryNext = next;
     const canary = await this.replaceSlotWorker(slot, next);
     if (typeof canary === 'string') {
       this.canaryNext = undefined;
-      this.shared?.applyConfig(previous);
-      this.health?.replace(previous);
+      this.followServers(previous);
       if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
       this.log.error({ error: canary }, 'canary reload failed: the canary did not start; nothing changed');
       return { ok: false, errors: [`the canary did not start: ${canary}`] };
@@ -687,8 +737,7 @@ export class Primary {
       return { ...result, canary: decided };
     }
     this.log.warn(fields, 'canary failed: rolling back to the running config');
-    this.shared?.applyConfig(previous);
-    this.health?.replace(previous);
+    this.followServers(previous);
     // A canary that died was respawned (or will be) with the running config already.
     if (slot.current === canary) {
       const back = await this.replaceSlotWorker(slot, previous);
@@ -705,8 +754,7 @@ export class Primary {
       this.acme?.start();
     }
     this.config = previous;
-    this.shared?.applyConfig(previous);
-    this.health?.replace(previous);
+    this.followServers(previous);
     this.log.level = previous.logging.level;
     if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
     const error =
@@ -800,7 +848,7 @@ export class Primary {
     }, this.config.shutdownTimeoutMs + HARD_KILL_GRACE_MS);
     await Promise.all(exited);
     clearTimeout(hardKill);
-    await Promise.all([this.admin?.close(), this.demo?.close()]);
+    await Promise.all([this.admin?.close(), this.demo?.close(), this.dsr?.stop()]);
     this.shared?.close();
     this.log.info('shutdown complete');
   }
