@@ -4,6 +4,10 @@
       "target_name": "switchyard",
       "sources": [
         "native/addon.cc",
+        "native/dsr_binding.cc",
+        "native/dsr_flow_table.cc",
+        "native/dsr_forwarder.cc",
+        "native/dsr_packet.cc",
         "native/hash_binding.cc",
         "native/maglev.cc",
         "native/maglev_binding.cc",
@@ -18,7 +22,7 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
-      "libraries": ["-lrt"]
+      "libraries": ["-lrt", "-lpthread"]
     }
   ]
 }

@@ -16,6 +16,7 @@ void ExportMaglev(Napi::Env env, Napi::Object exports);
 void ExportRateTable(Napi::Env env, Napi::Object exports);
 void ExportHashes(Napi::Env env, Napi::Object exports);
 void ExportSocketPeer(Napi::Env env, Napi::Object exports);
+void ExportDsr(Napi::Env env, Napi::Object exports);
 
 // The region behind a JS value, or nullptr if it is not an open Region
 // (region_binding.cc; Maglev's bindHealth takes one).

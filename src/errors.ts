@@ -35,6 +35,8 @@ export const ErrorCode = {
   DsrStart: 'SWY_ERR_DSR_START',
   /** An exchange was asked for a phase change its machine does not allow (a bug; answered 500). */
   ExchangePhase: 'SWY_ERR_EXCHANGE_PHASE',
+  /** The DSR forwarder cannot open its interface (no such interface, not permitted, VIP owned by this host) or was given invalid servers. */
+  DsrForwarder: 'SWY_ERR_DSR_FORWARDER',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

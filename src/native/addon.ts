@@ -75,6 +75,35 @@ export interface NativeRateTableStatic {
   sweepStale(): string[];
 }
 
+export interface NativeDsrForwarder {
+  setServers(servers: readonly NativeDsrServer[], region: string | null): void;
+  counters(): NativeDsrCounters;
+  close(): void;
+}
+
+/** What native/dsr_binding.cc reads of a server (src/native/dsr.ts DsrServerSpec, mac required). */
+export interface NativeDsrServer {
+  identity: string;
+  ip: string;
+  mac: string;
+  weight: number;
+  regionIndex: number;
+}
+
+export interface NativeDsrCounters {
+  rxPackets: number;
+  forwardedPackets: number;
+  forwardedBytes: number;
+  arpReplies: number;
+  flows: number;
+  flowsCreated: number;
+  flowsExpired: number;
+  untracked: number;
+  passed: number;
+  drops: Record<string, number>;
+  servers: { identity: string; packets: number; bytes: number; connections: number }[];
+}
+
 export interface NativeAddon {
   Region: NativeRegionStatic;
   RateTable: NativeRateTableStatic;
@@ -88,11 +117,25 @@ export interface NativeAddon {
   hashIp(ip: string): bigint | null;
   chooseSize(servers: number): number;
   peerClosed(fd: number): boolean;
+  DsrForwarder: new (
+    options: {
+      interface: string;
+      vip: string;
+      ports: readonly number[];
+      method: 'l2' | 'l3';
+      dscp?: number;
+      threads: number;
+      flowTableSize: number;
+      flowIdleMs: number;
+      region: string | null;
+    },
+    servers: readonly NativeDsrServer[],
+  ) => NativeDsrForwarder;
   layout: { counters: number; healthy: number; drained: number };
 }
 
 let loaded: NativeAddon | undefined;
-const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'layout'];
+const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'DsrForwarder', 'layout'];
 
 /** Loads the addon once; throws a SwitchyardError saying how to build it if it is missing, stale or of another layout. */
 export function addon(): NativeAddon {

@@ -15,6 +15,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { CLI_PATH } from './switchyard.js';
 
 export interface LabHost {
@@ -38,6 +39,13 @@ export interface FrameCounts {
   txBytes: number;
 }
 
+export interface DsrDriver {
+  call<T = unknown>(op: string, args?: object): Promise<T>;
+  /** Closes the forwarder and ends the process. */
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
 export interface DsrLabOptions {
   servers: number;
   /** DSCP the servers' L3DSR rule matches (default 10). */
@@ -47,6 +55,7 @@ export interface DsrLabOptions {
 }
 
 const PREFIX = 'sylab';
+const DSR_DRIVER = fileURLToPath(new URL('./dsr-driver.ts', import.meta.url));
 const live = new Set<DsrLab>();
 
 /** Whether this process may build labs (root and `ip netns`): a reason string when it may not. */
@@ -209,6 +218,51 @@ export class DsrLab {
    */
   node(host: LabHost | string, script: string, args: string[] = []): ChildProcess {
     return this.spawnIn(host, process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  }
+
+  /**
+   * A DsrForwarder driven from this process but running in `host`'s namespace
+   * (test/helpers/dsr-driver.ts): call('open', { options, servers }),
+   * call('setServers', { servers, region }), call('counters'), call('close'),
+   * call('region', { identities }) -> region name, call('setState', { server, bits }).
+   */
+  async dsrDriver(host: LabHost = this.balancer): Promise<DsrDriver> {
+    const child = this.node(host, DSR_DRIVER);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+    let next = 0;
+    const ready = new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => {
+        const err = new Error(`the DSR driver exited (${code}): ${stderr}`);
+        reject(err);
+        for (const p of pending.values()) p.reject(err);
+      });
+      child.on('message', (m: { ready?: boolean; id?: number; ok?: boolean; result?: unknown; error?: string; code?: string }) => {
+        if (m.ready) return resolve();
+        const p = pending.get(m.id!);
+        pending.delete(m.id!);
+        if (m.ok) p?.resolve(m.result);
+        else p?.reject(Object.assign(new Error(m.error), { code: m.code }));
+      });
+    });
+    await ready;
+    return {
+      call: <T = unknown>(op: string, args: object = {}) =>
+        new Promise<T>((resolve, reject) => {
+          const id = ++next;
+          pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+          child.send({ id, op, ...args });
+        }),
+      stop: async () => {
+        if (child.exitCode !== null) return;
+        const gone = new Promise((r) => child.once('exit', r));
+        child.disconnect();
+        await Promise.race([gone, sleep(5000)]);
+        child.kill('SIGKILL');
+      },
+      stderr: () => stderr,
+    };
   }
 
   /** Frame and byte counters of a host's eth0, as the kernel counts them. */
