@@ -175,7 +175,7 @@ const server = object(
   {
     address: hostPort,
     weight: int(1, 1000, 1),
-    // DSR (issue 13): the server's MAC on the balancer's segment, where `dsr` method l2 rewrites frames to.
+    // DSR (issue 13): the server's MAC on the balancer's segment, where `dsr` entries send the VIP's frames.
     mac: { type: 'string', pattern: '^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$', expected: 'a MAC address like 02:77:00:00:00:11' },
   },
   { required: ['address'] },
@@ -427,7 +427,7 @@ const dsrEntry = object(
     dscp: int(0, 63),
     // Packet threads on the interface (PACKET_FANOUT spreads flows over them).
     threads: int(1, 64, 1),
-    // Tracked connections; a SYN beyond it is dropped (counted as table_full) rather than evicting a live flow.
+    // Tracked connections; beyond it new ones are forwarded by the hash alone (counted as untracked): a server change may move them.
     flow_table_size: int(1024, 16_777_216, 262_144),
     // A tracked connection with no packet for this long is forgotten (IPVS's default for established TCP: 15 minutes).
     flow_idle_timeout: duration('15m'),

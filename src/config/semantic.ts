@@ -72,7 +72,7 @@ function unusableMac(mac: string): string | undefined {
 /**
  * DSR entries: the VIP is an IPv4 address the balancer does not own, each
  * (VIP, port) is balanced once, the upstream's servers are IPv4 addresses
- * (with MACs for l2), and an l3 DSCP value names one VIP only (the servers'
+ * with MACs (both methods send frames to them on one segment), and an l3 DSCP value names one VIP only (the servers'
  * nftables rule maps it back to that VIP).
  */
 function checkDsr(raw: RawConfig, { ok, typed, add, expectTimer }: Checks): void {
@@ -90,7 +90,7 @@ function checkDsr(raw: RawConfig, { ok, typed, add, expectTimer }: Checks): void
   }
   const balanced = new Map<string, PathSegment[]>();
   const dscpVip = new Map<number, { vip: string; path: PathSegment[] }>();
-  // An upstream two entries share is checked once per method.
+  // An upstream two entries share is checked once.
   const checkedUpstreams = new Set<string>();
   raw.dsr.forEach((d: RawDsr, i) => {
     const at = (...rest: PathSegment[]): PathSegment[] => ['dsr', i, ...rest];
@@ -135,15 +135,14 @@ function checkDsr(raw: RawConfig, { ok, typed, add, expectTimer }: Checks): void
       add(at('upstream'), `expected the name of an upstream (one of: ${names.join(', ')}), got ${describeValue(d.upstream)}`);
       return;
     }
-    if (checkedUpstreams.has(`${d.method} ${d.upstream}`)) return;
-    checkedUpstreams.add(`${d.method} ${d.upstream}`);
+    if (checkedUpstreams.has(d.upstream)) return;
+    checkedUpstreams.add(d.upstream);
     const up = upstreams[d.upstream]!;
     const upPath: PathSegment[] = ['upstreams', d.upstream, 'servers'];
     if (!typed(upPath) || !ok(at('method'))) return;
     if (!Array.isArray(up.servers)) {
-      // DNS gives addresses only: l2 needs each server's MAC, and the forwarder speaks IPv4 only.
-      if (d.method === 'l2') add(at('upstream'), `upstream ${describeValue(d.upstream)} finds its servers in DNS, which gives no MAC addresses: method l2 needs servers listed with mac`);
-      else if (up.servers.type !== 'A') add(at('upstream'), `upstream ${describeValue(d.upstream)} finds its servers by DNS ${up.servers.type} records: DSR needs IPv4 addresses (type A)`);
+      // DNS gives addresses only, and the forwarder sends every frame to a server's MAC.
+      add(at('upstream'), `upstream ${describeValue(d.upstream)} finds its servers in DNS, which gives no MAC addresses: DSR needs its servers listed with address and mac`);
       return;
     }
     up.servers.forEach((s, j) => {
@@ -152,12 +151,11 @@ function checkDsr(raw: RawConfig, { ok, typed, add, expectTimer }: Checks): void
       if (typeof parsed !== 'string' && isIP(parsed.host) !== 4) {
         add([...upPath, j, 'address'], `dsr[${i}] forwards packets to this server by its IP: expected an IPv4 address with a port like 10.77.0.11:80 (DSR is IPv4 only), got ${describeValue(s.address)}`);
       }
-      if (d.method === 'l2') {
-        if (s.mac === undefined) add([...upPath, j], `required key mac is missing: dsr[${i}] (method l2) rewrites frames to each server's MAC address`);
-        else {
-          const why = unusableMac(s.mac);
-          if (why !== undefined) add([...upPath, j, 'mac'], `expected a unicast MAC address, got ${describeValue(s.mac)} (${why})`);
-        }
+      // l2 rewrites the frame to the server's MAC; l3 sends it there too, as the next hop on the segment.
+      if (s.mac === undefined) add([...upPath, j], `required key mac is missing: dsr[${i}] sends the VIP's frames to each server's MAC address`);
+      else {
+        const why = unusableMac(s.mac);
+        if (why !== undefined) add([...upPath, j, 'mac'], `expected a unicast MAC address, got ${describeValue(s.mac)} (${why})`);
       }
     });
   });

@@ -25,7 +25,7 @@ export function dsrPlan(config: Pick<Config, 'dsr' | 'upstreams'>, region: strin
     const servers: DsrServerSpec[] = (config.upstreams[d.upstream]?.servers ?? []).map((s, i) => ({
       identity: s.address,
       ip: s.host,
-      ...(d.method === 'l2' && s.mac !== undefined ? { mac: s.mac } : {}),
+      ...(s.mac === undefined ? {} : { mac: s.mac }),
       weight: s.weight,
       regionIndex: base + i,
     }));

@@ -23,6 +23,7 @@ const TOTALS: [string, string, keyof Totals, boolean][] = [
   ['switchyard_dsr_passed_packets_total', 'Frames not for the VIP, left to the kernel.', 'passed', false],
   ['switchyard_dsr_flows', 'Connections in the flow table now.', 'flows', true],
   ['switchyard_dsr_flows_created_total', 'Connections added to the flow table (a SYN to a server).', 'flowsCreated', false],
+  ['switchyard_dsr_untracked_flows_total', 'New connections forwarded by the hash alone: the flow table was full (a server change may move them).', 'untracked', false],
   ['switchyard_dsr_flows_expired_total', 'Connections removed from the flow table (FIN, RST or idle).', 'flowsExpired', false],
 ];
 

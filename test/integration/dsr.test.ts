@@ -168,7 +168,7 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
 
     test('a server that fails its health check gets no new flows, and new flows again once it passes', async () => {
       // s1 stops answering the balancer's checks (clients still reach it).
-      lab.exec(s1(), ['nft', '-f', '-'], `table ip sytest { chain input { type filter hook input priority 0; ip saddr ${lab.balancer.ip} tcp dport ${lab.port} drop; } }\n`);
+      lab.exec(s1(), ['nft', '-f', '-'], `table ip sytest {\n chain input {\n  type filter hook input priority 0;\n  ip saddr ${lab.balancer.ip} tcp dport ${lab.port} drop\n }\n}\n`);
       try {
         await waitFor('s1 marked down', () => status().upstreams.web!.servers.find((s) => s.address === addr(s1()))?.healthy === false || undefined);
         const seen = askMany(20);

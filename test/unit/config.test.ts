@@ -536,18 +536,20 @@ dsr:
     );
   });
 
-  it("needs the upstream's servers as IPv4 addresses, with a unicast MAC each for l2", () => {
+  it("needs the upstream's servers as IPv4 addresses, with a unicast MAC each", () => {
     const text = withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web }')
       .replace('{ address: 10.77.0.11:80, mac: "02:77:00:00:00:11" }', '{ address: 10.77.0.11:80 }')
       .replace('{ address: 10.77.0.12:80, mac: "02:77:00:00:00:12" }', '{ address: "web.internal:80", mac: "ff:ff:ff:ff:ff:ff" }');
     assert.deepEqual(errorsOf(text), [
-      `${FILE}:6:9 upstreams.web.servers[0]: required key mac is missing: dsr[0] (method l2) rewrites frames to each server's MAC address`,
+      `${FILE}:6:9 upstreams.web.servers[0]: required key mac is missing: dsr[0] sends the VIP's frames to each server's MAC address`,
       `${FILE}:7:20 upstreams.web.servers[1].address: dsr[0] forwards packets to this server by its IP: expected an IPv4 address with a port like 10.77.0.11:80 (DSR is IPv4 only), got "web.internal:80"`,
       `${FILE}:7:44 upstreams.web.servers[1].mac: expected a unicast MAC address, got "ff:ff:ff:ff:ff:ff" (a multicast or broadcast MAC)`,
     ]);
-    // l3 rewrites the IP only: no MAC needed.
-    assert.equal(parseConfigText(text.replace('"web.internal:80", mac: "ff:ff:ff:ff:ff:ff"', '10.77.0.12:80').replace('ports: [80], upstream: web }', 'ports: [80], upstream: web, method: l3, dscp: 1 }'), FILE).config.dsr.length, 1);
+    // l3 sends to the MAC as well (the next hop on the segment).
+    assert.deepEqual(errorsOf(text.replace('"web.internal:80", mac: "ff:ff:ff:ff:ff:ff"', '10.77.0.12:80, mac: "02:77:00:00:00:12"').replace('ports: [80], upstream: web }', 'ports: [80], upstream: web, method: l3, dscp: 1 }')), [
+      `${FILE}:6:9 upstreams.web.servers[0]: required key mac is missing: dsr[0] sends the VIP's frames to each server's MAC address`,
+    ]);
     const dns = `${DSR_BASE.replace(/    servers:\n.*\n.*\n/, '    servers: { dns: web.internal, port: 80 }\n')}  - { interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web }\n`;
-    assert.deepEqual(errorsOf(dns), [`${FILE}:8:65 dsr[0].upstream: upstream "web" finds its servers in DNS, which gives no MAC addresses: method l2 needs servers listed with mac`]);
+    assert.deepEqual(errorsOf(dns), [`${FILE}:8:65 dsr[0].upstream: upstream "web" finds its servers in DNS, which gives no MAC addresses: DSR needs its servers listed with address and mac`]);
   });
 });

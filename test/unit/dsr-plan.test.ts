@@ -43,17 +43,17 @@ describe('dsr plan', () => {
     });
   });
 
-  it('gives l3 servers no MAC and the DSCP value', () => {
+  it('gives l3 the DSCP value, and its servers their MACs too (the next hop)', () => {
     const [entry] = dsrPlan(config('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web, method: l3, dscp: 10 }'), null);
     assert.equal(entry!.options.dscp, 10);
     assert.equal(entry!.options.region, null);
-    assert.ok(entry!.servers.every((s) => s.mac === undefined));
+    assert.deepEqual(entry!.servers.map((s) => s.mac), ['02:77:00:00:00:aa', '02:77:00:00:00:12']);
   });
 
   it('keeps the key across a server change or a new region, and changes it with the method', () => {
     const dsr = '{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web, method: l3, dscp: 10 }';
     const before = dsrPlan(config(dsr), 'sy-region-1')[0]!;
-    const added = dsrPlan(config(dsr, '      - { address: 10.77.0.13:80 }\n'), 'sy-region-2')[0]!;
+    const added = dsrPlan(config(dsr, '      - { address: 10.77.0.13:80, mac: "02:77:00:00:00:13" }\n'), 'sy-region-2')[0]!;
     assert.equal(added.key, before.key);
     assert.equal(added.servers.length, 3);
     const l2 = dsrPlan(config(dsr.replace('method: l3, dscp: 10', 'method: l2')), 'sy-region-1')[0]!;
