@@ -167,6 +167,13 @@ export class DsrLab {
   private async build(): Promise<void> {
     const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     ip('netns', 'add', this.sw);
+    // A plain L2 switch: with br_netfilter loaded (Docker hosts) bridged IPv4 goes through iptables and frames
+    // with bad IP headers are dropped on the bridge, so the tests' malformed frames would never reach the balancer.
+    try {
+      nsExec(this.sw, ['sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=0', 'net.bridge.bridge-nf-call-ip6tables=0', 'net.bridge.bridge-nf-call-arptables=0']);
+    } catch {
+      // br_netfilter not loaded: the bridge filters nothing anyway
+    }
     nsExec(this.sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
     nsExec(this.sw, ['ip', 'link', 'set', 'br0', 'up']);
     this.hosts.forEach((h, i) => {
