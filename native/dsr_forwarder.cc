@@ -8,6 +8,7 @@
 #include <net/if_arp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -83,7 +84,9 @@ class Forwarder::Worker {
     if (fd_ >= 0) close(fd_);
   }
 
-  void Run() {
+  void Run(uint32_t index) {
+    // Named so benches and top can find the packet threads (bench/dsr-forwarder.ts reads their CPU time).
+    pthread_setname_np(pthread_self(), ("dsr-fwd-" + std::to_string(index)).c_str());
     pollfd fds[2] = {{fd_, POLLIN, 0}, {fw_->stop_fd_, POLLIN, 0}};
     uint32_t last_sweep = NowMs();
     for (;;) {
@@ -97,6 +100,9 @@ class Forwarder::Worker {
         const uint32_t slice = flows_.capacity() / 10;
         flows_.Sweep(slice < 1024 ? 1024 : slice, now);
         c_->live.store(flows_.live(), std::memory_order_relaxed);
+        tpacket_stats stats{};  // reset by each read
+        socklen_t len = sizeof stats;
+        if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &stats, &len) == 0) Count(c_->drops[kDropRxOverflow], stats.tp_drops);
       }
     }
   }
@@ -172,6 +178,7 @@ class Forwarder::Worker {
       ++sends;
     }
     Send(tx, tx_iov, tx_server, sends);
+    c_->live.store(flows_.live(), std::memory_order_relaxed);
   }
 
   void Send(mmsghdr* tx, const iovec* iov, const uint16_t* server, uint32_t count) {
@@ -368,7 +375,9 @@ std::unique_ptr<Forwarder> Forwarder::Open(const Options& options, const std::ve
       }
     }
   }
-  for (auto& w : fw->workers_) fw->threads_.emplace_back([worker = w.get()] { worker->Run(); });
+  for (uint32_t i = 0; i < fw->workers_.size(); ++i) {
+    fw->threads_.emplace_back([worker = fw->workers_[i].get(), i] { worker->Run(i); });
+  }
   return fw;
 }
 

@@ -7,7 +7,10 @@
 // a server: the connection's tracked server if it still exists, else the
 // weighted Maglev table on a hash of the 5-tuple, skipping servers the
 // shared-memory region marks unhealthy or drained (new flows only: a tracked
-// connection stays where it is). Everything else for the VIP is counted and
+// connection stays where it is). Any segment but an RST that finds no entry
+// creates one (normally the SYN; a mid-connection segment after a restart or
+// an expiry pins the connection to the server the hash gives now; a full table
+// leaves it untracked, see dsr_flow_table.h). Everything else for the VIP is counted and
 // dropped; frames not for the VIP are left to the kernel, which gets them too.
 //
 // Server changes (SetServers) build a new immutable Config; each thread picks

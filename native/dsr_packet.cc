@@ -29,8 +29,8 @@ inline uint32_t Fold(uint32_t sum) {
 }  // namespace
 
 const char* DropReasonName(uint32_t reason) {
-  static const char* const kNames[kDropCount] = {"malformed", "fragment",  "not_tcp",
-                                                 "port",      "no_server", "tx_error"};
+  static const char* const kNames[kDropCount] = {"malformed", "fragment", "not_tcp",    "port",
+                                                 "no_server", "tx_error", "rx_overflow"};
   return reason < kDropCount ? kNames[reason] : "unknown";
 }
 

@@ -34,6 +34,8 @@ enum Drop : uint32_t {
   kDropPort,           // TCP to a VIP port not balanced
   kDropNoServer,       // no eligible server for a new flow
   kDropTxError,        // the send failed
+  kDropRxOverflow,     // frames the kernel dropped because the socket's buffer was full (any frame,
+                       // not only the VIP's: PACKET_STATISTICS, not counted in rx)
   kDropCount,
 };
 const char* DropReasonName(uint32_t reason);

@@ -47,7 +47,9 @@ export interface DsrForwarderOptions {
 /**
  * Drop reasons (frames for the VIP not forwarded): malformed (truncated or
  * inconsistent headers), fragment, not_tcp (UDP, ICMP, ...), port (a VIP port
- * not balanced), no_server (no eligible server for a new flow), tx_error.
+ * not balanced), no_server (no eligible server for a new flow), tx_error, and
+ * rx_overflow (frames of any kind the kernel dropped because the forwarder's
+ * socket buffer was full: the forwarder is short of CPU; not part of rxPackets).
  */
 export type DsrCounters = NativeDsrCounters;
 

@@ -44,6 +44,8 @@ export interface DsrDriver {
   /** Closes the forwarder and ends the process. */
   stop(): Promise<void>;
   stderr(): string;
+  /** The driver's node process (`ip netns exec` execs in place), whose threads include the forwarder's. */
+  pid: number;
 }
 
 export interface DsrLabOptions {
@@ -269,6 +271,7 @@ export class DsrLab {
         child.kill('SIGKILL');
       },
       stderr: () => stderr,
+      pid: child.pid!,
     };
   }
 
