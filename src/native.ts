@@ -8,6 +8,7 @@
 //   MaglevTable   an immutable Maglev consistent-hash table (native/maglev.h).
 //   RateTable     shared token buckets for rate limits (native/rate_limit.h).
 //   peerHasClosed: FIN/RST on a paused socket (native/socket_peer.h).
+//   DsrForwarder  the Direct Server Return forwarder on AF_PACKET threads (native/dsr_forwarder.h).
 //
 // src/native/addon.ts is the only loader of the addon.
 export { Counter } from './native/layout.js';
@@ -15,3 +16,4 @@ export { DEFAULT_SLOTS, regionName, SharedRegion, ServerView, type RegionOptions
 export { MaglevTable, type MaglevOptions } from './native/maglev.js';
 export { RateTable, rateTableName, type RateTableStats } from './native/rate-table.js';
 export { peerHasClosed } from './native/socket-peer.js';
+export { DsrForwarder, type DsrCounters, type DsrForwarderOptions, type DsrServerSpec } from './native/dsr.js';

@@ -1,10 +1,9 @@
 // The body of `GET /status`: the primary's view of its workers plus the
 // counters of every worker, summed.
 import type { Config, UpstreamConfig } from '../config/types.js';
-import { MaglevTable } from '../native.js';
+import { MaglevTable, type DsrCounters } from '../native.js';
 import { VERSION } from '../version.js';
 import type { CanaryReport, DiscoveryStatus, DsrEntryStatus, DsrForwarderInfo, RouteTableEntry, ServerCounts, Status, WorkerInfo, WorkerStatsResult } from './types.js';
-import type { DsrCounters } from '../native/dsr.js';
 import type { AcmeCertificateStatus } from '../acme/service.js';
 
 export interface StatusInput {

@@ -6,7 +6,7 @@
 // layer may use it.
 import type { WindowFigures } from '../metrics/canary-figures.js';
 import type { AcmeCertificateStatus } from '../acme/service.js';
-import type { DsrCounters } from '../native/dsr.js';
+import type { DsrCounters } from '../native.js';
 
 /** A server's counts in shared memory, summed over all workers. */
 export interface ServerCounts {

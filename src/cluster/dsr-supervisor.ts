@@ -12,7 +12,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
-import type { DsrCounters } from '../native/dsr.js';
+import type { DsrCounters } from '../native.js';
 import type { DsrPlanEntry } from '../dsr/plan.js';
 import { isFromForwarder, type DsrEntryErrors, type FromForwarder, type ToForwarder } from '../dsr/messages.js';
 import type { DsrForwarderInfo } from '../admin/types.js';

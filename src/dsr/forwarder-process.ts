@@ -6,7 +6,7 @@
 // answers counter requests. It exits when the primary tells it to, or when
 // the primary is gone (the IPC channel closes): a forwarder must not keep
 // answering ARP for a VIP nobody supervises.
-import { DsrForwarder } from '../native/dsr.js';
+import { DsrForwarder } from '../native.js';
 import { isToForwarder, type DsrEntryErrors, type FromForwarder } from './messages.js';
 import type { DsrPlanEntry } from './plan.js';
 

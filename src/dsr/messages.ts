@@ -1,7 +1,7 @@
 // The IPC messages between the primary and the DSR forwarder process
 // (src/dsr/forwarder-process.ts), and their guards. Plain JSON over the
 // child_process channel.
-import type { DsrCounters } from '../native/dsr.js';
+import type { DsrCounters } from '../native.js';
 import type { DsrPlanEntry } from './plan.js';
 
 /** Primary → forwarder. */

@@ -4,7 +4,7 @@
 // Pure: the primary builds it, the forwarder process applies it.
 import type { Config } from '../config/types.js';
 import { regionLayout } from '../balancer/layout.js';
-import type { DsrForwarderOptions, DsrServerSpec } from '../native/dsr.js';
+import type { DsrForwarderOptions, DsrServerSpec } from '../native.js';
 
 export interface DsrPlanEntry {
   /**

@@ -3,7 +3,7 @@
 // the process (re)starts, which Prometheus reads as a counter reset; the
 // restarts are counted too.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { DsrCounters } from '../native/dsr.js';
+import type { DsrCounters } from '../native.js';
 
 export interface DsrMetricsSnapshot {
   up: boolean;
