@@ -31,9 +31,9 @@ const STOP_GRACE_MS = 3_000;
 
 /** Why the forwarder cannot run on this machine (it needs AF_PACKET sockets: Linux, as root), or undefined. */
 export function dsrUnavailable(): string | undefined {
-  if (process.platform !== 'linux') return `DSR needs Linux (AF_PACKET sockets); this is ${process.platform}`;
+  if (process.platform !== 'linux') return `needs Linux (AF_PACKET sockets); this is ${process.platform}`;
   const uid = process.getuid?.();
-  if (uid !== 0) return `DSR needs root (raw packet sockets and ARP replies on the interface); running as uid ${uid}`;
+  if (uid !== 0) return `needs root (raw packet sockets and ARP replies on the interface); running as uid ${uid}`;
   return undefined;
 }
 

@@ -355,7 +355,7 @@ export class Primary {
     if (plan.length === 0) return;
     const unavailable = dsrUnavailable();
     if (unavailable !== undefined) {
-      this.log.error({ error: unavailable }, 'reload: the dsr entries cannot run here');
+      this.log.error({ error: `dsr: ${unavailable}` }, 'reload: the dsr entries cannot run here');
       return;
     }
     const dsr = new DsrSupervisor(this.log, plan);

@@ -7,11 +7,11 @@
 // health check and a drained server get no new flows, reloads that add and
 // remove servers break none of the other live flows, the forwarder process
 // killed is respawned and serves again, and the counters are in /status and
-// /metrics. A start on a missing interface fails with a clear error.
+// /metrics. A start on a missing interface, or without root, fails with a clear error.
 // Needs root and `ip netns`: under CI=true their absence fails the file.
 import assert from 'node:assert/strict';
-import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -153,7 +153,7 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
     }
   });
 
-  describe('one balancer, L2, through health, drain, reloads and a forwarder crash', () => {
+  describe('one balancer through health, drain, reloads (servers added and removed, l2 switched to l3) and a forwarder crash', () => {
     const streams: { child: ChildProcess; out: () => string }[] = [];
     const [s0, s1, s2] = [0, 1, 2].map((i) => () => lab.servers[i]!);
     const addr = (s: LabServer) => `${s.ip}:${lab.port}`;
@@ -234,6 +234,21 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
       assert.ok(!askMany(15).has('s1'), 'a removed server got a new flow');
     });
 
+    test('an invalid reload changes nothing; one that switches the method reopens the entry and serves', async () => {
+      const pid = status().dsr!.forwarder.pid;
+      const bad = config('l2', [s0(), s2()]);
+      writeFileSync(file(), stringify({ ...bad, dsr: [{ ...bad.dsr[0], vip: 'fd00::100' }] }));
+      assert.match(adminCall('/reload', 'POST'), /IPv4 only/);
+      assert.equal(status().dsr!.forwarder.pid, pid);
+      assert.ok(askMany(6).size >= 1);
+      writeFileSync(file(), stringify(config('l3', [s0(), s2()])));
+      assert.match(adminCall('/reload', 'POST'), /"ok":\s*true/);
+      await waitFor('the l3 entry in /status', () => (status().dsr!.entries[0] as { method?: string }).method === 'l3' || undefined);
+      const seen = askMany(15);
+      assert.deepEqual([...seen.keys()].filter((n) => n !== 's0' && n !== 's2'), [], JSON.stringify([...seen]));
+      assert.equal(status().dsr!.forwarder.pid, pid, 'the process is the same: only the entry was reopened');
+    });
+
     test('the forwarder process killed is respawned and serves again', async () => {
       const before = status().dsr!.forwarder;
       assert.equal(typeof before.pid, 'number');
@@ -265,28 +280,40 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
 });
 
 describe('dsr: start errors', () => {
-  test('a missing interface (or no root) stops the start with a clear error', { skip: process.platform !== 'linux' && 'Linux only' }, async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'switchyard-dsr-'));
-    try {
-      const file = path.join(dir, 'x.yaml');
-      writeFileSync(
-        file,
-        stringify({
-          workers: 1,
-          listen: [{ host: '127.0.0.1', port: await freePort() }],
-          logging: { level: 'warn' },
-          upstreams: { web: { servers: [{ address: '10.99.0.11:80', mac: '02:99:00:00:00:11' }] } },
-          routes: [{ match: { path: '/' }, upstream: 'web' }],
-          dsr: [{ interface: 'sy-none0', vip: '10.99.0.100', ports: [80], upstream: 'web' }],
-        }),
-      );
-      const run = await runCli(['--config', file], 20_000);
-      assert.equal(run.code, 1, run.stderr + run.stdout);
-      const expected = process.getuid?.() === 0 ? /the DSR forwarder cannot run: dsr\[0\] \(10\.99\.0\.100 on sy-none0\): / : /dsr: DSR needs root/;
-      assert.match(run.stderr, expected);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  let dir: string;
+  let file: string;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'switchyard-dsr-'));
+    // Readable by the unprivileged user of the second test.
+    chmodSync(dir, 0o755);
+    file = path.join(dir, 'x.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        workers: 1,
+        listen: [{ host: '127.0.0.1', port: await freePort() }],
+        logging: { level: 'warn' },
+        upstreams: { web: { servers: [{ address: '10.99.0.11:80', mac: '02:99:00:00:00:11' }] } },
+        routes: [{ match: { path: '/' }, upstream: 'web' }],
+        dsr: [{ interface: 'sy-none0', vip: '10.99.0.100', ports: [80], upstream: 'web' }],
+      }),
+      { mode: 0o644 },
+    );
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a missing interface stops the start with the entry and the reason', { skip: process.getuid?.() !== 0 && 'needs root' }, async () => {
+    const run = await runCli(['--config', file], 20_000);
+    assert.equal(run.code, 1, run.stderr + run.stdout);
+    assert.match(run.stderr, /the DSR forwarder cannot run: dsr\[0\] \(10\.99\.0\.100 on sy-none0\): .*no such interface: sy-none0/);
+  });
+
+  test('without root a config with dsr: refuses to start and says why', () => {
+    // As root (CI), the same CLI run as nobody.
+    const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+    const run = spawnSync(asUser[0] ?? process.execPath, [...asUser.slice(1), ...(asUser.length > 0 ? [process.execPath] : []), CLI_PATH, '--config', file], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(run.status, 1, run.stderr + run.stdout);
+    assert.match(run.stderr, /^switchyard: dsr: needs root \(raw packet sockets and ARP replies on the interface\); running as uid \d+$/m);
   });
 });
 

@@ -488,6 +488,10 @@ dsr:
     const l3 = parseConfigText(withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80, 443], upstream: web, method: l3, dscp: 10, threads: 2, flow_table_size: 4096, flow_idle_timeout: 30s }'), FILE);
     assert.deepEqual(l3.config.dsr[0], { interface: 'eth0', vip: '10.77.0.100', ports: [80, 443], upstream: 'web', method: 'l3', dscp: 10, threads: 2, flowTableSize: 4096, flowIdleMs: 30_000 });
     assert.deepEqual(parseConfigText(MINIMAL, FILE).config.dsr, []);
+    assert.match(
+      summarizeConfig(l3.config),
+      /^dsr \(L4 Direct Server Return, forwarder process\):\n {2}eth0 10\.77\.0\.100:80,443 -> web \(l3, dscp 10, 2 threads, 4096 flows, idle 30s\): 10\.77\.0\.11 \(02:77:00:00:00:11\), 10\.77\.0\.12 \(02:77:00:00:00:12\)$/m,
+    );
   });
 
   it('names each mistake with its key and what was expected', () => {
