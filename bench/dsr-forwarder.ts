@@ -10,7 +10,10 @@
 // wall clock, the forwarder thread's CPU seconds (from /proc, the thread is
 // named dsr-fwd-0) and forwarded frames per CPU second of that thread, which
 // is the figure that survives a loaded machine (wall-clock rates depend on how
-// much CPU the senders get). With --perf, instructions per frame from
+// much CPU the senders get). The user share shows how much of that is the
+// forwarder's own code; the rest is the kernel: copying frames in and out of
+// the socket and, on veth, the bridge and the receiving side run in the
+// sending thread's context. With --perf, instructions per frame from
 // `perf stat` on the thread.
 //
 //   node --import tsx bench/dsr-forwarder.ts [--rounds N] [--duration S] [--senders N] [--flows N] [--methods l2,l3] [--perf]
@@ -47,12 +50,12 @@ if (why) {
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
 /** The forwarder thread's CPU seconds (utime + stime of /proc/PID/task/TID/stat). */
-function threadCpu(pid: number): { tid: number; seconds: number } {
+function threadCpu(pid: number): { tid: number; seconds: number; user: number } {
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== 'dsr-fwd-0') continue;
     const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { tid: Number(tid), seconds: (Number(fields[11]) + Number(fields[12])) / TICKS };
+    return { tid: Number(tid), seconds: (Number(fields[11]) + Number(fields[12])) / TICKS, user: Number(fields[11]) / TICKS };
   }
   throw new Error('no dsr-fwd-0 thread in the driver process');
 }
@@ -88,7 +91,7 @@ try {
   const driverPid = fw.pid;
   const servers = lab.servers.map((s, i) => ({ identity: `${s.ip}:80`, ip: s.ip, mac: s.mac, weight: 1, regionIndex: i }));
   console.log(`DSR forwarder, one packet thread: ${senders} Python sender(s) x ${seconds} s, ${flows} flows, ${rounds} rounds; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  console.log('method  round  sent/s      forwarded/s  fwd CPU s  frames per fwd CPU s  instr/frame  drops');
+  console.log('method  round  sent/s      forwarded/s  fwd CPU s  user %  frames per fwd CPU s  instr/frame  drops');
   for (const method of values.methods.split(',') as ('l2' | 'l3')[]) {
     await fw.call('close');
     await fw.call('open', {
@@ -110,7 +113,7 @@ try {
       const drops = Object.entries(c1.drops).map(([k, v]) => [k, v - (c0.drops[k] ?? 0)] as const).filter(([, v]) => v > 0);
       perRound.push(forwarded / cpu);
       console.log(
-        `${method.padEnd(6)}  ${String(r).padEnd(5)}  ${(sent / seconds).toFixed(0).padEnd(10)}  ${(forwarded / seconds).toFixed(0).padEnd(11)}  ${cpu.toFixed(2).padEnd(9)}  ${(forwarded / cpu).toFixed(0).padEnd(20)}  ${instructions ? (instructions / forwarded).toFixed(0) : '-'}`.padEnd(11) +
+        `${method.padEnd(6)}  ${String(r).padEnd(5)}  ${(sent / seconds).toFixed(0).padEnd(10)}  ${(forwarded / seconds).toFixed(0).padEnd(11)}  ${cpu.toFixed(2).padEnd(9)}  ${((100 * (cpu1.user - cpu0.user)) / cpu).toFixed(0).padEnd(6)}  ${(forwarded / cpu).toFixed(0).padEnd(20)}  ${instructions ? (instructions / forwarded).toFixed(0) : '-'}`.padEnd(11) +
           `  ${drops.map(([k, v]) => `${k}=${v}`).join(' ') || '0'}`,
       );
     }

@@ -6,7 +6,7 @@
 //
 // One table per packet thread (PACKET_FANOUT_HASH sends a connection's
 // frames to the same thread), so no locks. Bounded: open addressing over a
-// fixed array with a probe window of kWays slots; an entry is live until its
+// fixed array (at least kWays slots) with a probe window of kWays slots; an entry is live until its
 // idle deadline (flowIdleMs after its last packet, or kClosingMs after a FIN
 // or RST), and dead slots are reused in place. A new flow that finds its
 // whole window live is not tracked (Insert returns false): it is forwarded by

@@ -84,9 +84,7 @@ class Forwarder::Worker {
     if (fd_ >= 0) close(fd_);
   }
 
-  void Run(uint32_t index) {
-    // Named so benches and top can find the packet threads (bench/dsr-forwarder.ts reads their CPU time).
-    pthread_setname_np(pthread_self(), ("dsr-fwd-" + std::to_string(index)).c_str());
+  void Run() {
     pollfd fds[2] = {{fd_, POLLIN, 0}, {fw_->stop_fd_, POLLIN, 0}};
     uint32_t last_sweep = NowMs();
     for (;;) {
@@ -322,8 +320,10 @@ std::unique_ptr<Forwarder> Forwarder::Open(const Options& options, const std::ve
     *error = Errno("eventfd");
     return nullptr;
   }
-  // A fanout group id nobody else in this namespace uses.
-  const int group = (getpid() ^ static_cast<int>(reinterpret_cast<uintptr_t>(fw.get()) >> 6)) & 0xffff;
+  // The fanout group: the kernel gives the first socket an id no other group in this namespace
+  // has (PACKET_FANOUT_FLAG_UNIQUEID), the others join it by that id. A chosen id could meet
+  // another forwarder's group and split its frames with it.
+  int group = -1;
   for (uint32_t t = 0; t < options.threads; ++t) {
     // Protocol 0 until bound: an ETH_P_ALL socket would see every interface's frames meanwhile.
     const int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
@@ -368,15 +368,27 @@ std::unique_ptr<Forwarder> Forwarder::Open(const Options& options, const std::ve
       return nullptr;
     }
     if (options.threads > 1) {
-      const int fanout = group | (PACKET_FANOUT_HASH << 16);
+      const int fanout = group < 0 ? (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16
+                                   : group | (PACKET_FANOUT_HASH << 16);
       if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof fanout) != 0) {
         *error = Errno("PACKET_FANOUT");
         return nullptr;
       }
+      if (group < 0) {
+        int joined = 0;
+        socklen_t len = sizeof joined;
+        if (getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &joined, &len) != 0) {
+          *error = Errno("getsockopt(PACKET_FANOUT)");
+          return nullptr;
+        }
+        group = joined & 0xffff;
+      }
     }
   }
   for (uint32_t i = 0; i < fw->workers_.size(); ++i) {
-    fw->threads_.emplace_back([worker = fw->workers_[i].get(), i] { worker->Run(i); });
+    fw->threads_.emplace_back([worker = fw->workers_[i].get()] { worker->Run(); });
+    // Named before open returns, so benches and top find the packet threads (bench/dsr-forwarder.ts reads their CPU time).
+    pthread_setname_np(fw->threads_.back().native_handle(), ("dsr-fwd-" + std::to_string(i)).c_str());
   }
   return fw;
 }

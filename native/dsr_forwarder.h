@@ -71,8 +71,11 @@ struct Counters {
 
 class Forwarder {
  public:
-  // The most distinct identities over a forwarder's life (flow entries hold 16-bit ids).
-  static constexpr uint32_t kMaxServerIds = 4096;
+  // The most distinct identities over a forwarder's life: flow entries hold
+  // 16-bit ids (0xffff marks an ARP reply in a send batch). Ids are never
+  // reused, because a flow entry may still name a removed server's id; past
+  // the limit SetServers fails and the forwarder must be restarted.
+  static constexpr uint32_t kMaxServerIds = 0xffff;
 
   // Opens the sockets and starts the threads; nullptr with *error set (which
   // interface, which system call and why) on failure.
@@ -105,7 +108,8 @@ class Forwarder {
     std::atomic<uint64_t> created{0}, expired{0}, untracked{0}, live{0};
     std::atomic<uint64_t> drops[kDropCount] = {};
   };
-  struct alignas(64) PerServer {
+  // Not padded to a cache line: 65535 of them are allocated up front.
+  struct PerServer {
     std::atomic<uint64_t> packets{0}, bytes{0};
     std::atomic<int64_t> connections{0};
   };

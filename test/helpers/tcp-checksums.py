@@ -1,6 +1,7 @@
 # Captures incoming TCP segments to a port on an interface and checks their
 # IPv4 header and TCP checksums, the way a NIC or the far end would: argv =
-# interface, port, the source port of the last segment to check, timeout in seconds. A segment the
+# interface, port, the source port of the last segment to check, timeout in seconds,
+# the DSCP every segment must carry. A segment the
 # kernel marks CHECKSUM_PARTIAL (TP_STATUS_CSUMNOTREADY: an offload finishes
 # it later) must carry the pseudo-header sum in its checksum field instead.
 # Prints one JSON line: {"full_ok", "partial_ok", "bad": [descriptions]}.
@@ -20,7 +21,7 @@ def sum16(b):
         b += b"\0"
     return sum(struct.unpack("!%dH" % (len(b) // 2), b))
 
-ifname, port, last, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+ifname, port, last, timeout, dscp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
 s.bind((ifname, 0))
 s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
@@ -51,6 +52,9 @@ while not done and time.time() < deadline:
         continue
     done = struct.unpack("!H", tcp[0:2])[0] == last
     what = "%s:%d dscp %d" % (socket.inet_ntoa(ip[12:16]), struct.unpack("!H", tcp[0:2])[0], ip[1] >> 2)
+    if ip[1] >> 2 != dscp:
+        bad.append("wrong DSCP: " + what)
+        continue
     if fold(sum16(ip[:ihl])) != 0xFFFF:
         bad.append("ip header checksum wrong: " + what)
         continue

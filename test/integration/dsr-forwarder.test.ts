@@ -208,7 +208,7 @@ describe('DSR forwarder', { skip: unavailable }, () => {
     // Only s0: every segment goes where the capture is.
     await fw.call('setServers', { servers: specs([s0]), region: null });
     // The capture ends at the last raw SYN (source port 40019), or after 30 s.
-    const cap = lab.spawnIn(s0, 'python3', [CHECKSUMS, 'eth0', '80', '40019', '30']);
+    const cap = lab.spawnIn(s0, 'python3', [CHECKSUMS, 'eth0', '80', '40019', '30', String(lab.dscp)]);
     let out = '';
     cap.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     while (!out.includes('ready')) await sleep(20);
@@ -293,6 +293,26 @@ describe('DSR forwarder', { skip: unavailable }, () => {
     assert.ok(c.rxPackets - before.rxPackets >= all.length + random.length);
     // Still serving.
     assert.match(curl(`http://${lab.vip}/`), /^s[0-2]$/);
+  });
+
+  test('two forwarders with several threads on one interface keep their frames apart (own fanout groups)', async () => {
+    await open('l2', { threads: 2 });
+    const other = await lab.dsrDriver();
+    try {
+      const vip2 = `${lab.subnet}.101`;
+      await other.call('open', { options: { interface: 'eth0', vip: vip2, ports: [80], method: 'l2', threads: 2, flowTableSize: 100, flowIdleMs: 1000, region: null }, servers: [] });
+      const before = await counters();
+      const seen = names(20);
+      assert.ok(seen.every((n) => /^s[0-2]$/.test(n)), `answers: ${seen}`);
+      const mine = await counters();
+      const theirs = await other.call<DsrCounters>('counters');
+      // Every segment of the 20 connections reached this forwarder; the other one saw them only as not its VIP.
+      assert.ok(mine.forwardedPackets - before.forwardedPackets >= 20 * 4, JSON.stringify(mine));
+      assert.equal(theirs.forwardedPackets, 0);
+      assert.equal(theirs.drops.no_server, 0, 'frames for the first VIP reached the second forwarder as its own');
+    } finally {
+      await other.stop();
+    }
   });
 
   test('open fails with a specific reason', async () => {
