@@ -58,14 +58,14 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
   const adminCall = (p: string, method = 'GET'): string =>
     lab.exec(lab.balancer, ['curl', '-sS', '--max-time', '10', '-X', method, '-H', `authorization: Bearer ${TOKEN}`, `http://127.0.0.1:${ADMIN}${p}`]);
   const status = () => JSON.parse(adminCall('/status')) as DsrStatusBody;
-  /** One request on a new connection from the client to the VIP: the name of the server that answered. */
-  const ask = (p = '/'): string => lab.exec(lab.client, ['curl', '-sS', '--max-time', '5', `http://${lab.vip}:${lab.port}${p}`]).trim();
+  /** `n` requests from one curl, each on a new connection (Connection: close; a new source port each): answers by server. */
   const askMany = (n: number): Map<string, number> => {
+    const url = `http://${lab.vip}:${lab.port}/`;
+    const out = lab.exec(lab.client, ['curl', '-sS', '--max-time', '20', '-H', 'Connection: close', '-w', '\\n', ...Array<string>(n).fill(url)]);
+    const names = out.split('\n').filter(Boolean);
+    assert.equal(names.length, n, `expected ${n} answers, got ${JSON.stringify(out)}`);
     const seen = new Map<string, number>();
-    for (let i = 0; i < n; i++) {
-      const name = ask();
-      seen.set(name, (seen.get(name) ?? 0) + 1);
-    }
+    for (const name of names) seen.set(name, (seen.get(name) ?? 0) + 1);
     return seen;
   };
 
