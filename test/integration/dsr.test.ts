@@ -249,7 +249,12 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
       assert.equal(status().dsr!.forwarder.pid, pid, 'the process is the same: only the entry was reopened');
     });
 
-    test('the forwarder process killed is respawned and serves again', async () => {
+    test('the forwarder process killed is respawned and serves again; a connection open across it carries on', async () => {
+      const child = lab.spawnIn(lab.client, 'curl', ['-sSN', '--max-time', '60', `http://${lab.vip}:${lab.port}/stream`]);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      streams.push({ child, out: () => out });
+      const name = await waitFor('the stream answering', () => (out.includes('\n') ? out.split('\n')[0]! : undefined));
       const before = status().dsr!.forwarder;
       assert.equal(typeof before.pid, 'number');
       process.kill(before.pid!, 'SIGKILL');
@@ -260,6 +265,11 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
       assert.match(balancer!.output(), /dsr forwarder died unexpectedly: respawning/);
       const seen = askMany(10);
       assert.equal([...seen.values()].reduce((a, b) => a + b, 0), 10);
+      // Same server set: the new forwarder's Maglev pick for the connection is its old server.
+      const lines = out.split('\n').filter(Boolean).length;
+      await waitFor('the stream going on after the respawn', () => out.split('\n').filter(Boolean).length > lines + 3 || undefined);
+      assert.equal(child.exitCode, null, out.slice(-200));
+      assert.ok(out.split('\n').filter(Boolean).every((l) => l === name), `the stream moved: ${[...new Set(out.split('\n'))].join(',')}`);
     });
 
     test('counters per entry and per server are in /status and /metrics', () => {
