@@ -272,11 +272,21 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
       assert.ok(out.split('\n').filter(Boolean).every((l) => l === name), `the stream moved: ${[...new Set(out.split('\n'))].join(',')}`);
     });
 
-    test('counters per entry and per server are in /status and /metrics', () => {
+    test('counters per entry and per server are in /status and /metrics', async () => {
       askMany(5);
-      const entry = status().dsr!.entries[0]!;
+      // Counters are published by the packet threads batch by batch: read until they show the requests.
+      let entry = status().dsr!.entries[0]!;
+      try {
+        entry = await waitFor('counters showing the forwarded requests', () => {
+          const e = status().dsr!.entries[0]!;
+          return e.counters !== undefined && e.counters.forwardedPackets > 0 && e.counters.forwardedBytes > 0 && e.counters.flowsCreated >= 5 ? e : undefined;
+        }, 5_000);
+      } catch (err) {
+        // What ran in the balancer's namespace, for the diagnosis.
+        const procs = lab.exec(lab.balancer, ['sh', '-c', 'for p in $(ip netns pids $(ip netns identify $$)); do echo $p $(tr "\\0" " " < /proc/$p/cmdline); done']);
+        throw new Error(`${(err as Error).message}\n${JSON.stringify(entry)}\n${procs}`);
+      }
       assert.equal(entry.error, undefined);
-      assert.ok(entry.counters!.forwardedPackets > 0 && entry.counters!.forwardedBytes > 0 && entry.counters!.flowsCreated >= 5, JSON.stringify(entry));
       assert.ok(entry.servers.some((s) => s.packets > 0), JSON.stringify(entry.servers));
       const metrics = adminCall('/metrics');
       const value = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
@@ -285,6 +295,19 @@ describe('dsr: forwarder process driven by the config', { skip }, () => {
       assert.ok(value(new RegExp(`switchyard_dsr_flows_created_total\\{${labels}\\} (\\d+)`)) >= 5);
       assert.equal(value(/switchyard_dsr_forwarder_restarts_total (\d+)/), 1);
       assert.match(metrics, new RegExp(`switchyard_dsr_server_packets_total\\{${labels},upstream="web",server="${lab.servers[0]!.ip}:${lab.port}"\\} \\d+`));
+    });
+
+    test('the primary killed outright takes the forwarder with it (nothing answers ARP for an unsupervised VIP)', async () => {
+      const pid = status().dsr!.forwarder.pid!;
+      balancer!.child.kill('SIGKILL');
+      await waitFor('the forwarder gone', () => {
+        try {
+          process.kill(pid, 0);
+          return undefined;
+        } catch {
+          return true;
+        }
+      }, 10_000);
     });
   });
 });
