@@ -25,7 +25,7 @@ import type { AcmeToken } from '../proxy/acme-challenge.js';
 import { TicketKeyRotation } from '../tls/ticket-keys.js';
 import { DsrSupervisor, dsrUnavailable } from './dsr-supervisor.js';
 import { dsrPlan } from '../dsr/plan.js';
-import type { DsrMetricsSnapshot } from '../metrics/dsr-metrics.js';
+import { registerDsrMetrics, type DsrMetricsSnapshot } from '../metrics/dsr-metrics.js';
 
 
 export interface PrimaryOptions {
@@ -134,7 +134,6 @@ export class Primary {
     workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
     restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
     acme: () => this.acme?.status() ?? [],
-    dsr: () => this.dsrSnapshot(),
   });
   private acme: AcmeService | undefined;
   /** Version of the token set last sent; workers acknowledge versions. */
@@ -148,6 +147,7 @@ export class Primary {
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
   /** The DSR forwarder process (issue 13), once the config has `dsr:` entries. */
   private dsr: DsrSupervisor | undefined;
+  private dsrMetricsRegistered = false;
   /** Servers of `servers: { dns }` upstreams (issue 14); a change is applied like a reload. */
   private readonly discovery: DnsDiscovery;
 
@@ -177,10 +177,7 @@ export class Primary {
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
     process.once('exit', () => shared.close());
     // Before the workers: a forwarder that cannot open its interface is a start error, said at once.
-    if (this.config.dsr.length > 0) {
-      this.dsr = new DsrSupervisor(this.log, dsrPlan(this.config, shared.regionName));
-      await this.dsr.start();
-    }
+    if (this.config.dsr.length > 0) await this.newDsr(dsrPlan(this.config, shared.regionName)).start();
     this.tickets = new TicketKeyRotation(this.config.tlsTickets.rotateMs, (tickets) => {
       for (const e of this.liveEntries()) this.send(e, { type: 'tls-ticket-keys', tickets });
       this.log.info('session-ticket keys rotated');
@@ -327,15 +324,23 @@ export class Primary {
     });
   }
 
-  private async dsrSnapshot(): Promise<DsrMetricsSnapshot | undefined> {
+  private async dsrSnapshot(): Promise<DsrMetricsSnapshot> {
     const dsr = this.dsr;
-    if (dsr === undefined) return undefined;
+    if (dsr === undefined) return { up: false, restarts: 0, entries: [] };
     const counters = await dsr.counters();
     return {
       up: counters !== undefined,
       restarts: dsr.info().restarts,
       entries: this.config.dsr.map((d, i) => ({ interface: d.interface, vip: d.vip, upstream: d.upstream, counters: counters?.[i] ?? null })),
     };
+  }
+
+  /** The DSR supervisor, and its metrics the first time one is made (a config without dsr: shows no switchyard_dsr_* series). */
+  private newDsr(plan: ReturnType<typeof dsrPlan>): DsrSupervisor {
+    if (!this.dsrMetricsRegistered) registerDsrMetrics(this.metricsRegistry, () => this.dsrSnapshot());
+    this.dsrMetricsRegistered = true;
+    this.dsr = new DsrSupervisor(this.log, plan);
+    return this.dsr;
   }
 
   /** Shared memory, the health checks and the DSR forwarder follow `config`'s server list. */
@@ -358,8 +363,7 @@ export class Primary {
       this.log.error({ error: `dsr: ${unavailable}` }, 'reload: the dsr entries cannot run here');
       return;
     }
-    const dsr = new DsrSupervisor(this.log, plan);
-    this.dsr = dsr;
+    const dsr = this.newDsr(plan);
     dsr.start().catch((err: unknown) => {
       if (this.dsr === dsr) this.dsr = undefined;
       this.log.error({ err }, 'reload: the dsr forwarder did not start');

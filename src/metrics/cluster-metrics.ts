@@ -12,7 +12,6 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { ServerHealth } from '../health/active-checker.js';
 import type { AcmeCertificateStatus } from '../acme/service.js';
-import { registerDsrMetrics, type DsrMetricsSnapshot } from './dsr-metrics.js';
 import {
   DURATION_BUCKETS,
   METRICS_REQUEST,
@@ -32,8 +31,6 @@ export interface ClusterMetricsSources {
   restarts(): number;
   /** ACME certificates and their order counts (AcmeService.status()). */
   acme(): AcmeCertificateStatus[];
-  /** The DSR forwarder's counters (issue 13); undefined when no forwarder runs. */
-  dsr?(): Promise<DsrMetricsSnapshot | undefined>;
 }
 
 /** The primary's own metrics, read from `sources` at scrape time (nothing to update elsewhere). */
@@ -68,8 +65,6 @@ export function createPrimaryRegistry(sources: ClusterMetricsSources): Registry 
     },
   });
   registerAcmeMetrics(registry, sources);
-  const dsr = sources.dsr;
-  if (dsr !== undefined) registerDsrMetrics(registry, async () => (await dsr()) ?? { up: false, restarts: 0, entries: [] });
   return registry;
 }
 

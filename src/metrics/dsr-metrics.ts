@@ -27,7 +27,11 @@ const TOTALS: [string, string, keyof Totals, boolean][] = [
   ['switchyard_dsr_flows_expired_total', 'Connections removed from the flow table (FIN, RST or idle).', 'flowsExpired', false],
 ];
 
-/** Registers the switchyard_dsr_* metrics; `source` is asked once per scrape (the forwarder memoises its answer). */
+/**
+ * Registers the switchyard_dsr_* metrics, once the config has DSR entries (a
+ * config without them shows none); `source` is asked by each metric of a
+ * scrape (the supervisor memoises the forwarder's answer).
+ */
 export function registerDsrMetrics(registry: Registry, source: () => Promise<DsrMetricsSnapshot>): void {
   const labelNames = ['interface', 'vip'] as const;
   for (const [name, help, field, gauge] of TOTALS) {
