@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -68,6 +69,32 @@ std::string OwnerOf(uint32_t vip) {
   return owner;
 }
 
+// A classic BPF filter in the socket: only ARP frames asking for the VIP and
+// IPv4 frames to the VIP are copied to the forwarder at all; the host's other
+// traffic never costs it a wake-up. Offsets are from the Ethernet header
+// (the virtio_net_hdr is not part of what the filter sees). A load past the
+// end of a short frame ends the filter with 0: dropped, for this socket only.
+bool AttachVipFilter(int fd, uint32_t vip, std::string* error) {
+  const uint32_t host_vip = ntohl(vip);
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),                // EtherType
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x0806, 0, 2),     // ARP?
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 14 + 24),           //   target protocol address
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, host_vip, 3, 4),   //   the VIP: take it
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 3),     // IPv4?
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 14 + 16),           //   destination address
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, host_vip, 0, 1),   //   the VIP: take it
+      BPF_STMT(BPF_RET | BPF_K, 0x40000),                    // take (up to 256 KB)
+      BPF_STMT(BPF_RET | BPF_K, 0),                          // leave it to the kernel
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
+    *error = Errno("SO_ATTACH_FILTER");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 // One packet thread: its socket, its flow table, its buffers.
@@ -92,6 +119,13 @@ class Forwarder::Worker {
       if (n < 0 && errno != EINTR) break;
       if (fds[1].revents) break;
       const uint32_t now = NowMs();
+      if (fds[0].revents & POLLERR) {
+        // The interface went down or away (ENETDOWN): reading the error clears it, else poll
+        // would report it at once forever and spin. The socket resumes when the interface is up.
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      }
       if (fds[0].revents & POLLIN) Batch(now);
       if (now - last_sweep >= kSweepEveryMs) {
         last_sweep = now;
@@ -359,6 +393,7 @@ std::unique_ptr<Forwarder> Forwarder::Open(const Options& options, const std::ve
       return nullptr;
     }
     setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);  // best effort
+    if (!AttachVipFilter(fd, options.vip, error)) return nullptr;  // before bind: no frame gets in unfiltered
     sockaddr_ll sll{};
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);

@@ -11,7 +11,9 @@
 // creates one (normally the SYN; a mid-connection segment after a restart or
 // an expiry pins the connection to the server the hash gives now; a full table
 // leaves it untracked, see dsr_flow_table.h). Everything else for the VIP is counted and
-// dropped; frames not for the VIP are left to the kernel, which gets them too.
+// dropped; frames not for the VIP are left to the kernel, which gets them too
+// (a BPF filter on the sockets keeps them from being copied to the forwarder
+// at all; `passed` counts the few that get through, e.g. for another MAC).
 //
 // Server changes (SetServers) build a new immutable Config; each thread picks
 // it up at its next batch (a generation number, read once per batch). Flow

@@ -45,6 +45,10 @@ export interface DsrForwarderOptions {
 }
 
 /**
+ * `passed`: frames read that were not for the forwarder (for the VIP but
+ * another MAC, ARP other than a request): few, since a filter on its sockets
+ * keeps all other traffic away; the kernel has them too. `untracked`: new
+ * flows forwarded by the hash alone because their flow-table window was full.
  * Drop reasons (frames for the VIP not forwarded): malformed (truncated or
  * inconsistent headers), fragment, not_tcp (UDP, ICMP, ...), port (a VIP port
  * not balanced), no_server (no eligible server for a new flow), tx_error, and
