@@ -17,6 +17,8 @@ const layers = {
   'src/proxy': ['src/cluster', 'src/admin', 'src/health'],
   'src/health': ['src/cluster', 'src/admin', 'src/proxy', 'src/gateway', 'src/balancer'],
   'src/admin': ['src/cluster', 'src/proxy', 'src/gateway', 'src/balancer', 'src/health'],
+  // DSR (issue 13): the forwarder process and its plan sit beside proxy/, over balancer/ and native/.
+  'src/dsr': ['src/cluster', 'src/admin', 'src/proxy', 'src/gateway', 'src/health', 'src/metrics'],
   'src/metrics': ['src/cluster', 'src/admin', 'src/proxy', 'src/gateway'],
   'src/config': ['src/cluster', 'src/admin', 'src/health', 'src/metrics', 'src/proxy', 'src/gateway', 'src/balancer'],
   'src/log.ts': ['src/cluster', 'src/admin', 'src/health', 'src/metrics', 'src/proxy', 'src/gateway', 'src/balancer'],

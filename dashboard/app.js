@@ -253,9 +253,36 @@ function renderExtra(status) {
   const sections = [];
   for (const [key, value] of Object.entries(status)) {
     if (KNOWN_STATUS_KEYS.has(key)) continue;
-    sections.push(el('section', { 'data-extra': key }, el('h2', { text: key }), genericView(value)));
+    if (key === 'dsr') sections.push(dsrView(value));
+    else sections.push(el('section', { 'data-extra': key }, el('h2', { text: key }), genericView(value)));
   }
   $('extra').replaceChildren(...sections);
+}
+
+/** The DSR tier (issue 13): the forwarder process, then per entry its totals and its servers. */
+function dsrView(dsr) {
+  const f = dsr.forwarder;
+  const sections = [el('h2', {}, 'Direct Server Return ', el('span', { class: 'muted', text: `forwarder pid ${f.pid ?? '–'}, ${f.state}, up ${duration(f.uptimeSeconds)}, ${f.restarts} restarts` }))];
+  for (const e of dsr.entries) {
+    const c = e.counters;
+    const drops = c ? Object.entries(c.drops).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') : '';
+    const totals = c ? `${c.forwardedPackets} packets, ${(c.forwardedBytes / 1e6).toFixed(1)} MB forwarded, ${c.flows} flows now, ${c.flowsCreated} created${drops ? `, dropped: ${drops}` : ''}` : '';
+    const rows = e.servers.map((s) =>
+      el('tr', {},
+        el('td', { text: s.address }),
+        el('td', { class: 'num', text: s.weight }),
+        el('td', {}, el('span', { class: `badge ${s.drained ? 'drained' : s.healthy ? 'up' : 'down'}`, text: s.drained ? 'drained' : s.healthy ? 'up' : 'down' })),
+        el('td', { class: 'num', text: s.connections }),
+        el('td', { class: 'num', text: s.packets }),
+        el('td', { class: 'num', text: (s.bytes / 1e6).toFixed(1) }),
+      ),
+    );
+    const table = el('table', { 'data-dsr': e.vip });
+    fillTable(table, ['server', { label: 'weight', num: true }, 'state', { label: 'conns', num: true }, { label: 'packets', num: true }, { label: 'MB', num: true }], rows);
+    const title = `${e.vip}:${e.ports.join(',')} on ${e.interface} -> ${e.upstream} (${e.method}${e.dscp === undefined ? '' : `, dscp ${e.dscp}`})`;
+    sections.push(el('h3', {}, title, ' ', el('span', { class: e.error ? 'error' : 'muted', text: e.error ?? totals })), table);
+  }
+  return el('section', { 'data-extra': 'dsr' }, ...sections);
 }
 
 function genericView(value) {

@@ -29,6 +29,10 @@ export const ErrorCode = {
   WorkersCrashed: 'SWY_ERR_WORKERS_CRASHED',
   /** Shutdown was asked for while the workers were starting. */
   ShutdownDuringStart: 'SWY_ERR_SHUTDOWN_DURING_START',
+  /** `dsr:` is configured where the forwarder cannot run (not Linux, or not root). */
+  DsrUnavailable: 'SWY_ERR_DSR_UNAVAILABLE',
+  /** The DSR forwarder process could not start or open an entry (no such interface, segment gone...). */
+  DsrStart: 'SWY_ERR_DSR_START',
   /** An exchange was asked for a phase change its machine does not allow (a bug; answered 500). */
   ExchangePhase: 'SWY_ERR_EXCHANGE_PHASE',
   /** The DSR forwarder cannot open its interface (no such interface, not permitted, VIP owned by this host) or was given invalid servers. */

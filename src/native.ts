@@ -9,6 +9,7 @@
 //   RateTable     shared token buckets for rate limits (native/rate_limit.h).
 //   peerHasClosed: FIN/RST on a paused socket (native/socket_peer.h).
 //   startRelay    mode: tcp bytes relayed on a native thread (native/tcp_relay.h).
+//   DsrForwarder  the Direct Server Return forwarder on AF_PACKET threads (native/dsr_forwarder.h).
 //
 // src/native/addon.ts is the only loader of the addon.
 export { Counter } from './native/layout.js';
@@ -17,3 +18,4 @@ export { MaglevTable, type MaglevOptions } from './native/maglev.js';
 export { RateTable, rateTableName, type RateTableStats } from './native/rate-table.js';
 export { peerHasClosed } from './native/socket-peer.js';
 export { abortRelay, startRelay, takeOverReading, type RelayEnd } from './native/tcp-relay.js';
+export { DsrForwarder, type DsrCounters, type DsrForwarderOptions, type DsrServerSpec } from './native/dsr.js';

@@ -1,9 +1,9 @@
 // The body of `GET /status`: the primary's view of its workers plus the
 // counters of every worker, summed.
 import type { Config, UpstreamConfig } from '../config/types.js';
-import { MaglevTable } from '../native.js';
+import { MaglevTable, type DsrCounters } from '../native.js';
 import { VERSION } from '../version.js';
-import type { CanaryReport, DiscoveryStatus, RouteTableEntry, ServerCounts, Status, WorkerInfo, WorkerStatsResult } from './types.js';
+import type { CanaryReport, DiscoveryStatus, DsrEntryStatus, DsrForwarderInfo, RouteTableEntry, ServerCounts, Status, WorkerInfo, WorkerStatsResult } from './types.js';
 import type { AcmeCertificateStatus } from '../acme/service.js';
 
 export interface StatusInput {
@@ -20,6 +20,8 @@ export interface StatusInput {
   /** The routes in the order the router tries them (proxy/route-table.ts). */
   routes: RouteTableEntry[];
   acme: AcmeCertificateStatus[];
+  /** The DSR forwarder (config.dsr not empty): the process, why entries do not run, their counters. */
+  dsr?: { forwarder: DsrForwarderInfo; errors: (string | null)[]; counters: (DsrCounters | null)[] | undefined };
 }
 
 /** Per `source` upstream (config objects are frozen per load): each server's share of its Maglev table. */
@@ -96,5 +98,36 @@ export function buildStatus(input: StatusInput): Status {
     routes: input.routes,
     ...(input.discovery !== undefined && Object.keys(input.discovery).length > 0 ? { discovery: input.discovery } : {}),
     acme: input.acme,
+    ...(input.dsr !== undefined && config.dsr.length > 0 ? { dsr: { forwarder: input.dsr.forwarder, entries: dsrEntries(input, input.dsr) } } : {}),
   };
+}
+
+/** Each `dsr:` entry with its counters, and its upstream's servers with their bits in shared memory. */
+function dsrEntries(input: StatusInput, dsr: NonNullable<StatusInput['dsr']>): DsrEntryStatus[] {
+  return input.config.dsr.map((d, i) => {
+    const counters = dsr.counters?.[i] ?? undefined;
+    const byIdentity = new Map((counters?.servers ?? []).map((s) => [s.identity, s]));
+    const error = dsr.errors[i] ?? (dsr.counters === undefined ? 'the forwarder process did not answer' : null);
+    const servers = (input.config.upstreams[d.upstream]?.servers ?? []).map((s, index) => {
+      const c = input.serverCounts(d.upstream, index);
+      const f = byIdentity.get(s.address);
+      return { address: s.address, weight: s.weight, healthy: c?.healthy ?? true, drained: c?.drained ?? false, packets: f?.packets ?? 0, bytes: f?.bytes ?? 0, connections: f?.connections ?? 0 };
+    });
+    let totals: DsrEntryStatus['counters'];
+    if (counters) {
+      const { servers: _servers, ...rest } = counters;
+      totals = rest;
+    }
+    return {
+      interface: d.interface,
+      vip: d.vip,
+      ports: d.ports,
+      upstream: d.upstream,
+      method: d.method,
+      ...(d.dscp === undefined ? {} : { dscp: d.dscp }),
+      ...(error === null ? {} : { error }),
+      ...(totals ? { counters: totals } : {}),
+      servers,
+    };
+  });
 }

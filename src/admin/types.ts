@@ -6,6 +6,7 @@
 // layer may use it.
 import type { WindowFigures } from '../metrics/canary-figures.js';
 import type { AcmeCertificateStatus } from '../acme/service.js';
+import type { DsrCounters } from '../native.js';
 
 /** A server's counts in shared memory, summed over all workers. */
 export interface ServerCounts {
@@ -121,7 +122,53 @@ export interface Status {
   discovery?: Record<string, DiscoveryStatus>;
   /** One entry per listener with tls.acme: its certificate, the next renewal or retry, the last error. */
   acme: AcmeCertificateStatus[];
+  /** The DSR tier (issue 13): absent when the config has no `dsr:` entries. */
+  dsr?: DsrStatus;
 }
+
+// ---- DSR (issue 13, item 2) ----------------------------------------------------
+/** The forwarder process, as the primary supervises it. */
+export interface DsrForwarderInfo {
+  pid: number | null;
+  /** backoff: died, respawning soon; stopped: shut down. */
+  state: 'starting' | 'running' | 'backoff' | 'stopped';
+  uptimeSeconds: number;
+  /** Respawns after it died, since start. */
+  restarts: number;
+}
+
+/** One `dsr:` entry in `GET /status`. */
+export interface DsrEntryStatus {
+  interface: string;
+  vip: string;
+  ports: number[];
+  upstream: string;
+  method: 'l2' | 'l3';
+  dscp?: number;
+  /** Why it does not forward now (could not open, the process is down); absent while it runs. */
+  error?: string;
+  /** Since the forwarder process started; absent when it did not answer. */
+  counters?: Omit<DsrCounters, 'servers'>;
+  /** Each server with its health and drain bits (which gate new flows) and what was forwarded to it. */
+  servers: DsrServerStatus[];
+}
+
+export interface DsrServerStatus {
+  address: string;
+  weight: number;
+  healthy: boolean;
+  drained: boolean;
+  packets: number;
+  bytes: number;
+  /** Tracked connections to it now. */
+  connections: number;
+}
+
+export interface DsrStatus {
+  forwarder: DsrForwarderInfo;
+  entries: DsrEntryStatus[];
+}
+// ---- end DSR -------------------------------------------------------------------
 
 /** GET /upstreams/{name}/what-if: the answer, or every problem with the query. */
 export type WhatIfResult = { ok: true; body: Record<string, unknown> } | { ok: false; errors: string[] };

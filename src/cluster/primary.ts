@@ -24,6 +24,9 @@ import { acmeListeners, AcmeService, storedCertificates } from '../acme/service.
 import type { CertificatePair } from '../acme/storage.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
 import { TicketKeyRotation } from '../tls/ticket-keys.js';
+import { DsrSupervisor, dsrUnavailable } from './dsr-supervisor.js';
+import { dsrPlan } from '../dsr/plan.js';
+import { registerDsrMetrics, type DsrMetricsSnapshot } from '../metrics/dsr-metrics.js';
 
 
 export interface PrimaryOptions {
@@ -137,12 +140,23 @@ export class Primary {
   /** Made by the first scrape of /metrics (cluster-metrics.ts loads prom-client then). */
   private metricsRegistry: Registry | undefined;
   private primaryRegistry(): Registry {
-    return (this.metricsRegistry ??= createPrimaryRegistry({
-      health: () => this.health?.servers() ?? [],
-      workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
-      restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
-      acme: () => this.acme?.status() ?? [],
-    }));
+    if (this.metricsRegistry === undefined) {
+      this.metricsRegistry = createPrimaryRegistry({
+        health: () => this.health?.servers() ?? [],
+        workers: () => this.slots.filter((s) => s.current?.state === 'ready').length,
+        restarts: () => this.slots.reduce((n, s) => n + s.restarts, 0),
+        acme: () => this.acme?.status() ?? [],
+      });
+      this.registerDsrMetricsOnce();
+    }
+    return this.metricsRegistry;
+  }
+
+  /** The switchyard_dsr_* series, once there is both a registry (a scrape) and a forwarder (a config with dsr:). */
+  private registerDsrMetricsOnce(): void {
+    if (this.dsrMetricsRegistered || this.metricsRegistry === undefined || this.dsr === undefined) return;
+    registerDsrMetrics(this.metricsRegistry, () => this.dsrSnapshot());
+    this.dsrMetricsRegistered = true;
   }
 
   private acme: AcmeService | undefined;
@@ -155,6 +169,9 @@ export class Primary {
   private routeTableOf: { config: Config; table: RouteTableEntry[] } | undefined;
   /** Settles start(): every slot ready, or a crash loop first. */
   private startWaiter: { resolve(): void; reject(err: Error): void } | undefined;
+  /** The DSR forwarder process (issue 13), once the config has `dsr:` entries. */
+  private dsr: DsrSupervisor | undefined;
+  private dsrMetricsRegistered = false;
   /** Servers of `servers: { dns }` upstreams (issue 14); a change is applied like a reload. */
   private readonly discovery: DnsDiscovery;
   /** A DNS change is queued behind the running reload (applyDiscovered). */
@@ -174,6 +191,8 @@ export class Primary {
     // Read by node:cluster at the first fork only.
     cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
     cluster.setupPrimary({ execArgv: [...WORKER_V8_FLAGS, ...process.execArgv] });
+    const unavailable = this.config.dsr.length > 0 ? dsrUnavailable() : undefined;
+    if (unavailable !== undefined) throw new SwitchyardError(ErrorCode.DsrUnavailable, `dsr: ${unavailable}`);
     this.demo = await startDemoBackends(this.config.demoBackends, this.log);
     // DNS upstreams need their first answer before the shared region (sized by the servers) exists.
     const unresolved = await this.discovery.follow(this.config);
@@ -183,6 +202,8 @@ export class Primary {
     this.shared = shared;
     // Whatever ends the primary, its segment must not outlive it (a SIGKILL is swept at the next start).
     process.once('exit', () => shared.close());
+    // Before the workers: a forwarder that cannot open its interface is a start error, said at once.
+    if (this.config.dsr.length > 0) await this.newDsr(dsrPlan(this.config, shared.regionName)).start();
     this.tickets = new TicketKeyRotation(this.config.tlsTickets.rotateMs, (tickets) => {
       for (const e of this.liveEntries()) this.send(e, { type: 'tls-ticket-keys', tickets });
       this.log.info('session-ticket keys rotated');
@@ -344,6 +365,52 @@ export class Primary {
       routes: this.routeTable(),
       discovery: this.discovery.status(),
       acme: this.acme?.status() ?? [],
+      ...(this.dsr ? { dsr: { forwarder: this.dsr.info(), errors: this.dsr.entryErrors(), counters: await this.dsr.counters() } } : {}),
+    });
+  }
+
+  private async dsrSnapshot(): Promise<DsrMetricsSnapshot> {
+    const dsr = this.dsr;
+    if (dsr === undefined) return { up: false, restarts: 0, entries: [] };
+    const counters = await dsr.counters();
+    return {
+      up: counters !== undefined,
+      restarts: dsr.info().restarts,
+      entries: this.config.dsr.map((d, i) => ({ interface: d.interface, vip: d.vip, upstream: d.upstream, counters: counters?.[i] ?? null })),
+    };
+  }
+
+  /** The DSR supervisor, and its metrics the first time one is made (a config without dsr: shows no switchyard_dsr_* series). */
+  private newDsr(plan: ReturnType<typeof dsrPlan>): DsrSupervisor {
+    this.dsr = new DsrSupervisor(this.log, plan);
+    this.registerDsrMetricsOnce();
+    return this.dsr;
+  }
+
+  /** Shared memory, the health checks and the DSR forwarder follow `config`'s server list. */
+  private followServers(config: Config): void {
+    this.shared?.applyConfig(config);
+    this.health?.replace(config);
+    if (this.shared === undefined) return;
+    // The region generation just made for this server list: its bits gate the forwarder's new flows.
+    const plan = dsrPlan(config, this.shared.regionName);
+    if (this.dsr !== undefined) {
+      this.dsr.apply(plan).then(
+        (errors) => errors.length === 0 && this.log.info({ entries: plan.length }, 'dsr forwarder follows the new server list'),
+        (err: unknown) => this.log.error({ err }, 'dsr forwarder: applying the reload failed'),
+      );
+      return;
+    }
+    if (plan.length === 0) return;
+    const unavailable = dsrUnavailable();
+    if (unavailable !== undefined) {
+      this.log.error({ error: `dsr: ${unavailable}` }, 'reload: the dsr entries cannot run here');
+      return;
+    }
+    const dsr = this.newDsr(plan);
+    dsr.start().catch((err: unknown) => {
+      if (this.dsr === dsr) this.dsr = undefined;
+      this.log.error({ err }, 'reload: the dsr forwarder did not start');
     });
   }
 
@@ -605,8 +672,7 @@ export class Primary {
       if (!loaded.ok) return loaded;
       next = loaded.config;
       previous = this.config;
-      this.shared?.applyConfig(next);
-      this.health?.replace(next);
+      this.followServers(next);
     }
     this.config = next;
     this.log.level = next.logging.level;
@@ -687,8 +753,7 @@ export class Primary {
     }
     // Shared memory and health checks follow the new server list, as in a reload; the baseline keeps the
     // region generation it mapped (its health bits hold still for the window when the server list changed).
-    this.shared?.applyConfig(next);
-    this.health?.replace(next);
+    this.followServers(next);
     this.canaryNext = next;
     // The running ACME service keeps its schedule (and its certificates, for the baseline); the new one starts only on roll-out.
     this.canaryCertificates = AcmeService.sameSettings(previous, next) ? undefined : storedCertificates(next);
@@ -696,8 +761,7 @@ export class Primary {
     if (typeof canary === 'string') {
       this.canaryNext = undefined;
       this.canaryCertificates = undefined;
-      this.shared?.applyConfig(previous);
-      this.health?.replace(previous);
+      this.followServers(previous);
       if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
       this.log.error({ error: canary }, 'canary reload failed: the canary did not start; nothing changed');
       return { ok: false, errors: [`the canary did not start: ${canary}`] };
@@ -725,8 +789,7 @@ export class Primary {
       return { ...result, canary: decided };
     }
     this.log.warn(fields, 'canary failed: rolling back to the running config');
-    this.shared?.applyConfig(previous);
-    this.health?.replace(previous);
+    this.followServers(previous);
     // A canary that died was respawned (or will be) with the running config already.
     if (slot.current === canary) {
       const back = await this.replaceSlotWorker(slot, previous);
@@ -743,8 +806,7 @@ export class Primary {
       this.acme?.start();
     }
     this.config = previous;
-    this.shared?.applyConfig(previous);
-    this.health?.replace(previous);
+    this.followServers(previous);
     this.log.level = previous.logging.level;
     if (!slot.current && !this.shuttingDown) slot.current = this.fork(slot);
     const error =
@@ -849,7 +911,7 @@ export class Primary {
     }, this.config.shutdownTimeoutMs + HARD_KILL_GRACE_MS);
     await Promise.all(exited);
     clearTimeout(hardKill);
-    await Promise.all([this.admin?.close(), this.demo?.close()]);
+    await Promise.all([this.admin?.close(), this.demo?.close(), this.dsr?.stop()]);
     this.shared?.close();
     this.log.info('shutdown complete');
   }

@@ -68,6 +68,17 @@ export function normalise(raw: RawConfig, file: string): Config {
       maxHeaderPairs: raw.http2.max_header_pairs,
     },
     tlsTickets: { rotateMs: parseDuration(raw.tls_tickets.rotate) },
+    dsr: raw.dsr.map((d) => ({
+      interface: d.interface,
+      vip: d.vip,
+      ports: [...d.ports],
+      upstream: d.upstream,
+      method: d.method,
+      ...(d.dscp === undefined ? {} : { dscp: d.dscp }),
+      threads: d.threads,
+      flowTableSize: d.flow_table_size,
+      flowIdleMs: parseDuration(d.flow_idle_timeout),
+    })),
   };
   if (raw.redis) config.redis = redis(raw.redis, dirname(resolve(file)));
   return deepFreeze(config);
@@ -107,7 +118,9 @@ function upstream(name: string, up: RawUpstream, baseDir: string): UpstreamConfi
     name,
     balance: up.balance,
     hash: up.hash.balance_factor === undefined ? { key: up.hash.key } : { key: up.hash.key, balanceFactor: up.hash.balance_factor },
-    servers: Array.isArray(up.servers) ? up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight })) : [],
+    servers: Array.isArray(up.servers)
+      ? up.servers.map((s) => ({ address: s.address, ...hostPort(s.address), weight: s.weight, ...(s.mac === undefined ? {} : { mac: s.mac.toLowerCase() }) }))
+      : [],
     ...(up.tls ? { tls: upstreamTls(up.tls, baseDir) } : {}),
     retries: up.retries,
     retryBudget: { percent: up.retry_budget.percent, minPerSecond: up.retry_budget.min_per_second },

@@ -136,6 +136,7 @@ export const ESCAPED_SLASHES = ['decode', 'reject'] as const;
 export const LISTEN_MODES = ['http', 'tcp'] as const;
 export const PROXY_PROTOCOL_VERSIONS = ['v1', 'v2'] as const;
 export const DNS_RECORD_TYPES = ['A', 'AAAA', 'SRV'] as const;
+export const DSR_METHODS = ['l2', 'l3'] as const;
 /** Upstream names appear in logs, metrics labels and the admin API. */
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 // header names are HTTP tokens (RFC 9110); cookie names likewise, minus nothing useful.
@@ -224,6 +225,8 @@ const server = object(
   {
     address: hostPort,
     weight: int(1, 1000, 1),
+    // DSR (issue 13): the server's MAC on the balancer's segment, where `dsr` entries send the VIP's frames.
+    mac: { type: 'string', pattern: '^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$', expected: 'a MAC address like 02:77:00:00:00:11' },
   },
   { required: ['address'] },
 );
@@ -459,6 +462,31 @@ const route = object(
   { required: ['match', 'upstream'] },
 );
 
+// ---- DSR (issue 13, item 2): Direct Server Return from a forwarder process ----
+/** Linux interface names: at most 15 bytes (IFNAMSIZ - 1), no "/", ":" or white space, not "." or "..". */
+const INTERFACE_PATTERN = '^(?!\\.\\.?$)[A-Za-z0-9_.@+-]{1,15}$';
+const dsrEntry = object(
+  {
+    interface: { type: 'string', pattern: INTERFACE_PATTERN, expected: 'a network interface name like eth0 (at most 15 characters)' },
+    // The balancer's kernel must not own it: the forwarder answers ARP for it and hands its packets to the servers.
+    vip: { type: 'string', minLength: 1, expected: 'an IPv4 address like 10.77.0.100' },
+    // Destination ports balanced on the VIP; the servers listen on the same ports (the port is not rewritten).
+    ports: { ...list(port(), 1, 'a list of 1..64 TCP ports'), maxItems: 64 },
+    upstream: { type: 'string', minLength: 1, expected: 'the name of an upstream' },
+    method: oneOf(DSR_METHODS, 'l2'),
+    // l3: the DSCP value marked on forwarded packets; the servers' nftables rule maps it back to this VIP.
+    dscp: int(0, 63),
+    // Packet threads on the interface (PACKET_FANOUT spreads flows over them).
+    threads: int(1, 64, 1),
+    // Tracked connections; beyond it new ones are forwarded by the hash alone (counted as untracked): a server change may move them.
+    flow_table_size: int(1024, 16_777_216, 262_144),
+    // A tracked connection with no packet for this long is forgotten (IPVS's default for established TCP: 15 minutes).
+    flow_idle_timeout: duration('15m'),
+  },
+  { required: ['interface', 'vip', 'ports', 'upstream'] },
+);
+// ---- end DSR ----
+
 export const configSchema = object(
   {
     workers: intOrAuto(1, MAX_WORKERS),
@@ -570,6 +598,8 @@ export const configSchema = object(
       { default: {} },
     ),
     tls_tickets: tlsTickets,
+    // L4 Direct Server Return (README, "Direct Server Return"): Linux and root only.
+    dsr: list(dsrEntry, 0, 'a list of { interface, vip, ports, upstream, method }', []),
   },
   // Without admin there is no admin API (and no dashboard); SIGHUP still reloads.
   { required: ['upstreams', 'routes'] },
@@ -592,6 +622,7 @@ export type RawHeaderRules = NonNullable<RawRoute['request_headers']>;
 export type RawApiKey = NonNullable<NonNullable<NonNullable<RawRoute['auth']>['api_key']>['keys']>[number];
 /** `servers: { dns: ... }` (issue 14): the servers are the records of `dns`. */
 export type RawDnsServers = Exclude<RawUpstream['servers'], unknown[]>;
+export type RawDsr = NonNullable<RawConfig['dsr']>[number];
 
 /**
  * The validator is ajv's standalone code, written next to this module by the

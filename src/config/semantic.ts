@@ -11,7 +11,7 @@ import type { Issue, PathSegment } from './errors.js';
 import { HEADER_NAME_PATTERN } from './schema.js';
 
 import { isIP } from 'node:net';
-import type { RawConfig, RawDnsServers, RawListen, RawRoute, RawUpstreamTls } from './schema.js';
+import type { RawConfig, RawDnsServers, RawDsr, RawListen, RawRoute, RawUpstreamTls } from './schema.js';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
@@ -50,6 +50,117 @@ function checkL4Listeners(raw: RawConfig, { ok, typed, add, expectTimer }: Check
     }
   });
 }
+
+// ---- DSR (issue 13, item 2) ----------------------------------------------------
+/** Why an IPv4 address cannot be a VIP (no unicast host would ever send to it), or undefined. */
+function unusableVip(ip: string): string | undefined {
+  const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
+  if (a === 0) return 'an address of "this network" (0.0.0.0/8)';
+  if (a === 127) return 'a loopback address';
+  if (a >= 224 && a <= 239) return 'a multicast address';
+  if (a >= 240) return a === 255 && b === 255 && c === 255 && d === 255 ? 'the broadcast address' : 'a reserved address (240.0.0.0/4)';
+  return undefined;
+}
+
+/** A MAC a unicast frame can be sent to: not multicast or broadcast (low bit of the first octet), not all zeros. */
+function unusableMac(mac: string): string | undefined {
+  if (/^(00:){5}00$/i.test(mac)) return 'the all-zero MAC';
+  if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return 'a multicast or broadcast MAC';
+  return undefined;
+}
+
+/**
+ * DSR entries: the VIP is an IPv4 address the balancer does not own, each
+ * (VIP, port) is balanced once, the upstream's servers are IPv4 addresses
+ * with MACs (both methods send frames to them on one segment), and an l3 DSCP value names one VIP only (the servers'
+ * nftables rule maps it back to that VIP).
+ */
+function checkDsr(raw: RawConfig, { ok, typed, add, expectTimer }: Checks): void {
+  if (!typed(['dsr'])) return;
+  const upstreams = typed(['upstreams']) ? raw.upstreams : undefined;
+  // Addresses the process binds: the VIP must not be one of them (the kernel would answer its SYNs with RST).
+  const owned: { host: string; path: PathSegment[] }[] = [];
+  if (typed(['listen'])) raw.listen.forEach((l, i) => ok(['listen', i, 'host']) && owned.push({ host: l.host, path: ['listen', i, 'host'] }));
+  if (raw.admin && ok(['admin', 'host'])) owned.push({ host: raw.admin.host, path: ['admin', 'host'] });
+  if (typed(['demo_backends'])) {
+    raw.demo_backends.forEach((text, i) => {
+      const at = parseHostPort(text);
+      if (typeof at !== 'string') owned.push({ host: at.host, path: ['demo_backends', i] });
+    });
+  }
+  const balanced = new Map<string, PathSegment[]>();
+  const dscpVip = new Map<number, { vip: string; path: PathSegment[] }>();
+  // An upstream two entries share is checked once.
+  const checkedUpstreams = new Set<string>();
+  raw.dsr.forEach((d: RawDsr, i) => {
+    const at = (...rest: PathSegment[]): PathSegment[] => ['dsr', i, ...rest];
+    if (!typed(at())) return;
+    let vipOk = false;
+    if (ok(at('vip'))) {
+      const family = isIP(d.vip);
+      if (family === 6) add(at('vip'), `expected an IPv4 address, got ${describeValue(d.vip)}: DSR is IPv4 only (IPv6 is not supported)`);
+      else if (family !== 4) add(at('vip'), `expected an IPv4 address like 10.77.0.100, got ${describeValue(d.vip)}`);
+      else {
+        const why = unusableVip(d.vip);
+        if (why !== undefined) add(at('vip'), `expected a unicast IPv4 address, got ${describeValue(d.vip)} (${why})`);
+        else vipOk = true;
+      }
+      const clash = owned.find((o) => o.host === d.vip);
+      if (clash !== undefined) {
+        add(at('vip'), `the balancer must not own the VIP ${d.vip}, but ${formatPath(clash.path)} binds it (its kernel would answer the VIP's SYNs itself)`);
+      }
+    }
+    if (ok(at('ports')) && vipOk) {
+      d.ports.forEach((port, j) => {
+        const key = `${d.vip}:${port}`;
+        const first = balanced.get(key);
+        if (first !== undefined) add(at('ports', j), `${key} is already balanced by ${formatPath(first)}`);
+        else balanced.set(key, at('ports', j));
+      });
+    }
+    if (ok(at('method')) && ok(at('dscp'))) {
+      if (d.method === 'l3' && d.dscp === undefined) add(at('dscp'), 'required key is missing (method l3 marks forwarded packets with a DSCP value 0..63 that the servers map back to the VIP)');
+      if (d.method === 'l2' && d.dscp !== undefined) add(at('dscp'), 'only for method: l3 (method l2 rewrites MAC addresses and marks nothing)');
+      if (d.method === 'l3' && d.dscp !== undefined && vipOk) {
+        const other = dscpVip.get(d.dscp);
+        if (other !== undefined && other.vip !== d.vip) {
+          add(at('dscp'), `DSCP ${d.dscp} already marks VIP ${other.vip} (${formatPath(other.path)}): the servers tell VIPs apart by it, so each VIP needs its own value`);
+        } else if (other === undefined) dscpVip.set(d.dscp, { vip: d.vip, path: at('dscp') });
+      }
+    }
+    if (ok(at('flow_idle_timeout'))) expectTimer(at('flow_idle_timeout'), d.flow_idle_timeout);
+    if (!ok(at('upstream')) || upstreams === undefined) return;
+    const names = Object.keys(upstreams);
+    if (!names.includes(d.upstream)) {
+      add(at('upstream'), `expected the name of an upstream (one of: ${names.join(', ')}), got ${describeValue(d.upstream)}`);
+      return;
+    }
+    if (checkedUpstreams.has(d.upstream)) return;
+    checkedUpstreams.add(d.upstream);
+    const up = upstreams[d.upstream]!;
+    const upPath: PathSegment[] = ['upstreams', d.upstream, 'servers'];
+    if (!typed(upPath) || !ok(at('method'))) return;
+    if (!Array.isArray(up.servers)) {
+      // DNS gives addresses only, and the forwarder sends every frame to a server's MAC.
+      add(at('upstream'), `upstream ${describeValue(d.upstream)} finds its servers in DNS, which gives no MAC addresses: DSR needs its servers listed with address and mac`);
+      return;
+    }
+    up.servers.forEach((s, j) => {
+      if (!ok([...upPath, j])) return;
+      const parsed = parseHostPort(s.address);
+      if (typeof parsed !== 'string' && isIP(parsed.host) !== 4) {
+        add([...upPath, j, 'address'], `dsr[${i}] forwards packets to this server by its IP: expected an IPv4 address with a port like 10.77.0.11:80 (DSR is IPv4 only), got ${describeValue(s.address)}`);
+      }
+      // l2 rewrites the frame to the server's MAC; l3 sends it there too, as the next hop on the segment.
+      if (s.mac === undefined) add([...upPath, j], `required key mac is missing: dsr[${i}] sends the VIP's frames to each server's MAC address`);
+      else {
+        const why = unusableMac(s.mac);
+        if (why !== undefined) add([...upPath, j, 'mac'], `expected a unicast MAC address, got ${describeValue(s.mac)} (${why})`);
+      }
+    });
+  });
+}
+// ---- end DSR -------------------------------------------------------------------
 
 function isPrefix(prefix: readonly PathSegment[], path: readonly PathSegment[]): boolean {
   return prefix.length <= path.length && prefix.every((seg, i) => seg === path[i]);
@@ -96,6 +207,7 @@ export function checkSemantics(raw: RawConfig, schemaIssues: readonly Issue[], b
   });
   const clientCaListener = typed(['listen']) && raw.listen.some((l) => l.tls?.client_ca !== undefined);
   checkL4Listeners(raw, { ok, typed, add, expectTimer });
+  checkDsr(raw, { ok, typed, add, expectTimer });
   if (raw.admin !== undefined && ok(['admin', 'host']) && ok(['admin', 'port'])) {
     expectHost(['admin', 'host'], raw.admin.host);
     bind(['admin', 'port'], raw.admin);

@@ -36,5 +36,15 @@ export function summarizeConfig(config: Config): string {
     const named = r.name === `${r.host}${r.path}` ? '' : ` (${r.name})`;
     lines.push(`  ${`${r.host} ${r.path}`.padEnd(width)} -> ${r.upstream}${named}`);
   }
+  // DSR (issue 13): the L4 tier beside the proxy, one line per VIP.
+  if (config.dsr.length > 0) lines.push('dsr (L4 Direct Server Return, forwarder process):');
+  for (const d of config.dsr) {
+    const method = d.method === 'l3' ? `l3, dscp ${d.dscp}` : 'l2';
+    const servers = config.upstreams[d.upstream]?.servers.map((s) => `${s.host} (${s.mac})`) ?? [];
+    const threads = `${d.threads} thread${d.threads === 1 ? '' : 's'}`;
+    lines.push(
+      `  ${d.interface} ${d.vip}:${d.ports.join(',')} -> ${d.upstream} (${method}, ${threads}, ${d.flowTableSize} flows, idle ${formatDuration(d.flowIdleMs)}): ${servers.join(', ')}`,
+    );
+  }
   return lines.join('\n');
 }

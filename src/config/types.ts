@@ -167,6 +167,8 @@ export interface ServerConfig {
   host: string;
   port: number;
   weight: number;
+  /** DSR method l2: the server's MAC (lower case), where frames for the VIP are rewritten to. */
+  mac?: string;
 }
 
 export interface HealthConfig {
@@ -414,4 +416,23 @@ export interface Config {
   redis?: RedisConfig;
   http2: Http2Config;
   tlsTickets: TlsTicketsConfig;
+  /** L4 Direct Server Return entries, served by the forwarder process (empty: none runs). */
+  dsr: DsrConfig[];
 }
+
+// ---- DSR (issue 13, item 2) ----------------------------------------------------
+/** One VIP balanced by Direct Server Return: the forwarder sees client-to-server packets only. */
+export interface DsrConfig {
+  interface: string;
+  /** IPv4 only. */
+  vip: string;
+  ports: number[];
+  upstream: string;
+  /** l2: the frame's destination MAC becomes the server's; l3: its destination IP, with `dscp` marked. */
+  method: 'l2' | 'l3';
+  dscp?: number;
+  threads: number;
+  flowTableSize: number;
+  flowIdleMs: number;
+}
+// ---- end DSR -------------------------------------------------------------------

@@ -42,7 +42,7 @@ export interface ClusterMetricsSources {
  * process tree"). Every metric of the primary's registry is computed in
  * `collect()`, so a registry made at the first scrape misses nothing.
  */
-const promClient = (): typeof PromClient => createRequire(import.meta.url)('prom-client') as typeof PromClient;
+export const promClient = (): typeof PromClient => createRequire(import.meta.url)('prom-client') as typeof PromClient;
 
 export function createPrimaryRegistry(sources: ClusterMetricsSources): Registry {
   const { Counter, Gauge, Registry } = promClient();

@@ -178,6 +178,18 @@ describe('dashboard in a real browser', () => {
       const res = await route.fetch();
       const body = (await res.json()) as Record<string, unknown>;
       body.tls = [{ sni: '<b>bold</b>.example', certificate: 'expires 2031-01-01', note: '<script>window.__pwned=3</script>' }];
+      // The DSR tier (issue 13) has a panel of its own; its strings are text too.
+      body.dsr = {
+        forwarder: { pid: 4242, state: 'running', uptimeSeconds: 75, restarts: 2 },
+        entries: [
+          {
+            interface: 'eth0', vip: '10.77.0.100', ports: [80, 443], upstream: 'web', method: 'l3', dscp: 10,
+            counters: { rxPackets: 9, forwardedPackets: 1234, forwardedBytes: 2_500_000, arpReplies: 1, flows: 3, flowsCreated: 40, flowsExpired: 37, untracked: 0, passed: 5, drops: { fragment: 2, malformed: 0 } },
+            servers: [{ address: '10.77.0.11:80', weight: 1, healthy: true, drained: false, packets: 1234, bytes: 2_500_000, connections: 3 }],
+          },
+          { interface: 'eth1', vip: '10.77.0.101', ports: [80], upstream: 'web', method: 'l2', error: '<b>no such interface</b>', servers: [] },
+        ],
+      };
       await route.fulfill({ response: res, json: body });
     });
     load = startLoad({ port: sy.port, connections: 2, maxDurationMs: 120_000 });
@@ -199,6 +211,10 @@ describe('dashboard in a real browser', () => {
     assert.ok(((await page.textContent('#routes')) ?? '').includes('"><script>window.__pwned=2</script>'));
     await page.waitForSelector('section[data-extra="tls"]');
     assert.ok(((await page.textContent('section[data-extra="tls"]')) ?? '').includes('<b>bold</b>.example'));
+    const dsrText = (await page.textContent('section[data-extra="dsr"]')) ?? '';
+    for (const part of ['forwarder pid 4242, running, up 1m 15s, 2 restarts', '10.77.0.100:80,443 on eth0 -> web (l3, dscp 10)', '1234 packets, 2.5 MB forwarded, 3 flows now, 40 created, dropped: fragment 2', '10.77.0.11:80', '<b>no such interface</b>']) {
+      assert.ok(dsrText.includes(part), `${JSON.stringify(part)} not in the DSR panel: ${dsrText}`);
+    }
     assert.equal(await page.$$eval('#view img, #view script, #view b', (n) => n.length), 0);
     assert.equal(await page.evaluate(() => typeof (globalThis as { __pwned?: unknown }).__pwned), 'undefined');
 

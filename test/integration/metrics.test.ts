@@ -58,6 +58,10 @@ describe('metrics', () => {
     assert.equal((await admin(ctx.adminPort, '/metrics', 'GET', null)).status, 401);
   });
 
+  test('a config without dsr: shows no switchyard_dsr_* series (no forwarder reported down)', async () => {
+    assert.doesNotMatch(await metrics(ctx.adminPort), /^switchyard_dsr_/m);
+  });
+
   test(`switchyard_requests_total grows by exactly ${N} for ${N} requests, summed over both workers`, async () => {
     // The start-up probe already sent requests: count from here.
     const before = await metrics(ctx.adminPort);

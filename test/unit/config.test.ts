@@ -183,7 +183,7 @@ describe('config: errors', () => {
       `${FILE}:4:5 upstreams.app.balanse: unknown key; did you mean \`balance\`? (expected one of: balance, hash, servers, health, retries, retry_budget, retry_body_bytes, retry_idempotency_key, outlier, timeouts, max_idle_per_server, proxy_protocol, tls)`,
     ]);
     assert.deepEqual(errorsOf(`${MINIMAL}lmits: {}\n`), [
-      `${FILE}:9:1 lmits: unknown key; did you mean \`limits\`? (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, tunnel_max_age, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends, redis, http2, tls_tickets)`,
+      `${FILE}:9:1 lmits: unknown key; did you mean \`limits\`? (expected one of: workers, scheduling, listen, admin, logging, limits, headers_with_underscores, trusted_proxies, shutdown_timeout, tunnel_max_age, rate_limit_slots, auth_failures, upstreams, routes, normalize, demo_backends, redis, http2, tls_tickets, dsr)`,
     ]);
   });
 
@@ -445,5 +445,95 @@ describe('config: L4 keys (issue 13)', () => {
     ]);
     assert.deepEqual(errorsOf(MINIMAL.replace('    servers:', '    proxy_protocol: v3\n    servers:')), [`${FILE}:4:21 upstreams.app.proxy_protocol: expected one of: v1, v2, got "v3"`]);
     assert.deepEqual(errorsOf(MINIMAL.replace('    servers:', '    health: { type: udp }\n    servers:')), [`${FILE}:4:21 upstreams.app.health.type: expected one of: http, tcp, got "udp"`]);
+  });
+});
+
+describe('config: DSR keys (issue 13, item 2)', () => {
+  const DSR_BASE = `admin: { token: t }
+listen: [ { host: 0.0.0.0, port: 8080 } ]
+upstreams:
+  web:
+    servers:
+      - { address: 10.77.0.11:80, mac: "02:77:00:00:00:11" }
+      - { address: 10.77.0.12:80, mac: "02:77:00:00:00:12" }
+routes: [ { match: { path: / }, upstream: web } ]
+dsr:
+`;
+  const withDsr = (...lines: string[]) => `${DSR_BASE}${lines.map((l) => `  - ${l}\n`).join('')}`;
+
+  it('fills the defaults and keeps the MACs, lower-cased', () => {
+    const { config } = parseConfigText(withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web }'), FILE);
+    assert.deepEqual(config.dsr, [{ interface: 'eth0', vip: '10.77.0.100', ports: [80], upstream: 'web', method: 'l2', threads: 1, flowTableSize: 262144, flowIdleMs: 900_000 }]);
+    assert.equal(config.upstreams.web!.servers[0]!.mac, '02:77:00:00:00:11');
+    const l3 = parseConfigText(withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80, 443], upstream: web, method: l3, dscp: 10, threads: 2, flow_table_size: 4096, flow_idle_timeout: 30s }'), FILE);
+    assert.deepEqual(l3.config.dsr[0], { interface: 'eth0', vip: '10.77.0.100', ports: [80, 443], upstream: 'web', method: 'l3', dscp: 10, threads: 2, flowTableSize: 4096, flowIdleMs: 30_000 });
+    assert.deepEqual(parseConfigText(MINIMAL, FILE).config.dsr, []);
+    assert.match(
+      summarizeConfig(l3.config),
+      /^dsr \(L4 Direct Server Return, forwarder process\):\n {2}eth0 10\.77\.0\.100:80,443 -> web \(l3, dscp 10, 2 threads, 4096 flows, idle 30s\): 10\.77\.0\.11 \(02:77:00:00:00:11\), 10\.77\.0\.12 \(02:77:00:00:00:12\)$/m,
+    );
+  });
+
+  it('names each mistake with its key and what was expected', () => {
+    assert.deepEqual(errorsOf(withDsr('{ interface: eth0, vip: "fd00::1", ports: [80], upstream: web }')), [
+      `${FILE}:10:29 dsr[0].vip: expected an IPv4 address, got "fd00::1": DSR is IPv4 only (IPv6 is not supported)`,
+    ]);
+    assert.deepEqual(errorsOf(withDsr('{ interface: eth0, vip: 224.0.0.5, ports: [80], upstream: web }')), [
+      `${FILE}:10:29 dsr[0].vip: expected a unicast IPv4 address, got "224.0.0.5" (a multicast address)`,
+    ]);
+    assert.deepEqual(errorsOf(withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web, method: l3 }')), [
+      `${FILE}:10:5 dsr[0].dscp: required key is missing (method l3 marks forwarded packets with a DSCP value 0..63 that the servers map back to the VIP)`,
+    ]);
+    assert.deepEqual(errorsOf(withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web, method: l3, dscp: 64 }')), [
+      `${FILE}:10:88 dsr[0].dscp: expected an integer 0..63, got 64`,
+    ]);
+    assert.deepEqual(errorsOf(withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web, dscp: 4 }')), [
+      `${FILE}:10:76 dsr[0].dscp: only for method: l3 (method l2 rewrites MAC addresses and marks nothing)`,
+    ]);
+    assert.deepEqual(errorsOf(withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: app }')), [
+      `${FILE}:10:65 dsr[0].upstream: expected the name of an upstream (one of: web), got "app"`,
+    ]);
+    assert.deepEqual(errorsOf(withDsr('{ interface: "eth0/1", vip: 10.77.0.100, ports: [0], upstream: web, threads: 65 }')), [
+      `${FILE}:10:18 dsr[0].interface: expected a network interface name like eth0 (at most 15 characters), got "eth0/1"`,
+      `${FILE}:10:54 dsr[0].ports[0]: expected a port 1..65535, got 0`,
+      `${FILE}:10:82 dsr[0].threads: expected an integer 1..64, got 65`,
+    ]);
+  });
+
+  it('refuses a VIP the balancer binds, a port balanced twice and a DSCP value shared by two VIPs', () => {
+    const owned = withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web }').replace('host: 0.0.0.0', 'host: 10.77.0.100');
+    assert.deepEqual(errorsOf(owned), [
+      `${FILE}:10:29 dsr[0].vip: the balancer must not own the VIP 10.77.0.100, but listen[0].host binds it (its kernel would answer the VIP's SYNs itself)`,
+    ]);
+    assert.deepEqual(
+      errorsOf(
+        withDsr(
+          '{ interface: eth0, vip: 10.77.0.100, ports: [80, 443], upstream: web }',
+          '{ interface: eth1, vip: 10.77.0.100, ports: [443], upstream: web, method: l3, dscp: 8 }',
+          '{ interface: eth1, vip: 10.77.0.101, ports: [443], upstream: web, method: l3, dscp: 8 }',
+        ),
+      ),
+      [
+        `${FILE}:11:50 dsr[1].ports[0]: 10.77.0.100:443 is already balanced by dsr[0].ports[1]`,
+        `${FILE}:12:89 dsr[2].dscp: DSCP 8 already marks VIP 10.77.0.100 (dsr[1].dscp): the servers tell VIPs apart by it, so each VIP needs its own value`,
+      ],
+    );
+  });
+
+  it("needs the upstream's servers as IPv4 addresses, with a unicast MAC each", () => {
+    const text = withDsr('{ interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web }')
+      .replace('{ address: 10.77.0.11:80, mac: "02:77:00:00:00:11" }', '{ address: 10.77.0.11:80 }')
+      .replace('{ address: 10.77.0.12:80, mac: "02:77:00:00:00:12" }', '{ address: "web.internal:80", mac: "ff:ff:ff:ff:ff:ff" }');
+    assert.deepEqual(errorsOf(text), [
+      `${FILE}:6:9 upstreams.web.servers[0]: required key mac is missing: dsr[0] sends the VIP's frames to each server's MAC address`,
+      `${FILE}:7:20 upstreams.web.servers[1].address: dsr[0] forwards packets to this server by its IP: expected an IPv4 address with a port like 10.77.0.11:80 (DSR is IPv4 only), got "web.internal:80"`,
+      `${FILE}:7:44 upstreams.web.servers[1].mac: expected a unicast MAC address, got "ff:ff:ff:ff:ff:ff" (a multicast or broadcast MAC)`,
+    ]);
+    // l3 sends to the MAC as well (the next hop on the segment).
+    assert.deepEqual(errorsOf(text.replace('"web.internal:80", mac: "ff:ff:ff:ff:ff:ff"', '10.77.0.12:80, mac: "02:77:00:00:00:12"').replace('ports: [80], upstream: web }', 'ports: [80], upstream: web, method: l3, dscp: 1 }')), [
+      `${FILE}:6:9 upstreams.web.servers[0]: required key mac is missing: dsr[0] sends the VIP's frames to each server's MAC address`,
+    ]);
+    const dns = `${DSR_BASE.replace(/    servers:\n.*\n.*\n/, '    servers: { dns: web.internal, port: 80 }\n')}  - { interface: eth0, vip: 10.77.0.100, ports: [80], upstream: web }\n`;
+    assert.deepEqual(errorsOf(dns), [`${FILE}:8:65 dsr[0].upstream: upstream "web" finds its servers in DNS, which gives no MAC addresses: DSR needs its servers listed with address and mac`]);
   });
 });

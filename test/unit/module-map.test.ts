@@ -32,6 +32,8 @@ const upward: Array<[string, string]> = [
   ['src/proxy/exchange.ts', "import '../cluster/worker.js';"],
   ['src/proxy/exchange.ts', "import '../admin/server.js';"],
   ['src/config/semantic.ts', "import '../proxy/router.js';"],
+  ['src/dsr/plan.ts', "import '../cluster/primary.js';"],
+  ['src/dsr/forwarder-process.ts', "import '../proxy/server.js';"],
 ];
 
 for (const [file, line] of upward) {
@@ -48,6 +50,7 @@ const downwardOrAllowed: Array<[string, string]> = [
   ['src/cluster/primary.ts', "import '../admin/server.js';"],
   ['src/proxy/server.ts', "import '../admin/types.js';"],
   ['src/config/semantic.ts', "import '../proxy/request-target.js';"],
+  ['src/cluster/dsr-supervisor.ts', "import '../dsr/plan.js';"],
 ];
 
 for (const [file, line] of downwardOrAllowed) {
