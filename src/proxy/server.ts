@@ -112,7 +112,8 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       const secure: SecureListener = { responseHeaders: l.tls.hsts === undefined ? undefined : [['Strict-Transport-Security', hstsValue(l.tls.hsts)]] };
       const frontEnds = {
         'http/1.1': (socket: TLSSocket, origin: ConnectionOrigin | undefined) => openConnection(runtime, socket, secure, origin),
-        ...(l.http2 ? { h2: (socket: TLSSocket, origin: ConnectionOrigin | undefined) => acceptHttp2(runtime, socket, h2!, secure, origin) } : {}),
+        // A handshake done after the worker began draining: the session starts closing (GOAWAY once idle), as openConnection.
+        ...(l.http2 ? { h2: (socket: TLSSocket, origin: ConnectionOrigin | undefined) => h2!.accept(socket, secure, origin) } : {}),
       };
       // accept_proxy: the PROXY header precedes the ClientHello (an L4 balancer passing TLS through).
       const preamble = l.acceptProxy ? (raw: net.Socket, proceed: (origin: ConnectionOrigin) => void) => readProxyHeader(runtime, l, raw, proceed) : undefined;
@@ -132,6 +133,8 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       for (const s of servers) s.close();
       for (const t of tlsListeners.values()) t.close();
       for (const conn of runtime.connections) conn.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
+      // Connections still in their handshake join runtime.connections when it ends (each has a deadline).
+      await Promise.all([...tlsListeners.values()].map((t) => t.handshakesDone()));
     },
     async finishRequests(timeoutMs) {
       runtime.closing = true;
@@ -196,11 +199,11 @@ function accept(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.S
 
 /** `origin`: the client a PROXY header reported; the socket's own peer when undefined. */
 function openConnection(runtime: WorkerRuntime, socket: net.Socket, secure: SecureListener | undefined, origin: ConnectionOrigin | undefined): void {
-  if (runtime.closing) {
-    socket.destroy();
-    return;
-  }
-  runtime.onConnectionOpened(new ClientConnection(socket, runtime, secure, origin));
+  const conn = new ClientConnection(socket, runtime, secure, origin);
+  runtime.onConnectionOpened(conn);
+  // Accepted before the listeners closed, its TLS handshake or PROXY header done after: the client has a
+  // request on the way. Destroying it reset that request; it is answered (Connection: close) instead.
+  if (runtime.closing) conn.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
 }
 
 /**
@@ -217,15 +220,6 @@ function readProxyHeader(runtime: WorkerRuntime, config: ProxyListenConfig, sock
   receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, onReady, (reason) =>
     runtime.logThrottle.warn(runtime.log, 'proxy-header', { listener: name, peer, reason }, 'connection closed: PROXY header refused'),
   );
-}
-
-/** A TLS socket that negotiated ALPN h2. */
-function acceptHttp2(runtime: WorkerRuntime, socket: TLSSocket, h2: Http2FrontEnd, secure: SecureListener, origin: ConnectionOrigin | undefined): void {
-  if (runtime.closing) {
-    socket.destroy();
-    return;
-  }
-  h2.accept(socket, secure, origin);
 }
 
 /**

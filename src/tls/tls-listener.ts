@@ -57,6 +57,12 @@ export interface TlsListener {
   store: CertificateStore;
   /** Stops watching the certificate files. */
   close(): void;
+  /**
+   * Resolves once no connection is between its accept and its hand-over to a
+   * front end (each is bounded by handshake_timeout): a worker that stops
+   * accepting waits for them, since their clients have a request on the way.
+   */
+  handshakesDone(): Promise<void>;
 }
 
 export interface TlsListenerDeps {
@@ -115,6 +121,14 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
   );
   const watcher = new CertificateFileWatcher(store, config.certificates, config.reloadIntervalMs, deps.log);
   const alpn = frontEnds.h2 === undefined ? ['http/1.1'] : ['h2', 'http/1.1'];
+  /** Accepted, not yet handed over. */
+  const handshaking = new Set<net.Socket>();
+  let whenNoHandshakes: Array<() => void> = [];
+  const settle = (raw: net.Socket): void => {
+    if (!handshaking.delete(raw) || handshaking.size > 0) return;
+    for (const resolve of whenNoHandshakes) resolve();
+    whenNoHandshakes = [];
+  };
   const handOver = (socket: TLSSocket, origin: ConnectionOrigin | undefined): void => {
     const h2 = frontEnds.h2;
     if (socket.alpnProtocol === 'h2' && h2 !== undefined) h2(socket, origin);
@@ -155,6 +169,8 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
       socket.off('error', onError);
       markEstablished(socket);
       if (clientCa !== undefined) recordVerification(socket);
+      // Before the front end: it counts the connection as open from here.
+      settle(raw);
       handOver(socket, origin);
     });
   };
@@ -221,9 +237,16 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
   const server = net.createServer(netOptions, (raw) => {
     // One deadline for the preamble, the ClientHello and the handshake together.
     const deadline = setTimeout(() => void raw.destroy(), config.handshakeTimeoutMs);
+    handshaking.add(raw);
+    raw.once('close', () => settle(raw));
     if (preamble === undefined) return readHello(raw, deadline, undefined);
     raw.once('close', () => clearTimeout(deadline));
     preamble(raw, (origin) => readHello(raw, deadline, origin));
   });
-  return { server, store, close: () => watcher.close() };
+  return {
+    server,
+    store,
+    close: () => watcher.close(),
+    handshakesDone: () => (handshaking.size === 0 ? Promise.resolve() : new Promise((resolve) => whenNoHandshakes.push(resolve))),
+  };
 }

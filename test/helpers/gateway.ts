@@ -205,3 +205,30 @@ export function idealBucket(sentAt: readonly number[], rate: number, burst: numb
   }
   return { admitted, longestPauseMs: Math.round(longestPauseMs) };
 }
+
+/**
+ * The reference for a rate-limit test under load: the limiter decided each
+ * request somewhere between the client sending it and the answer arriving,
+ * so an exact bucket is run over both ends (a client paused shows as a gap in
+ * both, a proxy paused as answers bunched after the pause) and the count a
+ * correct limiter admits is taken to lie between the two. On a quiet machine
+ * the two agree with burst + rate x T; a limiter counting per worker or not
+ * refilling is far outside both.
+ */
+export function idealBucketRange(
+  sentAt: readonly number[],
+  answeredAt: readonly number[],
+  rate: number,
+  burst: number,
+): { low: number; high: number; longestPauseMs: number; windowMs: number } {
+  const ascending = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
+  const bySent = idealBucket(ascending(sentAt), rate, burst);
+  const byAnswer = idealBucket(ascending(answeredAt), rate, burst);
+  return {
+    low: Math.min(bySent.admitted, byAnswer.admitted),
+    high: Math.max(bySent.admitted, byAnswer.admitted),
+    longestPauseMs: Math.max(bySent.longestPauseMs, byAnswer.longestPauseMs),
+    // Every decision fell between the first send and the last answer.
+    windowMs: Math.max(...answeredAt) - Math.min(...sentAt),
+  };
+}

@@ -18,6 +18,8 @@ export interface TlsAnswer {
   resumed: boolean;
   /** The latest session/ticket the server sent, to resume with. */
   session: Buffer | undefined;
+  /** That ticket's raw bytes: OpenSSL's format starts with the 16-byte name of the key that encrypted it. */
+  ticket: Buffer | undefined;
 }
 
 export interface TlsRequestOptions {
@@ -40,6 +42,7 @@ export interface TlsRequestOptions {
 export function tlsRequest(o: TlsRequestOptions): Promise<TlsAnswer> {
   return new Promise((resolve, reject) => {
     let session: Buffer | undefined;
+    let ticket: Buffer | undefined;
     const req = https.request({
       host: '127.0.0.1',
       port: o.port,
@@ -57,7 +60,13 @@ export function tlsRequest(o: TlsRequestOptions): Promise<TlsAnswer> {
       ...(o.ciphers ? { ciphers: o.ciphers } : {}),
       ...(o.sigalgs ? { sigalgs: o.sigalgs } : {}),
     });
-    req.on('socket', (s) => (s as tls.TLSSocket).on('session', (b: Buffer) => (session = b)));
+    req.on('socket', (s) => {
+      const socket = s as tls.TLSSocket;
+      socket.on('session', (b: Buffer) => {
+        session = b;
+        ticket = socket.getTLSTicket();
+      });
+    });
     req.on('error', reject);
     req.setTimeout(15_000, () => req.destroy(new Error('no response within 15 s')));
     req.on('response', (res) => {
@@ -78,7 +87,7 @@ export function tlsRequest(o: TlsRequestOptions): Promise<TlsAnswer> {
       res.on('error', reject);
       res.on('end', () => {
         // TLS 1.3 tickets arrive after the handshake: give the last one a moment.
-        setTimeout(() => resolve({ ...base, body, session }), 20);
+        setTimeout(() => resolve({ ...base, body, session, ticket }), 20);
       });
     });
     req.end(o.body);

@@ -1,9 +1,14 @@
 // Issue 14, servers from DNS: a real dnsmasq on a loopback port answers for
 // api.test; three backends listen on 127.0.0.11-13 on one port. Under a
 // steady load the A records change (a server added, one removed): no request
-// fails, the workers pick the new set up, and with source hashing only the
+// fails, the workers pick the new set up, and with source hashing the
 // clients the change must move do move (to the new server / off the removed
-// one). An empty answer and a dead DNS server keep the last good set, and
+// one) and hardly any other: Maglev is near-minimal, not minimal (README),
+// so a few clients of the servers that stay may change hands too. How many
+// depends on the table, i.e. on the backends' random port: over 5000 ports,
+// removing one of three moved at most 9 % of the others' clients (99.9 % of
+// ports: under 2 %), adding a third sent at most 3 % of all clients to an old
+// server. Modulo hashing or a reshuffled table moves about half of them. An empty answer and a dead DNS server keep the last good set, and
 // /status says so. SRV weights become server weights; records of a worse
 // priority are left out.
 import assert from 'node:assert/strict';
@@ -157,14 +162,17 @@ describe('servers from DNS (dnsmasq on loopback)', () => {
       const second = await assignment(sy);
       const moved = KEYS.filter((k) => first.get(k) !== second.get(k));
       t.diagnostic(`server added: ${moved.length} of ${KEYS.length} clients moved (${((moved.length / KEYS.length) * 100).toFixed(1)} %; ideal 33.3 %)`);
-      assert.ok(moved.every((k) => second.get(k) === IPS[2]), 'clients move only to the new server');
+      const elsewhere = moved.filter((k) => second.get(k) !== IPS[2]);
+      assert.ok(elsewhere.length <= KEYS.length * 0.06, `clients move (nearly) only to the new server: ${elsewhere.length} went to an old one`);
       assert.ok(moved.length > KEYS.length * 0.2 && moved.length < KEYS.length * 0.42, `about a third move: ${moved.length}`);
 
       // A server removed: its clients spread, nobody else moves.
       await change({ 'api.test': [IPS[1], IPS[2]] }, 'app', at([IPS[1], IPS[2]]), 'server .11 gone from DNS');
       const third = await assignment(sy);
       const stayed = KEYS.filter((k) => second.get(k) !== IPS[0]);
-      assert.deepEqual(stayed.filter((k) => third.get(k) !== second.get(k)), [], 'clients of the servers that stay do not move');
+      const reshuffled = stayed.filter((k) => third.get(k) !== second.get(k));
+      t.diagnostic(`server removed: ${reshuffled.length} of ${stayed.length} clients of the servers that stay moved`);
+      assert.ok(reshuffled.length <= stayed.length * 0.15, `clients of the servers that stay (nearly) do not move: ${reshuffled.length} of ${stayed.length} did`);
       assert.ok(KEYS.every((k) => third.get(k) !== IPS[0]), 'nobody goes to the removed server');
     } finally {
       const r = await load.stop();
