@@ -222,13 +222,16 @@ export function idealBucketRange(
   burst: number,
 ): { low: number; high: number; longestPauseMs: number; windowMs: number } {
   const ascending = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
-  const bySent = idealBucket(ascending(sentAt), rate, burst);
-  const byAnswer = idealBucket(ascending(answeredAt), rate, burst);
+  const sent = ascending(sentAt);
+  const answered = ascending(answeredAt);
+  const bySent = idealBucket(sent, rate, burst);
+  const byAnswer = idealBucket(answered, rate, burst);
   return {
     low: Math.min(bySent.admitted, byAnswer.admitted),
     high: Math.max(bySent.admitted, byAnswer.admitted),
     longestPauseMs: Math.max(bySent.longestPauseMs, byAnswer.longestPauseMs),
     // Every decision fell between the first send and the last answer.
-    windowMs: Math.max(...answeredAt) - Math.min(...sentAt),
+    // (From the sorted copies: spreading tens of thousands of times into Math.max overflows the stack.)
+    windowMs: answered[answered.length - 1]! - sent[0]!,
   };
 }
