@@ -17,11 +17,8 @@ import type { DsrPlanEntry } from '../dsr/plan.js';
 import { isFromForwarder, type DsrEntryErrors, type FromForwarder, type ToForwarder } from '../dsr/messages.js';
 import type { DsrForwarderInfo } from '../admin/types.js';
 import { ErrorCode, SwitchyardError } from '../errors.js';
+import { RespawnBackoff } from './respawn-backoff.js';
 
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
-/** A forwarder that lived this long resets the backoff. */
-const STABLE_MS = 10_000;
 /** Opening packet sockets and threads is quick; a forwarder silent this long is taken as hung. */
 const APPLY_TIMEOUT_MS = 10_000;
 const COUNTERS_TIMEOUT_MS = 1_000;
@@ -44,7 +41,7 @@ export class DsrSupervisor {
   private child: ChildProcess | undefined;
   private startedAt = 0;
   private restarts = 0;
-  private nextBackoffMs = BACKOFF_MIN_MS;
+  private readonly backoff = new RespawnBackoff();
   private respawnTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private state: DsrForwarderInfo['state'] = 'starting';
@@ -185,9 +182,7 @@ export class DsrSupervisor {
       return;
     }
     this.state = 'backoff';
-    if (Date.now() - this.startedAt >= STABLE_MS) this.nextBackoffMs = BACKOFF_MIN_MS;
-    const delay = this.nextBackoffMs;
-    this.nextBackoffMs = Math.min(delay * 2, BACKOFF_MAX_MS);
+    const delay = this.backoff.afterDeath(this.startedAt);
     this.log.warn({ ...fields, delayMs: delay }, 'dsr forwarder died unexpectedly: respawning');
     this.respawnTimer = setTimeout(() => {
       this.respawnTimer = undefined;

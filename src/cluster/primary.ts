@@ -24,6 +24,7 @@ import { acmeListeners, AcmeService, storedCertificates } from '../acme/service.
 import type { CertificatePair } from '../acme/storage.js';
 import type { AcmeToken } from '../proxy/acme-challenge.js';
 import { TicketKeyRotation } from '../tls/ticket-keys.js';
+import { RespawnBackoff } from './respawn-backoff.js';
 import { DsrSupervisor, dsrUnavailable } from './dsr-supervisor.js';
 import { dsrPlan } from '../dsr/plan.js';
 import { registerDsrMetrics, type DsrMetricsSnapshot } from '../metrics/dsr-metrics.js';
@@ -35,10 +36,6 @@ export interface PrimaryOptions {
   overrides: ConfigOverrides;
 }
 
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
-/** A worker that lived this long resets its slot's backoff. */
-const STABLE_MS = 10_000;
 /** This many unexpected deaths across the cluster within CRASH_WINDOW_MS stop respawning. */
 const CRASH_LOOP_DEATHS = 5;
 const CRASH_WINDOW_MS = 10_000;
@@ -106,7 +103,7 @@ interface Slot {
   /** The replacement being started by a reload; becomes current once ready. */
   candidate?: Entry;
   restarts: number;
-  nextBackoffMs: number;
+  readonly backoff: RespawnBackoff;
   respawnTimer?: NodeJS.Timeout;
   /** Not respawned: the cluster is crash-looping. */
   stopped: boolean;
@@ -423,7 +420,7 @@ export class Primary {
   // ---- workers -------------------------------------------------------------
 
   private newSlot(index: number): Slot {
-    return { index, restarts: 0, nextBackoffMs: BACKOFF_MIN_MS, stopped: false };
+    return { index, restarts: 0, backoff: new RespawnBackoff(), stopped: false };
   }
 
   private fork(slot: Slot, config: Config = this.config): Entry {
@@ -538,9 +535,7 @@ export class Primary {
       this.enterCrashLoop();
       return;
     }
-    if (now - entry.startedAt >= STABLE_MS) slot.nextBackoffMs = BACKOFF_MIN_MS;
-    const delay = slot.nextBackoffMs;
-    slot.nextBackoffMs = Math.min(delay * 2, BACKOFF_MAX_MS);
+    const delay = slot.backoff.afterDeath(entry.startedAt, now);
     this.log.info({ slot: slot.index, delayMs: delay }, 'respawning worker');
     slot.respawnTimer = setTimeout(() => {
       slot.respawnTimer = undefined;
@@ -730,7 +725,7 @@ export class Primary {
     if (slot.current) this.retire(slot.current);
     slot.current = candidate;
     // The new worker counts as the slot's fresh start.
-    slot.nextBackoffMs = BACKOFF_MIN_MS;
+    slot.backoff.reset();
     return candidate;
   }
 
