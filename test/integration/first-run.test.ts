@@ -7,7 +7,7 @@
 // signal and key, and docs/config.md is exactly `help config`.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isAlive, request, sleep, tempDir, type TempDir } from '../helpers/process.js';
@@ -20,10 +20,17 @@ const CONFIG_MD = fileURLToPath(new URL('../../docs/config.md', import.meta.url)
 const minimal = (port: number, server: string): string =>
   `listen: [{ port: ${port} }]\nupstreams: { app: { servers: [{ address: "${server}" }] } }\nroutes: [{ match: { path: / }, upstream: app }]\n`;
 
-/** Runs the CLI under a pseudo-terminal (util-linux `script`), so its stdout is a TTY; resolves the output once `until` matches. */
-async function underTty(args: string[], until: RegExp, timeoutMs = 15_000): Promise<string> {
-  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  // Its own process group, so the whole tree (script, shell, primary, workers) goes at the end.
+/**
+ * Runs the CLI under a pseudo-terminal (util-linux `script`), so its stdout is a TTY; resolves the output once
+ * `until` matches. `script` starts the command in a session of its own on the pty, so neither its exit nor its
+ * process group says whether switchyard is gone (a hung-up terminal sends switchyard SIGHUP, which reloads):
+ * the shell writes the primary's pid before exec, and the end stops that pid and waits until it is gone, or the
+ * next run on the same port meets EADDRINUSE.
+ */
+async function underTty(args: string[], pidFile: string, until: RegExp, timeoutMs = 15_000): Promise<string> {
+  const quote = (a: string): string => `'${a.replace(/'/g, "'\\''")}'`;
+  const command = `echo $$ > ${quote(pidFile)}; exec ${[process.execPath, CLI, ...args].map(quote).join(' ')}`;
+  rmSync(pidFile, { force: true });
   const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -37,15 +44,16 @@ async function underTty(args: string[], until: RegExp, timeoutMs = 15_000): Prom
     }
     return out;
   } finally {
+    const primary = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+    if (primary > 0 && isAlive(primary)) process.kill(primary, 'SIGTERM');
+    for (let i = 0; i < 300 && primary > 0 && isAlive(primary); i++) await sleep(50);
+    assert.ok(!isAlive(primary), `switchyard ${primary} still running 15 s after SIGTERM`);
     try {
       process.kill(-child.pid!, 'SIGTERM');
     } catch {
-      // already gone
+      // script already left with its child
     }
     await new Promise((resolve) => (child.exitCode !== null ? resolve(undefined) : child.once('exit', resolve)));
-    // `script` exits before the switchyard it ran has drained and closed its port: wait for the
-    // whole group to be gone, or the next run on the same port meets EADDRINUSE.
-    for (let i = 0; i < 200 && isAlive(-child.pid!); i++) await sleep(50);
   }
 }
 
@@ -144,7 +152,7 @@ describe('first run', () => {
     const port = await freePort();
     const file = `${tmp.dir}/tty.yaml`;
     writeFileSync(file, minimal(port, a.address));
-    const tty = await underTty(['--config', file], /switchyard started[^\n]*\n/);
+    const tty = await underTty(['--config', file], `${tmp.dir}/tty.pid`, /switchyard started[^\n]*\n/);
     const line = tty.split('\n').find((l) => l.includes('switchyard started'))!;
     assert.doesNotMatch(line, /^\s*\{/, 'not JSON on a terminal');
     assert.match(line, /\d\d:\d\d:\d\d\.\d{3}/, 'a readable time');
@@ -152,7 +160,7 @@ describe('first run', () => {
     assert.ok(line.includes(`http://127.0.0.1:${port}`));
 
     writeFileSync(file, `${minimal(port, a.address)}logging: { format: json }\n`);
-    const json = await underTty(['--config', file], /switchyard started[^\n]*\n/);
+    const json = await underTty(['--config', file], `${tmp.dir}/tty.pid`, /switchyard started[^\n]*\n/);
     const jsonLine = json.split('\n').find((l) => l.includes('switchyard started'))!.trim();
     assert.equal((JSON.parse(jsonLine) as { level: number }).level, 30);
 
