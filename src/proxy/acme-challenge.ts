@@ -47,9 +47,16 @@ export class AcmeChallenges {
     this.alpnContexts = contexts;
   }
 
-  /** The TLS-ALPN-01 challenge certificate for `servername`, while one is being proved. */
-  tlsAlpnContext(servername: string | undefined): tls.SecureContext | undefined {
-    return servername === undefined ? undefined : this.alpnContexts.get(servername);
+  /**
+   * The TLS-ALPN-01 challenge certificate for `servername`, while one is
+   * being proved and only when it is one of `domains` (the asking listener's
+   * own ACME domains): a listener never proves a name another one is
+   * configured for, whatever SNI a client sends it.
+   */
+  tlsAlpnContext(servername: string | undefined, domains: ReadonlySet<string>): tls.SecureContext | undefined {
+    if (servername === undefined) return undefined;
+    const name = asciiLower(servername);
+    return domains.has(name) ? this.alpnContexts.get(name) : undefined;
   }
 
   /**

@@ -120,8 +120,9 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       };
       // accept_proxy: the PROXY header precedes the ClientHello (an L4 balancer passing TLS through).
       const preamble = l.acceptProxy ? (raw: net.Socket, proceed: (origin: ConnectionOrigin) => void) => readProxyHeader(runtime, l, raw, proceed) : undefined;
-      // tls-alpn-01 challenges are answered on the listeners that get their certificate from ACME.
-      const acmeTlsAlpn = l.tls.acme && acme ? (name: string | undefined) => acme.tlsAlpnContext(name) : undefined;
+      // tls-alpn-01 challenges are answered on the listeners that get their certificate from ACME, for their own names.
+      const ownDomains = new Set(l.tls.acme?.domains);
+      const acmeTlsAlpn = l.tls.acme && acme ? (name: string | undefined) => acme.tlsAlpnContext(name, ownDomains) : undefined;
       const deps = { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds, ...(preamble ? { preamble } : {}), ...(acmeTlsAlpn ? { acmeTlsAlpn } : {}) };
       const listener = createTlsListener(l.tls, frontEnds, deps, NET_OPTIONS);
       tlsListeners.set(i, listener);
