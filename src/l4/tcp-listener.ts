@@ -5,6 +5,7 @@
 import net from 'node:net';
 import { receiveProxyHeader, socketOrigin } from './proxy-header-reader.js';
 import { TcpSession } from './tcp-session.js';
+import type { PendingHandOvers } from './pending-hand-overs.js';
 import type { ConnectionOrigin } from './proxy-protocol.js';
 import type { L4Upstream, L4Worker } from './types.js';
 
@@ -18,20 +19,24 @@ export interface TcpListenerOptions {
   maxConnections: number;
 }
 
-export function createTcpServer(options: TcpListenerOptions, upstream: L4Upstream, worker: L4Worker): net.Server {
+/** `preambles`: holds a connection while its PROXY header is on the way (a draining worker waits for it). */
+export function createTcpServer(options: TcpListenerOptions, upstream: L4Upstream, worker: L4Worker, preambles: PendingHandOvers): net.Server {
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
-    if (worker.closing) {
-      socket.destroy();
-      return;
-    }
+    // Accepted, so the client has bytes on the way even if the worker drains meanwhile: the session
+    // starts and is kept like any tunnel (up to tunnel_max_age) rather than reset.
     const start = (origin: ConnectionOrigin): void => {
       const session = { idleTimeoutMs: options.idleTimeoutMs, listener: options.name };
       new TcpSession(socket, origin, unmapped(origin.sourceAddress), upstream, worker, session);
     };
     if (!options.acceptProxy) return start(socketOrigin(socket));
     const peer = unmapped(socket.remoteAddress ?? '');
+    const settle = preambles.add(socket);
     socket.resume();
-    receiveProxyHeader(socket, { timeoutMs: options.proxyTimeoutMs, trusted: worker.isTrustedProxy(peer) }, start, (reason) =>
+    const ready = (origin: ConnectionOrigin): void => {
+      settle();
+      start(origin);
+    };
+    receiveProxyHeader(socket, { timeoutMs: options.proxyTimeoutMs, trusted: worker.isTrustedProxy(peer) }, ready, (reason) =>
       worker.logThrottle.warn(worker.log, 'proxy-header', { listener: options.name, peer, reason }, 'connection closed: PROXY header refused'),
     );
   });

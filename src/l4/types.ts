@@ -38,8 +38,6 @@ export interface L4Worker {
   readonly log: Logger;
   readonly logThrottle: LogThrottle;
   readonly accessLog: boolean;
-  /** The worker is draining: new connections are closed at once. */
-  readonly closing: boolean;
   isTrustedProxy(address: string): boolean;
   // Property syntax, not method syntax: the compiler then checks that the
   // worker's own connection type accepts an L4Connection (methods are bivariant).

@@ -7,6 +7,7 @@ export type ProxyErrorReason =
   | 'bad-request'
   | 'bad-host'
   | 'bad-path'
+  | 'http10-transfer-encoding'
   | 'connect-method'
   | 'foreign-absolute-form'
   | 'unsupported-version'
@@ -34,6 +35,7 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'bad-request': 400,
   'bad-host': 400,
   'bad-path': 400,
+  'http10-transfer-encoding': 400,
   'connect-method': 400,
   'foreign-absolute-form': 400,
   'unsupported-version': 505,
@@ -62,6 +64,7 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
 const CLOSES_CONNECTION: ReadonlySet<ProxyErrorReason> = new Set<ProxyErrorReason>([
   'bad-request',
   'bad-host',
+  'http10-transfer-encoding',
   'connect-method',
   'foreign-absolute-form',
   'unsupported-version',

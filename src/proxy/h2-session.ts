@@ -17,7 +17,9 @@
 //   NO_ERROR and closed.
 //
 // Draining sends GOAWAY at once: streams already open finish, new ones are
-// refused, and the connection closes after the last one.
+// refused, and the connection closes after the last one. A session that has
+// had no stream yet (handed over while the worker drains: accepted before its
+// listener closed) lets its first request in before the GOAWAY.
 import { socketOrigin } from '../l4/proxy-header-reader.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 import http2, { constants, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
@@ -30,7 +32,7 @@ import type { HeaderList } from './gateway-step.js';
 import type { Http2Config } from '../config/types.js';
 import { deadlineIn, now, track, untrack, type Expirable } from './coarse-clock.js';
 import { H2Stream, type StreamOwner } from './h2-stream.js';
-import { normaliseAddress, type WorkerConnection, type WorkerRuntime } from './worker-runtime.js';
+import { DRAIN_IDLE_GRACE_MS, normaliseAddress, type WorkerConnection, type WorkerRuntime } from './worker-runtime.js';
 
 /** The window over which resets and control frames are counted. */
 const WINDOW_MS = 10_000;
@@ -101,6 +103,9 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
   private trusted: boolean | undefined;
   private clientCert: ClientCertificate | null | undefined;
   private open = 0;
+  private streams = 0;
+  /** Draining began before the first stream: GOAWAY once it has arrived. */
+  private goAwayAfterFirstStream = false;
   private idleDeadline: number;
   private readonly resets: WindowCount;
   private readonly controlFrames: WindowCount;
@@ -133,11 +138,12 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     session.on('close', () => this.onClose());
     track(this);
     // A worker draining hands the connection over already closing.
-    if (worker.closing) this.closeWhenIdle();
+    if (worker.closing) this.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
   }
 
   private onStream(stream: ServerHttp2Stream, rawHeaders: string[]): void {
     this.open++;
+    this.streams++;
     this.idleDeadline = 0;
     try {
       new H2Stream(stream, rawHeaders, this);
@@ -145,6 +151,8 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
       this.worker.log.error({ peer: this.peerAddress, err }, 'internal error: HTTP/2 stream reset');
       stream.close(constants.NGHTTP2_INTERNAL_ERROR);
     }
+    // Its last stream id is this one (the last nghttp2 processed): this stream finishes, later ones are refused.
+    if (this.goAwayAfterFirstStream) this.goAway();
   }
 
   peerTrusted(): boolean {
@@ -197,17 +205,30 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     }
     if (this.idleDeadline !== 0 && t >= this.idleDeadline && this.open === 0) {
       this.idleDeadline = 0;
-      this.closeWhenIdle();
+      this.goAway();
     }
   }
 
-  /** GOAWAY now: open streams finish, new ones are refused, and the connection closes after the last. */
   /** HTTP/2 streams never become tunnels: a retiring worker closes the session once its requests are done. */
   inTunnel(): boolean {
     return false;
   }
 
-  closeWhenIdle(): void {
+  /**
+   * GOAWAY now; but a session with no stream yet has its client's first
+   * request on the way (GOAWAY with last stream 0 would refuse it): it gets
+   * up to `graceMs` for that request, and the GOAWAY follows it.
+   */
+  closeWhenIdle(graceMs: number): void {
+    if (this.streams > 0 || graceMs <= 0) return this.goAway();
+    this.goAwayAfterFirstStream = true;
+    const deadline = deadlineIn(graceMs);
+    if (this.idleDeadline === 0 || this.idleDeadline > deadline) this.idleDeadline = deadline;
+  }
+
+  /** Open streams finish, new ones are refused, and the connection closes after the last. */
+  private goAway(): void {
+    this.goAwayAfterFirstStream = false;
     if (!this.session.closed && !this.session.destroyed) this.session.close();
   }
 

@@ -1,6 +1,7 @@
 // What a request head must satisfy, beyond llhttp's own strictness, before
 // anything about it is routed or forwarded: one HTTP/1 Host that is a valid
-// authority, no CONNECT, no Transfer-Encoding but chunked, an origin-form
+// authority, no CONNECT, no Transfer-Encoding but chunked (and none at all
+// in HTTP/1.0), an origin-form
 // target (absolute-form only for the host it is already addressed to), the
 // URL, body and header-name policies of the config.
 import type { LimitsConfig, UnderscorePolicy } from '../config/types.js';
@@ -27,6 +28,9 @@ export function checkRequest(line: RequestLine, info: RequestHeadInfo, limits: L
   if (method === 'CONNECT') return refuse('connect-method');
   if (info.hostCount > 1 || (line.versionMinor >= 1 && info.hostCount === 0)) return refuse('bad-host');
   if (info.host !== undefined && !VALID_HOST.test(info.host)) return refuse('bad-host');
+  // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing (a 1.0 sender cannot
+  // mean chunked; a smuggler can): refused, and the connection closes, whatever Content-Length says.
+  if (line.versionMinor === 0 && info.transferEncoding !== undefined) return refuse('http10-transfer-encoding');
   // llhttp reports a bad final coding only after the head callback, so check it here,
   // before anything is forwarded. Codings other than chunked are not supported (RFC 9112 §6.1).
   if (info.transferEncoding !== undefined && info.transferEncoding.trim().toLowerCase() !== 'chunked') return refuse('bad-request');

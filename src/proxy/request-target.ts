@@ -16,6 +16,11 @@
 //   Windows          decoded and resolved, each name without its trailing
 //                    dots and spaces and a "::$DATA" suffix (what IIS and
 //                    files on NTFS take "/admin." and "/admin::$DATA" for);
+//   compatibility    when the path has non-ASCII bytes: their UTF-8 text
+//                    mapped as NFKC-normalising frameworks and Windows
+//                    "best fit" conversions do ("／" U+FF0F and "∕" to "/",
+//                    "‥" U+2025 to "..", "．" to ".", "ａ" to "a"), then
+//                    decoded, resolved and Windows-named as above;
 // each of those also without ";params" in every segment (a literal ";" or
 // %3B ends a segment's name) when the path has one, and each of all those
 // lower-cased (ASCII only) when case could matter.
@@ -74,18 +79,69 @@ export function pathForms(target: string, escapedSlashes: EscapedSlashes, foldAl
   if (!PLAIN_PATH_ANY_CASE.test(path)) {
     const segments = decodeSegments(path, escapedSlashes);
     if (typeof segments === 'string') return segments;
-    forms.add('/' + segments.join('/'));
-    forms.add(removeDots(segments));
-    const windows = segments.map(windowsName);
-    if (windows.some((name, i) => name !== segments[i])) {
-      forms.add('/' + windows.join('/'));
-      forms.add(removeDots(windows));
+    addDecodedForms(forms, segments);
+    if (NON_ASCII.test(path)) {
+      const compatible = decodeSegments(compatibilityText(segments), escapedSlashes);
+      if (typeof compatible === 'string') return `${compatible} once Unicode compatibility characters are mapped`;
+      addDecodedForms(forms, compatible);
     }
   }
   for (const form of [...forms]) if (form.indexOf(';') >= 0 || /%3B/i.test(form)) forms.add(withoutParams(form));
   const plain = [...forms];
   const folded = foldAlways || plain.some(hasUpperCase) ? [...new Set(plain.map(asciiLower))] : [];
   return { plain, folded };
+}
+
+/** The decoded, resolved and Windows forms of decoded segments. */
+function addDecodedForms(forms: Set<string>, segments: string[]): void {
+  forms.add('/' + segments.join('/'));
+  forms.add(removeDots(segments));
+  const windows = segments.map(windowsName);
+  if (windows.some((name, i) => name !== segments[i])) {
+    forms.add('/' + windows.join('/'));
+    forms.add(removeDots(windows));
+  }
+}
+
+/** A non-ASCII byte, escaped or raw (llhttp hands bytes over as latin1). */
+const NON_ASCII = /%[89A-Fa-f][0-9A-Fa-f]|[\x80-\xff]/;
+/** Escaped non-ASCII bytes in a decoded path (decodeSegments upper-cases escapes and escapes raw bytes). */
+const ESCAPED_HIGH_RUN = /(?:%[89A-F][0-9A-F])+/g;
+/**
+ * Characters Windows' "best fit" conversion to a code page turns into a
+ * separator while NFKC leaves them: division slash, fraction slash, set
+ * minus, reverse solidus operator; yen and won signs (the backslash of the
+ * Japanese and Korean code pages).
+ */
+const BEST_FIT = new Map([
+  ['\u2215', '/'],
+  ['\u2044', '/'],
+  ['\u2216', '\\'],
+  ['\u29f5', '\\'],
+  ['\u00a5', '\\'],
+  ['\u20a9', '\\'],
+]);
+const BEST_FIT_CHARS = new RegExp(`[${[...BEST_FIT.keys()].join('')}]`, 'gu');
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decoded segments with their non-ASCII text read as UTF-8 and mapped to
+ * what NFKC and best fit make of it, as a path again (non-ASCII left over
+ * escaped, ASCII the mapping produced as it is: "／" is now a "/", "％" a "%").
+ * A run of bytes that is not UTF-8 is no text to map: it stays as it is.
+ */
+function compatibilityText(segments: readonly string[]): string {
+  const text = ('/' + segments.join('/')).replace(ESCAPED_HIGH_RUN, (run) => {
+    const bytes = new Uint8Array(run.length / 3);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(run.slice(3 * i + 1, 3 * i + 3), 16);
+    try {
+      return UTF8.decode(bytes);
+    } catch {
+      return run;
+    }
+  });
+  const mapped = text.normalize('NFKC').replace(BEST_FIT_CHARS, (c) => BEST_FIT.get(c)!);
+  return mapped.replace(/[^\x00-\x7f]+/gu, (run) => encodeURIComponent(run));
 }
 
 /** The resolved form of a path (see the top of this file), or with `dots` false the decoded one; or why it is refused. */

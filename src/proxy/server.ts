@@ -6,10 +6,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import type { Config, ProxyListenConfig } from '../config/types.js';
-import { WorkerRuntime } from './worker-runtime.js';
+import { DRAIN_IDLE_GRACE_MS, WorkerRuntime } from './worker-runtime.js';
 import { ClientConnection, type SecureListener } from './client-connection.js';
 import { createTcpServer, unmapped } from '../l4/tcp-listener.js';
 import { receiveProxyHeader } from '../l4/proxy-header-reader.js';
+import { PendingHandOvers } from '../l4/pending-hand-overs.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 import { AcmeChallenges } from './acme-challenge.js';
 import { createTlsListener, type TlsListener } from '../tls/tls-listener.js';
@@ -39,8 +40,6 @@ function privateRegion(config: Config, slot: number): SharedRegion {
   return region;
 }
 
-/** How long an idle keep-alive connection may stay open once the worker drains. */
-const DRAIN_IDLE_GRACE_MS = 1000;
 /** How often a draining worker looks whether only tunnels are left. */
 const FINISH_POLL_MS = 50;
 
@@ -95,6 +94,8 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
   const tickets = new TicketKeyRing();
   if (placement.ticketKeys) tickets.set(placement.ticketKeys);
   const tlsListeners = new Map<number, TlsListener>();
+  /** Plain and tcp listeners' connections still reading a PROXY header or an HTTP/2 preface. */
+  const preambles = new PendingHandOvers();
   const sessionTimeoutSeconds = Math.max(1, Math.floor((2 * config.tlsTickets.rotateMs) / 1000));
   const servers = await Promise.all(
     config.listen.map((l, i) => {
@@ -104,9 +105,11 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
         const servedOverTls = (host: string) => acmeDomains.has(host) || [...tlsListeners.values()].some((t) => t.store.covers(host));
         return bind(runtime, l, createRedirectServer(redirect, servedOverTls, log, runtime.logThrottle, acme));
       }
-      if (l.mode === 'tcp') return bind(runtime, l, tcpServer(runtime, l));
+      if (l.mode === 'tcp') return bind(runtime, l, tcpServer(runtime, l, preambles));
       if (l.tls === undefined) {
-        const plain = l.http2 ? (socket: net.Socket) => acceptSniffing(runtime, l, socket, h2!) : (socket: net.Socket) => accept(runtime, l, socket);
+        const plain = l.http2
+          ? (socket: net.Socket) => acceptSniffing(runtime, l, socket, h2!, preambles.add(socket))
+          : (socket: net.Socket) => accept(runtime, l, socket, preambles);
         return bind(runtime, l, net.createServer(NET_OPTIONS, plain));
       }
       const secure: SecureListener = { responseHeaders: l.tls.hsts === undefined ? undefined : [['Strict-Transport-Security', hstsValue(l.tls.hsts)]] };
@@ -117,8 +120,9 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       };
       // accept_proxy: the PROXY header precedes the ClientHello (an L4 balancer passing TLS through).
       const preamble = l.acceptProxy ? (raw: net.Socket, proceed: (origin: ConnectionOrigin) => void) => readProxyHeader(runtime, l, raw, proceed) : undefined;
-      // tls-alpn-01 challenges are answered on the listeners that get their certificate from ACME.
-      const acmeTlsAlpn = l.tls.acme && acme ? (name: string | undefined) => acme.tlsAlpnContext(name) : undefined;
+      // tls-alpn-01 challenges are answered on the listeners that get their certificate from ACME, for their own names.
+      const ownDomains = new Set(l.tls.acme?.domains);
+      const acmeTlsAlpn = l.tls.acme && acme ? (name: string | undefined) => acme.tlsAlpnContext(name, ownDomains) : undefined;
       const deps = { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds, ...(preamble ? { preamble } : {}), ...(acmeTlsAlpn ? { acmeTlsAlpn } : {}) };
       const listener = createTlsListener(l.tls, frontEnds, deps, NET_OPTIONS);
       tlsListeners.set(i, listener);
@@ -133,8 +137,8 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       for (const s of servers) s.close();
       for (const t of tlsListeners.values()) t.close();
       for (const conn of runtime.connections) conn.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
-      // Connections still in their handshake join runtime.connections when it ends (each has a deadline).
-      await Promise.all([...tlsListeners.values()].map((t) => t.handshakesDone()));
+      // Connections still in their handshake, PROXY header or preface join runtime.connections when it ends (each has a deadline).
+      await Promise.all([preambles.settled(), ...[...tlsListeners.values()].map((t) => t.handshakesDone())]);
     },
     async finishRequests(timeoutMs) {
       runtime.closing = true;
@@ -188,9 +192,11 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
 const NET_OPTIONS = { allowHalfOpen: true, noDelay: true };
 
 /** A plain HTTP/1.1 listener's connection: with accept_proxy, its PROXY header first. */
-function accept(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket): void {
+function accept(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, preambles: PendingHandOvers): void {
   if (!config.acceptProxy) return openConnection(runtime, socket, undefined, undefined);
+  const settle = preambles.add(socket);
   readProxyHeader(runtime, config, socket, (origin) => {
+    settle();
     openConnection(runtime, socket, undefined, origin);
     // Left paused by the PROXY header reader.
     socket.resume();
@@ -211,10 +217,6 @@ function openConnection(runtime: WorkerRuntime, socket: net.Socket, secure: Secu
  * Only from trusted_proxies, within proxy_timeout; otherwise the connection is closed (and logged, throttled).
  */
 function readProxyHeader(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, onReady: (origin: ConnectionOrigin) => void): void {
-  if (runtime.closing) {
-    socket.destroy();
-    return;
-  }
   const name = `${config.host}:${config.port}`;
   const peer = unmapped(socket.remoteAddress ?? '');
   receiveProxyHeader(socket, { timeoutMs: config.proxyTimeoutMs, trusted: runtime.isTrustedProxy(peer) }, onReady, (reason) =>
@@ -226,16 +228,13 @@ function readProxyHeader(runtime: WorkerRuntime, config: ProxyListenConfig, sock
  * A plain listener with http2: the connection preface tells h2c with prior knowledge from HTTP/1.1.
  * With accept_proxy the PROXY header comes first, and its client is the client of every stream too.
  */
-function acceptSniffing(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, h2: Http2FrontEnd): void {
-  if (runtime.closing) {
-    socket.destroy();
-    return;
-  }
+function acceptSniffing(runtime: WorkerRuntime, config: ProxyListenConfig, socket: net.Socket, h2: Http2FrontEnd, settle: () => void): void {
+  // Draining by the time it is decided: either front end answers and then closes (as openConnection).
   const sniff = (origin: ConnectionOrigin | undefined): void =>
     sniffPreface(socket, runtime.limits.headersTimeoutMs, (isHttp2) => {
+      settle();
       if (isHttp2) return h2.accept(socket, undefined, origin);
-      if (runtime.closing) return socket.destroy();
-      runtime.onConnectionOpened(new ClientConnection(socket, runtime, undefined, origin));
+      openConnection(runtime, socket, undefined, origin);
       socket.resume();
     });
   if (!config.acceptProxy) return sniff(undefined);
@@ -265,7 +264,7 @@ function bind(runtime: WorkerRuntime, config: ProxyListenConfig, server: net.Ser
   });
 }
 
-function tcpServer(runtime: WorkerRuntime, config: ProxyListenConfig): net.Server {
+function tcpServer(runtime: WorkerRuntime, config: ProxyListenConfig, preambles: PendingHandOvers): net.Server {
   const options = {
     name: `${config.host}:${config.port}`,
     acceptProxy: config.acceptProxy,
@@ -273,5 +272,5 @@ function tcpServer(runtime: WorkerRuntime, config: ProxyListenConfig): net.Serve
     idleTimeoutMs: config.idleTimeoutMs,
     maxConnections: config.maxConnections,
   };
-  return createTcpServer(options, runtime.upstreams.get(config.upstream!)!, runtime);
+  return createTcpServer(options, runtime.upstreams.get(config.upstream!)!, runtime, preambles);
 }

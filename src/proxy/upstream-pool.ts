@@ -158,6 +158,8 @@ export class UpstreamConnection implements Expirable {
   private completed = false;
   /** The server sent bytes after its response: the connection must not serve another request. */
   private tainted = false;
+  /** Set by a response head whose framing cannot be trusted: parsing stopped after it. */
+  private faultyFraming: Error | undefined;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -177,12 +179,18 @@ export class UpstreamConnection implements Expirable {
       onHeaders: (raw) => {
         if (this.inHead) this.pendingHeaders.push(...raw);
       },
-      onHeadersComplete: (_major, _minor, raw, _method, _url, statusCode, statusMessage, upgrade, keepAlive) => {
+      onHeadersComplete: (major, minor, raw, _method, _url, statusCode, statusMessage, upgrade, keepAlive) => {
         // A message after the response was never asked for: stop parsing it.
         if (this.tainted) return STOP_AFTER_HEAD;
         this.inHead = false;
         this.interim = statusCode < 200 && statusCode !== 101;
         const headers = raw ?? this.pendingHeaders.splice(0);
+        // RFC 9112 §6.1: where an HTTP/1.0 response's body ends cannot be known: a malformed response
+        // (reported by parse() once llhttp has stopped), and the connection is not reused.
+        if (major === 1 && minor === 0 && hasTransferEncoding(headers)) {
+          this.faultyFraming = new Error('HTTP/1.0 response with Transfer-Encoding');
+          return STOP_AFTER_HEAD;
+        }
         return this.listener?.onUpstreamHead(statusCode, statusMessage ?? '', headers, upgrade, keepAlive);
       },
       onBody: (chunk) => this.listener?.onUpstreamBody(chunk),
@@ -344,7 +352,9 @@ export class UpstreamConnection implements Expirable {
     this.executing = true;
     const ret = this.parser.execute(chunk);
     this.executing = false;
-    if (this.upgraded) {
+    if (this.faultyFraming !== undefined) {
+      this.fail(this.faultyFraming, 'parse');
+    } else if (this.upgraded) {
       if (typeof ret === 'number' && ret < chunk.length) listener.onUpstreamUpgraded(chunk.subarray(ret));
     } else if (this.completed) {
       // Reported only now, so that nothing after the response, whether
@@ -391,4 +401,9 @@ export class UpstreamConnection implements Expirable {
     }
     releaseParser(this.parser);
   }
+}
+
+function hasTransferEncoding(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 17 && raw[i]!.toLowerCase() === 'transfer-encoding') return true;
+  return false;
 }

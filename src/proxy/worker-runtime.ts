@@ -19,6 +19,9 @@ import type { AcmeChallenges } from './acme-challenge.js';
 import type { RequestHeadInfo } from './headers.js';
 import { CLIENT_CERT_HEADERS } from '../config/client-cert-headers.js';
 
+/** How long a draining worker leaves an idle connection open for a request already on its way. */
+export const DRAIN_IDLE_GRACE_MS = 1000;
+
 /** What the worker does with the client connections it holds: count them, and close them when it drains. */
 export interface WorkerConnection {
   /** Close once no request is in flight, after `graceMs` without one at the latest. */

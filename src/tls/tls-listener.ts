@@ -36,6 +36,7 @@ import { CertificateFileWatcher } from './certificate-files.js';
 import { helloBytesNeeded, scanClientHello } from './client-hello.js';
 import type { TicketKeyRing } from './ticket-keys.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
+import { PendingHandOvers } from '../l4/pending-hand-overs.js';
 
 /** `origin`: what the preamble reported (a PROXY header's client); undefined without a preamble. */
 export interface TlsFrontEnds {
@@ -121,14 +122,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
   );
   const watcher = new CertificateFileWatcher(store, config.certificates, config.reloadIntervalMs, deps.log);
   const alpn = frontEnds.h2 === undefined ? ['http/1.1'] : ['h2', 'http/1.1'];
-  /** Accepted, not yet handed over. */
-  const handshaking = new Set<net.Socket>();
-  let whenNoHandshakes: Array<() => void> = [];
-  const settle = (raw: net.Socket): void => {
-    if (!handshaking.delete(raw) || handshaking.size > 0) return;
-    for (const resolve of whenNoHandshakes) resolve();
-    whenNoHandshakes = [];
-  };
+  const handshaking = new PendingHandOvers();
   const handOver = (socket: TLSSocket, origin: ConnectionOrigin | undefined): void => {
     const h2 = frontEnds.h2;
     if (socket.alpnProtocol === 'h2' && h2 !== undefined) h2(socket, origin);
@@ -140,7 +134,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
     deps.logThrottle.warn(deps.log, `tls:${err.code ?? 'error'}`, { peer, code: err.code, reason: err.message }, 'TLS handshake failed');
   };
 
-  const startTls = (raw: net.Socket, servername: string | undefined, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined): void => {
+  const startTls = (raw: net.Socket, servername: string | undefined, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined, settle: () => void): void => {
     let context: tls.SecureContext;
     try {
       context = store.contextFor(servername);
@@ -170,7 +164,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
       markEstablished(socket);
       if (clientCa !== undefined) recordVerification(socket);
       // Before the front end: it counts the connection as open from here.
-      settle(raw);
+      settle();
       handOver(socket, origin);
     });
   };
@@ -191,7 +185,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
     socket.on('data', () => {});
   };
 
-  const readHello = (raw: net.Socket, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined): void => {
+  const readHello = (raw: net.Socket, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined, settle: () => void): void => {
     const chunks: Buffer[] = [];
     let received = 0;
     let scanAt = 1;
@@ -222,7 +216,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
         raw.destroy();
         return;
       }
-      startTls(raw, scan.kind === 'hello' ? scan.servername : undefined, deadline, origin);
+      startTls(raw, scan.kind === 'hello' ? scan.servername : undefined, deadline, origin, settle);
     };
     const onEarlyError = (): void => void raw.destroy();
     const onEarlyClose = (): void => clearTimeout(deadline);
@@ -237,16 +231,15 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
   const server = net.createServer(netOptions, (raw) => {
     // One deadline for the preamble, the ClientHello and the handshake together.
     const deadline = setTimeout(() => void raw.destroy(), config.handshakeTimeoutMs);
-    handshaking.add(raw);
-    raw.once('close', () => settle(raw));
-    if (preamble === undefined) return readHello(raw, deadline, undefined);
+    const settle = handshaking.add(raw);
+    if (preamble === undefined) return readHello(raw, deadline, undefined, settle);
     raw.once('close', () => clearTimeout(deadline));
-    preamble(raw, (origin) => readHello(raw, deadline, origin));
+    preamble(raw, (origin) => readHello(raw, deadline, origin, settle));
   });
   return {
     server,
     store,
     close: () => watcher.close(),
-    handshakesDone: () => (handshaking.size === 0 ? Promise.resolve() : new Promise((resolve) => whenNoHandshakes.push(resolve))),
+    handshakesDone: () => handshaking.settled(),
   };
 }

@@ -19,6 +19,7 @@ interface AcmeStatus {
   state: string;
   certificate: { serial: string } | null;
   ordersSucceeded: number;
+  ordersFailed: number;
   lastError: string | null;
 }
 
@@ -111,6 +112,67 @@ describe('ACME TLS-ALPN-01 (pebble): the TLS listener alone proves the name', ()
       await assert.rejects(handshake(tlsPort, 'other.switchyard-acme.test', ['acme-tls/1', 'http/1.1']));
       assert.ok(isAlive(cli.pid));
       const served = await handshake(tlsPort, DOMAIN, ['http/1.1'], await pebble.root());
+      assert.equal(served.authorized, true);
+    }));
+});
+
+describe('ACME TLS-ALPN-01 (pebble): a listener proves only its own names', () => {
+  const A = 'a.switchyard-acme.test';
+  const B = 'b.switchyard-acme.test';
+  let tmp: TempDir;
+  let backend: Backend;
+  let pebble: Pebble;
+  let cli: RunningCli;
+  let portA: number;
+  let portB: number;
+  let adminPort: number;
+
+  before(async () => {
+    tmp = await tempDir();
+    backend = await startNamedBackend();
+    portA = await freePort();
+    portB = await freePort(new Set([portA]));
+    adminPort = await freePort(new Set([portA, portB]));
+    // Pebble validates every TLS-ALPN-01 challenge on listener A's port: B's name can pass only if A answers for it.
+    pebble = await startPebble({ httpPort: await freePort(new Set([portA, portB, adminPort])), tlsPort: portA });
+    const acme = (domain: string) => ({
+      directory: pebble.directory,
+      email: 'ops@switchyard-acme.test',
+      domains: [domain],
+      storage: `${tmp.dir}/store-${domain}`,
+      ca: pebble.caFile,
+      challenge: 'tls-alpn-01',
+      retry: { min: '1s', max: '2s' },
+    });
+    const config = baseConfig({ proxyPort: portA, adminPort, servers: [backend.address], workers: 2 });
+    config.listen = [
+      { host: '127.0.0.1', port: portA, tls: { acme: acme(A) } },
+      { host: '127.0.0.1', port: portB, tls: { acme: acme(B) } },
+    ];
+    cli = await startCli(await tmp.writeConfig(config), { waitFor: [adminPort], timeoutMs: 60_000 });
+  });
+  after(async () => {
+    await cli?.stop();
+    await pebble?.stop();
+    await backend?.close();
+    await tmp?.remove();
+  });
+
+  test("listener A does not answer the challenge of B's name: B's order fails, A's succeeds", () =>
+    withOutput(cli, async () => {
+      const statuses = async (): Promise<AcmeStatus[]> => JSON.parse((await admin(adminPort, '/status')).body).acme as AcmeStatus[];
+      const deadline = Date.now() + 60_000;
+      let s = await statuses();
+      // Until A holds its certificate and B's order has ended one way or the other.
+      while (!(s[0]!.certificate !== null && (s[1]!.certificate !== null || s[1]!.ordersFailed > 0))) {
+        assert.ok(Date.now() < deadline, `orders not settled within 60 s: ${JSON.stringify(s)}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        s = await statuses();
+      }
+      assert.equal(s[1]!.certificate, null, `B got a certificate through A's listener: ${JSON.stringify(s[1])}`);
+      assert.equal(s[1]!.ordersSucceeded, 0);
+      assert.ok(s[1]!.lastError !== null);
+      const served = await handshake(portA, A, ['http/1.1'], await pebble.root());
       assert.equal(served.authorized, true);
     }));
 });

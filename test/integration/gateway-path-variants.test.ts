@@ -75,10 +75,23 @@ const ADMIN_SPELLINGS = [
   '/ADMIN.',
   '/admin::$DATA',
   '/admin::$data/x',
+  // Unicode compatibility characters that NFKC-normalising frameworks and Windows "best fit" read as ASCII:
+  // fullwidth letters, "／" U+FF0F, "＼" U+FF3C, "∕" U+2215, "‥" U+2025, "．" U+FF0E, "․" U+2024, "﹒" U+FE52.
+  '/%EF%BD%81dmin',
+  '/%EF%BC%A1%EF%BC%A4%EF%BC%AD%EF%BC%A9%EF%BC%AE',
+  '/x/..%EF%BC%8Fadmin',
+  '/x%EF%BC%8F..%EF%BC%8Fadmin',
+  '/x/..%EF%BC%BCadmin',
+  '/x/..%E2%88%95admin',
+  '/x/%E2%80%A5/admin',
+  '/x/%EF%BC%8E%EF%BC%8E/admin',
+  '/x/%E2%80%A4%E2%80%A4/admin',
+  '/x/%EF%B9%92%EF%B9%92/admin',
+  '/admin%EF%BC%8E',
 ];
 
 /** Plain paths that must still reach the open route. */
-const OPEN_PATHS = ['/other', '/other/a%20b', '/other./x', '/admin.html', '/admin.x', '/a$b', '/Other/Thing', '/adminx', '/administrator', '/x/y/../z', '/static/caf%C3%A9', '/other;v=1', '/search?q=/admin', '/a//b'];
+const OPEN_PATHS = ['/other', '/other/a%20b', '/other./x', '/admin.html', '/admin.x', '/a$b', '/Other/Thing', '/adminx', '/administrator', '/x/y/../z', '/static/caf%C3%A9', '/other;v=1', '/search?q=/admin', '/a//b', '/other/%EF%BD%81', '/other/a/%E2%80%A5/b', '/static/%FF%FE'];
 
 describe('gateway: path and host spellings cannot escape a route\'s auth', () => {
   let backend: Backend;
@@ -149,7 +162,7 @@ describe('gateway: path and host spellings cannot escape a route\'s auth', () =>
 
   test('an open route under an auth prefix claims no spelling that a backend could read as another resource under the prefix', async () => {
     // Case-sensitive, ";"-keeping or dot-keeping backends serve these as resources of /files, not /files/public.
-    const spellings = ['/files/PUBLIC', '/files/Public/x', '/files/public;x', '/files/public;x/y', '/files/x/../public', '/files/x/%2e%2e/public/y', '/files//public', '/files/%70ublic'];
+    const spellings = ['/files/PUBLIC', '/files/Public/x', '/files/public;x', '/files/public;x/y', '/files/x/../public', '/files/x/%2e%2e/public/y', '/files//public', '/files/%70ublic', '/files/%EF%BD%90ublic', '/files/x/%E2%80%A5/public'];
     const failures: string[] = [];
     for (const [i, target] of spellings.entries()) {
       const r = await raw(target, 'inv.test', `inv-${i}`);

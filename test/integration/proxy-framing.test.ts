@@ -4,6 +4,7 @@
 // absolute-form) must reach the backend intact. Raw sockets on both sides.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, beforeEach, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startBackend } from '../helpers/backend.js';
@@ -17,21 +18,35 @@ const SHORT_BODY = 1024;
 const H = 'Host: app.test\r\n';
 
 let backend: Backend;
+/** Answers every request with these bytes, then closes: responses the test backend would not write. */
+let rawUpstream: net.Server;
+let rawResponse = '';
 let sy: Switchyard;
 
 before(async () => {
   backend = await startBackend();
+  rawUpstream = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.end(rawResponse));
+  });
+  await new Promise<void>((resolve) => rawUpstream.listen(0, '127.0.0.1', resolve));
+  const timeouts = { connect: '1s', response: '5s', idle: '10s' };
   sy = await startSwitchyard({
     upstreams: {
-      app: { balance: 'round-robin', servers: [{ address: backend.address }], retries: 0, timeouts: { connect: '1s', response: '5s', idle: '10s' } },
+      app: { balance: 'round-robin', servers: [{ address: backend.address }], retries: 0, timeouts },
+      raw: { servers: [{ address: `127.0.0.1:${(rawUpstream.address() as net.AddressInfo).port}` }], retries: 0, timeouts },
     },
-    routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
+    routes: [
+      { match: { host: '*', path: '/' }, upstream: 'app' },
+      { match: { host: '*', path: '/raw' }, upstream: 'raw' },
+    ],
   });
 });
 
 after(async () => {
   await sy?.stop();
   await backend?.close();
+  rawUpstream?.close();
 });
 
 beforeEach(() => {
@@ -106,6 +121,33 @@ test('non-numeric or signed Content-Length is rejected', async () => {
 test('Transfer-Encoding other than plain chunked is rejected and never forwarded', async () => {
   const lines = ['Transfer-Encoding: gzip', 'Transfer-Encoding: chunked, identity', 'Transfer-Encoding: xchunked', 'Transfer-Encoding : chunked'];
   await expectAllRejected(lines.map((te) => `POST / HTTP/1.1\r\n${H}${te}\r\n\r\n0\r\n\r\n`));
+});
+
+test('an HTTP/1.0 request with Transfer-Encoding is faulty framing (RFC 9112 §6.1): 400 and closed, never forwarded', async () => {
+  const smuggled = `GET /smuggled HTTP/1.1\r\n${H}\r\n`;
+  await expectAllRejected([
+    `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n${smuggled}`,
+    // Content-Length does not make it any less faulty.
+    `POST / HTTP/1.0\r\n${H}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    `GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+  ]);
+  const { response } = await exchange(sy.port, `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`);
+  assert.equal(response?.status, 400);
+  assert.match(response.body.toString(), /\(http10-transfer-encoding\)/);
+  assert.equal(response.header('connection'), 'close');
+});
+
+test('an HTTP/1.0 response with Transfer-Encoding is a malformed response: 502, its body never reaches the client', async () => {
+  rawResponse = 'HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nframing\r\n0\r\n\r\n';
+  const { response } = await exchange(sy.port, `GET /raw HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+  assert.equal(response?.status, 502);
+  assert.match(response.body.toString(), /\(upstream-bad-response\)/);
+  assert.doesNotMatch(response.body.toString(), /framing/);
+  // The same response without Transfer-Encoding is framed by the close, and relayed.
+  rawResponse = 'HTTP/1.0 200 OK\r\n\r\nread until close';
+  const plain = await exchange(sy.port, `GET /raw HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+  assert.equal(plain.response?.status, 200);
+  assert.equal(plain.response.body.toString(), 'read until close');
 });
 
 test('malformed chunked bodies end the connection and never smuggle a second request', async () => {

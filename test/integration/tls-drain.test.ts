@@ -9,12 +9,10 @@
 // request, which must be answered.
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import tls from 'node:tls';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { admin } from '../helpers/admin-status.js';
+import { acceptedBy, stoppedListening } from '../helpers/proc-sockets.js';
 import { Pki, type Ca } from '../helpers/certs.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
@@ -47,57 +45,15 @@ after(async () => {
   pki?.cleanup();
 });
 
-/** Socket inodes in /proc/net/tcp with local port `port` and, when given, this state (hex) and peer port. */
-function inodes(port: number, state?: string, peerPort?: number): Set<string> {
-  const hex = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
-  const out = new Set<string>();
-  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (!f[1]?.endsWith(hex(port))) continue;
-    if (state !== undefined && f[3] !== state) continue;
-    if (peerPort !== undefined && !f[2]?.endsWith(hex(peerPort))) continue;
-    out.add(f[9]!);
-  }
-  return out;
-}
-
-/** Whether process `pid` holds one of `wanted` (false once it is gone). */
-function holds(pid: number, wanted: Set<string>): boolean {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        return m !== null && wanted.has(m[1]!);
-      } catch {
-        return false; // closed meanwhile
-      }
-    });
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, ok: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
-
 test('a TLS connection accepted before a reload and handshaking after the old worker stopped accepting is answered', async () => {
   const [oldPid] = sy.workerPids();
   assert.ok(oldPid !== undefined);
-  const raw = net.connect(sy.port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => raw.once('connect', resolve).once('error', reject));
-  const clientPort = raw.localPort!;
-  // 01 = ESTABLISHED: the worker's end of this very connection, in the worker's fd table once it accepted.
-  await until('the worker accepted the connection', () => holds(oldPid, inodes(sy.port, '01', clientPort)));
+  const raw = await acceptedBy(oldPid, sy.port);
 
   const reload = await admin(sy.adminPort, '/reload', 'POST');
   assert.equal(reload.status, 200, reload.body);
-  // 0A = LISTEN: the old worker has closed its listener (or is gone, which the request below then shows).
-  await until('the old worker stopped accepting', () => !holds(oldPid, inodes(sy.port, '0A')));
+  // The old worker has closed its listener (or is gone, which the request below then shows).
+  await stoppedListening(oldPid, sy.port);
 
   const socket = tls.connect({ socket: raw, servername: 'd.test', ca: ca.certPem });
   const answer = await new Promise<string>((resolve, reject) => {

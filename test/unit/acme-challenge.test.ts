@@ -3,7 +3,8 @@
 // spelling the router would match, and nothing else is.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AcmeChallenges } from '../../src/proxy/acme-challenge.js';
+import { ACME_CHALLENGE_PREFIX, AcmeChallenges } from '../../src/proxy/acme-challenge.js';
+import { pathForms } from '../../src/proxy/request-target.js';
 
 const TOKEN = 'evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA';
 const KEY_AUTH = `${TOKEN}.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI`;
@@ -45,11 +46,45 @@ describe('ACME HTTP-01 answers in a worker', () => {
 
   test('claims the prefix in every routed spelling, and nothing else', () => {
     const c = challenges();
-    for (const p of ['/.well-known/acme-challenge', '/.well-known/ACME-CHALLENGE/x', '/.well-known/%61cme-challenge/x', '/a/../.well-known/acme-challenge/x', '/.well-known//acme-challenge/x', '/.well-known/acme-challenge;p/x']) {
+    for (const p of [
+      '/.well-known/acme-challenge',
+      '/.well-known/ACME-CHALLENGE/x',
+      '/.well-known/%61cme-challenge/x',
+      '/a/../.well-known/acme-challenge/x',
+      '/.well-known//acme-challenge/x',
+      '/.well-known/acme-challenge;p/x',
+      '/%2Ewell-known/acme-challenge/x',
+      '/%2F.well-known/acme-challenge/x',
+      '/a%5c..%5c%2ewell-known/acme-challenge/x',
+      '/a\\..\\.well-known\\acme-challenge/x',
+      '/.well-known./acme-challenge/x',
+    ]) {
       assert.ok(c.claims(p), p);
     }
     for (const p of ['/', '/api/x', '/.well-known/security.txt', '/.well-known/acme-challenger/x', '/acme-challenge/x', '/.well-known/%zz']) {
       assert.ok(!c.claims(p), p);
     }
+  });
+
+  test('the cheap first test never lets through a spelling the routed forms put under the prefix (random spellings)', () => {
+    const c = challenges();
+    const underPrefix = (p: string): boolean => {
+      const forms = pathForms(p, 'decode', true);
+      return typeof forms !== 'string' && forms.folded.some((f) => f === ACME_CHALLENGE_PREFIX || f.startsWith(ACME_CHALLENGE_PREFIX + '/'));
+    };
+    // Names and separators in the spellings the forms undo: escapes, case, dots, params, Windows suffixes.
+    const names = ['.well-known', '%2Ewell-known', '.WELL-KNOWN', '.well-known.', 'acme-challenge', 'ACME%2dchallenge', 'acme-challenge;p', '..', '.', '%2e%2e', '%2E', 'a', 'a;p', 'x::$DATA', ''];
+    const separators = ['/', '/', '\\', '%2f', '%5C', '//'];
+    const pick = (list: string[]): string => list[Math.floor(Math.random() * list.length)]!;
+    let claimed = 0;
+    for (let i = 0; i < 100_000; i++) {
+      let p = '/' + pick(names);
+      const n = Math.floor(Math.random() * 5);
+      for (let k = 0; k < n; k++) p += pick(separators) + pick(names);
+      if (!underPrefix(p)) continue;
+      claimed++;
+      assert.ok(c.claims(p), p);
+    }
+    assert.ok(claimed > 1000, `only ${claimed} random spellings fell under the prefix`);
   });
 });

@@ -76,6 +76,22 @@ test('pathForms: every form a backend could give the path', () => {
   assert.match(forms('/%zz') as string, /invalid percent-escape/);
 });
 
+test('pathForms: Unicode compatibility characters in the forms NFKC and Windows best fit give them', () => {
+  const forms = (p: string) => {
+    const f = pathForms(p, 'decode', false);
+    return typeof f === 'string' ? f : f.plain;
+  };
+  assert.deepEqual(forms('/%EF%BD%81dmin'), ['/%EF%BD%81dmin', '/admin']);
+  assert.deepEqual(forms('/x/%E2%80%A5/admin'), ['/x/%E2%80%A5/admin', '/x/../admin', '/admin']);
+  assert.deepEqual(forms('/x/..%E2%88%95admin'), ['/x/..%E2%88%95admin', '/x/../admin', '/admin']);
+  assert.deepEqual(forms('/admin%EF%BC%8E'), ['/admin%EF%BC%8E', '/admin.', '/admin']);
+  // Text that maps to itself adds nothing; bytes that are not UTF-8 are no text to map.
+  assert.deepEqual(forms('/static/caf%C3%A9'), ['/static/caf%C3%A9']);
+  assert.deepEqual(forms('/a%FF%FE'), ['/a%FF%FE']);
+  // A mapping that makes an escape no backend could read ("％ｚｚ" to "%zz") is refused like the escape itself.
+  assert.match(forms('/x/%EF%BC%85zz') as string, /invalid percent-escape .* once Unicode compatibility characters are mapped/);
+});
+
 test('resolvedTarget: the resolved path, the query as received', () => {
   assert.equal(resolvedTarget('/svc/a/./b/../c?q=../x'), '/svc/a/c?q=../x');
   assert.equal(resolvedTarget('/svc/%2e%2e/%2e%2e/etc'), '/etc');
