@@ -13,6 +13,8 @@ import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { isAlive } from '../helpers/process.js';
+import { admin, waitForStatus } from '../helpers/admin-status.js';
 import { startRawBackend, websocketAccept, type RawBackend } from '../helpers/backend.js';
 import { Pki } from '../helpers/certs.js';
 import { openH2WebSocket, startWsEchoBackend, type H2WebSocket, type WsEchoBackend } from '../helpers/h2-websocket.js';
@@ -55,6 +57,9 @@ function script(socket: net.Socket): void {
     else if (path === '/scripted/reset') {
       socket.write(switching(websocketAccept(key)));
       socket.once('data', () => socket.resetAndDestroy());
+    } else if (path === '/scripted/echo-raw') {
+      socket.write(switching(websocketAccept(key)));
+      socket.pipe(socket);
     } else if (path === '/scripted/flood') {
       socket.write(switching(websocketAccept(key)));
       socket.write(Buffer.alloc(FLOOD_BYTES, 0x5a));
@@ -312,6 +317,21 @@ describe('what the upstream answers', () => {
     assert.equal(scripted.connections.length, before + 1);
   });
 
+  test('DATA sent before the answer waits in the stream, and goes through the tunnel once the 101 has come', async () => {
+    const session = await connect();
+    const hs = await openH2WebSocket(session, '/scripted/echo-raw', {}, Buffer.from('sent before the 200'));
+    assert.equal(hs.status, 200);
+    const stream = hs.socket!.stream;
+    stream.removeAllListeners('data');
+    let got = '';
+    stream.on('data', (c: Buffer) => (got += c.toString()));
+    await until('the early bytes echoed', () => got === 'sent before the 200');
+    stream.write(' and after');
+    await until('the later bytes echoed', () => got === 'sent before the 200 and after');
+    stream.close();
+    session.close();
+  });
+
   test('a 101 whose Sec-WebSocket-Accept does not answer the key sent: 502, no tunnel, early DATA not forwarded', async () => {
     const before = scripted.connections.length;
     const session = await connect();
@@ -449,5 +469,89 @@ describe('attacks', () => {
     for (const ws of sockets) ws.close();
     await Promise.all(sockets.map((ws) => ws.closed));
     for (const s of sessions) s.close();
+  });
+});
+
+describe('GOAWAY drain with an open tunnel', () => {
+  /** One worker in front of the echo backend; `extra` on top of the config. */
+  async function single(extra: Record<string, unknown>): Promise<{ sy: Switchyard; port: number }> {
+    const port = await freePort();
+    const single = await startSwitchyard(
+      {
+        workers: 1,
+        listen: [{ host: '127.0.0.1', port, http2: true }],
+        upstreams: { echo: { servers: [{ address: echo.address }] } },
+        routes: [{ match: { host: '*', path: '/' }, upstream: 'echo' }],
+        ...extra,
+      },
+      START,
+    );
+    return { sy: single, port };
+  }
+
+  test('shutdown: GOAWAY, the tunnel keeps working, and the worker exits as soon as it ends (not at shutdown_timeout)', { timeout: 90_000 }, async () => {
+    const { sy: one, port } = await single({ shutdown_timeout: '20s' });
+    try {
+      const session = await connect(port);
+      const ws = await open(session, '/drain');
+      const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+      const stopped = one.stop(40_000);
+      assert.equal(await goaway, constants.NGHTTP2_NO_ERROR);
+      await sleep(500);
+      ws.send('after GOAWAY');
+      assert.equal((await ws.next()).toString(), 'after GOAWAY');
+      const endedAt = Date.now();
+      ws.close();
+      assert.equal(await ws.closed, 0);
+      assert.equal(await stopped, 0);
+      assert.ok(Date.now() - endedAt < 10_000, `exit ${Date.now() - endedAt} ms after the tunnel ended`);
+      session.close();
+    } finally {
+      await one.stop();
+    }
+  });
+
+  test('shutdown: a tunnel still open at shutdown_timeout is ended; the session and the upstream connection close', { timeout: 90_000 }, async () => {
+    const { sy: one, port } = await single({ shutdown_timeout: '2s' });
+    const before = echo.connections.length;
+    try {
+      const session = await connect(port);
+      const sessionClosed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+      const ws = await open(session, '/held-open');
+      const stopAt = Date.now();
+      const stopped = one.stop(40_000);
+      await ws.closed;
+      await sessionClosed;
+      const took = Date.now() - stopAt;
+      assert.ok(took >= 1500 && took < 15_000, `the tunnel ended ${took} ms after SIGTERM (shutdown_timeout 2s)`);
+      assert.equal(await stopped, 0);
+      await until('the upstream connection to close', () => echo.connections[before]!.closed);
+    } finally {
+      await one.stop();
+    }
+  });
+
+  test('a reload keeps an HTTP/2 tunnel on the replaced worker past shutdown_timeout (tunnel_max_age); it exits when the tunnel ends', { timeout: 90_000 }, async () => {
+    const { sy: one, port } = await single({ shutdown_timeout: '1s', tunnel_max_age: '1h' });
+    try {
+      const session = await connect(port);
+      const ws = await open(session, '/across-reload');
+      ws.send('before');
+      await ws.next();
+      const holder = one.workerPids()[0]!;
+      const res = await admin(one.adminPort, '/reload', 'POST');
+      assert.equal(res.status, 200, res.body);
+      await waitForStatus(one.adminPort, 'the holder retiring', (s) => s.workers.some((w) => w.pid === holder && w.state === 'retiring'), 20_000);
+      await sleep(2500);
+      ws.send('after the reload and shutdown_timeout');
+      assert.equal((await ws.next()).toString(), 'after the reload and shutdown_timeout');
+      assert.ok(isAlive(holder));
+      ws.close();
+      await ws.closed;
+      await until('the retiring worker to exit', () => !isAlive(holder), 10_000);
+      session.close();
+    } finally {
+      await one.stop();
+    }
   });
 });
