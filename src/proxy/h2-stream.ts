@@ -142,8 +142,7 @@ export class H2Stream implements ClientSide, Expirable {
 
   /** Reading the stream is paused while the exchange can't take its body: the client's window then runs out. */
   refreshReading(): void {
-    // An extended CONNECT is read by its tunnel alone (resuming it here would drop DATA nobody listens to).
-    if (this.closed || this.tunnelRequest !== undefined) return;
+    if (this.closed) return;
     const block = this.exchange.blocksClientReading();
     if (block && !this.paused) {
       this.paused = true;

@@ -126,6 +126,17 @@ async function open(session: ClientHttp2Session, path: string, extra: http2.Outg
   return hs.socket!;
 }
 
+/** `p`, or a failure after `ms` (a test that would wait forever fails instead). */
+async function within<T>(what: string, p: Promise<T>, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
@@ -168,7 +179,7 @@ describe('a WebSocket over HTTP/2 reaches a real WebSocket server', () => {
     assert.notEqual(key, 'Y2xpZW50LWNob3Nlbi1rZXk=', "the client's own key is not used");
     assert.equal(Buffer.from(key, 'base64').length, 16);
     ws.close();
-    assert.equal(await ws.closed, 0, 'a Close handshake ends the stream without a reset');
+    assert.equal(await within('ws to close', ws.closed), 0, 'a Close handshake ends the stream without a reset');
     assert.equal(ws.closeCode(), 1000);
     await until('the upstream connection to close', () => conn.closed);
     session.close();
@@ -182,7 +193,7 @@ describe('a WebSocket over HTTP/2 reaches a real WebSocket server', () => {
     assert.equal((await ws.next()).toString(), 'hello over tls');
     assert.equal(echo.connections[before]!.headers['x-forwarded-proto'], 'https');
     ws.close();
-    await ws.closed;
+    await within('ws to close', ws.closed);
     session.close();
   });
 
@@ -197,7 +208,7 @@ describe('a WebSocket over HTTP/2 reaches a real WebSocket server', () => {
       assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(big).digest('hex'));
     }
     ws.close();
-    await ws.closed;
+    await within('ws to close', ws.closed);
     session.close();
   });
 
@@ -207,7 +218,7 @@ describe('a WebSocket over HTTP/2 reaches a real WebSocket server', () => {
     ws.send('x');
     await ws.next();
     ws.close();
-    await ws.closed;
+    await within('ws to close', ws.closed);
     session.close();
     let line: Record<string, unknown> | undefined;
     await until('the access line', () => {
@@ -347,7 +358,7 @@ describe('what the upstream answers', () => {
     const session = await connect();
     const ws = await open(session, '/scripted/reset');
     ws.stream.write('anything');
-    assert.equal(await ws.closed, constants.NGHTTP2_CANCEL);
+    assert.equal(await within('ws to close', ws.closed), constants.NGHTTP2_CANCEL);
     session.close();
   });
 
@@ -357,7 +368,7 @@ describe('what the upstream answers', () => {
     const ws = await open(session, '/server-closes');
     await until('the upstream connection', () => echo.connections.length > before);
     echo.connections[before]!.socket.close(1001, 'going away');
-    assert.equal(await ws.closed, 0);
+    assert.equal(await within('ws to close', ws.closed), 0);
     assert.equal(ws.closeCode(), 1001);
     session.close();
   });
@@ -377,7 +388,7 @@ describe('the ends of a tunnel', () => {
     again.send('still here');
     assert.equal((await again.next()).toString(), 'still here');
     again.close();
-    await again.closed;
+    await within('again to close', again.closed);
     session.close();
   });
 
@@ -392,13 +403,13 @@ describe('the ends of a tunnel', () => {
       assert.equal((await busy.next()).toString(), `tick ${i}`);
       await sleep(300);
     }
-    assert.equal(await quiet.closed, constants.NGHTTP2_CANCEL);
+    assert.equal(await within('quiet to close', quiet.closed), constants.NGHTTP2_CANCEL);
     assert.ok(Date.now() - started < 5000);
     await until('the quiet upstream to close', () => echo.connections.slice(before).filter((c) => c.closed).length === 1);
     busy.send('after 2.4 s of traffic');
     assert.equal((await busy.next()).toString(), 'after 2.4 s of traffic');
     busy.close();
-    await busy.closed;
+    await within('busy to close', busy.closed);
     session.close();
   });
 
@@ -438,7 +449,7 @@ describe('attacks', () => {
     ws.send('authorised');
     assert.equal((await ws.next()).toString(), 'authorised');
     ws.close();
-    await ws.closed;
+    await within('ws to close', ws.closed);
     session.close();
   });
 
@@ -467,7 +478,7 @@ describe('attacks', () => {
       for (const m of c.messages) assert.ok(m.toString().startsWith(`tunnel ${i} `), `upstream of ${c.url} got ${m.toString().slice(0, 30)}`);
     }
     for (const ws of sockets) ws.close();
-    await Promise.all(sockets.map((ws) => ws.closed));
+    await within('every tunnel to close', Promise.all(sockets.map((ws) => ws.closed)));
     for (const s of sessions) s.close();
   });
 });
@@ -496,13 +507,13 @@ describe('GOAWAY drain with an open tunnel', () => {
       const ws = await open(session, '/drain');
       const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
       const stopped = one.stop(40_000);
-      assert.equal(await goaway, constants.NGHTTP2_NO_ERROR);
+      assert.equal(await within('GOAWAY', goaway), constants.NGHTTP2_NO_ERROR);
       await sleep(500);
       ws.send('after GOAWAY');
       assert.equal((await ws.next()).toString(), 'after GOAWAY');
       const endedAt = Date.now();
       ws.close();
-      assert.equal(await ws.closed, 0);
+      assert.equal(await within('ws to close', ws.closed), 0);
       assert.equal(await stopped, 0);
       assert.ok(Date.now() - endedAt < 10_000, `exit ${Date.now() - endedAt} ms after the tunnel ended`);
       session.close();
@@ -520,8 +531,8 @@ describe('GOAWAY drain with an open tunnel', () => {
       const ws = await open(session, '/held-open');
       const stopAt = Date.now();
       const stopped = one.stop(40_000);
-      await ws.closed;
-      await sessionClosed;
+      await within('ws to close', ws.closed);
+      await within('the session to close', sessionClosed, 20_000);
       const took = Date.now() - stopAt;
       assert.ok(took >= 1500 && took < 15_000, `the tunnel ended ${took} ms after SIGTERM (shutdown_timeout 2s)`);
       assert.equal(await stopped, 0);
@@ -547,7 +558,7 @@ describe('GOAWAY drain with an open tunnel', () => {
       assert.equal((await ws.next()).toString(), 'after the reload and shutdown_timeout');
       assert.ok(isAlive(holder));
       ws.close();
-      await ws.closed;
+      await within('ws to close', ws.closed);
       await until('the retiring worker to exit', () => !isAlive(holder), 10_000);
       session.close();
     } finally {
