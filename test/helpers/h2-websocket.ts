@@ -80,12 +80,22 @@ function socketOn(stream: ClientHttp2Stream, closed: Promise<number>): H2WebSock
   const inbox: Buffer[] = [];
   let wake: (() => void) | undefined;
   let serverClose: number | undefined;
+  let closeSent = false;
   let ended = false;
+  const sendClose = (code: number): void => {
+    if (closeSent) return;
+    closeSent = true;
+    sender.close(code, '', true, () => stream.end());
+  };
   receiver.on('message', (data) => {
     inbox.push(Buffer.from(data));
     wake?.();
   });
-  receiver.on('conclude', (code) => (serverClose = code));
+  // RFC 6455 §5.5.1: a Close from the server is answered with a Close; the server then closes the connection.
+  receiver.on('conclude', (code) => {
+    serverClose = code;
+    sendClose(code);
+  });
   receiver.on('error', () => stream.close());
   stream.on('data', (chunk: Buffer) => receiver.write(chunk));
   void closed.then(() => {
@@ -113,7 +123,7 @@ function socketOn(stream: ClientHttp2Stream, closed: Promise<number>): H2WebSock
       return inbox.shift()!;
     },
     close() {
-      sender.close(1000, 'bye', true, () => stream.end());
+      sendClose(1000);
     },
     closed,
     closeCode: () => serverClose,
