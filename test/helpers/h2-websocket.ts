@@ -61,15 +61,15 @@ export function openH2WebSocket(session: ClientHttp2Session, path: string, heade
       if (status !== 200) {
         const chunks: Buffer[] = [];
         stream.on('data', (c: Buffer) => chunks.push(c));
-        void closed.then((rstCode) => resolve({ status, headers: h, socket: undefined, body: Buffer.concat(chunks), rstCode }));
+        stream.once('close', () => resolve({ status, headers: h, socket: undefined, body: Buffer.concat(chunks), rstCode: stream.rstCode ?? 0 }));
         settled = true;
         return;
       }
       settled = true;
       resolve({ status, headers: h, socket: socketOn(stream, closed), body: Buffer.alloc(0), rstCode: 0 });
     });
-    void closed.then((rstCode) => {
-      if (!settled) resolve({ status: 0, headers: {}, socket: undefined, body: Buffer.alloc(0), rstCode });
+    stream.once('close', () => {
+      if (!settled) resolve({ status: 0, headers: {}, socket: undefined, body: Buffer.alloc(0), rstCode: stream.rstCode ?? 0 });
     });
   });
 }
@@ -98,7 +98,7 @@ function socketOn(stream: ClientHttp2Stream, closed: Promise<number>): H2WebSock
   });
   receiver.on('error', () => stream.close());
   stream.on('data', (chunk: Buffer) => receiver.write(chunk));
-  void closed.then(() => {
+  stream.once('close', () => {
     ended = true;
     wake?.();
   });
