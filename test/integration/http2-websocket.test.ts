@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { isAlive } from '../helpers/process.js';
 import { admin, waitForStatus } from '../helpers/admin-status.js';
 import { startRawBackend, websocketAccept, type RawBackend } from '../helpers/backend.js';
+import { launchBrowser, requireBrowser } from '../helpers/browser.js';
 import { Pki } from '../helpers/certs.js';
 import { openH2WebSocket, startWsEchoBackend, type H2WebSocket, type WsEchoBackend } from '../helpers/h2-websocket.js';
 import { ErrorCode, FrameType, RawH2, headers, settingsAck } from '../helpers/h2-frames.js';
@@ -236,6 +237,46 @@ describe('a WebSocket over HTTP/2 reaches a real WebSocket server', () => {
     assert.equal(line!.method, 'GET');
     assert.equal(line!.route, 'ws');
     assert.ok((line!.bytes as number) > 0, 'bytes from the upstream are counted');
+  });
+});
+
+describe('a real browser', () => {
+  test('Chromium opens its WebSocket as a stream of the HTTP/2 connection the page came on, and it echoes', { timeout: 120_000 }, async (t) => {
+    if (!requireBrowser(t)) return;
+    // The test CA is not in Chromium's store; app.test resolves to loopback.
+    const browser = await launchBrowser(undefined, { args: ['--host-resolver-rules=MAP app.test 127.0.0.1'], ignoreHTTPSErrors: true });
+    try {
+      const page = await browser.context.newPage();
+      const res = await page.goto(`https://app.test:${tlsPort}/browser-page`);
+      assert.equal(res?.status(), 200);
+      // Chromium uses RFC 8441 only on an HTTP/2 connection it already has, to a server that advertised it.
+      const echoed = await page.evaluate(
+        (url) =>
+          new Promise<string>((resolve) => {
+            const socket = new WebSocket(url);
+            socket.onopen = () => socket.send('from chromium');
+            socket.onmessage = (e) => {
+              resolve(String(e.data));
+              socket.close();
+            };
+            socket.onerror = () => resolve('error');
+          }),
+        `wss://app.test:${tlsPort}/browser-ws`,
+      );
+      assert.equal(echoed, 'from chromium');
+      let proto: unknown;
+      await until('the access line of the WebSocket', () => {
+        const line = sy
+          .output()
+          .split('\n')
+          .find((l) => l.includes('"access"') && l.includes('"/browser-ws"'));
+        proto = line === undefined ? undefined : (JSON.parse(line) as { proto: unknown }).proto;
+        return line !== undefined;
+      });
+      assert.equal(proto, 'HTTP/2', 'the WebSocket went over HTTP/2 (extended CONNECT), not an HTTP/1.1 Upgrade');
+    } finally {
+      await browser.close();
+    }
   });
 });
 
