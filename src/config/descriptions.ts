@@ -140,7 +140,7 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'routes[].timeouts.total': 'Cap on a whole exchange.',
   'routes[].timeouts.tunnel_idle': 'Idle upgraded connection lifetime.',
   'routes[].retries': "Overrides the upstream's retries.",
-  'routes[].upgrades': 'Upgrade protocols tunnelled after a 101; any other Upgrade request is forwarded as a plain request.',
+  'routes[].upgrades': 'Upgrade protocols tunnelled after a 101; any other HTTP/1.1 Upgrade request is forwarded as a plain request, an HTTP/2 extended CONNECT (RFC 8441) for one gets 403.',
   'routes[].auth': 'Authentication: one of api_key, jwt, basic, mtls.',
   'routes[].auth.mtls': 'Require a verified TLS client certificate (listener client_ca): 401 without one.',
   'routes[].auth.mtls.subjects': 'Accepted subjects (RFC 2253, like CN=ops,O=Example); 403 for others.',

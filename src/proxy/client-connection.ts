@@ -86,7 +86,7 @@ export class ClientConnection implements Expirable, ClientSide {
         this.pendingUrl = '';
         this.inHead = false;
         this.headDeadline = 0;
-        const exchange = new Exchange(this, this.worker, METHODS[method] ?? 'UNKNOWN', target, minor, major, headers, upgrade, keepAlive);
+        const exchange = new Exchange(this, this.worker, METHODS[method] ?? 'UNKNOWN', target, minor, major, headers, upgrade ? 'offered' : 'none', keepAlive);
         this.parsing = exchange;
         if (upgrade) this.upgrade = exchange;
         if (this.active === undefined) {
@@ -406,8 +406,16 @@ export class ClientConnection implements Expirable, ClientSide {
     this.socket.uncork();
   }
 
+  /** The client checks its own WebSocket handshake (or whatever protocol it asked for). */
+  switchProblem(): undefined {
+    return undefined;
+  }
+
   openTunnel(upstream: Socket, idleMs: number, onClosed: () => void): Tunnel {
-    return new Tunnel(this.socket, upstream, idleMs, onClosed);
+    const socket = this.socket;
+    // However the tunnel ends, the socket is destroyed (a FIN: a reset would discard what is still queued).
+    const client = { write: (data: Buffer) => socket.write(data), pause: () => socket.pause(), resume: () => socket.resume(), end: () => socket.end(), close: () => socket.destroy() };
+    return new Tunnel(client, upstream, idleMs, onClosed);
   }
 
   /** Pause or resume reading from the client according to who needs it. */

@@ -13,6 +13,7 @@ export type ProxyErrorReason =
   | 'unsupported-version'
   | 'expectation-failed'
   | 'no-route'
+  | 'upgrade-not-allowed'
   | 'acme-unknown-challenge'
   | 'unauthorized'
   | 'forbidden'
@@ -41,6 +42,7 @@ export const STATUS_FOR: Record<ProxyErrorReason, number> = {
   'unsupported-version': 505,
   'expectation-failed': 417,
   'no-route': 404,
+  'upgrade-not-allowed': 403,
   'acme-unknown-challenge': 404,
   unauthorized: 401,
   forbidden: 403,

@@ -89,6 +89,12 @@ export interface ClientSide {
   onExchangeDone(exchange: Exchange): void;
   /** A 101 arrived: bytes the client sent after the request now belong to the tunnel. */
   startTunnel(exchange: Exchange): void;
+  /**
+   * Why the upstream's 101 (its header fields) cannot open this client's
+   * tunnel, or undefined. An HTTP/1.1 client checks its own handshake; an
+   * HTTP/2 WebSocket's Sec-WebSocket-Key was Switchyard's, so is its check.
+   */
+  switchProblem(raw: readonly string[]): string | undefined;
   /** After a 101: relay raw bytes between the client and `upstream` until either side closes. */
   openTunnel(upstream: Socket, idleMs: number, onClosed: () => void): Tunnel;
   /** `100 Continue`, once the request has passed its checks. */
@@ -139,6 +145,15 @@ export interface ExchangeContext {
   nextRequestId(): string;
   onRequestDone(upstream: UpstreamRuntime | undefined, server: ServerSlot | undefined, status: number, route: string | undefined, startedAt: number): void;
 }
+
+/**
+ * What the request asks of an Upgrade: nothing; `offered`: an HTTP/1.1
+ * Upgrade (llhttp saw Connection: upgrade with an Upgrade header), served
+ * as a plain request when its route does not tunnel the protocol;
+ * `required`: an HTTP/2 extended CONNECT (RFC 8441), which is a tunnel or
+ * nothing, so refused on such a route.
+ */
+export type UpgradeAsk = 'none' | 'offered' | 'required';
 
 const CRLF = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
@@ -211,8 +226,7 @@ export class Exchange implements UpstreamListener {
     private readonly versionMinor: number,
     private readonly versionMajor: number,
     private readonly raw: string[],
-    /** llhttp saw Connection: upgrade with an Upgrade header. */
-    private readonly upgradeRequested: boolean,
+    private readonly upgradeAsk: UpgradeAsk,
     clientKeepAlive: boolean,
   ) {
     this.info = inspectRequestHeaders(raw);
@@ -255,7 +269,8 @@ export class Exchange implements UpstreamListener {
     this.routeName = route.name;
     const upstream = (this.upstream = route.upstream);
     this.timeouts = route.timeouts;
-    this.upgrading = this.upgradeRequested && route.allowsUpgrade(this.info.upgrade);
+    this.upgrading = this.upgradeAsk !== 'none' && route.allowsUpgrade(this.info.upgrade);
+    if (this.upgradeAsk === 'required' && !this.upgrading) return this.fail('upgrade-not-allowed', `route ${route.name} does not tunnel ${JSON.stringify(this.info.upgrade)}`);
     // Also without retries: a request on a reused connection the server closed is sent once more on a fresh one.
     ({ retryable: this.retryable, keyed: this.keyed } = retryableMethod(this.method, this.raw, upstream.config.retryIdempotencyKey));
     if (route.retries > 0 && this.retryable && upstream.config.retryBodyBytes > 0 && !this.upgrading) this.replay = new BodyReplay(upstream.config.retryBodyBytes);
@@ -518,12 +533,19 @@ export class Exchange implements UpstreamListener {
       this.fail('upstream-bad-response', '101 Switching Protocols to a request that did not ask for it');
       return STOP_AFTER_HEAD;
     }
+    const switchProblem = statusCode === 101 ? client.switchProblem(raw) : undefined;
+    if (switchProblem !== undefined) {
+      this.fail('upstream-bad-response', switchProblem);
+      return STOP_AFTER_HEAD;
+    }
     const resp = inspectResponseHeaders(raw);
     this.status = statusCode;
     this.replay = undefined;
     this.upstream!.recordOutcome(this.server!, statusCode < 500);
     this.upstreamKeepAlive = upstreamKeepAlive;
     if (statusCode === 101) {
+      // What the client was answered: HTTP/2 has no 101, its tunnel opens with a 200 (RFC 8441 §5).
+      if (client.http2) this.status = 200;
       client.sendHead({ statusCode, statusMessage, raw, requestId: this.requestId, framing: 'none', keepAlive: false, http10: false, upgrade: true }, resp);
       this.startTunnel(conn);
       client.startTunnel(this);

@@ -19,7 +19,11 @@
 // Draining sends GOAWAY at once: streams already open finish, new ones are
 // refused, and the connection closes after the last one. A session that has
 // had no stream yet (handed over while the worker drains: accepted before its
-// listener closed) lets its first request in before the GOAWAY.
+// listener closed) lets its first request in before the GOAWAY. A stream that
+// is a WebSocket tunnel (RFC 8441) is open until either side ends it: a
+// session whose open streams are all tunnels counts as a tunnel, kept by a
+// retiring worker up to tunnel_max_age like an HTTP/1.1 one, and destroyed
+// after GOAWAY (its streams reset) when that runs out.
 import { socketOrigin } from '../l4/proxy-header-reader.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
 import http2, { constants, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
@@ -69,6 +73,8 @@ export class Http2FrontEnd {
         initialWindowSize: config.initialWindowSize,
         maxHeaderListSize: worker.limits.maxHeaderBytes,
         enablePush: false,
+        // RFC 8441: extended CONNECT, for WebSockets on the routes whose `upgrades` allow them.
+        enableConnectProtocol: true,
       },
       maxHeaderListPairs: config.maxHeaderPairs,
       // Streams refused for being over the concurrency limit count like resets: beyond these, Node ends the session (ENHANCE_YOUR_CALM).
@@ -106,6 +112,8 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
   private streams = 0;
   /** Draining began before the first stream: GOAWAY once it has arrived. */
   private goAwayAfterFirstStream = false;
+  /** Open streams that are tunnels. */
+  private tunnels = 0;
   private idleDeadline: number;
   private readonly resets: WindowCount;
   private readonly controlFrames: WindowCount;
@@ -169,7 +177,12 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     if (this.resets.exceeded(now())) this.calm('rapid reset: too many streams reset by the client', 'http2.max_resets');
   }
 
-  onStreamClosed(): void {
+  onTunnelOpened(): void {
+    this.tunnels++;
+  }
+
+  onStreamClosed(tunnel: boolean): void {
+    if (tunnel) this.tunnels--;
     if (--this.open === 0 && !this.closed) this.idleDeadline = deadlineIn(this.worker.limits.keepaliveTimeoutMs);
   }
 
@@ -209,9 +222,9 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     }
   }
 
-  /** HTTP/2 streams never become tunnels: a retiring worker closes the session once its requests are done. */
+  /** Every open stream is a tunnel: a retiring worker keeps the session for them (its requests are done). */
   inTunnel(): boolean {
-    return false;
+    return this.tunnels > 0 && this.tunnels === this.open;
   }
 
   /**

@@ -4,15 +4,25 @@
 // and DATA frames. Backpressure is the stream's own flow control: a paused
 // stream stops returning WINDOW_UPDATEs, so a client can't push more request
 // body than its window, and a full stream write pauses the upstream socket.
+//
+// An extended CONNECT (RFC 8441) is the exchange's Upgrade request: its
+// stream is not read until the upstream's 101 (whatever the client sends
+// early waits within its flow-control window, and is never forwarded if the
+// answer is not a 101), which the client sees as `:status 200`; from then on
+// the stream's DATA and the upstream socket are a tunnel (tunnel.ts). Its
+// ends map as RFC 8441 §5 says: END_STREAM is a FIN either way; the client's
+// RST_STREAM closes the upstream socket; an upstream that fails, or a tunnel
+// gone idle, resets the stream with CANCEL.
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { Exchange, type ClientSide } from './exchange.js';
 import { errorBody, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { isDroppedDown, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
 import type { HeaderList } from './gateway-step.js';
-import type { Tunnel } from './tunnel.js';
+import { Tunnel, type TunnelClient } from './tunnel.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
-import { mapH2Request } from './h2-request.js';
+import { mapH2Request, type TunnelRequest } from './h2-request.js';
+import { switchProblem } from './websocket-handshake.js';
 import type { WorkerRuntime } from './worker-runtime.js';
 import type { ClientCertificate } from '../gateway/auth/index.js';
 import type { ConnectionOrigin } from '../l4/proxy-protocol.js';
@@ -31,7 +41,10 @@ export interface StreamOwner {
   peerTrusted(): boolean;
   /** The client reset a stream before its response was complete (counted against rapid reset). */
   onStreamReset(): void;
-  onStreamClosed(): void;
+  /** The stream became a tunnel (after the upstream's 101). */
+  onTunnelOpened(): void;
+  /** `tunnel`: the stream was one. */
+  onStreamClosed(tunnel: boolean): void;
 }
 
 export class H2Stream implements ClientSide, Expirable {
@@ -42,6 +55,12 @@ export class H2Stream implements ClientSide, Expirable {
   private requestDeadline: number;
   /** The last response chunk, not yet written (see sendBody). */
   private heldChunk: Buffer | undefined;
+  /** An extended CONNECT: the stream is read only once it is a tunnel. */
+  private readonly tunnelRequest: TunnelRequest | undefined;
+  /** The upstream answered the extended CONNECT with its 101: DATA both ways is tunnel payload. */
+  private tunnelOpen = false;
+  /** Set before Switchyard resets the stream itself: Node reports that as 'aborted' too, and only the client's resets count. */
+  private resetHere = false;
 
   constructor(
     private readonly stream: ServerHttp2Stream,
@@ -50,24 +69,32 @@ export class H2Stream implements ClientSide, Expirable {
   ) {
     const worker = owner.worker;
     const mapped = mapH2Request(rawHeaders, !stream.endAfterHeaders);
+    this.tunnelRequest = mapped.ok ? mapped.tunnel : undefined;
     // Seen by the exchange as HTTP/1.1 with keep-alive: the same checks, and framing decisions that never close anything.
-    this.exchange = new Exchange(this, worker, mapped.method, mapped.target, 1, 1, mapped.raw, false, true);
+    this.exchange = new Exchange(this, worker, mapped.method, mapped.target, 1, 1, mapped.raw, this.tunnelRequest ? 'required' : 'none', true);
     this.requestDeadline = deadlineIn(worker.limits.requestTimeoutMs);
     // A request without a body is never read: Node then destroys the stream only after the response's
     // last write has completed. Read to its end, the stream is destroyed as soon as nghttp2 closes it,
     // before that write's callback, and Node 20 builds an ERR_STREAM_DESTROYED (stack trace and all)
     // per response for nobody (errorBuffer): 6% of a worker's CPU at 100 B responses.
-    if (!stream.endAfterHeaders) {
+    if (!stream.endAfterHeaders && this.tunnelRequest === undefined) {
       stream.on('data', (chunk: Buffer) => this.exchange.onRequestBody(chunk));
       stream.on('end', () => this.onRequestEnd());
     }
     stream.on('drain', () => this.exchange.onClientDrain());
-    stream.on('aborted', () => owner.onStreamReset());
+    stream.on('aborted', () => {
+      if (!this.resetHere) owner.onStreamReset();
+    });
     // A stream error (reset, session gone) ends in 'close' as well.
     stream.on('error', () => {});
     stream.on('close', () => this.onClose());
     track(this);
-    if (stream.endAfterHeaders) this.onRequestEnd();
+    if (this.tunnelRequest !== undefined) {
+      // The Upgrade request is its head alone: the exchange has all of it (what the stream carries later is the tunnel's).
+      this.requestEnded = stream.endAfterHeaders;
+      this.requestDeadline = 0;
+      this.exchange.onRequestComplete();
+    } else if (stream.endAfterHeaders) this.onRequestEnd();
     if (mapped.ok) this.exchange.start();
     else this.exchange.fail(mapped.reason, mapped.detail);
   }
@@ -135,17 +162,48 @@ export class H2Stream implements ClientSide, Expirable {
     else stream.once('finish', () => stream.close(constants.NGHTTP2_NO_ERROR));
   }
 
-  startTunnel(): void {
-    throw new Error('an HTTP/2 stream never asks for an Upgrade');
+  /** A WebSocket's 101 must answer the key this stream sent upstream (the client never saw it). */
+  switchProblem(raw: readonly string[]): string | undefined {
+    const key = this.tunnelRequest?.websocketKey;
+    return key === undefined ? undefined : switchProblem(raw, key);
   }
 
-  openTunnel(_upstream: Socket, _idleMs: number, _onClosed: () => void): Tunnel {
-    throw new Error('an HTTP/2 stream never asks for an Upgrade');
+  openTunnel(upstream: Socket, idleMs: number, onClosed: () => void): Tunnel {
+    const stream = this.stream;
+    this.tunnelOpen = true;
+    const client: TunnelClient = {
+      write: (data) => this.closed || stream.write(data),
+      pause: () => stream.pause(),
+      resume: () => stream.resume(),
+      end: () => {
+        if (!this.closed) stream.end();
+      },
+      // After a clean end, NO_ERROR waits for the END_STREAM to be written (RFC 9113 §8.1: the client may stop sending).
+      close: (abnormal) => this.reset(abnormal ? constants.NGHTTP2_CANCEL : constants.NGHTTP2_NO_ERROR),
+    };
+    return new Tunnel(client, upstream, idleMs, onClosed);
+  }
+
+  /** The tunnel is open: the stream's DATA (what waited in the window first) goes to it, and its END_STREAM is the client's FIN. */
+  startTunnel(): void {
+    if (this.closed) return;
+    this.stream.on('data', (chunk: Buffer) => this.exchange.onClientTunnelData(chunk));
+    this.stream.on('end', () => {
+      this.requestEnded = true;
+      this.exchange.onClientEnd();
+    });
+    this.owner.onTunnelOpened();
   }
 
   /** Reset the stream (not the session): the client sees the response was cut short. */
   abort(): void {
-    if (!this.closed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    this.reset(constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  private reset(code: number): void {
+    if (this.closed) return;
+    this.resetHere = true;
+    this.stream.close(code);
   }
 
   internalError(err: unknown): void {
@@ -205,8 +263,10 @@ export class H2Stream implements ClientSide, Expirable {
 
   sendHead(o: ClientHeadOptions, resp: ResponseHeadInfo & { connectionTokens: string[] | undefined }): void {
     if (this.closed) return;
-    const headers: OutgoingHttpHeaders = { ':status': o.statusCode };
+    // A 101 to an extended CONNECT: the tunnel opens with a 200 (RFC 8441 §5), without Sec-WebSocket-Accept (answered here).
+    const headers: OutgoingHttpHeaders = { ':status': o.statusCode === 101 ? 200 : o.statusCode };
     addFields(headers, o.raw, resp.connectionTokens);
+    if (o.statusCode === 101) delete headers['sec-websocket-accept'];
     if (!resp.hasRequestId) headers['x-request-id'] = o.requestId;
     if (o.extra !== undefined) addPairs(headers, o.extra);
     if (o.framing === 'length') headers['content-length'] = resp.contentLength;
@@ -220,6 +280,8 @@ export class H2Stream implements ClientSide, Expirable {
    */
   sendBody(chunk: Buffer): boolean {
     if (this.closed) return true;
+    // What followed the 101 in the upstream's read: tunnel bytes, never held back.
+    if (this.tunnelOpen) return this.stream.write(chunk);
     const held = this.heldChunk;
     this.heldChunk = chunk;
     return held === undefined ? true : this.stream.write(held);
@@ -254,6 +316,7 @@ export class H2Stream implements ClientSide, Expirable {
   // ---- deadlines and the end -------------------------------------------------
 
   checkDeadlines(t: number): void {
+    if (this.tunnelOpen) return this.exchange.checkTunnelDeadline(t);
     if (this.requestDeadline !== 0 && t >= this.requestDeadline && !this.requestEnded) {
       this.requestDeadline = 0;
       this.exchange.fail('request-timeout', 'request not received within request_timeout');
@@ -265,7 +328,7 @@ export class H2Stream implements ClientSide, Expirable {
     this.closed = true;
     untrack(this);
     this.exchange.onClientGone();
-    this.owner.onStreamClosed();
+    this.owner.onStreamClosed(this.tunnelOpen);
   }
 }
 

@@ -1,19 +1,33 @@
-// After a 101 Switching Protocols, an exchange is two sockets relaying raw
-// bytes: the client's and the upstream one taken out of its pool. Each side
-// is paused while the other cannot take more, and the pair is closed together:
-// when either side closes, or when no byte has moved either way for the
-// route's `timeouts.tunnel_idle`.
+// After a 101 Switching Protocols, an exchange is two byte streams relaying
+// raw bytes: the client's (its socket, or its HTTP/2 stream for RFC 8441)
+// and the upstream socket taken out of its pool. Each side is paused while
+// the other cannot take more, and the pair is closed together: when either
+// side closes, or when no byte has moved either way for the route's
+// `timeouts.tunnel_idle`.
 import type { Socket } from 'node:net';
 import { deadlineIn } from './coarse-clock.js';
+
+/** The client end of a tunnel: an HTTP/1.1 socket or one HTTP/2 stream. */
+export interface TunnelClient {
+  /** false: full, wait for the client side's drain (Exchange.onClientDrain). */
+  write(data: Buffer): boolean;
+  pause(): void;
+  resume(): void;
+  /** The upstream ended its side cleanly (FIN): pass the end on. */
+  end(): void;
+  /** The tunnel is over; `abnormal`: not by a clean end (the upstream failed, or the tunnel went idle). */
+  close(abnormal: boolean): void;
+}
 
 export class Tunnel {
   /** Bytes the upstream sent through the tunnel, for the access log. */
   bytesFromUpstream = 0;
   private deadline: number;
   private closed = false;
+  private upstreamEnded = false;
 
   constructor(
-    private readonly client: Socket,
+    private readonly client: TunnelClient,
     private readonly upstream: Socket,
     private readonly idleMs: number,
     /** Called once, when the tunnel is over (either side closed, or it went idle). */
@@ -26,10 +40,13 @@ export class Tunnel {
       if (!client.write(data)) upstream.pause();
     });
     upstream.on('drain', () => client.resume());
-    upstream.on('end', () => client.end());
-    upstream.on('error', () => client.destroy());
+    upstream.on('end', () => {
+      this.upstreamEnded = true;
+      client.end();
+    });
+    upstream.on('error', () => client.close(true));
     upstream.on('close', () => {
-      client.destroy();
+      client.close(!this.upstreamEnded);
       this.close();
     });
   }
@@ -41,7 +58,7 @@ export class Tunnel {
     if (!this.upstream.write(data)) this.client.pause();
   }
 
-  /** The client socket drained: the upstream may send again. */
+  /** The client side drained: the upstream may send again. */
   onClientDrain(): void {
     this.upstream.resume();
   }
@@ -51,10 +68,10 @@ export class Tunnel {
     this.upstream.end();
   }
 
-  /** Whether the tunnel went idle at `t` (it is then closed, both sockets destroyed). */
+  /** Whether the tunnel went idle at `t` (it is then closed, both sides with it). */
   expireIdle(t: number): boolean {
     if (this.closed || t < this.deadline) return false;
-    this.client.destroy();
+    this.client.close(true);
     this.close();
     return true;
   }

@@ -35,13 +35,15 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-export async function launchBrowser(viewport = { width: 1200, height: 760 }): Promise<Browser> {
+/** `extra.args`: more command-line flags; `ignoreHTTPSErrors`: accept a test CA's certificates. */
+export async function launchBrowser(viewport = { width: 1200, height: 760 }, extra: { args?: string[]; ignoreHTTPSErrors?: boolean } = {}): Promise<Browser> {
   const profile = mkdtempSync(path.join(os.tmpdir(), 'switchyard-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: FLAGS,
+    args: [...FLAGS, ...(extra.args ?? [])],
     viewport,
+    ignoreHTTPSErrors: extra.ignoreHTTPSErrors ?? false,
   });
   return {
     context,
