@@ -18,6 +18,8 @@
         "native/shm_segment.cc",
         "native/socket_peer.cc",
         "native/socket_peer_binding.cc",
+        "native/startup_pages.cc",
+        "native/startup_pages_binding.cc",
         "native/tcp_relay.cc",
         "native/tcp_relay_binding.cc"
       ],

@@ -59,6 +59,7 @@ async function measure(driver: Driver, spec: LoadSpec, warmupSec: number, runnin
     cpuUsPerReq: cpu !== undefined && load.requests > 0 ? cpu / load.requests : undefined,
     rssSumMB: rss && rss.sumBytes / MB,
     rssMaxMB: rss && rss.maxBytes / MB,
+    pssSumMB: rss?.pssSumBytes === undefined ? undefined : rss.pssSumBytes / MB,
     primaryCpuPct: split?.primaryCpuPct,
     workerCpuPct: split?.workerCpuPct,
   };

@@ -18,6 +18,7 @@ void ExportHashes(Napi::Env env, Napi::Object exports);
 void ExportSocketPeer(Napi::Env env, Napi::Object exports);
 void ExportDsr(Napi::Env env, Napi::Object exports);
 void ExportTcpRelay(Napi::Env env, Napi::Object exports);
+void ExportStartupPages(Napi::Env env, Napi::Object exports);
 
 // The region behind a JS value, or nullptr if it is not an open Region
 // (region_binding.cc; Maglev's bindHealth takes one).

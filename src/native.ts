@@ -10,6 +10,7 @@
 //   peerHasClosed: FIN/RST on a paused socket (native/socket_peer.h).
 //   startRelay    mode: tcp bytes relayed on a native thread (native/tcp_relay.h).
 //   DsrForwarder  the Direct Server Return forwarder on AF_PACKET threads (native/dsr_forwarder.h).
+//   releaseStartupPages  start-up's pages of the node binary unmapped once ready (native/startup_pages.h).
 //
 // src/native/addon.ts is the only loader of the addon.
 export { Counter } from './native/layout.js';
@@ -18,4 +19,5 @@ export { MaglevTable, type MaglevOptions } from './native/maglev.js';
 export { RateTable, rateTableName, type RateTableStats } from './native/rate-table.js';
 export { peerHasClosed } from './native/socket-peer.js';
 export { abortRelay, startRelay, takeOverReading, type RelayEnd } from './native/tcp-relay.js';
+export { releaseStartupPages, type ReleasedPages } from './native/startup-pages.js';
 export { DsrForwarder, type DsrCounters, type DsrForwarderOptions, type DsrServerSpec } from './native/dsr.js';

@@ -88,19 +88,47 @@ export interface RssPeak {
   sumBytes: number;
   /** Highest RSS of any one process of the tree. */
   maxBytes: number;
+  /** Highest sum of PSS over the tree (undefined where smaps_rollup is not readable). */
+  pssSumBytes?: number;
   samples: number;
 }
 
-/** Samples the tree's RSS every `intervalMs` until the returned stop() is called. */
-export function sampleRss(root: number, intervalMs = 100): () => RssPeak {
+/**
+ * Proportional set size of a process from /proc/PID/smaps_rollup: each
+ * resident page divided by the number of processes mapping it. RSS counts a
+ * page of the node binary once in every process that maps it; summed over a
+ * tree, PSS counts it once (shared with processes outside the tree: a share).
+ */
+export function pssBytes(pid: number): number | undefined {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Samples the tree's RSS every `intervalMs`, and its PSS every `pssEveryN`
+ * samples (reading smaps_rollup walks the page tables: costlier than stat),
+ * until the returned stop() is called.
+ */
+export function sampleRss(root: number, intervalMs = 100, pssEveryN = 5): () => RssPeak {
   const peak: RssPeak = { sumBytes: 0, maxBytes: 0, samples: 0 };
   const sample = (): void => {
     let sum = 0;
+    let pss: number | undefined = 0;
+    const withPss = peak.samples % pssEveryN === 0;
     for (const p of processTree(root)) {
       sum += p.rssBytes;
       if (p.rssBytes > peak.maxBytes) peak.maxBytes = p.rssBytes;
+      if (withPss && pss !== undefined) {
+        const one = pssBytes(p.pid);
+        pss = one === undefined ? undefined : pss + one;
+      }
     }
     if (sum > peak.sumBytes) peak.sumBytes = sum;
+    if (withPss && pss !== undefined && pss > (peak.pssSumBytes ?? 0)) peak.pssSumBytes = pss;
     peak.samples++;
   };
   sample();

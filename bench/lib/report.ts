@@ -19,6 +19,8 @@ export interface Cell {
   cpuUsPerReq?: number;
   rssSumMB?: number;
   rssMaxMB?: number;
+  /** Highest PSS sum of the tree: shared pages (the node binary, libraries) counted once, not once per process. */
+  pssSumMB?: number;
   /** Cluster systems: the primary's own share of the tree's CPU, percent. */
   primaryCpuPct?: number;
   /** Cluster systems: each worker's share of the workers' CPU, percent, busiest first. */
@@ -44,6 +46,8 @@ export interface Row {
   cpuUsPerReq?: number;
   rssSumMB?: number;
   rssMaxMB?: number;
+  /** Highest PSS sum of the tree: shared pages (the node binary, libraries) counted once, not once per process. */
+  pssSumMB?: number;
   primaryCpuPct?: number;
   /** Worker CPU split of the round with the median busiest-worker share. */
   workerSplit?: number[];
@@ -95,6 +99,7 @@ export function summarise(cells: Cell[], order: { scenarios: string[]; systems: 
         cpuUsPerReq: median(ok.map((c) => c.cpuUsPerReq)),
         rssSumMB: median(ok.map((c) => c.rssSumMB)),
         rssMaxMB: median(ok.map((c) => c.rssMaxMB)),
+        pssSumMB: median(ok.map((c) => c.pssSumMB)),
         primaryCpuPct: median(ok.map((c) => c.primaryCpuPct)),
         workerSplit: split.median,
         worstSplit: split.worst,
@@ -136,6 +141,7 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ['CPU µs/req', (r) => fmt(r.cpuUsPerReq, 1)],
   ['RSS sum MB', (r) => fmt(r.rssSumMB, 1)],
   ['RSS max MB', (r) => fmt(r.rssMaxMB, 1)],
+  ['PSS sum MB', (r) => fmt(r.pssSumMB, 1)],
   ['primary CPU %', (r) => fmt(r.primaryCpuPct, 1)],
   ['worker split', (r) => fmtSplit(r.workerSplit)],
   ['worst split', (r) => fmtSplit(r.worstSplit)],
@@ -145,7 +151,7 @@ const COLUMNS: [string, (r: Row) => string][] = [
 ];
 
 export const LEGEND = `req/s counts 2xx responses only; req/s, latency, CPU and RSS are medians over rounds; ±% = (max-min)/median of req/s; err/non2xx summed over rounds.
-CPU µs/req = utime+stime of the proxy's whole process tree (from /proc) / completed requests; RSS sampled every 100 ms.
+CPU µs/req = utime+stime of the proxy's whole process tree (from /proc) / completed requests; RSS sampled every 100 ms; PSS (each shared page divided among the processes that map it) every 500 ms.
 ratio SY÷row: "switchyard" (balance round-robin, scheduling kernel) divided by that row, same scenario, same run (req/s × > 1: Switchyard faster; CPU × < 1: Switchyard cheaper).
 primary CPU % (Switchyard) = the cluster primary's own utime+stime / primary + workers, over the measured run.
 worker split (Switchyard) = each worker's share of the workers' CPU, busiest first, of the round with the median busiest share; worst split = the round with the most uneven one.

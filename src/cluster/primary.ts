@@ -27,6 +27,7 @@ import { TicketKeyRotation } from '../tls/ticket-keys.js';
 import { RespawnBackoff } from './respawn-backoff.js';
 import { DsrSupervisor, dsrUnavailable } from './dsr-supervisor.js';
 import { dsrPlan } from '../dsr/plan.js';
+import { releaseStartupPages } from '../native.js';
 import { registerDsrMetrics, type DsrMetricsSnapshot } from '../metrics/dsr-metrics.js';
 
 
@@ -220,6 +221,9 @@ export class Primary {
     this.acme?.start();
     if (this.config.admin) await this.startAdmin(this.config.admin);
     this.announce();
+    // Start-up is over (config parsed, workers forked, admin listening): its pages of the node binary need not stay mapped.
+    const released = releaseStartupPages();
+    this.log.debug({ mappings: released.mappings, residentBytes: released.residentBytes }, 'start-up pages released');
   }
 
   /** One line that says where everything is: proxy addresses, the dashboard (or that there is none), the config file. */

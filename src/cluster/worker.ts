@@ -4,7 +4,7 @@
 import type { Config } from '../config/types.js';
 import { startProxyWorker, type ProxyWorker } from '../proxy/server.js';
 import { createLogger, type Logger } from '../log.js';
-import { SharedRegion } from '../native.js';
+import { releaseStartupPages, SharedRegion } from '../native.js';
 import { RateLimiter } from '../gateway/rate-limit.js';
 import { regionLayout } from '../balancer/layout.js';
 import { isPrimaryMessage, WORKER_INDEX_ENV, type PrimaryMessage, type WorkerMessage } from './messages.js';
@@ -101,6 +101,9 @@ export function runWorker(): void {
       return;
     }
     send({ type: 'ready' });
+    // Start-up is over: what it alone touched of the node binary need not stay mapped in every worker.
+    const released = releaseStartupPages();
+    log.debug({ mappings: released.mappings, residentBytes: released.residentBytes }, 'start-up pages released');
   };
 
   process.on('message', (m: unknown) => {

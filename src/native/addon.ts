@@ -137,11 +137,12 @@ export interface NativeAddon {
     servers: readonly NativeDsrServer[],
   ) => NativeDsrForwarder;
   TcpRelay: new (onEnded: (id: number, how: number, bytesIn: number, bytesOut: number) => void) => NativeTcpRelay;
+  releaseStartupPages(): { mappings: number; residentBytes: number };
   layout: { counters: number; healthy: number; drained: number };
 }
 
 let loaded: NativeAddon | undefined;
-const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'DsrForwarder', 'TcpRelay', 'layout'];
+const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'DsrForwarder', 'TcpRelay', 'releaseStartupPages', 'layout'];
 
 /** Loads the addon once; throws a SwitchyardError saying how to build it if it is missing, stale or of another layout. */
 export function addon(): NativeAddon {

@@ -208,7 +208,7 @@ function copyOfNative(edit?: (root: string) => void): string {
   const src = path.dirname(NATIVE_TS);
   mkdirSync(path.join(root, 'src', 'native'), { recursive: true });
   writeFileSync(path.join(root, 'package.json'), '{"type":"module"}');
-  for (const file of ['native.ts', 'errors.ts', 'native/addon.ts', 'native/layout.ts', 'native/region.ts', 'native/maglev.ts', 'native/rate-table.ts', 'native/socket-peer.ts', 'native/tcp-relay.ts', 'native/dsr.ts']) {
+  for (const file of ['native.ts', 'errors.ts', 'native/addon.ts', 'native/layout.ts', 'native/region.ts', 'native/maglev.ts', 'native/rate-table.ts', 'native/socket-peer.ts', 'native/tcp-relay.ts', 'native/startup-pages.ts', 'native/dsr.ts']) {
     copyFileSync(path.join(src, file), path.join(root, 'src', file));
   }
   edit?.(root);
@@ -252,4 +252,38 @@ test('an addon whose shared-memory layout differs from src/native/layout.ts is r
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('releaseStartupPages unmaps the clean pages of the node binary; the process runs on, code not yet run included', async () => {
+  // In a fresh process: this one's mappings are the test runner's business.
+  const out = (await inChild(`
+    import { readFileSync } from 'node:fs';
+    const rssFileKb = () => Number(/RssFile:\\s+(\\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+    const before = rssFileKb();
+    const released = native.releaseStartupPages();
+    const after = rssFileKb();
+    // Code and builtins this process had not run: their pages come back on demand.
+    const zlib = await import('node:zlib');
+    const { createHash } = await import('node:crypto');
+    const roundTrip = zlib.gunzipSync(zlib.gzipSync(Buffer.from('x'.repeat(100000)))).length;
+    const digest = createHash('sha256').update('abc').digest('hex');
+    const date = new Intl.DateTimeFormat('en-GB', { timeZone: 'UTC', dateStyle: 'long' }).format(new Date(0));
+    const again = native.releaseStartupPages();
+    console.log(JSON.stringify({ before, after, released, again, roundTrip, digest, date }));
+  `)) as {
+    before: number;
+    after: number;
+    released: { mappings: number; residentBytes: number };
+    again: { mappings: number; residentBytes: number };
+    roundTrip: number;
+    digest: string;
+    date: string;
+  };
+  assert.ok(out.released.mappings > 0 && out.released.residentBytes > 8 * 1024 * 1024, `released ${JSON.stringify(out.released)}`);
+  assert.ok(out.after < out.before - 8 * 1024, `file-backed RSS ${out.before} -> ${out.after} KiB`);
+  assert.equal(out.roundTrip, 100000);
+  assert.equal(out.digest, 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  assert.equal(out.date, '1 January 1970');
+  // A second call finds only what ran since.
+  assert.ok(out.again.residentBytes < out.released.residentBytes, `second release ${JSON.stringify(out.again)}`);
 });
