@@ -57,6 +57,8 @@ export class CertificateStore {
   /** "example.com" → the context for "*.example.com". */
   private wildcard = new Map<string, SecureContext>();
   private fallback: SecureContext | undefined;
+  /** The one context every name gets, when there is exactly one (see onlyContext). */
+  private sole: SecureContext | undefined;
 
   constructor(
     private readonly options: ContextOptions,
@@ -101,6 +103,15 @@ export class CertificateStore {
     return this.fallback;
   }
 
+  /**
+   * The context every handshake gets whatever name it asks for, when the
+   * listener has exactly one (one certificate, or several that all land in
+   * one context): the listener then needs no look at the ClientHello.
+   */
+  onlyContext(): SecureContext | undefined {
+    return this.sole;
+  }
+
   /** Whether a certificate (not the default fallback) carries `host`. */
   covers(host: string): boolean {
     const name = normaliseName(host);
@@ -135,6 +146,7 @@ export class CertificateStore {
     this.fallback = first === undefined ? undefined : contextOf(all.filter((e) => e === first || e.names.some((n) => first.names.includes(n))));
     this.exact = exact;
     this.wildcard = wildcard;
+    this.sole = cache.size === 1 ? this.fallback : undefined;
   }
 
   private context(entries: Entry[]): SecureContext {

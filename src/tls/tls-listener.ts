@@ -7,7 +7,8 @@
 // Accepting: a plain net.Server takes the connection and reads just the
 // ClientHello (client-hello.ts says why SNICallback will not do), puts the
 // bytes back and starts the TLS handshake with the chosen context as the
-// connection's initial one. Every stage runs under handshake_timeout.
+// connection's initial one; a listener with one context for every name skips
+// the read. Every stage runs under handshake_timeout.
 //
 // Behind an L4 balancer that passes TLS through (accept_proxy), a
 // `preamble` runs on the raw connection first: the PROXY header comes before
@@ -134,16 +135,7 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
     deps.logThrottle.warn(deps.log, `tls:${err.code ?? 'error'}`, { peer, code: err.code, reason: err.message }, 'TLS handshake failed');
   };
 
-  const startTls = (raw: net.Socket, servername: string | undefined, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined, settle: () => void): void => {
-    let context: tls.SecureContext;
-    try {
-      context = store.contextFor(servername);
-    } catch (err) {
-      clearTimeout(deadline);
-      failed(err as Error, raw.remoteAddress);
-      raw.destroy();
-      return;
-    }
+  const startTls = (raw: net.Socket, context: tls.SecureContext, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined, settle: () => void): void => {
     const socket = new tls.TLSSocket(raw, {
       isServer: true,
       secureContext: context,
@@ -204,7 +196,6 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
       }
       raw.off('data', onData);
       raw.off('error', onEarlyError);
-      raw.off('close', onEarlyClose);
       raw.pause();
       // Back into the socket: node:tls feeds what is buffered to OpenSSL first.
       raw.unshift(seen);
@@ -216,15 +207,34 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
         raw.destroy();
         return;
       }
-      startTls(raw, scan.kind === 'hello' ? scan.servername : undefined, deadline, origin, settle);
+      let context: tls.SecureContext;
+      try {
+        context = store.contextFor(scan.kind === 'hello' ? scan.servername : undefined);
+      } catch (err) {
+        clearTimeout(deadline);
+        failed(err as Error, raw.remoteAddress);
+        raw.destroy();
+        return;
+      }
+      startTls(raw, context, deadline, origin, settle);
     };
     const onEarlyError = (): void => void raw.destroy();
-    const onEarlyClose = (): void => clearTimeout(deadline);
     raw.on('data', onData);
     raw.on('error', onEarlyError);
-    raw.on('close', onEarlyClose);
     // A preamble leaves the socket paused, and a 'data' listener does not undo an explicit pause.
     raw.resume();
+  };
+
+  /**
+   * With one context for every name and no TLS-ALPN-01 to answer, the
+   * ClientHello has nothing to choose: the handshake starts on the accepted
+   * socket at once, as tls.Server does, and the hello goes from the kernel
+   * to OpenSSL without a JS read, a copy and an unshift.
+   */
+  const begin = (raw: net.Socket, deadline: NodeJS.Timeout, origin: ConnectionOrigin | undefined, settle: () => void): void => {
+    const only = deps.acmeTlsAlpn === undefined ? store.onlyContext() : undefined;
+    if (only !== undefined) startTls(raw, only, deadline, origin, settle);
+    else readHello(raw, deadline, origin, settle);
   };
 
   const preamble = deps.preamble;
@@ -232,9 +242,9 @@ export function createTlsListener(config: ListenerTlsConfig, frontEnds: TlsFront
     // One deadline for the preamble, the ClientHello and the handshake together.
     const deadline = setTimeout(() => void raw.destroy(), config.handshakeTimeoutMs);
     const settle = handshaking.add(raw);
-    if (preamble === undefined) return readHello(raw, deadline, undefined, settle);
     raw.once('close', () => clearTimeout(deadline));
-    preamble(raw, (origin) => readHello(raw, deadline, origin, settle));
+    if (preamble === undefined) return begin(raw, deadline, undefined, settle);
+    preamble(raw, (origin) => begin(raw, deadline, origin, settle));
   });
   return {
     server,
