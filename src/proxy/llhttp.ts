@@ -74,9 +74,16 @@ export interface ParserCallbacks {
   onMessageComplete(): void;
 }
 
+/**
+ * The async resource every parser reports (async_hooks' executionAsyncResource):
+ * Switchyard uses none, and a parser is reset after every pass-through body,
+ * so one shared object instead of one per reset.
+ */
+const PARSER_RESOURCE = {};
+
 /** Puts a parser back to its start state (strict, no lenient flags), keeping its callbacks. */
 export function resetParser(parser: NativeParser, type: 'request' | 'response', maxHeaderBytes: number): void {
-  parser.initialize(type === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderBytes, HTTPParser.kLenientNone);
+  parser.initialize(type === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, PARSER_RESOURCE, maxHeaderBytes, HTTPParser.kLenientNone);
 }
 
 /**
