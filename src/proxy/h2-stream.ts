@@ -32,6 +32,8 @@ export interface StreamOwner {
   /** The client reset a stream before its response was complete (counted against rapid reset). */
   onStreamReset(): void;
   onStreamClosed(): void;
+  /** Calls `exchange.flushUpstream()` once the session's current read has been dealt with. */
+  flushUpstreamLater(exchange: Exchange): void;
 }
 
 export class H2Stream implements ClientSide, Expirable {
@@ -236,9 +238,13 @@ export class H2Stream implements ClientSide, Expirable {
   // nghttp2 batches frames per tick already.
   cork(): void {}
   uncork(): void {}
-  /** A DATA frame is one read: the upstream head is not held for the body. */
-  flushUpstreamAfterRead(): boolean {
-    return false;
+  /**
+   * The HEADERS frames of one read start as many exchanges: their upstream
+   * writes leave together once all are started, not one at a time between them.
+   */
+  flushUpstreamAfterRead(exchange: Exchange): boolean {
+    this.owner.flushUpstreamLater(exchange);
+    return true;
   }
 
   /** Node refuses some header sets an HTTP/1.1 upstream may send (a repeated single-value field): that answer is a 502. */
