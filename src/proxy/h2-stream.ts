@@ -42,6 +42,8 @@ export class H2Stream implements ClientSide, Expirable {
   private paused = false;
   private closed = false;
   private requestDeadline: number;
+  /** A 'drain' listener is waiting for the stream's buffer to empty. */
+  private awaitingDrain = false;
   /** The last response chunk, not yet written (see sendBody). */
   private heldChunk: Buffer | undefined;
 
@@ -62,13 +64,12 @@ export class H2Stream implements ClientSide, Expirable {
     if (!stream.endAfterHeaders) {
       stream.on('data', (chunk: Buffer) => this.exchange.onRequestBody(chunk));
       stream.on('end', () => this.onRequestEnd());
+      // The only deadline a stream has is for its request body.
+      track(this);
     }
-    stream.on('drain', () => this.exchange.onClientDrain());
-    stream.on('aborted', () => owner.onStreamReset());
     // A stream error (reset, session gone) ends in 'close' as well.
-    stream.on('error', () => {});
+    stream.on('error', ignore);
     stream.on('close', () => this.onClose());
-    track(this);
     if (stream.endAfterHeaders) this.onRequestEnd();
     if (mapped.ok) this.exchange.start();
     else this.exchange.fail(mapped.reason, mapped.detail);
@@ -78,6 +79,7 @@ export class H2Stream implements ClientSide, Expirable {
     if (this.requestEnded) return;
     this.requestEnded = true;
     this.requestDeadline = 0;
+    untrack(this);
     this.exchange.onRequestComplete();
   }
 
@@ -224,7 +226,16 @@ export class H2Stream implements ClientSide, Expirable {
     if (this.closed) return true;
     const held = this.heldChunk;
     this.heldChunk = chunk;
-    return held === undefined ? true : this.stream.write(held);
+    if (held === undefined || this.stream.write(held)) return true;
+    // Listened for only once a write has filled the stream: most responses never do.
+    if (!this.awaitingDrain) {
+      this.awaitingDrain = true;
+      this.stream.once('drain', () => {
+        this.awaitingDrain = false;
+        this.exchange.onClientDrain();
+      });
+    }
+    return false;
   }
 
   endBody(): void {
@@ -270,10 +281,14 @@ export class H2Stream implements ClientSide, Expirable {
     if (this.closed) return;
     this.closed = true;
     untrack(this);
+    // Node's `aborted`: the client reset the stream before the response was complete.
+    if (this.stream.aborted) this.owner.onStreamReset();
     this.exchange.onClientGone();
     this.owner.onStreamClosed();
   }
 }
+
+function ignore(): void {}
 
 /** Response fields from the upstream (raw name/value list), without what HTTP/2 must not carry. */
 function addFields(headers: OutgoingHttpHeaders, raw: readonly string[], tokens: string[] | undefined): void {
