@@ -63,10 +63,18 @@ const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
  * 4 MB held it under 90 MB; 1 MB takes 6 MB more off each worker (tree RSS
  * under the 100 B load 199 -> 188 MB) with CPU per request unchanged within
  * the noise in same-run benches (more scavenges, each of a young generation
- * that stays in cache; bench/README.md, "Memory"). Flags given to node
- * itself come later and win.
+ * that stays in cache; bench/README.md, "Memory").
+ *
+ * Workers with an HTTP/2 listener get 4 MB: each open stream holds ~10 KB
+ * of Node's http2 objects (a Duplex, header objects, write requests), so 160
+ * open streams (16 sessions of 10) outgrow 1 MB; nearly every scavenge then
+ * promoted them and mark-compacts followed (h2load 100 B: GC 21% of a
+ * worker's profile at 1 MB, 12% at 4 MB; +10 MB RSS per worker). Flags given
+ * to node itself come later and win.
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=1'];
+export function workerV8Flags(config: Pick<Config, 'listen'>): string[] {
+  return [`--max-semi-space-size=${config.listen.some((l) => l.http2) ? 4 : 1}`];
+}
 const KERNEL_SCHEDULING_ENV: Record<Config['scheduling'], Record<string, string>> = {
   kernel: { UV_TCP_SINGLE_ACCEPT: '1' },
   'round-robin': {},
@@ -188,7 +196,6 @@ export class Primary {
   async start(): Promise<void> {
     // Read by node:cluster at the first fork only.
     cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
-    cluster.setupPrimary({ execArgv: [...WORKER_V8_FLAGS, ...process.execArgv] });
     const unavailable = this.config.dsr.length > 0 ? dsrUnavailable() : undefined;
     if (unavailable !== undefined) throw new SwitchyardError(ErrorCode.DsrUnavailable, `dsr: ${unavailable}`);
     this.demo = await startDemoBackends(this.config.demoBackends, this.log);
@@ -430,6 +437,8 @@ export class Primary {
   private fork(slot: Slot, config: Config = this.config): Entry {
     const shared = this.shared!;
     const counterSlot = shared.allocateSlot();
+    // Per fork: a reload may add or remove HTTP/2 listeners.
+    cluster.setupPrimary({ execArgv: [...workerV8Flags(config), ...process.execArgv] });
     const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index), ...KERNEL_SCHEDULING_ENV[config.scheduling] });
     let onReady!: () => void;
     let onFail!: (reason: string) => void;

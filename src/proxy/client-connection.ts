@@ -200,8 +200,8 @@ export class ClientConnection implements Expirable, ClientSide {
   /** The exchange whose upstream head waits, corked, for the rest of this read (Exchange.onUpstreamConnect). */
   private flushAfterRead: Exchange | undefined;
 
-  flushUpstreamAfterRead(exchange: Exchange): boolean {
-    if (!this.reading) return false;
+  flushUpstreamAfterRead(exchange: Exchange, bodyStillComing: boolean): boolean {
+    if (!bodyStillComing || !this.reading) return false;
     // One exchange is forwarded at a time, so none is waiting here; if one were, its bytes must not be stranded.
     this.flushAfterRead?.flushUpstream();
     this.flushAfterRead = exchange;

@@ -117,11 +117,12 @@ export interface ClientSide {
   cork(): void;
   uncork(): void;
   /**
-   * Whether the client side is delivering one of its reads right now and
-   * will call `exchange.flushUpstream()` once it is through: then the
-   * upstream head waits, corked, for the body bytes of the same read.
+   * Whether the upstream head (and what body came with it) may wait, corked,
+   * until the client side calls `exchange.flushUpstream()`: an HTTP/1.1
+   * connection holds it for the body bytes of the read it is delivering
+   * (`bodyStillComing`); an HTTP/2 session for the other streams of its read.
    */
-  flushUpstreamAfterRead(exchange: Exchange): boolean;
+  flushUpstreamAfterRead(exchange: Exchange, bodyStillComing: boolean): boolean;
   /** Reset the connection: the client must see an abort, never a short success. */
   abort(): void;
   internalError(err: unknown): void;
@@ -496,7 +497,7 @@ export class Exchange implements UpstreamListener {
     // A body still to come most often follows the head in the same client
     // read: the head and that body then leave in one writev, where they took
     // a syscall (and a wake-up of the server) each.
-    if (this.bodyStillComing() && this.client.flushUpstreamAfterRead(this)) this.corked = conn.socket;
+    if (this.client.flushUpstreamAfterRead(this, this.bodyStillComing())) this.corked = conn.socket;
     else conn.socket.uncork();
     conn.deadline = this.capped(deadlineIn(this.timeouts.responseMs));
     this.client.refreshReading();

@@ -36,6 +36,7 @@ import type { HeaderList } from './gateway-step.js';
 import type { Http2Config } from '../config/types.js';
 import { deadlineIn, now, track, untrack, type Expirable } from './coarse-clock.js';
 import { H2Stream, type StreamOwner } from './h2-stream.js';
+import type { Exchange } from './exchange.js';
 import { DRAIN_IDLE_GRACE_MS, normaliseAddress, type WorkerConnection, type WorkerRuntime } from './worker-runtime.js';
 
 /** The window over which resets and control frames are counted. */
@@ -176,6 +177,19 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
   onStreamReset(): void {
     if (this.resets.exceeded(now())) this.calm('rapid reset: too many streams reset by the client', 'http2.max_resets');
   }
+
+  /** Exchanges whose upstream writes wait, corked, for the end of this read. */
+  private toFlush: Exchange[] = [];
+
+  flushUpstreamLater(exchange: Exchange): void {
+    if (this.toFlush.push(exchange) === 1) setImmediate(this.flushUpstreams);
+  }
+
+  private readonly flushUpstreams = (): void => {
+    const all = this.toFlush;
+    this.toFlush = [];
+    for (const exchange of all) exchange.flushUpstream();
+  };
 
   onTunnelOpened(): void {
     this.tunnels++;

@@ -45,6 +45,8 @@ export interface StreamOwner {
   onTunnelOpened(): void;
   /** `tunnel`: the stream was one. */
   onStreamClosed(tunnel: boolean): void;
+  /** Calls `exchange.flushUpstream()` once the session's current read has been dealt with. */
+  flushUpstreamLater(exchange: Exchange): void;
 }
 
 export class H2Stream implements ClientSide, Expirable {
@@ -53,6 +55,8 @@ export class H2Stream implements ClientSide, Expirable {
   private paused = false;
   private closed = false;
   private requestDeadline: number;
+  /** A 'drain' listener is waiting for the stream's buffer to empty. */
+  private awaitingDrain = false;
   /** The last response chunk, not yet written (see sendBody). */
   private heldChunk: Buffer | undefined;
   /** An extended CONNECT: the stream is read only once it is a tunnel. */
@@ -80,16 +84,15 @@ export class H2Stream implements ClientSide, Expirable {
     if (!stream.endAfterHeaders && this.tunnelRequest === undefined) {
       stream.on('data', (chunk: Buffer) => this.exchange.onRequestBody(chunk));
       stream.on('end', () => this.onRequestEnd());
+      // The deadline of a plain stream is for its request body only.
+      track(this);
     }
-    stream.on('drain', () => this.exchange.onClientDrain());
-    stream.on('aborted', () => {
-      if (!this.resetHere) owner.onStreamReset();
-    });
     // A stream error (reset, session gone) ends in 'close' as well.
-    stream.on('error', () => {});
+    stream.on('error', ignore);
     stream.on('close', () => this.onClose());
-    track(this);
     if (this.tunnelRequest !== undefined) {
+      // A tunnel has its idle deadline once open.
+      track(this);
       // The Upgrade request is its head alone: the exchange has all of it (what the stream carries later is the tunnel's).
       this.requestEnded = stream.endAfterHeaders;
       this.requestDeadline = 0;
@@ -103,6 +106,7 @@ export class H2Stream implements ClientSide, Expirable {
     if (this.requestEnded) return;
     this.requestEnded = true;
     this.requestDeadline = 0;
+    untrack(this);
     this.exchange.onRequestComplete();
   }
 
@@ -172,7 +176,7 @@ export class H2Stream implements ClientSide, Expirable {
     const stream = this.stream;
     this.tunnelOpen = true;
     const client: TunnelClient = {
-      write: (data) => this.closed || stream.write(data),
+      write: (data) => this.closed || this.write(data),
       pause: () => stream.pause(),
       resume: () => stream.resume(),
       end: () => {
@@ -281,10 +285,24 @@ export class H2Stream implements ClientSide, Expirable {
   sendBody(chunk: Buffer): boolean {
     if (this.closed) return true;
     // What followed the 101 in the upstream's read: tunnel bytes, never held back.
-    if (this.tunnelOpen) return this.stream.write(chunk);
+    if (this.tunnelOpen) return this.write(chunk);
     const held = this.heldChunk;
     this.heldChunk = chunk;
-    return held === undefined ? true : this.stream.write(held);
+    return held === undefined || this.write(held);
+  }
+
+  /** False when the stream is full: the exchange hears `onClientDrain` once it has room. */
+  private write(chunk: Buffer): boolean {
+    if (this.stream.write(chunk)) return true;
+    // Listened for only once a write has filled the stream: most responses never do.
+    if (!this.awaitingDrain) {
+      this.awaitingDrain = true;
+      this.stream.once('drain', () => {
+        this.awaitingDrain = false;
+        this.exchange.onClientDrain();
+      });
+    }
+    return false;
   }
 
   endBody(): void {
@@ -298,9 +316,13 @@ export class H2Stream implements ClientSide, Expirable {
   // nghttp2 batches frames per tick already.
   cork(): void {}
   uncork(): void {}
-  /** A DATA frame is one read: the upstream head is not held for the body. */
-  flushUpstreamAfterRead(): boolean {
-    return false;
+  /**
+   * The HEADERS frames of one read start as many exchanges: their upstream
+   * writes leave together once all are started, not one at a time between them.
+   */
+  flushUpstreamAfterRead(exchange: Exchange): boolean {
+    this.owner.flushUpstreamLater(exchange);
+    return true;
   }
 
   /** Node refuses some header sets an HTTP/1.1 upstream may send (a repeated single-value field): that answer is a 502. */
@@ -327,10 +349,14 @@ export class H2Stream implements ClientSide, Expirable {
     if (this.closed) return;
     this.closed = true;
     untrack(this);
+    // Node's `aborted`: the stream was reset before the response was complete; only the client's resets count.
+    if (this.stream.aborted && !this.resetHere) this.owner.onStreamReset();
     this.exchange.onClientGone();
     this.owner.onStreamClosed(this.tunnelOpen);
   }
 }
+
+function ignore(): void {}
 
 /** Response fields from the upstream (raw name/value list), without what HTTP/2 must not carry. */
 function addFields(headers: OutgoingHttpHeaders, raw: readonly string[], tokens: string[] | undefined): void {

@@ -1,6 +1,7 @@
 // The process lifecycle of the real CLI: command line, workers, respawn,
 // crash loop and graceful shutdown.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { getStatus, waitForStatus } from '../helpers/admin-status.js';
 import { startNamedBackend, type Backend } from '../helpers/backend.js';
@@ -123,6 +124,8 @@ describe('workers', () => {
         for (const w of s.workers) {
           assert.ok(w.pid !== null && w.pid !== cli.pid && isAlive(w.pid));
           assert.equal(w.restarts, 0);
+          // Without an HTTP/2 listener, the 1 MB young generation (primary.ts, workerV8Flags).
+          assert.ok(readFileSync(`/proc/${w.pid}/cmdline`, 'latin1').split('\0').includes('--max-semi-space-size=1'));
         }
         const res = await request({ port: proxyPort, path: '/hello' });
         assert.equal(res.status, 200);

@@ -9,6 +9,7 @@
 // response fields and trailers never reach the client.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, beforeEach, describe, test } from 'node:test';
@@ -105,6 +106,12 @@ describe('h2c with prior knowledge and HTTP/1.1 on one listener', () => {
     assert.equal(got.headers['x-forwarded-for'], '127.0.0.1');
     assert.equal(got.headers['x-request-id'], res.headers['x-request-id']);
     assert.ok(!got.rawHeaders.some((h) => h.startsWith(':')), 'no pseudo-header upstream');
+  });
+
+  test('workers serving HTTP/2 run with a 4 MB young generation (primary.ts, workerV8Flags)', () => {
+    const pids = sy.workerPids();
+    assert.equal(pids.length, 2);
+    for (const pid of pids) assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').includes('--max-semi-space-size=4'));
   });
 
   test('one session carries many concurrent streams, each answered with its own body', async () => {
