@@ -259,7 +259,7 @@ function bind(runtime: WorkerRuntime, config: ProxyListenConfig, server: net.Ser
   acceptBursts(server, (err) => runtime.logThrottle.warn(runtime.log, 'accept-burst', { listener: `${host}:${port}`, err: err.message }, 'accepting a burst of connections failed'));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(backlog === undefined ? { host, port } : { host, port, backlog }, () => {
+    server.listen({ host, port, backlog }, () => {
       server.off('error', reject);
       server.on('error', (err) => runtime.log.error({ err }, 'listener error'));
       resolve(server);

@@ -83,7 +83,10 @@ async function burst(server: net.Server, count: number, servername?: string): Pr
     get drops() {
       return drops;
     },
-    echoed: echoed.finally(() => void worker.terminate()),
+    echoed: echoed.then(async (n) => {
+      await worker.terminate();
+      return n;
+    }),
     release: () => worker.postMessage('close'),
   };
 }
