@@ -9,6 +9,8 @@
         "native/dsr_forwarder.cc",
         "native/dsr_packet.cc",
         "native/hash_binding.cc",
+        "native/listen_socket.cc",
+        "native/listen_socket_binding.cc",
         "native/maglev.cc",
         "native/maglev_binding.cc",
         "native/rate_limit.cc",

@@ -16,6 +16,7 @@ void ExportMaglev(Napi::Env env, Napi::Object exports);
 void ExportRateTable(Napi::Env env, Napi::Object exports);
 void ExportHashes(Napi::Env env, Napi::Object exports);
 void ExportSocketPeer(Napi::Env env, Napi::Object exports);
+void ExportListenSocket(Napi::Env env, Napi::Object exports);
 void ExportDsr(Napi::Env env, Napi::Object exports);
 void ExportTcpRelay(Napi::Env env, Napi::Object exports);
 void ExportStartupPages(Napi::Env env, Napi::Object exports);

@@ -8,6 +8,7 @@
 //   MaglevTable   an immutable Maglev consistent-hash table (native/maglev.h).
 //   RateTable     shared token buckets for rate limits (native/rate_limit.h).
 //   peerHasClosed: FIN/RST on a paused socket (native/socket_peer.h).
+//   acceptQueued  connections waiting in a listen queue, accepted in one call (native/listen_socket.h).
 //   startRelay    mode: tcp bytes relayed on a native thread (native/tcp_relay.h).
 //   DsrForwarder  the Direct Server Return forwarder on AF_PACKET threads (native/dsr_forwarder.h).
 //   releaseStartupPages  start-up's pages of the node binary unmapped once ready (native/startup_pages.h).
@@ -18,6 +19,7 @@ export { DEFAULT_SLOTS, regionName, SharedRegion, ServerView, type RegionOptions
 export { MaglevTable, type MaglevOptions } from './native/maglev.js';
 export { RateTable, rateTableName, type RateTableStats } from './native/rate-table.js';
 export { peerHasClosed } from './native/socket-peer.js';
+export { acceptQueued } from './native/listen-socket.js';
 export { abortRelay, startRelay, takeOverReading, type RelayEnd } from './native/tcp-relay.js';
 export { releaseStartupPages, type ReleasedPages } from './native/startup-pages.js';
 export { DsrForwarder, type DsrCounters, type DsrForwarderOptions, type DsrServerSpec } from './native/dsr.js';

@@ -67,6 +67,8 @@ export const SCENARIOS: Scenario[] = [
 ];
 
 export function runsIn(scenario: Scenario, system: string): boolean {
+  // The before/after build (SWITCHYARD_BASELINE_CLI) runs wherever `switchyard` does, the connections sweep included.
+  if (system === 'switchyard-baseline') return runsIn(scenario, 'switchyard');
   if (scenario.systems) return scenario.systems.includes(system);
   return (!VARIANTS.includes(system) && !REFERENCES.includes(system)) || (scenario.variants?.includes(system) ?? false);
 }

@@ -8,7 +8,7 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   listen: 'Addresses the proxy listens on.',
   'listen[].host': 'Address to bind.',
   'listen[].port': 'Port to bind.',
-  'listen[].backlog': "Kernel queue of connections not yet accepted (capped by net.core.somaxconn; Node's default 511).",
+  'listen[].backlog': 'Kernel queue of connections not yet accepted (capped by net.core.somaxconn): deep enough that a burst of new clients waits in it instead of having its handshakes dropped (a SYN retried after 1 s).',
   'listen[].mode': 'http: the L7 proxy; tcp: bytes relayed to `upstream` (L4).',
   'listen[].upstream': 'mode tcp: the upstream whose servers get the connections.',
   'listen[].accept_proxy': 'Read a PROXY v1/v2 header first (before the ClientHello on a TLS listener), from trusted_proxies only; its client address is used.',

@@ -185,7 +185,7 @@ function listener(l: RawListen, maxConnections: number, baseDir: string): ProxyL
   const out: ProxyListenConfig = {
     host: l.host,
     port: l.port,
-    ...(l.backlog === undefined ? {} : { backlog: l.backlog }),
+    backlog: l.backlog,
     mode: l.mode,
     ...(l.upstream === undefined ? {} : { upstream: l.upstream }),
     acceptProxy: l.accept_proxy,

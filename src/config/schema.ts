@@ -491,13 +491,17 @@ export const configSchema = object(
   {
     workers: intOrAuto(1, MAX_WORKERS),
     scheduling: oneOf(SCHEDULING_POLICIES, 'kernel'),
-    // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn); Node's default is 511.
+    // backlog: the kernel's queue of connections not yet accepted (capped by net.core.somaxconn). 4096, not
+    // Node's and nginx's 511: a worker busy with its clients accepts a burst over several loop iterations
+    // (src/proxy/accept-burst.ts), and a handshake the full queue drops costs its client a SYN retry after
+    // 1 s, then 3 s. 4096 is the kernel's own ceiling since Linux 5.4 (HAProxy likewise sizes the queue by
+    // the connections it will take, maxconn, not by a small constant).
     listen: list(
       object(
         {
           host: host('127.0.0.1'),
           port: port(),
-          backlog: int(1, 65535),
+          backlog: int(1, 65535, 4096),
           // L4 (issue 13): mode tcp relays bytes to `upstream`; accept_proxy reads a PROXY v1/v2 header from trusted_proxies first.
           mode: oneOf(LISTEN_MODES, 'http'),
           upstream: { type: 'string', minLength: 1, expected: 'the name of an upstream' },

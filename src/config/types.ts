@@ -39,7 +39,7 @@ export interface ListenConfig {
 
 /** A proxy listener: where, and how many connections the kernel queues before they are accepted. */
 export interface ProxyListenConfig extends ListenConfig {
-  backlog?: number;
+  backlog: number;
   // L4 (issue 13) ---------------------------------------------------------
   /** http: the HTTP data path; tcp: bytes relayed to `upstream` (L4). */
   mode: OneOf<typeof LISTEN_MODES>;

@@ -122,6 +122,7 @@ export interface NativeAddon {
   hashIp(ip: string): bigint | null;
   chooseSize(servers: number): number;
   peerClosed(fd: number): boolean;
+  acceptQueued(listenFd: number, max: number): number[];
   DsrForwarder: new (
     options: {
       interface: string;
@@ -142,7 +143,7 @@ export interface NativeAddon {
 }
 
 let loaded: NativeAddon | undefined;
-const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'DsrForwarder', 'TcpRelay', 'releaseStartupPages', 'layout'];
+const ADDON_EXPORTS: ReadonlyArray<keyof NativeAddon> = ['Region', 'RateTable', 'Maglev', 'hashKey', 'hashIp', 'chooseSize', 'peerClosed', 'acceptQueued', 'DsrForwarder', 'TcpRelay', 'releaseStartupPages', 'layout'];
 
 /** Loads the addon once; throws a SwitchyardError saying how to build it if it is missing, stale or of another layout. */
 export function addon(): NativeAddon {

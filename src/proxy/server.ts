@@ -18,6 +18,7 @@ import { createRedirectServer } from '../tls/redirect-listener.js';
 import { TicketKeyRing, type TicketKey } from '../tls/ticket-keys.js';
 import type { CertificatePem } from '../tls/certificate-store.js';
 import { Http2FrontEnd } from './h2-session.js';
+import { acceptBursts } from './accept-burst.js';
 import { sniffPreface } from './preface-sniff.js';
 import { Counter, SharedRegion } from '../native.js';
 import { regionLayout } from '../balancer/layout.js';
@@ -254,9 +255,10 @@ function bind(runtime: WorkerRuntime, config: ProxyListenConfig, server: net.Ser
     server.maxConnections = config.maxConnections;
     server.on('drop', () => runtime.onConnectionRefused());
   }
+  acceptBursts(server, (err) => runtime.logThrottle.warn(runtime.log, 'accept-burst', { listener: `${host}:${port}`, err: err.message }, 'accepting a burst of connections failed'));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(backlog === undefined ? { host, port } : { host, port, backlog }, () => {
+    server.listen({ host, port, backlog }, () => {
       server.off('error', reject);
       server.on('error', (err) => runtime.log.error({ err }, 'listener error'));
       resolve(server);

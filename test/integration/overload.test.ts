@@ -1,8 +1,9 @@
-// Overload behaviour: listen[].backlog reaches the kernel, limits.max_connections
+// Overload behaviour: listen[].backlog (default 4096) reaches the kernel, limits.max_connections
 // closes what is over the cap at once (and counts it), and a flood of one
 // failure writes a bounded number of log lines.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closedPort, startBackend } from '../helpers/backend.js';
@@ -33,6 +34,17 @@ test('listen[].backlog is the listening socket\'s queue length', () => {
   const out = execFileSync('ss', ['-ltnH', `sport = :${sy.port}`], { encoding: 'utf8' });
   const sendQ = out.trim().split(/\s+/)[2];
   assert.equal(sendQ, '37', out);
+});
+
+test('without listen[].backlog the queue is 4096 deep, or the kernel ceiling (net.core.somaxconn) when lower', async () => {
+  const plain = await startSwitchyard({ workers: 1, listen: [{ host: '127.0.0.1', port: await freePort() }], upstreams: { dead: { servers: [{ address: `127.0.0.1:${await closedPort()}` }] } }, routes: [{ match: { host: '*', path: '/' }, upstream: 'dead' }] });
+  try {
+    const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+    const out = execFileSync('ss', ['-ltnH', `sport = :${plain.port}`], { encoding: 'utf8' });
+    assert.equal(out.trim().split(/\s+/)[2], String(Math.min(4096, somaxconn)), out);
+  } finally {
+    await plain.stop();
+  }
 });
 
 test('beyond limits.max_connections a new connection is closed at once, counted, and the others keep working', async () => {

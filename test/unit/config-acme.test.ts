@@ -20,7 +20,7 @@ describe('config: listen[].tls.acme', () => {
 
   it('fills defaults: storage beside the config file, retry 1m..1h, domains lower-cased', () => {
     const { config } = parseConfigText(withListen(`${PLAIN}\n${acmeListener(GOOD)}`), FILE);
-    assert.deepEqual(config.listen[0], { host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0, http2: false });
+    assert.deepEqual(config.listen[0], { host: '127.0.0.1', port: 8080, backlog: 4096, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0, http2: false });
     assert.deepEqual(config.listen[1]!.tls?.acme, {
       directory: 'https://acme.example/dir',
       email: 'ops@example.com',

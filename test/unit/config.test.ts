@@ -24,7 +24,7 @@ describe('config: valid files', () => {
     assert.equal(config.file, resolve(FILE));
     assert.equal(config.workers, Math.min(64, availableParallelism()));
     assert.equal(config.scheduling, 'kernel');
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: false }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, backlog: 4096, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: false }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 't' });
     assert.deepEqual(config.logging, { level: 'info', access: true, format: 'auto' });
     assert.deepEqual(config.limits, {
@@ -297,7 +297,7 @@ describe('config: errors', () => {
   it('http2: listener flag and session limits, with the key and what was expected in each error', () => {
     const text = MINIMAL.replace(/^listen:.*$/m, '') ;
     const { config } = parseConfigText(`listen: [{ port: 8443, http2: true }]\nhttp2: { max_concurrent_streams: 10, initial_window_size: 1mb, max_resets: 50 }\n${text}`, FILE);
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8443, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: true }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8443, backlog: 4096, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: true }]);
     assert.deepEqual(config.http2, { maxConcurrentStreams: 10, initialWindowSize: 1048576, maxResets: 50, maxControlFrames: 200, maxHeaderPairs: 128 });
     assert.deepEqual(errorsOf(`listen: [{ port: 8443, http2: yes }]\nhttp2: { max_concurrent_streams: 0, initial_window_size: 3gb, streams: 1 }\n${text}`), [
       `${FILE}:1:31 listen[0].http2: expected true or false, got "yes"`,
@@ -388,7 +388,7 @@ routes:
 describe('config: shipped files', () => {
   it('config/switchyard.yaml is the runnable demo', () => {
     const { config } = loadConfig(join(CONFIG_DIR, 'switchyard.yaml'));
-    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: false }]);
+    assert.deepEqual(config.listen, [{ host: '127.0.0.1', port: 8080, backlog: 4096, mode: 'http', acceptProxy: false, proxyTimeoutMs: 5000, idleTimeoutMs: 600000, maxConnections: 0, http2: false }]);
     assert.deepEqual(config.admin, { host: '127.0.0.1', port: 9090, token: 'change-me' });
     const demo = ['127.0.0.1:9001', '127.0.0.1:9002', '127.0.0.1:9003'];
     assert.deepEqual(config.demoBackends.map((d) => `${d.host}:${d.port}`), demo);
@@ -424,8 +424,8 @@ describe('config: L4 keys (issue 13)', () => {
       FILE,
     );
     assert.deepEqual(config.listen, [
-      { host: '127.0.0.1', port: 5432, mode: 'tcp', upstream: 'app', acceptProxy: true, proxyTimeoutMs: 2000, idleTimeoutMs: 3_600_000, maxConnections: 7, http2: false },
-      { host: '127.0.0.1', port: 8080, mode: 'http', acceptProxy: true, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0, http2: false },
+      { host: '127.0.0.1', port: 5432, backlog: 4096, mode: 'tcp', upstream: 'app', acceptProxy: true, proxyTimeoutMs: 2000, idleTimeoutMs: 3_600_000, maxConnections: 7, http2: false },
+      { host: '127.0.0.1', port: 8080, backlog: 4096, mode: 'http', acceptProxy: true, proxyTimeoutMs: 5000, idleTimeoutMs: 600_000, maxConnections: 0, http2: false },
     ]);
     assert.equal(config.upstreams.app!.proxyProtocol, 'v1');
     assert.equal(config.upstreams.app!.health!.type, 'tcp');

@@ -208,7 +208,7 @@ function copyOfNative(edit?: (root: string) => void): string {
   const src = path.dirname(NATIVE_TS);
   mkdirSync(path.join(root, 'src', 'native'), { recursive: true });
   writeFileSync(path.join(root, 'package.json'), '{"type":"module"}');
-  for (const file of ['native.ts', 'errors.ts', 'native/addon.ts', 'native/layout.ts', 'native/region.ts', 'native/maglev.ts', 'native/rate-table.ts', 'native/socket-peer.ts', 'native/tcp-relay.ts', 'native/startup-pages.ts', 'native/dsr.ts']) {
+  for (const file of ['native.ts', 'errors.ts', 'native/addon.ts', 'native/layout.ts', 'native/region.ts', 'native/maglev.ts', 'native/rate-table.ts', 'native/socket-peer.ts', 'native/listen-socket.ts', 'native/tcp-relay.ts', 'native/startup-pages.ts', 'native/dsr.ts']) {
     copyFileSync(path.join(src, file), path.join(root, 'src', file));
   }
   edit?.(root);
