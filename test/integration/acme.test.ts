@@ -26,7 +26,7 @@ const DOMAINS = ['app.switchyard-acme.test', 'www.switchyard-acme.test'];
  * thirds (40 s), long enough for a restart on a loaded machine to find the
  * stored certificate not yet due.
  */
-const VALIDITY_SECONDS = 60;
+const VALIDITY_SECONDS = 30;
 
 interface AcmeStatus {
   listener: string;
