@@ -2,14 +2,23 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace switchyard {
 
-int AcceptQueued(int listen_fd, int max, std::vector<int>* accepted) {
+int AcceptQueued(int listen_fd, int max, int sharers, std::vector<int>* accepted) {
   int flags = fcntl(listen_fd, F_GETFL);
   if (flags < 0) return -errno;
   if ((flags & O_NONBLOCK) == 0) return -EINVAL;
+  // For a listening socket, TCP_INFO's tcpi_unacked is its accept queue's length (ss's Recv-Q).
+  struct tcp_info info;
+  socklen_t length = sizeof info;
+  if (getsockopt(listen_fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return -errno;
+  int queued = static_cast<int>(info.tcpi_unacked);
+  int share = (queued + sharers - 1) / sharers;
+  if (share < max) max = share;
   while (static_cast<int>(accepted->size()) < max) {
     int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {

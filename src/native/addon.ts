@@ -122,7 +122,7 @@ export interface NativeAddon {
   hashIp(ip: string): bigint | null;
   chooseSize(servers: number): number;
   peerClosed(fd: number): boolean;
-  acceptQueued(listenFd: number, max: number): number[];
+  acceptQueued(listenFd: number, max: number, sharers: number): number[];
   DsrForwarder: new (
     options: {
       interface: string;

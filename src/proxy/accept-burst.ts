@@ -9,8 +9,12 @@
 // ~600 connections still queued after 4 s and a p99 of 3-6 s, against nginx's
 // 0.2-0.5 s in the same minute. So after each connection libuv accepts, the
 // connections already waiting are accepted too, up to a bound per iteration:
-// the other workers on the shared socket take their part, and a worker that
-// is busier iterates more slowly and so takes less.
+// a worker takes at most its share of what is queued (the queue's length over
+// the number of workers on the shared socket), so a burst that arrives at once
+// is split between them rather than taken whole by the first to wake (which,
+// at 64 keep-alive clients connecting together, once put 99% of the load on
+// one of two workers), and a worker that is busier iterates more slowly and so
+// takes less.
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { acceptQueued } from '../native.js';
@@ -42,7 +46,7 @@ interface ServerInternals extends net.Server {
  * (plain, TLS or HTTP). `onError` hears a listening socket that cannot be
  * drained this way; the server then keeps libuv's one accept per iteration.
  */
-export function acceptBursts(server: net.Server, onError: (err: Error) => void): void {
+export function acceptBursts(server: net.Server, sharers: number, onError: (err: Error) => void): void {
   let inBurst = false;
   let disabled = false;
   server.on('connection', () => {
@@ -50,7 +54,7 @@ export function acceptBursts(server: net.Server, onError: (err: Error) => void):
     if (inBurst || disabled) return;
     inBurst = true;
     try {
-      for (const fd of acceptQueued(server, ACCEPT_PER_ITERATION - 1)) adopt(server as ServerInternals, fd, onError);
+      for (const fd of acceptQueued(server, ACCEPT_PER_ITERATION - 1, sharers)) adopt(server as ServerInternals, fd, onError);
     } catch (err) {
       disabled = true;
       onError(err as Error);

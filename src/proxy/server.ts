@@ -104,14 +104,14 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
         const redirect = l.redirectHttps;
         // ACME domains count as served over TLS before their first certificate arrives.
         const servedOverTls = (host: string) => acmeDomains.has(host) || [...tlsListeners.values()].some((t) => t.store.covers(host));
-        return bind(runtime, l, createRedirectServer(redirect, servedOverTls, log, runtime.logThrottle, acme));
+        return bind(runtime, config.workers, l, createRedirectServer(redirect, servedOverTls, log, runtime.logThrottle, acme));
       }
-      if (l.mode === 'tcp') return bind(runtime, l, tcpServer(runtime, l, preambles));
+      if (l.mode === 'tcp') return bind(runtime, config.workers, l, tcpServer(runtime, l, preambles));
       if (l.tls === undefined) {
         const plain = l.http2
           ? (socket: net.Socket) => acceptSniffing(runtime, l, socket, h2!, preambles.add(socket))
           : (socket: net.Socket) => accept(runtime, l, socket, preambles);
-        return bind(runtime, l, net.createServer(NET_OPTIONS, plain));
+        return bind(runtime, config.workers, l, net.createServer(NET_OPTIONS, plain));
       }
       const secure: SecureListener = { responseHeaders: l.tls.hsts === undefined ? undefined : [['Strict-Transport-Security', hstsValue(l.tls.hsts)]] };
       const frontEnds = {
@@ -127,7 +127,7 @@ export async function startProxyWorker(config: Config, log: Logger, workerIndex:
       const deps = { log, logThrottle: runtime.logThrottle, tickets, sessionTimeoutSeconds, ...(preamble ? { preamble } : {}), ...(acmeTlsAlpn ? { acmeTlsAlpn } : {}) };
       const listener = createTlsListener(l.tls, frontEnds, deps, NET_OPTIONS);
       tlsListeners.set(i, listener);
-      return bind(runtime, l, listener.server);
+      return bind(runtime, config.workers, l, listener.server);
     }),
   );
 
@@ -246,7 +246,8 @@ function hstsValue(h: { maxAgeSeconds: number; includeSubdomains: boolean; prelo
   return `max-age=${h.maxAgeSeconds}${h.includeSubdomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`;
 }
 
-function bind(runtime: WorkerRuntime, config: ProxyListenConfig, server: net.Server): Promise<net.Server> {
+/** `workers`: how many worker processes accept from the shared listening socket. */
+function bind(runtime: WorkerRuntime, workers: number, config: ProxyListenConfig, server: net.Server): Promise<net.Server> {
   const { host, port, backlog } = config;
   // Over the cap, Node accepts and closes at once: the client learns in one round trip, where a
   // connection left unaccepted would wait out its connect timeout (and hold a backlog slot meanwhile).
@@ -255,7 +256,7 @@ function bind(runtime: WorkerRuntime, config: ProxyListenConfig, server: net.Ser
     server.maxConnections = config.maxConnections;
     server.on('drop', () => runtime.onConnectionRefused());
   }
-  acceptBursts(server, (err) => runtime.logThrottle.warn(runtime.log, 'accept-burst', { listener: `${host}:${port}`, err: err.message }, 'accepting a burst of connections failed'));
+  acceptBursts(server, workers, (err) => runtime.logThrottle.warn(runtime.log, 'accept-burst', { listener: `${host}:${port}`, err: err.message }, 'accepting a burst of connections failed'));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port, backlog }, () => {

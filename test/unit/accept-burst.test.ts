@@ -104,7 +104,7 @@ function closed(server: net.Server): Promise<void> {
 test('a queued burst is accepted in one iteration (up to the bound), and every connection is served', async () => {
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, echo);
   const errors: Error[] = [];
-  acceptBursts(server, (err) => errors.push(err));
+  acceptBursts(server, 1, (err) => errors.push(err));
   const b = await burst(server, 100);
   // libuv alone accepts one connection per iteration.
   assert.equal(b.perIteration, ACCEPT_PER_ITERATION);
@@ -115,10 +115,20 @@ test('a queued burst is accepted in one iteration (up to the bound), and every c
   await closed(server);
 });
 
+test('with two workers on the socket, one takes at most half of a queued burst per iteration, not the whole of it', async () => {
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, echo);
+  acceptBursts(server, 2, () => {});
+  const b = await burst(server, 60);
+  // libuv's one, then half of the 59 behind it (rounded up).
+  assert.equal(b.perIteration, 1 + 30);
+  assert.equal(await b.echoed, 60);
+  await closed(server);
+});
+
 test('adopted connections count against maxConnections: the rest are dropped, as by net.Server itself', async () => {
   const server = net.createServer(echo);
   server.maxConnections = 10;
-  acceptBursts(server, () => {});
+  acceptBursts(server, 1, () => {});
   const b = await burst(server, 30);
   assert.equal(b.perIteration, 30);
   assert.equal(b.drops, 20);
@@ -130,7 +140,7 @@ test('a TLS server wraps the adopted connections: every handshake completes and 
   const ca = pki.ca('burst-ca');
   const leaf = pki.issue(ca, 'burst', { subject: '/CN=burst.test', sans: ['DNS:burst.test'] });
   const server = tls.createServer({ cert: leaf.certPem, key: leaf.keyPem }, echo);
-  acceptBursts(server, () => {});
+  acceptBursts(server, 1, () => {});
   const b = await burst(server, 40, 'burst.test');
   assert.equal(b.perIteration, 40);
   assert.equal(await b.echoed, 40);
