@@ -7,6 +7,7 @@
 import type { WindowFigures } from '../metrics/canary-figures.js';
 import type { AcmeCertificateStatus } from '../acme/service.js';
 import type { DsrCounters } from '../native.js';
+import type { DsrConfig } from '../config/types.js';
 
 /** A server's counts in shared memory, summed over all workers. */
 export interface ServerCounts {
@@ -138,13 +139,7 @@ export interface DsrForwarderInfo {
 }
 
 /** One `dsr:` entry in `GET /status`. */
-export interface DsrEntryStatus {
-  interface: string;
-  vip: string;
-  ports: number[];
-  upstream: string;
-  method: 'l2' | 'l3';
-  dscp?: number;
+export interface DsrEntryStatus extends Pick<DsrConfig, 'interface' | 'vip' | 'ports' | 'upstream' | 'method' | 'dscp'> {
   /** Why it does not forward now (could not open, the process is down); absent while it runs. */
   error?: string;
   /** Since the forwarder process started; absent when it did not answer. */
