@@ -6,25 +6,13 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { after, before, describe, test } from 'node:test';
-import { admin } from '../helpers/admin-status.js';
-import { startNamedBackend, type Backend } from '../helpers/backend.js';
-import { tempDir, type TempDir } from '../helpers/process.js';
-import { startPebble, type Pebble } from '../helpers/pebble.js';
-import { baseConfig, freePort, startCli, withOutput, type RunningCli } from '../helpers/switchyard.js';
+import { acmeStatus, admin } from '../helpers/admin-status.js';
+import { startAcmeRig, type AcmeRig } from '../helpers/acme-rig.js';
+import type { TempDir } from '../helpers/process.js';
+import type { Pebble } from '../helpers/pebble.js';
+import { freePort, withOutput, type RunningCli } from '../helpers/switchyard.js';
 
 const DOMAIN = 'canary.switchyard-acme.test';
-
-interface AcmeStatus {
-  state: string;
-  certificate: { serial: string } | null;
-  ordersSucceeded: number;
-}
-
-async function acmeStatus(adminPort: number): Promise<AcmeStatus> {
-  const res = await admin(adminPort, '/status');
-  assert.equal(res.status, 200, res.body);
-  return (JSON.parse(res.body) as { acme: AcmeStatus[] }).acme[0]!;
-}
 
 /** GET over a new TLS connection, verified against `root`: the status, the certificate serial, and whether HSTS came back. */
 function tlsGet(port: number, root: string): Promise<{ status: number; serial: string; hsts: boolean }> {
@@ -41,8 +29,8 @@ function tlsGet(port: number, root: string): Promise<{ status: number; serial: s
 }
 
 describe('a canary reload that changes ACME and TLS settings', () => {
+  let rig: AcmeRig;
   let tmp: TempDir;
-  let backend: Backend;
   let pebble: Pebble;
   let cli: RunningCli;
   let plainPort: number;
@@ -52,25 +40,23 @@ describe('a canary reload that changes ACME and TLS settings', () => {
   let acme: Record<string, unknown>;
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     plainPort = await freePort();
     tlsPort = await freePort();
-    adminPort = await freePort();
-    pebble = await startPebble({ httpPort: plainPort });
-    config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
-    acme = { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: [DOMAIN], storage: `${tmp.dir}/store`, ca: pebble.caFile, retry: { min: '1s', max: '2s' } };
-    config.listen = [
-      { host: '127.0.0.1', port: plainPort },
-      { host: '127.0.0.1', port: tlsPort, tls: { acme } },
-    ];
-    cli = await startCli(await tmp.writeConfig(config), { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
+    rig = await startAcmeRig({
+      pebble: { httpPort: plainPort },
+      listen: (pebble, dir) => {
+        acme = { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: [DOMAIN], storage: `${dir}/store`, ca: pebble.caFile, retry: { min: '1s', max: '2s' } };
+        return [
+          { host: '127.0.0.1', port: plainPort },
+          { host: '127.0.0.1', port: tlsPort, tls: { acme } },
+        ];
+      },
+      waitFor: [plainPort],
+    });
+    ({ tmp, pebble, cli, adminPort, config } = rig);
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test('the canary serves the certificate in hand, every handshake succeeds, and rolling out orders nothing again', { timeout: 120_000 }, () =>

@@ -14,11 +14,12 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isAlive, request, tempDir, type TempDir } from '../helpers/process.js';
-import { admin } from '../helpers/admin-status.js';
-import { startNamedBackend, type Backend } from '../helpers/backend.js';
-import { baseConfig, freePort, startCli, withOutput, type RunningCli } from '../helpers/switchyard.js';
-import { startPebble, type Pebble } from '../helpers/pebble.js';
+import { isAlive, request, type TempDir } from '../helpers/process.js';
+import { acmeStatus, admin, waitForAcme } from '../helpers/admin-status.js';
+import { startAcmeRig, type AcmeRig } from '../helpers/acme-rig.js';
+import type { Backend } from '../helpers/backend.js';
+import { freePort, withOutput, type RunningCli } from '../helpers/switchyard.js';
+import type { Pebble } from '../helpers/pebble.js';
 
 const DOMAINS = ['app.switchyard-acme.test', 'www.switchyard-acme.test'];
 /**
@@ -27,38 +28,6 @@ const DOMAINS = ['app.switchyard-acme.test', 'www.switchyard-acme.test'];
  * stored certificate not yet due.
  */
 const VALIDITY_SECONDS = 30;
-
-interface AcmeStatus {
-  listener: string;
-  domains: string[];
-  state: string;
-  certificate: { serial: string; notBefore: string; notAfter: string } | null;
-  nextAttempt: string | null;
-  consecutiveFailures: number;
-  lastError: string | null;
-  lastErrorAt: string | null;
-  ordersSucceeded: number;
-  ordersFailed: number;
-}
-
-async function acmeStatus(adminPort: number): Promise<AcmeStatus> {
-  const res = await admin(adminPort, '/status');
-  assert.equal(res.status, 200, res.body);
-  const list = (JSON.parse(res.body) as { acme: AcmeStatus[] }).acme;
-  assert.equal(list.length, 1);
-  return list[0]!;
-}
-
-async function waitForAcme(adminPort: number, ok: (s: AcmeStatus) => boolean, what: string, timeoutMs: number): Promise<AcmeStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: AcmeStatus | undefined;
-  for (;;) {
-    last = await acmeStatus(adminPort);
-    if (ok(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last acme status: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** `openssl verify` of the stored chain's leaf against pebble's root, with the intermediates from the chain. */
 function verifyAgainstRoot(dir: string, chainPem: string, rootPem: string): string {
@@ -97,6 +66,7 @@ function tlsGet(port: number, domain: string, root: string, agent: https.Agent |
 }
 
 describe('ACME (pebble): obtain, store, renew, back off', () => {
+  let rig: AcmeRig;
   let tmp: TempDir;
   let backend: Backend;
   let pebble: Pebble;
@@ -105,37 +75,33 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
   let tlsPort: number;
   let adminPort: number;
   let storage: string;
-  let configFile: string;
   let firstSerial: string;
   let firstNotAfter: number;
   let root: string;
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     plainPort = await freePort();
     tlsPort = await freePort();
-    adminPort = await freePort();
-    storage = path.join(tmp.dir, 'acme-store');
-    pebble = await startPebble({ httpPort: plainPort, validitySeconds: VALIDITY_SECONDS });
-    const config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
-    config.listen = [
-      { host: '127.0.0.1', port: plainPort },
-      { host: '127.0.0.1', port: tlsPort, tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: DOMAINS, storage, ca: pebble.caFile, retry: { min: '1s', max: '2s' } } } },
-    ];
-    configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
+    rig = await startAcmeRig({
+      pebble: { httpPort: plainPort, validitySeconds: VALIDITY_SECONDS },
+      listen: (pebble, dir) => {
+        storage = path.join(dir, 'acme-store');
+        return [
+          { host: '127.0.0.1', port: plainPort },
+          { host: '127.0.0.1', port: tlsPort, tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: DOMAINS, storage, ca: pebble.caFile, retry: { min: '1s', max: '2s' } } } },
+        ];
+      },
+      waitFor: [plainPort],
+    });
+    ({ tmp, backend, pebble, cli, adminPort } = rig);
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test('obtains a certificate for every domain; chain verifies against pebble\'s root; key and cert 0600 in 0700 directories', () =>
     withOutput(cli, async () => {
-      const s = await waitForAcme(adminPort, (a) => a.certificate !== null, 'the first certificate', 30_000);
+      const s = await waitForAcme(adminPort, 'the first certificate', (a) => a.certificate !== null, 30_000);
       assert.equal(s.state, 'valid');
       assert.equal(s.ordersSucceeded, 1);
       firstSerial = s.certificate!.serial;
@@ -205,8 +171,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
 
   test('a restart serves the stored certificate instead of ordering a new one', () =>
     withOutput(cli, async () => {
-      await cli.stop();
-      cli = await startCli(configFile, { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
+      cli = await rig.restart();
       const s = await acmeStatus(adminPort);
       assert.equal(s.certificate?.serial, firstSerial);
       assert.equal(s.ordersSucceeded, 0);
@@ -235,7 +200,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
           }
         }
       })();
-      const s = await waitForAcme(adminPort, (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 'the renewed certificate', 70_000);
+      const s = await waitForAcme(adminPort, 'the renewed certificate', (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 70_000);
       // Until new connections are seen with the new certificate (every worker has it).
       const deadline = Date.now() + 5_000;
       while (!served.has(s.certificate!.serial) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -262,7 +227,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
     withOutput(cli, async () => {
       const held = (await acmeStatus(adminPort)).certificate!;
       await pebble.stopCa();
-      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 2, 'two failed renewals', 70_000);
+      const s = await waitForAcme(adminPort, 'two failed renewals', (a) => a.consecutiveFailures >= 2, 70_000);
       assert.equal(s.state, 'retrying');
       assert.equal(s.certificate?.serial, held.serial, 'the certificate in service is unchanged');
       assert.match(s.lastError ?? '', /ECONNREFUSED|connect/i);
@@ -281,50 +246,43 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
 });
 
 describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is verified; no certificate, no handshake; a reload changes the domains', () => {
+  let rig: AcmeRig;
   let tmp: TempDir;
-  let backend: Backend;
   let pebble: Pebble;
   let cli: RunningCli;
   let plainPort: number;
   let adminPort: number;
   let tlsPort: number;
-  let configFile: string;
   let config: Record<string, unknown>;
-  const acmeOf = (extra: Record<string, unknown>) => ({
-    directory: pebble.directory,
+  const acmeOf = (directory: string, dir: string, extra: Record<string, unknown>) => ({
+    directory,
     email: 'ops@switchyard-acme.test',
-    storage: path.join(tmp.dir, 'store'),
+    storage: path.join(dir, 'store'),
     retry: { min: '1s', max: '1s' },
     ...extra,
   });
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     plainPort = await freePort();
-    adminPort = await freePort();
-    pebble = await startPebble({ httpPort: plainPort });
-    config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
     tlsPort = await freePort();
-    // The plain port only redirects to https: it answers HTTP-01 before redirecting.
-    // No `ca`: pebble's HTTPS certificate is from a CA nobody trusts.
-    config.listen = [
-      { host: '127.0.0.1', port: plainPort, redirect_https: { port: tlsPort } },
-      { host: '127.0.0.1', port: tlsPort, tls: { acme: acmeOf({ domains: ['first.switchyard-acme.test'] }) } },
-    ];
-    configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [adminPort], timeoutMs: 60_000 });
+    rig = await startAcmeRig({
+      pebble: { httpPort: plainPort },
+      // The plain port only redirects to https: it answers HTTP-01 before redirecting.
+      // No `ca`: pebble's HTTPS certificate is from a CA nobody trusts.
+      listen: (pebble, dir) => [
+        { host: '127.0.0.1', port: plainPort, redirect_https: { port: tlsPort } },
+        { host: '127.0.0.1', port: tlsPort, tls: { acme: acmeOf(pebble.directory, dir, { domains: ['first.switchyard-acme.test'] }) } },
+      ],
+    });
+    ({ tmp, pebble, cli, adminPort, config } = rig);
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test('a directory whose certificate is not trusted is never talked to: the order fails with the reason', () =>
     withOutput(cli, async () => {
-      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 1, 'a failed order', 20_000);
+      const s = await waitForAcme(adminPort, 'a failed order', (a) => a.consecutiveFailures >= 1, 20_000);
       assert.equal(s.certificate, null);
       assert.equal(s.state, 'retrying');
       assert.match(s.lastError ?? '', /certificate/i);
@@ -357,11 +315,11 @@ describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is ve
   test('a reload with `ca` and other domains orders a certificate for them', () =>
     withOutput(cli, async () => {
       const listen = config.listen as Record<string, unknown>[];
-      listen[1] = { ...listen[1], tls: { acme: acmeOf({ domains: ['second.switchyard-acme.test', 'third.switchyard-acme.test'], ca: pebble.caFile }) } };
+      listen[1] = { ...listen[1], tls: { acme: acmeOf(pebble.directory, tmp.dir, { domains: ['second.switchyard-acme.test', 'third.switchyard-acme.test'], ca: pebble.caFile }) } };
       await tmp.writeConfig(config);
       const res = await admin(adminPort, '/reload', 'POST');
       assert.equal(res.status, 200, res.body);
-      const s = await waitForAcme(adminPort, (a) => a.certificate !== null, 'the certificate after the reload', 30_000);
+      const s = await waitForAcme(adminPort, 'the certificate after the reload', (a) => a.certificate !== null, 30_000);
       assert.deepEqual(s.domains, ['second.switchyard-acme.test', 'third.switchyard-acme.test']);
       const leaf = new X509Certificate(readFileSync(path.join(tmp.dir, 'store', 'certificates', 'second.switchyard-acme.test', 'cert.pem')));
       assert.ok(leaf.checkHost('third.switchyard-acme.test'));
