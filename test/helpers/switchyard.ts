@@ -292,12 +292,19 @@ export interface RunningCli {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<ExitStatus>;
 }
 
-/** Runs `fn`; a failure carries what switchyard printed, for diagnosis. */
-export async function withOutput<T>(cli: { output(): string }, fn: () => Promise<T>): Promise<T> {
+/** What a failure message carries of the output: the end, where the warnings and errors of the moment are. */
+const OUTPUT_TAIL_CHARS = 4000;
+
+/** Runs `fn`; a failure carries what switchyard printed last (warnings, health transitions), for diagnosis. */
+export async function withOutput<T>(cli: { output(): string } | undefined, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof Error) err.message += `\n--- switchyard output ---\n${cli.output()}`;
+    if (err instanceof Error && cli) {
+      const out = cli.output();
+      const cut = out.length > OUTPUT_TAIL_CHARS;
+      err.message += `\n--- switchyard output${cut ? ` (last ${OUTPUT_TAIL_CHARS} characters)` : ''} ---\n${cut ? out.slice(-OUTPUT_TAIL_CHARS) : out}`;
+    }
     throw err;
   }
 }
