@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { isAlive, request, type TempDir } from '../helpers/process.js';
 import { acmeStatus, admin, waitForAcme } from '../helpers/admin-status.js';
 import { startAcmeRig, type AcmeRig } from '../helpers/acme-rig.js';
+import { verifiedGet } from '../helpers/tls-client.js';
 import type { Backend } from '../helpers/backend.js';
 import { freePort, withOutput, type RunningCli } from '../helpers/switchyard.js';
 import type { Pebble } from '../helpers/pebble.js';
@@ -37,32 +37,6 @@ function verifyAgainstRoot(dir: string, chainPem: string, rootPem: string): stri
   writeFileSync(path.join(dir, 'intermediates.pem'), certs.slice(1).join(''));
   writeFileSync(path.join(dir, 'root.pem'), rootPem);
   return execFileSync('openssl', ['verify', '-CAfile', path.join(dir, 'root.pem'), '-untrusted', path.join(dir, 'intermediates.pem'), path.join(dir, 'leaf.pem')], { encoding: 'utf8' });
-}
-
-interface TlsAnswer {
-  status: number;
-  body: string;
-  /** Serial of the certificate the server presented on this connection. */
-  serial: string;
-  socket: TLSSocket;
-}
-
-/** GET over TLS to 127.0.0.1:port with SNI and Host `domain`, verifying the chain against `root` (and the name). */
-function tlsGet(port: number, domain: string, root: string, agent: https.Agent | false = false): Promise<TlsAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path: '/', servername: domain, headers: { host: domain }, ca: root, agent }, (res) => {
-      // Read now: a keep-alive agent takes the socket back once the body has ended.
-      const socket = res.socket as TLSSocket;
-      const serial = socket.getPeerCertificate().serialNumber;
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serial, socket }));
-    });
-    req.setTimeout(5_000, () => req.destroy(new Error('TLS request timed out')));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 describe('ACME (pebble): obtain, store, renew, back off', () => {
@@ -128,7 +102,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
   test('the workers serve it over TLS without a restart: Node and curl verify it with pebble\'s root, for every domain', () =>
     withOutput(cli, async () => {
       for (const domain of DOMAINS) {
-        const answer = await tlsGet(tlsPort, domain, root);
+        const answer = await verifiedGet(tlsPort, domain, root);
         assert.equal(answer.status, 200);
         assert.equal(answer.serial, firstSerial);
         assert.equal(answer.socket.authorized, true);
@@ -139,7 +113,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       const { stdout } = await promisify(execFile)('curl', ['-sS', '--cacert', rootFile, '--resolve', `${DOMAINS[1]}:${tlsPort}:127.0.0.1`, '-o', '/dev/null', '-w', '%{http_code} %{ssl_verify_result}', `https://${DOMAINS[1]}:${tlsPort}/`], { encoding: 'utf8' });
       assert.equal(stdout, '200 0');
       // A name the certificate does not carry is not verified (SNI falls back to the ACME certificate as the default).
-      await assert.rejects(tlsGet(tlsPort, 'other.switchyard-acme.test', root), /altnames|does not match|Hostname/i);
+      await assert.rejects(verifiedGet(tlsPort, 'other.switchyard-acme.test', root), /altnames|does not match|Hostname/i);
     }));
 
   test('the challenge prefix never reaches a route: unknown, traversal, respelled and foreign-host tokens get 404', () =>
@@ -177,13 +151,13 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.equal(s.ordersSucceeded, 0);
       assert.equal(s.state, 'valid');
       // Served from the first handshake: the workers had it before they listened.
-      assert.equal((await tlsGet(tlsPort, DOMAINS[0]!, root)).serial, firstSerial);
+      assert.equal((await verifiedGet(tlsPort, DOMAINS[0]!, root)).serial, firstSerial);
     }));
 
   test('renews at two thirds of the lifetime: the new certificate serves new connections, an open one keeps its own and is not dropped', () =>
     withOutput(cli, async () => {
       const keepAlive = new https.Agent({ keepAlive: true, maxSockets: 1 });
-      const first = await tlsGet(tlsPort, DOMAINS[0]!, root, keepAlive);
+      const first = await verifiedGet(tlsPort, DOMAINS[0]!, root, keepAlive);
       assert.equal(first.serial, firstSerial);
       // Load across the renewal: new connections one after another, each must succeed with a verified certificate.
       let loading = true;
@@ -192,7 +166,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       const load = (async () => {
         while (loading) {
           try {
-            const answer = await tlsGet(tlsPort, DOMAINS[1]!, root);
+            const answer = await verifiedGet(tlsPort, DOMAINS[1]!, root);
             if (answer.status !== 200) failures.push(`status ${answer.status}`);
             served.add(answer.serial);
           } catch (err) {
@@ -214,13 +188,13 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       const stored = new X509Certificate(readFileSync(path.join(storage, 'certificates', DOMAINS[0]!, 'cert.pem')));
       assert.equal(stored.serialNumber, s.certificate!.serial);
       // The connection opened before the renewal still carries requests, with the certificate it was made with.
-      const again = await tlsGet(tlsPort, DOMAINS[0]!, root, keepAlive);
+      const again = await verifiedGet(tlsPort, DOMAINS[0]!, root, keepAlive);
       assert.equal(again.socket, first.socket, 'the same TLS connection');
       assert.equal(again.status, 200);
       assert.equal(again.serial, firstSerial);
       keepAlive.destroy();
       // A new connection gets the new certificate, from every worker.
-      for (let i = 0; i < 6; i++) assert.equal((await tlsGet(tlsPort, DOMAINS[0]!, root)).serial, s.certificate!.serial);
+      for (let i = 0; i < 6; i++) assert.equal((await verifiedGet(tlsPort, DOMAINS[0]!, root)).serial, s.certificate!.serial);
     }));
 
   test('the CA down at renewal: backoff, last error in /status and /metrics, the certificate in hand kept, process up', () =>
@@ -240,7 +214,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.match(metrics, new RegExp(`switchyard_acme_orders_total\\{certificate="${DOMAINS[0]!.replace(/\./g, '\\.')}",result="failure"\\} [1-9]`));
       assert.match(metrics, /switchyard_acme_consecutive_failures\{certificate="[^"]+"\} [1-9]/);
       assert.ok(isAlive(cli.pid));
-      assert.equal((await tlsGet(tlsPort, DOMAINS[1]!, root)).serial, held.serial, 'still served over TLS');
+      assert.equal((await verifiedGet(tlsPort, DOMAINS[1]!, root)).serial, held.serial, 'still served over TLS');
       assert.equal((await request({ port: plainPort, path: '/', headers: { host: DOMAINS[0] } })).status, 200, 'still proxying');
     }));
 });
@@ -291,7 +265,7 @@ describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is ve
 
   test('until a certificate exists, TLS handshakes are refused (no placeholder), and the process stays up', () =>
     withOutput(cli, async () => {
-      await assert.rejects(tlsGet(tlsPort, 'first.switchyard-acme.test', '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'), (err: Error & { code?: string }) => {
+      await assert.rejects(verifiedGet(tlsPort, 'first.switchyard-acme.test', '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'), (err: Error & { code?: string }) => {
         assert.doesNotMatch(err.message, /self.signed|unable to verify|altnames/i, 'no certificate was presented at all');
         return true;
       });
@@ -324,7 +298,7 @@ describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is ve
       const leaf = new X509Certificate(readFileSync(path.join(tmp.dir, 'store', 'certificates', 'second.switchyard-acme.test', 'cert.pem')));
       assert.ok(leaf.checkHost('third.switchyard-acme.test'));
       assert.equal(leaf.checkHost('first.switchyard-acme.test'), undefined);
-      const answer = await tlsGet(tlsPort, 'third.switchyard-acme.test', await pebble.root());
+      const answer = await verifiedGet(tlsPort, 'third.switchyard-acme.test', await pebble.root());
       assert.equal(answer.status, 200);
       assert.equal(answer.serial, s.certificate!.serial);
     }));
