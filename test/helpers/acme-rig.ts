@@ -30,9 +30,6 @@ export interface AcmeRigOptions {
   waitFor?: number[];
 }
 
-/** Generous: pebble, two workers and the first order share a loaded 2-core machine. */
-const START_TIMEOUT_MS = 60_000;
-
 export async function startAcmeRig(o: AcmeRigOptions): Promise<AcmeRig> {
   const tmp = await tempDir();
   let backend: Backend | undefined;
@@ -53,10 +50,10 @@ export async function startAcmeRig(o: AcmeRigOptions): Promise<AcmeRig> {
       adminPort,
       config,
       configFile,
-      cli: await startCli(configFile, { waitFor, timeoutMs: START_TIMEOUT_MS }),
+      cli: await startCli(configFile, { waitFor }),
       async restart() {
         await rig.cli.stop();
-        rig.cli = await startCli(configFile, { waitFor, timeoutMs: START_TIMEOUT_MS });
+        rig.cli = await startCli(configFile, { waitFor });
         return rig.cli;
       },
       async stop() {

@@ -21,6 +21,8 @@ export { freePort };
 
 export const CLI_PATH = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 export const ADMIN_TOKEN = 'test-token';
+/** How long a start may take to listen: generous, as two workers on a loaded 2-core machine can take well over 15 s. */
+const START_TIMEOUT_MS = 60_000;
 
 export interface BaseConfigOptions {
   proxyPort: number;
@@ -248,7 +250,7 @@ export async function startSwitchyard(
     },
   };
 
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 15_000);
+  const deadline = Date.now() + (opts.startTimeoutMs ?? START_TIMEOUT_MS);
   for (;;) {
     const gone = proc.exitStatus();
     if (gone !== undefined) {
@@ -329,7 +331,7 @@ export async function startCli(configFile: string, o: StartOptions): Promise<Run
     exited: proc.exited,
     stop: (signal = 'SIGTERM', timeoutMs = 15_000) => proc.stop(signal, timeoutMs),
   };
-  const deadline = Date.now() + (o.timeoutMs ?? 15_000);
+  const deadline = Date.now() + (o.timeoutMs ?? START_TIMEOUT_MS);
   for (const port of o.waitFor) {
     for (;;) {
       if (proc.exitStatus() !== undefined) {

@@ -73,7 +73,6 @@ async function start(servers: Backend[], route: Record<string, unknown> = {}, ex
       routes: [{ match: { path: '/' }, upstream: 'app', ...route }],
       ...extra,
     },
-    { startTimeoutMs: 60_000 },
   );
   await waitForStatus(sy.adminPort, 'workers ready', (s) => workersReady(s, 1));
 }

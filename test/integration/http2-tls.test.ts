@@ -13,9 +13,6 @@ import { Pki } from '../helpers/certs.js';
 import { h2Connect } from '../helpers/h2-client.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
-/** Generous: on a loaded 2-core machine two workers can take well over 15 s to listen. */
-const START = { startTimeoutMs: 60_000 };
-
 const run = promisify(execFile);
 
 let pki: Pki;
@@ -41,7 +38,7 @@ before(async () => {
     ],
     upstreams: { app: { servers: [{ address: backend.address }] } },
     routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
-  }, START);
+  });
 });
 
 after(async () => {

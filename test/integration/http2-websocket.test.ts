@@ -23,8 +23,6 @@ import { openH2WebSocket, startWsEchoBackend, type H2WebSocket, type WsEchoBacke
 import { ErrorCode, FrameType, RawH2, headers, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
-/** Generous: on a loaded 2-core machine two workers can take well over 15 s to listen. */
-const START = { startTimeoutMs: 60_000 };
 const API_KEY = 'ws-h2-key-0123456789';
 const FLOOD_BYTES = 32 << 20;
 
@@ -101,7 +99,7 @@ before(async () => {
         { name: 'scripted', match: { host: '*', path: '/scripted' }, upstream: 'scripted' },
       ],
     },
-    { ...START, outputBytes: 4 << 20 },
+    { outputBytes: 4 << 20 },
   );
 });
 
@@ -535,7 +533,6 @@ describe('GOAWAY drain with an open tunnel', () => {
         routes: [{ match: { host: '*', path: '/' }, upstream: 'echo' }],
         ...extra,
       },
-      START,
     );
     return { sy: single, port };
   }
