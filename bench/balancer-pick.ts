@@ -6,9 +6,9 @@
 // `workers`: worker slots holding counts (default 8), out of a region of 64.
 import { createBalancer } from '../src/balancer/create.js';
 import type { Balancer, PickContext, ServerSlot } from '../src/balancer/types.js';
-import type { BalanceAlgorithm, UpstreamConfig } from '../src/config/types.js';
 import { Counter, SharedRegion } from '../src/native.js';
 import { eligible } from '../test/helpers/native-probes.ts';
+import { upstreamConfig } from '../test/helpers/upstream-config.ts';
 
 const iterations = Number(process.argv[2] ?? 1_000_000);
 const workers = Number(process.argv[3] ?? 8);
@@ -29,22 +29,6 @@ function slots(n: number): ServerSlot[] {
     index,
     upstream: 'app',
   }));
-}
-
-function upstream(balance: BalanceAlgorithm, servers: ServerSlot[], balanceFactor?: number): UpstreamConfig {
-  return {
-    name: 'app',
-    balance,
-    hash: balanceFactor === undefined ? { key: 'source-ip' } : { key: 'source-ip', balanceFactor },
-    servers,
-    retries: 1,
-    retryBudget: { percent: 20, minPerSecond: 5 },
-    retryBodyBytes: 65536,
-    retryIdempotencyKey: true,
-    outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
-    timeouts: { connectMs: 1000, responseMs: 1000, idleMs: 1000, tunnelIdleMs: 1000 },
-    maxIdlePerServer: 1,
-  };
 }
 
 /** Least-conn the naive way: per server, one N-API call for health and one for the sum. */
@@ -96,12 +80,12 @@ try {
     const servers = slots(n);
     const ctx = { region, base, workerIndex: 0, seed: 1 };
     const cases: [string, Balancer][] = [
-      ['round-robin', createBalancer(upstream('round-robin', servers), servers, ctx)],
-      ['least-conn', createBalancer(upstream('least-conn', servers), servers, ctx)],
+      ['round-robin', createBalancer(upstreamConfig('round-robin', servers), servers, ctx)],
+      ['least-conn', createBalancer(upstreamConfig('least-conn', servers), servers, ctx)],
       ['least-conn, naive (2 N-API calls per server)', naiveLeastConn(region, base, servers)],
-      ['source (IPv4 string)', createBalancer(upstream('source', servers), servers, ctx)],
-      ['source, bounded loads 1.25', createBalancer(upstream('source', servers, 1.25), servers, ctx)],
-      ['random', createBalancer(upstream('random', servers), servers, ctx)],
+      ['source (IPv4 string)', createBalancer(upstreamConfig('source', servers), servers, ctx)],
+      ['source, bounded loads 1.25', createBalancer(upstreamConfig('source', servers, 1.25), servers, ctx)],
+      ['random', createBalancer(upstreamConfig('random', servers), servers, ctx)],
     ];
     for (const [name, b] of cases) {
       const { min, median } = measure(b, iterations);

@@ -16,7 +16,7 @@ import { chromium } from 'playwright-core';
 import { startBackends } from './lib/backends.js';
 import { autocannonDriver, wrkDriver, type Driver } from './lib/load.js';
 import { ownCpuMicros, treeCpuMicros } from './lib/proc.js';
-import { benchWorkspace, stopAll } from './lib/process.js';
+import { benchWorkspace, runMain } from './lib/process.js';
 import { median } from './lib/report.js';
 import { SYSTEMS } from './lib/systems.js';
 import { detectTools } from './lib/tools.js';
@@ -94,7 +94,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  stopAll().finally(() => process.exit(1)).catch(() => {});
-});
+runMain(main);

@@ -10,7 +10,7 @@ import { autocannonDriver, wrkDriver, type Driver, type LoadSpec } from './lib/l
 import { sampleRss, treeCpuMicros } from './lib/proc.js';
 import { scrapeMetrics, upstreamReusePct } from './lib/metrics.js';
 import { startCpuSplit } from './lib/split.js';
-import { benchWorkspace, stopAll } from './lib/process.js';
+import { benchWorkspace, runMain } from './lib/process.js';
 import { LEGEND, summarise, table, writeResults, type Cell } from './lib/report.js';
 import { runsIn, SCENARIOS, type Scenario } from './lib/scenarios.js';
 import { SYSTEMS, type Running, type SystemDef } from './lib/systems.js';
@@ -208,7 +208,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  stopAll().finally(() => process.exit(1)).catch(() => {});
-});
+runMain(main);

@@ -14,7 +14,7 @@ import { autocannonDriver, wrkDriver, type Driver } from './lib/load.js';
 import { hasLoopDelay, LOOP_DELAY_METRIC, parseLoopDelay, scrapeMetrics, type LoopDelay } from './lib/metrics.js';
 import { startProbe, type Probe } from './lib/probe.js';
 import { readStat } from './lib/proc.js';
-import { benchWorkspace, stopAll } from './lib/process.js';
+import { benchWorkspace, runMain } from './lib/process.js';
 import { verdict, verdictLines, windows, windowTable, writeSoakResults, type SoakSample } from './lib/soak-report.js';
 import { SYSTEMS } from './lib/systems.js';
 import { detectTools } from './lib/tools.js';
@@ -218,7 +218,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  stopAll().finally(() => process.exit(1)).catch(() => {});
-});
+runMain(main);

@@ -37,7 +37,7 @@ import { startBackends } from './lib/backends.js';
 import { benchCertificate } from './lib/front.js';
 import { wrkDriver } from './lib/load.js';
 import { treeCpuMicros } from './lib/proc.js';
-import { benchWorkspace, stopAll } from './lib/process.js';
+import { benchWorkspace, runMain } from './lib/process.js';
 import { median } from './lib/report.js';
 import { frontSystems, type Running, type StartContext, type SystemDef } from './lib/systems.js';
 import { detectTools } from './lib/tools.js';
@@ -281,7 +281,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  stopAll().finally(() => process.exit(1)).catch(() => {});
-});
+runMain(main);

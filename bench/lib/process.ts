@@ -24,6 +24,14 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((m) => m.stop()));
 }
 
+/** Runs a bench's `main`; a failure prints its message, stops everything still running and exits 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    stopAll().finally(() => process.exit(1)).catch(() => {});
+  });
+}
+
 /**
  * A temp dir for one bench run, and the cleanup that stops every process
  * started and removes the dir, run at the end or on Ctrl-C.

@@ -9,7 +9,7 @@
 // window was full: not a drop).
 import { isIPv4 } from 'node:net';
 import { ErrorCode, SwitchyardError } from '../errors.js';
-import { addon, type NativeDsrCounters, type NativeDsrForwarder } from './addon.js';
+import { addon, type NativeDsrCounters, type NativeDsrForwarder, type NativeDsrServer } from './addon.js';
 
 export interface DsrServerSpec {
   /** The identity the Maglev tables use for this server (its configured address, e.g. "10.77.0.11:80"). */
@@ -64,7 +64,7 @@ function fail(message: string): never {
   throw new SwitchyardError(ErrorCode.DsrForwarder, `DSR forwarder: ${message}`);
 }
 
-function checkServers(servers: readonly DsrServerSpec[]): { identity: string; ip: string; mac: string; weight: number; regionIndex: number }[] {
+function checkServers(servers: readonly DsrServerSpec[]): NativeDsrServer[] {
   const seen = new Set<string>();
   return servers.map((s, i) => {
     const where = `servers[${i}] (${JSON.stringify(s.identity)})`;

@@ -1,8 +1,11 @@
 // The admin API of a running Switchyard, for tests: authenticated requests,
-// typed reads of `GET /status` (workers, per-server counters and health), and
-// waits for "the workers run this config now" after a reload or a respawn.
-// Every wait is bounded and its error carries the last status seen.
+// typed reads of `GET /status` (workers, per-server counters and health, ACME
+// certificates), and waits for "the workers run this config now" after a
+// reload or a respawn. Every wait is bounded and its error carries the last
+// status seen.
+import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { AcmeCertificateStatus } from '../../src/acme/service.js';
 import { request, type Response } from './process.js';
 import { ADMIN_TOKEN } from './switchyard.js';
 
@@ -44,6 +47,8 @@ export interface Status {
   retiringWorkers: number;
   tunnels: number;
   upstreams: Record<string, { balance: string; servers: ServerStatus[] }>;
+  /** One entry per listener with tls.acme, in listener order. */
+  acme: AcmeCertificateStatus[];
   [key: string]: unknown;
 }
 
@@ -58,7 +63,7 @@ export async function getStatus(adminPort: number): Promise<Status> {
  * `what` and the last status. A refused connection is retried: the admin API
  * starts listening only once the first workers are ready.
  */
-export async function waitForStatus(adminPort: number, what: string, ok: (s: Status) => boolean, timeoutMs = 10_000): Promise<Status> {
+export async function waitForStatus(adminPort: number, what: string, ok: (s: Status) => boolean, timeoutMs = 10_000, intervalMs = 50): Promise<Status> {
   const deadline = Date.now() + timeoutMs;
   let last: Status | string = 'none';
   for (;;) {
@@ -70,8 +75,23 @@ export async function waitForStatus(adminPort: number, what: string, ok: (s: Sta
       last = 'admin port refused the connection';
     }
     if (Date.now() > deadline) throw new Error(`${what}: not seen within ${timeoutMs} ms; last /status: ${JSON.stringify(last)}`);
-    await sleep(50);
+    await sleep(intervalMs);
   }
+}
+
+/** The ACME certificate of a config with exactly one tls.acme listener. */
+export function onlyAcme(s: Status): AcmeCertificateStatus {
+  assert.equal(s.acme.length, 1);
+  return s.acme[0]!;
+}
+
+export async function acmeStatus(adminPort: number): Promise<AcmeCertificateStatus> {
+  return onlyAcme(await getStatus(adminPort));
+}
+
+/** Polls the one ACME certificate every 200 ms (an order takes seconds) until `ok` holds. */
+export async function waitForAcme(adminPort: number, what: string, ok: (a: AcmeCertificateStatus) => boolean, timeoutMs: number): Promise<AcmeCertificateStatus> {
+  return onlyAcme(await waitForStatus(adminPort, what, (s) => ok(onlyAcme(s)), timeoutMs, 200));
 }
 
 /** Exactly `count` workers, all ready, none of them in `oldPids` (the ones before a reload or kill). */

@@ -1,6 +1,6 @@
-// Node's own HTTP/2 client, wrapped for tests: one request on a session,
-// resolved with the status, headers, body and (when the server reset the
-// stream) the RST_STREAM code.
+// Node's own HTTP/2 client, wrapped for tests: a session (h2c or TLS), one
+// request on a session, resolved with the status, headers, body and (when
+// the server reset the stream) the RST_STREAM code.
 import http2, { type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 
 export interface H2Response {
@@ -11,10 +11,21 @@ export interface H2Response {
   rstCode: number;
 }
 
-export function h2Connect(port: number, host = '127.0.0.1'): Promise<ClientHttp2Session> {
+export interface H2ConnectOptions {
+  /** HTTP/2 over TLS (ALPN h2) with this SNI name, verified against `ca` (PEM); absent: h2c with prior knowledge. */
+  tls?: { servername: string; ca: string | Buffer };
+  /**
+   * Resolve once the server's SETTINGS have arrived instead of at connect: Node
+   * sends `:protocol` (extended CONNECT, RFC 8441) only after SETTINGS_ENABLE_CONNECT_PROTOCOL.
+   */
+  remoteSettings?: boolean;
+}
+
+/** A session to 127.0.0.1:`port`; rejects if it fails before it is ready. */
+export function h2Connect(port: number, o: H2ConnectOptions = {}): Promise<ClientHttp2Session> {
   return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://${host}:${port}`);
-    session.once('connect', () => resolve(session));
+    const session = o.tls ? http2.connect(`https://127.0.0.1:${port}`, o.tls) : http2.connect(`http://127.0.0.1:${port}`);
+    session.once(o.remoteSettings ? 'remoteSettings' : 'connect', () => resolve(session));
     session.once('error', reject);
   });
 }

@@ -21,6 +21,8 @@ export { freePort };
 
 export const CLI_PATH = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 export const ADMIN_TOKEN = 'test-token';
+/** How long a start may take to listen: generous, as two workers on a loaded 2-core machine can take well over 15 s. */
+const START_TIMEOUT_MS = 60_000;
 
 export interface BaseConfigOptions {
   proxyPort: number;
@@ -248,7 +250,7 @@ export async function startSwitchyard(
     },
   };
 
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 15_000);
+  const deadline = Date.now() + (opts.startTimeoutMs ?? START_TIMEOUT_MS);
   for (;;) {
     const gone = proc.exitStatus();
     if (gone !== undefined) {
@@ -292,12 +294,19 @@ export interface RunningCli {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<ExitStatus>;
 }
 
-/** Runs `fn`; a failure carries what switchyard printed, for diagnosis. */
-export async function withOutput<T>(cli: { output(): string }, fn: () => Promise<T>): Promise<T> {
+/** What a failure message carries of the output: the end, where the warnings and errors of the moment are. */
+const OUTPUT_TAIL_CHARS = 4000;
+
+/** Runs `fn`; a failure carries what switchyard printed last (warnings, health transitions), for diagnosis. */
+export async function withOutput<T>(cli: { output(): string } | undefined, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof Error) err.message += `\n--- switchyard output ---\n${cli.output()}`;
+    if (err instanceof Error && cli) {
+      const out = cli.output();
+      const cut = out.length > OUTPUT_TAIL_CHARS;
+      err.message += `\n--- switchyard output${cut ? ` (last ${OUTPUT_TAIL_CHARS} characters)` : ''} ---\n${cut ? out.slice(-OUTPUT_TAIL_CHARS) : out}`;
+    }
     throw err;
   }
 }
@@ -322,7 +331,7 @@ export async function startCli(configFile: string, o: StartOptions): Promise<Run
     exited: proc.exited,
     stop: (signal = 'SIGTERM', timeoutMs = 15_000) => proc.stop(signal, timeoutMs),
   };
-  const deadline = Date.now() + (o.timeoutMs ?? 15_000);
+  const deadline = Date.now() + (o.timeoutMs ?? START_TIMEOUT_MS);
   for (const port of o.waitFor) {
     for (;;) {
       if (proc.exitStatus() !== undefined) {

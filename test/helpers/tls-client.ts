@@ -1,6 +1,7 @@
 // A TLS client for tests: one HTTP/1.1 request over node:tls, returning the
 // response and what the handshake settled (certificate, protocol, whether
-// the session was resumed, the ticket to resume with next time).
+// the session was resumed, the ticket to resume with next time); and a GET
+// verified as a browser would (chain and name) for certificates from a CA.
 import tls from 'node:tls';
 import https from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -112,5 +113,36 @@ export function handshake(o: { port: number; servername?: string; minVersion?: t
       resolve(p);
     });
     socket.once('error', reject);
+  });
+}
+
+export interface VerifiedAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+  /** Serial of the certificate the server presented on this connection. */
+  serial: string;
+  socket: tls.TLSSocket;
+}
+
+/**
+ * GET / over TLS to 127.0.0.1:port with SNI and Host `domain`, the chain
+ * verified against `ca` and the name checked (tlsRequest checks neither);
+ * `agent` to reuse a keep-alive connection.
+ */
+export function verifiedGet(port: number, domain: string, ca: string, agent: https.Agent | false = false): Promise<VerifiedAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path: '/', servername: domain, headers: { host: domain }, ca, agent }, (res) => {
+      // Read now: a keep-alive agent takes the socket back once the body has ended.
+      const socket = res.socket as tls.TLSSocket;
+      const serial = socket.getPeerCertificate().serialNumber;
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, serial, socket }));
+    });
+    req.setTimeout(5_000, () => req.destroy(new Error('TLS request timed out')));
+    req.on('error', reject);
+    req.end();
   });
 }

@@ -19,7 +19,7 @@ import { Pki, type Ca } from '../helpers/certs.js';
 import { h2Request } from '../helpers/h2-client.js';
 import { startHaproxySender, type Peer } from '../helpers/peers.js';
 import { sleep } from '../helpers/process.js';
-import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { freePort, startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 
 const run = promisify(execFile);
 
@@ -46,14 +46,8 @@ afterEach(async () => {
 });
 after(() => pki?.cleanup());
 
-async function diagnosed(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    if (err instanceof Error && sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-3000)}`;
-    throw err;
-  }
-}
+/** Fails with what the Switchyard of the moment printed too (tests start their own, into `sy`). */
+const diagnosed = (fn: () => Promise<void>): Promise<void> => withOutput({ output: () => sy?.output() ?? '' }, fn);
 
 /** An HTTP backend answering with the X-Forwarded-For it received. */
 async function xffBackend(): Promise<Backend> {
@@ -79,7 +73,6 @@ async function start(servers: Backend[], route: Record<string, unknown> = {}, ex
       routes: [{ match: { path: '/' }, upstream: 'app', ...route }],
       ...extra,
     },
-    { startTimeoutMs: 60_000 },
   );
   await waitForStatus(sy.adminPort, 'workers ready', (s) => workersReady(s, 1));
 }

@@ -4,45 +4,22 @@
 // the canary was judged on zero requests), no order runs for a config that
 // may be rolled back, and rolling out orders nothing again.
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { after, before, describe, test } from 'node:test';
-import { admin } from '../helpers/admin-status.js';
-import { startNamedBackend, type Backend } from '../helpers/backend.js';
-import { tempDir, type TempDir } from '../helpers/process.js';
-import { startPebble, type Pebble } from '../helpers/pebble.js';
-import { baseConfig, freePort, startCli, withOutput, type RunningCli } from '../helpers/switchyard.js';
+import { acmeStatus, admin } from '../helpers/admin-status.js';
+import { startAcmeRig, type AcmeRig } from '../helpers/acme-rig.js';
+import { verifiedGet, type VerifiedAnswer } from '../helpers/tls-client.js';
+import type { TempDir } from '../helpers/process.js';
+import type { Pebble } from '../helpers/pebble.js';
+import { freePort, withOutput, type RunningCli } from '../helpers/switchyard.js';
 
 const DOMAIN = 'canary.switchyard-acme.test';
 
-interface AcmeStatus {
-  state: string;
-  certificate: { serial: string } | null;
-  ordersSucceeded: number;
-}
-
-async function acmeStatus(adminPort: number): Promise<AcmeStatus> {
-  const res = await admin(adminPort, '/status');
-  assert.equal(res.status, 200, res.body);
-  return (JSON.parse(res.body) as { acme: AcmeStatus[] }).acme[0]!;
-}
-
-/** GET over a new TLS connection, verified against `root`: the status, the certificate serial, and whether HSTS came back. */
-function tlsGet(port: number, root: string): Promise<{ status: number; serial: string; hsts: boolean }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path: '/', servername: DOMAIN, headers: { host: DOMAIN }, ca: root, agent: false }, (res) => {
-      const serial = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().serialNumber;
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, serial, hsts: res.headers['strict-transport-security'] !== undefined }));
-    });
-    req.setTimeout(5_000, () => req.destroy(new Error('TLS request timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** The canary's answers carry HSTS (its new TLS setting); the old workers' do not. */
+const hsts = (answer: VerifiedAnswer): boolean => answer.headers['strict-transport-security'] !== undefined;
 
 describe('a canary reload that changes ACME and TLS settings', () => {
+  let rig: AcmeRig;
   let tmp: TempDir;
-  let backend: Backend;
   let pebble: Pebble;
   let cli: RunningCli;
   let plainPort: number;
@@ -52,25 +29,23 @@ describe('a canary reload that changes ACME and TLS settings', () => {
   let acme: Record<string, unknown>;
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     plainPort = await freePort();
     tlsPort = await freePort();
-    adminPort = await freePort();
-    pebble = await startPebble({ httpPort: plainPort });
-    config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
-    acme = { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: [DOMAIN], storage: `${tmp.dir}/store`, ca: pebble.caFile, retry: { min: '1s', max: '2s' } };
-    config.listen = [
-      { host: '127.0.0.1', port: plainPort },
-      { host: '127.0.0.1', port: tlsPort, tls: { acme } },
-    ];
-    cli = await startCli(await tmp.writeConfig(config), { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
+    rig = await startAcmeRig({
+      pebble: { httpPort: plainPort },
+      listen: (pebble, dir) => {
+        acme = { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: [DOMAIN], storage: `${dir}/store`, ca: pebble.caFile, retry: { min: '1s', max: '2s' } };
+        return [
+          { host: '127.0.0.1', port: plainPort },
+          { host: '127.0.0.1', port: tlsPort, tls: { acme } },
+        ];
+      },
+      waitFor: [plainPort],
+    });
+    ({ tmp, pebble, cli, adminPort, config } = rig);
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test('the canary serves the certificate in hand, every handshake succeeds, and rolling out orders nothing again', { timeout: 120_000 }, () =>
@@ -101,11 +76,11 @@ describe('a canary reload that changes ACME and TLS settings', () => {
       );
       while (!settled) {
         try {
-          const r = await tlsGet(tlsPort, root);
+          const r = await verifiedGet(tlsPort, DOMAIN, root);
           answers++;
           if (r.status !== 200) failures.push(`status ${r.status}`);
           if (r.serial !== first.certificate!.serial) failures.push(`serial ${r.serial}`);
-          if (r.hsts) canaryAnswers++;
+          if (hsts(r)) canaryAnswers++;
         } catch (err) {
           failures.push((err as Error).message);
         }
@@ -121,8 +96,8 @@ describe('a canary reload that changes ACME and TLS settings', () => {
       assert.equal(after.state, 'valid');
       assert.equal(after.certificate?.serial, first.certificate!.serial);
       assert.equal(after.ordersSucceeded, 0, 'the certificate was obtained a second time');
-      const served = await tlsGet(tlsPort, root);
-      assert.equal(served.hsts, true);
+      const served = await verifiedGet(tlsPort, DOMAIN, root);
+      assert.equal(hsts(served), true);
       assert.equal(served.serial, first.certificate!.serial);
       const newOrders = (pebble.output().match(/POST \/order-plz/g) ?? []).length;
       assert.equal(newOrders, 1, 'pebble saw more than one order');

@@ -7,27 +7,13 @@
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { admin } from '../helpers/admin-status.js';
-import { startNamedBackend, type Backend } from '../helpers/backend.js';
-import { isAlive, tempDir, type TempDir } from '../helpers/process.js';
-import { startPebble, type Pebble } from '../helpers/pebble.js';
-import { baseConfig, freePort, startCli, withOutput, type RunningCli } from '../helpers/switchyard.js';
+import { acmeStatus, getStatus } from '../helpers/admin-status.js';
+import { startAcmeRig, type AcmeRig } from '../helpers/acme-rig.js';
+import { isAlive } from '../helpers/process.js';
+import type { Pebble } from '../helpers/pebble.js';
+import { freePort, withOutput, type RunningCli } from '../helpers/switchyard.js';
 
 const DOMAIN = 'alpn.switchyard-acme.test';
-
-interface AcmeStatus {
-  state: string;
-  certificate: { serial: string } | null;
-  ordersSucceeded: number;
-  ordersFailed: number;
-  lastError: string | null;
-}
-
-async function acmeStatus(adminPort: number): Promise<AcmeStatus> {
-  const res = await admin(adminPort, '/status');
-  assert.equal(res.status, 200, res.body);
-  return (JSON.parse(res.body) as { acme: AcmeStatus[] }).acme[0]!;
-}
 
 /** A handshake offering `alpn`: the certificate presented, or the error. */
 function handshake(port: number, servername: string, alpn: string[], ca?: string): Promise<{ subject: string; issuer: string; serial: string; alpn: string | false | null; authorized: boolean }> {
@@ -44,8 +30,7 @@ function handshake(port: number, servername: string, alpn: string[], ca?: string
 }
 
 describe('ACME TLS-ALPN-01 (pebble): the TLS listener alone proves the name', () => {
-  let tmp: TempDir;
-  let backend: Backend;
+  let rig: AcmeRig;
   let pebble: Pebble;
   let cli: RunningCli;
   let tlsPort: number;
@@ -55,23 +40,20 @@ describe('ACME TLS-ALPN-01 (pebble): the TLS listener alone proves the name', ()
   let attempts = 0;
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     tlsPort = await freePort();
-    adminPort = await freePort();
-    // HTTP-01 would need a listener on this port: nothing listens there.
-    pebble = await startPebble({ httpPort: await freePort(), tlsPort });
-    const config = baseConfig({ proxyPort: tlsPort, adminPort, servers: [backend.address], workers: 2 });
-    config.listen = [
-      {
-        host: '127.0.0.1',
-        port: tlsPort,
-        http2: true,
-        tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: [DOMAIN], storage: `${tmp.dir}/store`, ca: pebble.caFile, challenge: 'tls-alpn-01', retry: { min: '1s', max: '2s' } } },
-      },
-    ];
-    const configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [adminPort], timeoutMs: 60_000 });
+    rig = await startAcmeRig({
+      // HTTP-01 would need a listener on this port: nothing listens there.
+      pebble: { httpPort: await freePort(), tlsPort },
+      listen: (pebble, dir) => [
+        {
+          host: '127.0.0.1',
+          port: tlsPort,
+          http2: true,
+          tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: [DOMAIN], storage: `${dir}/store`, ca: pebble.caFile, challenge: 'tls-alpn-01', retry: { min: '1s', max: '2s' } } },
+        },
+      ],
+    });
+    ({ pebble, cli, adminPort } = rig);
     // Normal clients (h2, http/1.1) connect all through the order.
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
@@ -82,10 +64,7 @@ describe('ACME TLS-ALPN-01 (pebble): the TLS listener alone proves the name', ()
     }
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test('the certificate is obtained over TLS-ALPN-01 and served, verified against pebble\'s root', () =>
@@ -119,8 +98,7 @@ describe('ACME TLS-ALPN-01 (pebble): the TLS listener alone proves the name', ()
 describe('ACME TLS-ALPN-01 (pebble): a listener proves only its own names', () => {
   const A = 'a.switchyard-acme.test';
   const B = 'b.switchyard-acme.test';
-  let tmp: TempDir;
-  let backend: Backend;
+  let rig: AcmeRig;
   let pebble: Pebble;
   let cli: RunningCli;
   let portA: number;
@@ -128,39 +106,36 @@ describe('ACME TLS-ALPN-01 (pebble): a listener proves only its own names', () =
   let adminPort: number;
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     portA = await freePort();
     portB = await freePort(new Set([portA]));
-    adminPort = await freePort(new Set([portA, portB]));
-    // Pebble validates every TLS-ALPN-01 challenge on listener A's port: B's name can pass only if A answers for it.
-    pebble = await startPebble({ httpPort: await freePort(new Set([portA, portB, adminPort])), tlsPort: portA });
-    const acme = (domain: string) => ({
-      directory: pebble.directory,
-      email: 'ops@switchyard-acme.test',
-      domains: [domain],
-      storage: `${tmp.dir}/store-${domain}`,
-      ca: pebble.caFile,
-      challenge: 'tls-alpn-01',
-      retry: { min: '1s', max: '2s' },
+    rig = await startAcmeRig({
+      // Pebble validates every TLS-ALPN-01 challenge on listener A's port: B's name can pass only if A answers for it.
+      pebble: { httpPort: await freePort(new Set([portA, portB])), tlsPort: portA },
+      listen: (pebble, dir) => {
+        const acme = (domain: string) => ({
+          directory: pebble.directory,
+          email: 'ops@switchyard-acme.test',
+          domains: [domain],
+          storage: `${dir}/store-${domain}`,
+          ca: pebble.caFile,
+          challenge: 'tls-alpn-01',
+          retry: { min: '1s', max: '2s' },
+        });
+        return [
+          { host: '127.0.0.1', port: portA, tls: { acme: acme(A) } },
+          { host: '127.0.0.1', port: portB, tls: { acme: acme(B) } },
+        ];
+      },
     });
-    const config = baseConfig({ proxyPort: portA, adminPort, servers: [backend.address], workers: 2 });
-    config.listen = [
-      { host: '127.0.0.1', port: portA, tls: { acme: acme(A) } },
-      { host: '127.0.0.1', port: portB, tls: { acme: acme(B) } },
-    ];
-    cli = await startCli(await tmp.writeConfig(config), { waitFor: [adminPort], timeoutMs: 60_000 });
+    ({ pebble, cli, adminPort } = rig);
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test("listener A does not answer the challenge of B's name: B's order fails, A's succeeds", () =>
     withOutput(cli, async () => {
-      const statuses = async (): Promise<AcmeStatus[]> => JSON.parse((await admin(adminPort, '/status')).body).acme as AcmeStatus[];
+      const statuses = async () => (await getStatus(adminPort)).acme;
       const deadline = Date.now() + 60_000;
       let s = await statuses();
       // Until A holds its certificate and B's order has ended one way or the other.

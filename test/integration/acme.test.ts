@@ -9,16 +9,17 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isAlive, request, tempDir, type TempDir } from '../helpers/process.js';
-import { admin } from '../helpers/admin-status.js';
-import { startNamedBackend, type Backend } from '../helpers/backend.js';
-import { baseConfig, freePort, startCli, withOutput, type RunningCli } from '../helpers/switchyard.js';
-import { startPebble, type Pebble } from '../helpers/pebble.js';
+import { isAlive, request, type TempDir } from '../helpers/process.js';
+import { acmeStatus, admin, waitForAcme } from '../helpers/admin-status.js';
+import { startAcmeRig, type AcmeRig } from '../helpers/acme-rig.js';
+import { verifiedGet } from '../helpers/tls-client.js';
+import type { Backend } from '../helpers/backend.js';
+import { freePort, withOutput, type RunningCli } from '../helpers/switchyard.js';
+import type { Pebble } from '../helpers/pebble.js';
 
 const DOMAINS = ['app.switchyard-acme.test', 'www.switchyard-acme.test'];
 /**
@@ -27,38 +28,6 @@ const DOMAINS = ['app.switchyard-acme.test', 'www.switchyard-acme.test'];
  * stored certificate not yet due.
  */
 const VALIDITY_SECONDS = 30;
-
-interface AcmeStatus {
-  listener: string;
-  domains: string[];
-  state: string;
-  certificate: { serial: string; notBefore: string; notAfter: string } | null;
-  nextAttempt: string | null;
-  consecutiveFailures: number;
-  lastError: string | null;
-  lastErrorAt: string | null;
-  ordersSucceeded: number;
-  ordersFailed: number;
-}
-
-async function acmeStatus(adminPort: number): Promise<AcmeStatus> {
-  const res = await admin(adminPort, '/status');
-  assert.equal(res.status, 200, res.body);
-  const list = (JSON.parse(res.body) as { acme: AcmeStatus[] }).acme;
-  assert.equal(list.length, 1);
-  return list[0]!;
-}
-
-async function waitForAcme(adminPort: number, ok: (s: AcmeStatus) => boolean, what: string, timeoutMs: number): Promise<AcmeStatus> {
-  const deadline = Date.now() + timeoutMs;
-  let last: AcmeStatus | undefined;
-  for (;;) {
-    last = await acmeStatus(adminPort);
-    if (ok(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last acme status: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** `openssl verify` of the stored chain's leaf against pebble's root, with the intermediates from the chain. */
 function verifyAgainstRoot(dir: string, chainPem: string, rootPem: string): string {
@@ -70,33 +39,8 @@ function verifyAgainstRoot(dir: string, chainPem: string, rootPem: string): stri
   return execFileSync('openssl', ['verify', '-CAfile', path.join(dir, 'root.pem'), '-untrusted', path.join(dir, 'intermediates.pem'), path.join(dir, 'leaf.pem')], { encoding: 'utf8' });
 }
 
-interface TlsAnswer {
-  status: number;
-  body: string;
-  /** Serial of the certificate the server presented on this connection. */
-  serial: string;
-  socket: TLSSocket;
-}
-
-/** GET over TLS to 127.0.0.1:port with SNI and Host `domain`, verifying the chain against `root` (and the name). */
-function tlsGet(port: number, domain: string, root: string, agent: https.Agent | false = false): Promise<TlsAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path: '/', servername: domain, headers: { host: domain }, ca: root, agent }, (res) => {
-      // Read now: a keep-alive agent takes the socket back once the body has ended.
-      const socket = res.socket as TLSSocket;
-      const serial = socket.getPeerCertificate().serialNumber;
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serial, socket }));
-    });
-    req.setTimeout(5_000, () => req.destroy(new Error('TLS request timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 describe('ACME (pebble): obtain, store, renew, back off', () => {
+  let rig: AcmeRig;
   let tmp: TempDir;
   let backend: Backend;
   let pebble: Pebble;
@@ -105,37 +49,33 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
   let tlsPort: number;
   let adminPort: number;
   let storage: string;
-  let configFile: string;
   let firstSerial: string;
   let firstNotAfter: number;
   let root: string;
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     plainPort = await freePort();
     tlsPort = await freePort();
-    adminPort = await freePort();
-    storage = path.join(tmp.dir, 'acme-store');
-    pebble = await startPebble({ httpPort: plainPort, validitySeconds: VALIDITY_SECONDS });
-    const config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
-    config.listen = [
-      { host: '127.0.0.1', port: plainPort },
-      { host: '127.0.0.1', port: tlsPort, tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: DOMAINS, storage, ca: pebble.caFile, retry: { min: '1s', max: '2s' } } } },
-    ];
-    configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
+    rig = await startAcmeRig({
+      pebble: { httpPort: plainPort, validitySeconds: VALIDITY_SECONDS },
+      listen: (pebble, dir) => {
+        storage = path.join(dir, 'acme-store');
+        return [
+          { host: '127.0.0.1', port: plainPort },
+          { host: '127.0.0.1', port: tlsPort, tls: { acme: { directory: pebble.directory, email: 'ops@switchyard-acme.test', domains: DOMAINS, storage, ca: pebble.caFile, retry: { min: '1s', max: '2s' } } } },
+        ];
+      },
+      waitFor: [plainPort],
+    });
+    ({ tmp, backend, pebble, cli, adminPort } = rig);
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test('obtains a certificate for every domain; chain verifies against pebble\'s root; key and cert 0600 in 0700 directories', () =>
     withOutput(cli, async () => {
-      const s = await waitForAcme(adminPort, (a) => a.certificate !== null, 'the first certificate', 30_000);
+      const s = await waitForAcme(adminPort, 'the first certificate', (a) => a.certificate !== null, 30_000);
       assert.equal(s.state, 'valid');
       assert.equal(s.ordersSucceeded, 1);
       firstSerial = s.certificate!.serial;
@@ -162,7 +102,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
   test('the workers serve it over TLS without a restart: Node and curl verify it with pebble\'s root, for every domain', () =>
     withOutput(cli, async () => {
       for (const domain of DOMAINS) {
-        const answer = await tlsGet(tlsPort, domain, root);
+        const answer = await verifiedGet(tlsPort, domain, root);
         assert.equal(answer.status, 200);
         assert.equal(answer.serial, firstSerial);
         assert.equal(answer.socket.authorized, true);
@@ -173,7 +113,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       const { stdout } = await promisify(execFile)('curl', ['-sS', '--cacert', rootFile, '--resolve', `${DOMAINS[1]}:${tlsPort}:127.0.0.1`, '-o', '/dev/null', '-w', '%{http_code} %{ssl_verify_result}', `https://${DOMAINS[1]}:${tlsPort}/`], { encoding: 'utf8' });
       assert.equal(stdout, '200 0');
       // A name the certificate does not carry is not verified (SNI falls back to the ACME certificate as the default).
-      await assert.rejects(tlsGet(tlsPort, 'other.switchyard-acme.test', root), /altnames|does not match|Hostname/i);
+      await assert.rejects(verifiedGet(tlsPort, 'other.switchyard-acme.test', root), /altnames|does not match|Hostname/i);
     }));
 
   test('the challenge prefix never reaches a route: unknown, traversal, respelled and foreign-host tokens get 404', () =>
@@ -205,20 +145,19 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
 
   test('a restart serves the stored certificate instead of ordering a new one', () =>
     withOutput(cli, async () => {
-      await cli.stop();
-      cli = await startCli(configFile, { waitFor: [plainPort, adminPort], timeoutMs: 60_000 });
+      cli = await rig.restart();
       const s = await acmeStatus(adminPort);
       assert.equal(s.certificate?.serial, firstSerial);
       assert.equal(s.ordersSucceeded, 0);
       assert.equal(s.state, 'valid');
       // Served from the first handshake: the workers had it before they listened.
-      assert.equal((await tlsGet(tlsPort, DOMAINS[0]!, root)).serial, firstSerial);
+      assert.equal((await verifiedGet(tlsPort, DOMAINS[0]!, root)).serial, firstSerial);
     }));
 
   test('renews at two thirds of the lifetime: the new certificate serves new connections, an open one keeps its own and is not dropped', () =>
     withOutput(cli, async () => {
       const keepAlive = new https.Agent({ keepAlive: true, maxSockets: 1 });
-      const first = await tlsGet(tlsPort, DOMAINS[0]!, root, keepAlive);
+      const first = await verifiedGet(tlsPort, DOMAINS[0]!, root, keepAlive);
       assert.equal(first.serial, firstSerial);
       // Load across the renewal: new connections one after another, each must succeed with a verified certificate.
       let loading = true;
@@ -227,7 +166,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       const load = (async () => {
         while (loading) {
           try {
-            const answer = await tlsGet(tlsPort, DOMAINS[1]!, root);
+            const answer = await verifiedGet(tlsPort, DOMAINS[1]!, root);
             if (answer.status !== 200) failures.push(`status ${answer.status}`);
             served.add(answer.serial);
           } catch (err) {
@@ -235,7 +174,7 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
           }
         }
       })();
-      const s = await waitForAcme(adminPort, (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 'the renewed certificate', 70_000);
+      const s = await waitForAcme(adminPort, 'the renewed certificate', (a) => a.certificate !== null && a.certificate.serial !== firstSerial, 70_000);
       // Until new connections are seen with the new certificate (every worker has it).
       const deadline = Date.now() + 5_000;
       while (!served.has(s.certificate!.serial) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -249,20 +188,20 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       const stored = new X509Certificate(readFileSync(path.join(storage, 'certificates', DOMAINS[0]!, 'cert.pem')));
       assert.equal(stored.serialNumber, s.certificate!.serial);
       // The connection opened before the renewal still carries requests, with the certificate it was made with.
-      const again = await tlsGet(tlsPort, DOMAINS[0]!, root, keepAlive);
+      const again = await verifiedGet(tlsPort, DOMAINS[0]!, root, keepAlive);
       assert.equal(again.socket, first.socket, 'the same TLS connection');
       assert.equal(again.status, 200);
       assert.equal(again.serial, firstSerial);
       keepAlive.destroy();
       // A new connection gets the new certificate, from every worker.
-      for (let i = 0; i < 6; i++) assert.equal((await tlsGet(tlsPort, DOMAINS[0]!, root)).serial, s.certificate!.serial);
+      for (let i = 0; i < 6; i++) assert.equal((await verifiedGet(tlsPort, DOMAINS[0]!, root)).serial, s.certificate!.serial);
     }));
 
   test('the CA down at renewal: backoff, last error in /status and /metrics, the certificate in hand kept, process up', () =>
     withOutput(cli, async () => {
       const held = (await acmeStatus(adminPort)).certificate!;
       await pebble.stopCa();
-      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 2, 'two failed renewals', 70_000);
+      const s = await waitForAcme(adminPort, 'two failed renewals', (a) => a.consecutiveFailures >= 2, 70_000);
       assert.equal(s.state, 'retrying');
       assert.equal(s.certificate?.serial, held.serial, 'the certificate in service is unchanged');
       assert.match(s.lastError ?? '', /ECONNREFUSED|connect/i);
@@ -275,56 +214,49 @@ describe('ACME (pebble): obtain, store, renew, back off', () => {
       assert.match(metrics, new RegExp(`switchyard_acme_orders_total\\{certificate="${DOMAINS[0]!.replace(/\./g, '\\.')}",result="failure"\\} [1-9]`));
       assert.match(metrics, /switchyard_acme_consecutive_failures\{certificate="[^"]+"\} [1-9]/);
       assert.ok(isAlive(cli.pid));
-      assert.equal((await tlsGet(tlsPort, DOMAINS[1]!, root)).serial, held.serial, 'still served over TLS');
+      assert.equal((await verifiedGet(tlsPort, DOMAINS[1]!, root)).serial, held.serial, 'still served over TLS');
       assert.equal((await request({ port: plainPort, path: '/', headers: { host: DOMAINS[0] } })).status, 200, 'still proxying');
     }));
 });
 
 describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is verified; no certificate, no handshake; a reload changes the domains', () => {
+  let rig: AcmeRig;
   let tmp: TempDir;
-  let backend: Backend;
   let pebble: Pebble;
   let cli: RunningCli;
   let plainPort: number;
   let adminPort: number;
   let tlsPort: number;
-  let configFile: string;
   let config: Record<string, unknown>;
-  const acmeOf = (extra: Record<string, unknown>) => ({
-    directory: pebble.directory,
+  const acmeOf = (directory: string, dir: string, extra: Record<string, unknown>) => ({
+    directory,
     email: 'ops@switchyard-acme.test',
-    storage: path.join(tmp.dir, 'store'),
+    storage: path.join(dir, 'store'),
     retry: { min: '1s', max: '1s' },
     ...extra,
   });
 
   before(async () => {
-    tmp = await tempDir();
-    backend = await startNamedBackend();
     plainPort = await freePort();
-    adminPort = await freePort();
-    pebble = await startPebble({ httpPort: plainPort });
-    config = baseConfig({ proxyPort: plainPort, adminPort, servers: [backend.address], workers: 2 });
     tlsPort = await freePort();
-    // The plain port only redirects to https: it answers HTTP-01 before redirecting.
-    // No `ca`: pebble's HTTPS certificate is from a CA nobody trusts.
-    config.listen = [
-      { host: '127.0.0.1', port: plainPort, redirect_https: { port: tlsPort } },
-      { host: '127.0.0.1', port: tlsPort, tls: { acme: acmeOf({ domains: ['first.switchyard-acme.test'] }) } },
-    ];
-    configFile = await tmp.writeConfig(config);
-    cli = await startCli(configFile, { waitFor: [adminPort], timeoutMs: 60_000 });
+    rig = await startAcmeRig({
+      pebble: { httpPort: plainPort },
+      // The plain port only redirects to https: it answers HTTP-01 before redirecting.
+      // No `ca`: pebble's HTTPS certificate is from a CA nobody trusts.
+      listen: (pebble, dir) => [
+        { host: '127.0.0.1', port: plainPort, redirect_https: { port: tlsPort } },
+        { host: '127.0.0.1', port: tlsPort, tls: { acme: acmeOf(pebble.directory, dir, { domains: ['first.switchyard-acme.test'] }) } },
+      ],
+    });
+    ({ tmp, pebble, cli, adminPort, config } = rig);
   });
   after(async () => {
-    await cli?.stop();
-    await pebble?.stop();
-    await backend?.close();
-    await tmp?.remove();
+    await rig?.stop();
   });
 
   test('a directory whose certificate is not trusted is never talked to: the order fails with the reason', () =>
     withOutput(cli, async () => {
-      const s = await waitForAcme(adminPort, (a) => a.consecutiveFailures >= 1, 'a failed order', 20_000);
+      const s = await waitForAcme(adminPort, 'a failed order', (a) => a.consecutiveFailures >= 1, 20_000);
       assert.equal(s.certificate, null);
       assert.equal(s.state, 'retrying');
       assert.match(s.lastError ?? '', /certificate/i);
@@ -333,7 +265,7 @@ describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is ve
 
   test('until a certificate exists, TLS handshakes are refused (no placeholder), and the process stays up', () =>
     withOutput(cli, async () => {
-      await assert.rejects(tlsGet(tlsPort, 'first.switchyard-acme.test', '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'), (err: Error & { code?: string }) => {
+      await assert.rejects(verifiedGet(tlsPort, 'first.switchyard-acme.test', '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'), (err: Error & { code?: string }) => {
         assert.doesNotMatch(err.message, /self.signed|unable to verify|altnames/i, 'no certificate was presented at all');
         return true;
       });
@@ -357,16 +289,16 @@ describe('ACME (pebble) behind a redirecting port 80: the directory\'s TLS is ve
   test('a reload with `ca` and other domains orders a certificate for them', () =>
     withOutput(cli, async () => {
       const listen = config.listen as Record<string, unknown>[];
-      listen[1] = { ...listen[1], tls: { acme: acmeOf({ domains: ['second.switchyard-acme.test', 'third.switchyard-acme.test'], ca: pebble.caFile }) } };
+      listen[1] = { ...listen[1], tls: { acme: acmeOf(pebble.directory, tmp.dir, { domains: ['second.switchyard-acme.test', 'third.switchyard-acme.test'], ca: pebble.caFile }) } };
       await tmp.writeConfig(config);
       const res = await admin(adminPort, '/reload', 'POST');
       assert.equal(res.status, 200, res.body);
-      const s = await waitForAcme(adminPort, (a) => a.certificate !== null, 'the certificate after the reload', 30_000);
+      const s = await waitForAcme(adminPort, 'the certificate after the reload', (a) => a.certificate !== null, 30_000);
       assert.deepEqual(s.domains, ['second.switchyard-acme.test', 'third.switchyard-acme.test']);
       const leaf = new X509Certificate(readFileSync(path.join(tmp.dir, 'store', 'certificates', 'second.switchyard-acme.test', 'cert.pem')));
       assert.ok(leaf.checkHost('third.switchyard-acme.test'));
       assert.equal(leaf.checkHost('first.switchyard-acme.test'), undefined);
-      const answer = await tlsGet(tlsPort, 'third.switchyard-acme.test', await pebble.root());
+      const answer = await verifiedGet(tlsPort, 'third.switchyard-acme.test', await pebble.root());
       assert.equal(answer.status, 200);
       assert.equal(answer.serial, s.certificate!.serial);
     }));

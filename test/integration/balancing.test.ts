@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 import { countBy, whoServes } from '../helpers/client-pool.js';
 import { startIdentityBackends, type IdentityBackend } from '../helpers/identity-backends.js';
 import { admin, getStatus, serverAddresses, waitForStatus, workersReady } from '../helpers/admin-status.js';
@@ -72,16 +72,6 @@ async function workerPidSet(sy: Switchyard): Promise<Set<number>> {
   return new Set(s.workers.flatMap((w) => (w.pid === null ? [] : [w.pid])));
 }
 
-/** Runs fn; a failure carries what the proxy printed (warnings, health transitions), for diagnosis. */
-async function explain<T>(sy: Switchyard, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof Error) err.message += `\n--- switchyard output ---\n${sy.output().slice(-4000)}`;
-    throw err;
-  }
-}
-
 /** Addresses the health checker logged as going down ("server is down" lines, JSON logs). */
 function loggedDown(sy: Switchyard): string[] {
   const out: string[] = [];
@@ -113,7 +103,7 @@ describe('source hashing: 10 servers, 10,000 clients', () => {
       upstreams: sourceUpstreams(ten.map((address) => ({ address }))),
       routes: ROUTES,
     });
-    await explain(sy, () => waitForStatus(sy.adminPort, 'workers ready', (s) => workersReady(s, WORKERS)));
+    await withOutput(sy, () => waitForStatus(sy.adminPort, 'workers ready', (s) => workersReady(s, WORKERS)));
     baseline = await whoServes(sy.port, CLIENTS, CONCURRENCY);
   });
 
@@ -156,7 +146,7 @@ describe('source hashing: 10 servers, 10,000 clients', () => {
       routes: ROUTES,
     });
     try {
-      await explain(other, () => waitForStatus(other.adminPort, 'workers ready', (s) => workersReady(s, WORKERS)));
+      await withOutput(other, () => waitForStatus(other.adminPort, 'workers ready', (s) => workersReady(s, WORKERS)));
       const round = await whoServes(other.port, CLIENTS, CONCURRENCY);
       const { moved } = moves(baseline, round);
       t.diagnostic(`clients mapped differently by the second instance: ${moved} of ${CLIENTS}`);
@@ -173,7 +163,7 @@ describe('source hashing: 10 servers, 10,000 clients', () => {
     rewriteServers(sy, nine.map((address) => ({ address })));
     const res = await admin(sy.adminPort, '/reload', 'POST');
     assert.equal(res.status, 200, `POST /reload: ${res.status} ${res.body}`);
-    await explain(sy, () => waitForServers(sy, nine, oldPids));
+    await withOutput(sy, () => waitForServers(sy, nine, oldPids));
 
     const round = await whoServes(sy.port, CLIENTS, CONCURRENCY);
     const { moved, movedFrom } = moves(baseline, round, new Set(nine));
@@ -194,7 +184,7 @@ describe('source hashing: 10 servers, 10,000 clients', () => {
     const oldPids = await workerPidSet(sy);
     rewriteServers(sy, eleven.map((address) => ({ address })));
     process.kill(sy.pid, 'SIGHUP');
-    await explain(sy, () => waitForServers(sy, eleven, oldPids));
+    await withOutput(sy, () => waitForServers(sy, eleven, oldPids));
 
     const round = await whoServes(sy.port, CLIENTS, CONCURRENCY);
     const { moved } = moves(baseline, round);
@@ -224,7 +214,7 @@ describe('source hashing: a server failing its health checks', () => {
       upstreams: sourceUpstreams(addresses.map((address) => ({ address })), HEALTH),
       routes: ROUTES,
     });
-    await explain(sy, () =>
+    await withOutput(sy, () =>
       waitForStatus(sy.adminPort, 'workers ready, servers healthy', (s) => workersReady(s, WORKERS) && s.upstreams.app!.servers.every((x) => x.healthy)),
     );
   });
@@ -277,7 +267,7 @@ describe('source hashing with weights 1:2:3', () => {
       upstreams: sourceUpstreams(backends.map((b, i) => ({ address: b.address, weight: i + 1 }))),
       routes: ROUTES,
     });
-    await explain(sy, () => waitForStatus(sy.adminPort, 'workers ready', (s) => workersReady(s, WORKERS)));
+    await withOutput(sy, () => waitForStatus(sy.adminPort, 'workers ready', (s) => workersReady(s, WORKERS)));
   });
 
   after(async () => {

@@ -128,7 +128,7 @@ describe('servers from DNS (dnsmasq on loopback)', () => {
           { match: { path: '/weighted' }, upstream: 'weighted' },
         ],
       },
-      { startTimeoutMs: 60_000, outputBytes: 16 << 20 },
+      { outputBytes: 16 << 20 },
     );
     await waitForStatus(sy.adminPort, '2 ready workers', (s) => workersReady(s, 2), WAIT_MS);
   });

@@ -99,7 +99,7 @@ describe('hostile DNS answers', () => {
         },
         routes: [{ match: { path: '/' }, upstream: 'stable' }],
       },
-      { startTimeoutMs: 60_000, outputBytes: 16 << 20 },
+      { outputBytes: 16 << 20 },
     );
     await waitForStatus(sy.adminPort, '2 ready workers', (s) => workersReady(s, 2), WAIT_MS);
   });

@@ -111,7 +111,7 @@ async function startPair(redis: RedisServer, backend: Backend): Promise<Switchya
       { name: 'weird', match: { host: '*', path: '/weird' }, upstream: 'app', rate_limit: { rate: '1/m', burst: 2, scope: 'global', key: 'header:X-Tenant' } },
     ],
   };
-  const pair = await Promise.all([startSwitchyard(config, { startTimeoutMs: 60_000, outputBytes: 16 << 20 }), startSwitchyard(config, { startTimeoutMs: 60_000, outputBytes: 16 << 20 })]);
+  const pair = await Promise.all([startSwitchyard(config, { outputBytes: 16 << 20 }), startSwitchyard(config, { outputBytes: 16 << 20 })]);
   await Promise.all(pair.map((sy) => waitWorkersReady(sy.adminPort, WORKERS)));
   return pair;
 }

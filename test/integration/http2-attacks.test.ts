@@ -13,9 +13,6 @@ import { h2Connect, h2Get, h2Request } from '../helpers/h2-client.js';
 import { ErrorCode, FrameType, RawH2, continuation, frame, headerBlock, headers, ping, request, rstStream, settings, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, rssKb, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
-/** Generous: on a loaded 2-core machine two workers can take well over 15 s to listen. */
-const START = { startTimeoutMs: 60_000 };
-
 const LIMITS = { max_concurrent_streams: 10, max_resets: 50, max_control_frames: 50, max_header_pairs: 64 };
 
 let backend: Backend;
@@ -35,7 +32,7 @@ before(async () => {
     http2: LIMITS,
     upstreams: { app: { servers: [{ address: backend.address }], retries: 0, timeouts: { response: '10s' } } },
     routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
-  }, START);
+  });
   workerPid = sy.workerPids()[0]!;
 });
 
@@ -247,7 +244,7 @@ describe('graceful drain over HTTP/2', () => {
       shutdown_timeout: '10s',
       upstreams: { slow: { servers: [{ address: slow.address }], timeouts: { response: '10s' } } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'slow' }],
-    }, START);
+    });
     try {
       const session = await h2Connect(p2);
       let goaway: number | undefined;

@@ -8,7 +8,7 @@
 // bytes stay in their tunnel; the ends of a tunnel map both ways.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import http2, { constants, type ClientHttp2Session, type SecureClientSessionOptions } from 'node:http2';
+import http2, { constants, type ClientHttp2Session } from 'node:http2';
 import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,12 +18,11 @@ import { admin, waitForStatus } from '../helpers/admin-status.js';
 import { startRawBackend, websocketAccept, type RawBackend } from '../helpers/backend.js';
 import { launchBrowser, requireBrowser } from '../helpers/browser.js';
 import { Pki } from '../helpers/certs.js';
+import { h2Connect } from '../helpers/h2-client.js';
 import { openH2WebSocket, startWsEchoBackend, type H2WebSocket, type WsEchoBackend } from '../helpers/h2-websocket.js';
 import { ErrorCode, FrameType, RawH2, headers, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
-/** Generous: on a loaded 2-core machine two workers can take well over 15 s to listen. */
-const START = { startTimeoutMs: 60_000 };
 const API_KEY = 'ws-h2-key-0123456789';
 const FLOOD_BYTES = 32 << 20;
 
@@ -100,7 +99,7 @@ before(async () => {
         { name: 'scripted', match: { host: '*', path: '/scripted' }, upstream: 'scripted' },
       ],
     },
-    { ...START, outputBytes: 4 << 20 },
+    { outputBytes: 4 << 20 },
   );
 });
 
@@ -112,14 +111,9 @@ after(async () => {
 });
 
 async function connect(port = h2cPort, tls = false): Promise<ClientHttp2Session> {
-  const options: SecureClientSessionOptions = tls ? { servername: 'app.test', ca: readFileSync(caFile) } : {};
-  const session = http2.connect(`${tls ? 'https' : 'http'}://127.0.0.1:${port}`, options);
+  const session = await h2Connect(port, { tls: tls ? { servername: 'app.test', ca: readFileSync(caFile) } : undefined, remoteSettings: true });
+  // Sessions that end in GOAWAY or a reset are what several tests provoke.
   session.on('error', () => {});
-  // The request must wait for the server's SETTINGS: without ENABLE_CONNECT_PROTOCOL seen, Node refuses to send :protocol.
-  await new Promise<void>((resolve, reject) => {
-    session.once('remoteSettings', () => resolve());
-    session.once('error', reject);
-  });
   return session;
 }
 
@@ -539,7 +533,6 @@ describe('GOAWAY drain with an open tunnel', () => {
         routes: [{ match: { host: '*', path: '/' }, upstream: 'echo' }],
         ...extra,
       },
-      START,
     );
     return { sy: single, port };
   }

@@ -18,9 +18,6 @@ import { h2Connect, h2Get, h2Request } from '../helpers/h2-client.js';
 import { ErrorCode, FrameType, PREFACE, RawH2, data, headers, request, settings, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
-/** Generous: on a loaded 2-core machine two workers can take well over 15 s to listen. */
-const START = { startTimeoutMs: 60_000 };
-
 const run = promisify(execFile);
 const API_KEY = 'h2-test-key-0123456789';
 
@@ -48,7 +45,7 @@ before(async () => {
       { name: 'limited', match: { host: '*', path: '/limited' }, upstream: 'app', rate_limit: { rate: '1/m', burst: 2, key: 'client-ip' } },
       { name: 'retry', match: { host: '*', path: '/retry' }, upstream: 'flaky' },
     ],
-  }, START);
+  });
 });
 
 after(async () => {
@@ -173,7 +170,7 @@ describe('h2c with prior knowledge and HTTP/1.1 on one listener', () => {
       listen: [{ host: '127.0.0.1', port: p2, http2: true }],
       upstreams: { raw: { servers: [{ address: raw.address }] } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'raw' }],
-    }, START);
+    });
     try {
       const session = await h2Connect(p2);
       const stream = session.request({ ':path': '/t' });
@@ -337,7 +334,7 @@ describe('flow control and backpressure', () => {
       limits: { max_body_bytes: '1gb' },
       upstreams: { stalled: { servers: [{ address: stalled.address }], timeouts: { response: '30s' } } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'stalled' }],
-    }, START);
+    });
     try {
       const session = await h2Connect(p2);
       const stream = session.request({ ':method': 'POST', ':path': '/upload' }, { endStream: false });
@@ -382,7 +379,7 @@ describe('flow control and backpressure', () => {
       listen: [{ host: '127.0.0.1', port: p2, http2: true }],
       upstreams: { big: { servers: [{ address: big.address }], timeouts: { response: '30s', idle: '30s' } } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'big' }],
-    }, START);
+    });
     try {
       const session = await h2Connect(p2);
       const stream = session.request({ ':path': '/download' });

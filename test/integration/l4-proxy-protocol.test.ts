@@ -16,7 +16,7 @@ import { getStatus, waitForStatus, workersReady } from '../helpers/admin-status.
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startHaproxySender, startNginxReceiver, type Peer } from '../helpers/peers.js';
 import { sleep } from '../helpers/process.js';
-import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { freePort, startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 import { startTcpBackend, tcpExchange, type TcpBackend } from '../helpers/tcp.js';
 
 let sy: Switchyard | undefined;
@@ -36,14 +36,12 @@ after(async () => {
   await sy?.stop();
 });
 
+/** Fails with what the Switchyard of the moment (tests start their own, into `sy`) and the peers printed too. */
 async function diagnosed(fn: () => Promise<void>): Promise<void> {
   try {
-    await fn();
+    await withOutput({ output: () => sy?.output() ?? '' }, fn);
   } catch (err) {
-    if (err instanceof Error) {
-      if (sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-3000)}`;
-      for (const p of peers) err.message += `\n--- peer log ---\n${p.log().slice(-2000)}`;
-    }
+    if (err instanceof Error) for (const p of peers) err.message += `\n--- peer log ---\n${p.log().slice(-2000)}`;
     throw err;
   }
 }

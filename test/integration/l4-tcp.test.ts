@@ -12,7 +12,7 @@ import { after, afterEach, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { admin, getStatus, waitForStatus, workersReady, type Status as BalancingStatus } from '../helpers/admin-status.js';
 import { isAlive, sleep } from '../helpers/process.js';
-import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { freePort, startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 import { holdConnection, signer, startTcpBackend, tcpExchange, type HeldConnection, type TcpBackend } from '../helpers/tcp.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -33,15 +33,8 @@ after(async () => {
   await sy?.stop();
 });
 
-/** Fails with what Switchyard printed too. */
-async function diagnosed(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    if (err instanceof Error && sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-3000)}`;
-    throw err;
-  }
-}
+/** Fails with what the Switchyard of the moment printed too (tests start their own, into `sy`). */
+const diagnosed = (fn: () => Promise<void>): Promise<void> => withOutput({ output: () => sy?.output() ?? '' }, fn);
 
 /** Switchyard with one tcp listener (first, so startSwitchyard waits for it) in front of `upstream`. */
 async function startTcp(upstream: Record<string, unknown>, listen: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Promise<Switchyard> {

@@ -13,7 +13,7 @@ import { stringify } from 'yaml';
 import WebSocket, { WebSocketServer } from 'ws';
 import { admin, getStatus, waitForStatus, workersReady, type Status as BalancingStatus } from '../helpers/admin-status.js';
 import { isAlive, request, sleep } from '../helpers/process.js';
-import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 
 interface EchoBackend {
   address: string;
@@ -103,15 +103,6 @@ function servedBy(sy: Switchyard, reqId: string): number | undefined {
   return undefined;
 }
 
-async function diagnosed<T>(sy: Switchyard | undefined, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof Error && sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-4000)}`;
-    throw err;
-  }
-}
-
 describe('tunnels across reloads', () => {
   const cleanup: Array<() => Promise<unknown>> = [];
   after(async () => {
@@ -136,7 +127,7 @@ describe('tunnels across reloads', () => {
 
   test('a WebSocket echoes through 5 reloads; new requests go to the new workers; its worker exits when it closes', { timeout: 120_000 }, async () => {
     const sy = await setUp();
-    await diagnosed(sy, async () => {
+    await withOutput(sy, async () => {
       const ws = await openSocket(sy.port);
       let closedEarly = false;
       ws.once('close', () => (closedEarly = true));
@@ -178,7 +169,7 @@ describe('tunnels across reloads', () => {
 
   test('tunnel_max_age closes a tunnel on a replaced worker, and only then', { timeout: 60_000 }, async () => {
     const sy = await setUp({ tunnel_max_age: '4s' });
-    await diagnosed(sy, async () => {
+    await withOutput(sy, async () => {
       const ws = await openSocket(sy.port);
       const closedAt = closed(ws);
       const holder = await tunnelWorker(sy);
@@ -203,7 +194,7 @@ describe('tunnels across reloads', () => {
 
   test('SIGTERM ends a retiring worker and its tunnels within shutdown_timeout', { timeout: 60_000 }, async () => {
     const sy = await setUp({ shutdown_timeout: '2s' });
-    await diagnosed(sy, async () => {
+    await withOutput(sy, async () => {
       const ws = await openSocket(sy.port);
       const holder = await tunnelWorker(sy);
       await reload(sy, generation(sy, 1, { shutdown_timeout: '2s' }));
@@ -220,7 +211,7 @@ describe('tunnels across reloads', () => {
 
   test('a retiring worker that dies is not respawned', { timeout: 60_000 }, async () => {
     const sy = await setUp();
-    await diagnosed(sy, async () => {
+    await withOutput(sy, async () => {
       const ws = await openSocket(sy.port);
       const holder = await tunnelWorker(sy);
       await reload(sy, generation(sy, 1));
@@ -239,7 +230,7 @@ describe('tunnels across reloads', () => {
 
   test('tunnels cannot pin old workers without bound: beyond 2 retiring per worker, the oldest closes its tunnels', { timeout: 90_000 }, async () => {
     const sy = await setUp({ workers: 1 });
-    await diagnosed(sy, async () => {
+    await withOutput(sy, async () => {
       const sockets: WebSocket[] = [];
       const holders: number[] = [];
       for (let gen = 1; gen <= 3; gen++) {

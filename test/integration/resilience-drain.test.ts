@@ -6,17 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { admin, getStatus, waitForStatus, workersReady } from '../helpers/admin-status.js';
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
 import { request, type Response } from '../helpers/process.js';
-import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
-
-/** Fails with what Switchyard printed too. */
-async function diagnosed<T>(sy: Switchyard | undefined, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof Error && sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-3000)}`;
-    throw err;
-  }
-}
+import { startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 
 async function drainedFlag(sy: Switchyard, address: string): Promise<unknown> {
   const s = await getStatus(sy.adminPort);
@@ -56,7 +46,7 @@ describe('admin drain and enable', () => {
   });
 
   test('a drained server finishes its in-flight request and gets no new ones; enabled, it gets requests again', { timeout: 30_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       // Hold one request open on A (B answers /hold at once).
       let held: Promise<Response> | undefined;
       for (let i = 0; i < 10 && a!.held === 0; i++) {

@@ -8,7 +8,7 @@ import { startRawBackend, type RawBackend } from '../helpers/backend.js';
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
 import { request, sleep } from '../helpers/process.js';
-import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 
 function healthOf(s: Status, address: string): boolean | undefined {
   return s.upstreams.app?.servers.find((server) => server.address === address)?.healthy;
@@ -37,16 +37,6 @@ async function whenHealth(sy: Switchyard, address: string, healthy: boolean, tim
 /** Start-up done: both workers ready (a booting worker competes for the 2 cores and skews timings). */
 async function started(sy: Switchyard): Promise<void> {
   await waitForStatus(sy.adminPort, 'both workers ready', (s) => workersReady(s, 2));
-}
-
-/** Fails with what Switchyard printed too. */
-async function diagnosed<T>(sy: Switchyard | undefined, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof Error && sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-3000)}`;
-    throw err;
-  }
 }
 
 describe('a server dies and comes back under load', () => {
@@ -82,7 +72,7 @@ describe('a server dies and comes back under load', () => {
       `and after a restart it is marked up and its share ramps up over slow_start`,
     { timeout: 40_000 },
     () =>
-      diagnosed(sy, async () => {
+      withOutput(sy, async () => {
         const victim = backends[1]!;
         const load = startLoad({ port: sy!.port, connections: 100, maxDurationMs: 30_000 });
         try {
@@ -155,7 +145,7 @@ describe('response timeout', () => {
   });
 
   test('one server answering after 5 s with timeouts.response 1s: 504 within 1.5 s; the others answer 200 fast meanwhile', { timeout: 20_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       const slow = backends[0]!;
       // One request every 50 ms for 1.2 s, each on its own connection, so the slow ones overlap the fast ones.
       const pending: Array<Promise<{ path: string; status: number | string; ms: number }>> = [];
@@ -218,7 +208,7 @@ describe('every server down', () => {
   });
 
   test('once health checks marked them down (one refusing, one hanging), requests get 503 within 100 ms', { timeout: 20_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       await refusing!.kill();
       await whenHealth(sy!, refusing!.address, false, 5000);
       await whenHealth(sy!, hanging!.address, false, 5000);

@@ -7,20 +7,10 @@ import { after, before, describe, test } from 'node:test';
 import { admin, waitForStatus, workersReady } from '../helpers/admin-status.js';
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
 import { request, sleep } from '../helpers/process.js';
-import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 
 const FAILURES = 5;
 const BASE_EJECTION_MS = 2000;
-
-/** Fails with what Switchyard printed too. */
-async function diagnosed<T>(sy: Switchyard | undefined, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof Error && sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-3000)}`;
-    throw err;
-  }
-}
 
 /** `count` sequential GETs on fresh connections; the statuses seen. Sequential, so failure counts are exact. */
 async function send(sy: Switchyard, count: number, tag: string): Promise<number[]> {
@@ -59,7 +49,7 @@ describe('outlier ejection of a server answering 500', () => {
   });
 
   test(`ejected after ${FAILURES} consecutive 500s; avoided for base_ejection; back after it; ejected longer the second time`, { timeout: 30_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       const bad = servers[0]!;
       const log: string[] = [];
       // 1. Until ejected: the bad server gets every 4th request, so 40 give it 10 chances.
@@ -129,7 +119,7 @@ describe('max_ejection_percent', () => {
   });
 
   test('3 of 4 servers answering 500 with max_ejection_percent 50: exactly 2 ejected, the rest keeps serving', { timeout: 30_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       await send(sy!, 80, 'warm');
       const counts = servers.map((s) => s.arrivals.length);
       await send(sy!, 40, 'steady');

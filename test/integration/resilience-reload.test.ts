@@ -9,17 +9,7 @@ import { admin, getStatus, waitForStatus, workersReady } from '../helpers/admin-
 import { startKillableBackend, type KillableBackend } from '../helpers/killable-backend.js';
 import { describeLoad, startLoad } from '../helpers/load.js';
 import { isAlive, sleep } from '../helpers/process.js';
-import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
-
-/** Fails with what Switchyard printed too. */
-async function diagnosed<T>(sy: Switchyard | undefined, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof Error && sy) err.message += `\n--- switchyard output (tail) ---\n${sy.output().slice(-3000)}`;
-    throw err;
-  }
-}
+import { startSwitchyard, withOutput, type Switchyard } from '../helpers/switchyard.js';
 
 /** The config with the first server's weight set to `weight` (everything else as started). */
 function withWeight(sy: Switchyard, weight: number): Record<string, unknown> {
@@ -50,7 +40,7 @@ describe('reload under load', () => {
 
   // The issue asks for 20 s of load; 5 reloads 2 s apart keep it to about 11 s.
   test('5 reloads (weight 1 <-> 3) during ~11 s of load on 100 connections: zero failed requests, no connection refused', { timeout: 60_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       const load = startLoad({ port: sy!.port, connections: 100, maxDurationMs: 45_000 });
       const reloads: string[] = [];
       try {
@@ -87,7 +77,7 @@ describe('reload under load', () => {
   );
 
   test('an invalid file on reload: 400 with file:line:col, the workers and config stay, load keeps succeeding', { timeout: 30_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       const good = readFileSync(sy!.configFile, 'utf8');
       const lines = good.split('\n');
       const at = lines.findIndex((l) => /^\s*response: 30s$/.test(l));
@@ -155,7 +145,7 @@ describe('metrics under load', () => {
   });
 
   test('switchyard_requests_total summed equals the requests sent by 50 connections over 3 s, over both workers', { timeout: 30_000 }, () =>
-    diagnosed(sy, async () => {
+    withOutput(sy, async () => {
       const load = startLoad({ port: sy!.port, connections: 50, maxDurationMs: 3000 });
       await sleep(3000);
       const result = await load.stop();

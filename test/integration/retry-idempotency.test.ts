@@ -45,7 +45,6 @@ describe('retries of POST and PATCH with an Idempotency-Key', () => {
           { match: { path: '/bounded' }, upstream: 'bounded' },
         ],
       },
-      { startTimeoutMs: 60_000 },
     );
     await waitWorkersReady(sy.adminPort, 2);
   });

@@ -74,7 +74,6 @@ async function start(names: string[], acceptProxy: boolean): Promise<Switchyard>
       upstreams: { app: { servers: [{ address: backend.address }] } },
       routes: [{ match: { path: '/' }, upstream: 'app' }],
     },
-    { startTimeoutMs: 60_000 },
   );
   running.push(sy);
   return sy;

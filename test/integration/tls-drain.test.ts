@@ -35,7 +35,6 @@ before(async () => {
       upstreams: { app: { servers: [{ address: `127.0.0.1:${port}` }], retries: 0 } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
     },
-    { startTimeoutMs: 60_000 },
   );
 });
 

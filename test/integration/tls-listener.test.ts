@@ -70,7 +70,7 @@ before(async () => {
     ],
     upstreams: { app: { servers: [{ address: backend.address }], retries: 0 } },
     routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
-  }, { startTimeoutMs: 60_000 });
+  });
 });
 
 after(async () => {

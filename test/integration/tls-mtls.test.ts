@@ -43,7 +43,6 @@ before(async () => {
         { match: { host: '*', path: '/bob' }, upstream: 'app', auth: { mtls: { subjects: ['CN=bob,O=Example'] } } },
       ],
     },
-    { startTimeoutMs: 60_000 },
   );
 });
 

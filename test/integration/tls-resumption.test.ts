@@ -49,7 +49,6 @@ async function startProxy(rotate: string): Promise<Switchyard> {
       upstreams: { app: { servers: [{ address: `127.0.0.1:${upstreamPort}` }], retries: 0 } },
       routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
     },
-    { startTimeoutMs: 60_000 },
   );
 }
 

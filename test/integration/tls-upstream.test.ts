@@ -72,7 +72,6 @@ before(async () => {
         { match: { host: '*', path: '/checked' }, upstream: 'checked' },
       ],
     },
-    { startTimeoutMs: 60_000 },
   );
 });
 

@@ -7,8 +7,9 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { compileHashKey } from '../../src/balancer/hash-key.js';
 import { createBalancer, type BalancerContext } from '../../src/balancer/create.js';
 import type { Balancer, ServerSlot } from '../../src/balancer/types.js';
-import type { BalanceAlgorithm, UpstreamConfig } from '../../src/config/types.js';
+import type { BalanceAlgorithm } from '../../src/config/types.js';
 import { Counter, MaglevTable, SharedRegion } from '../../src/native.js';
+import { upstreamConfig } from '../helpers/upstream-config.js';
 
 const ALGORITHMS: readonly BalanceAlgorithm[] = ['round-robin', 'least-conn', 'source', 'random'];
 // The upstream under test starts at region server BASE, after another upstream's servers.
@@ -47,25 +48,9 @@ function servers(weights: readonly number[], order?: readonly number[]): ServerS
   }));
 }
 
-function upstream(balance: BalanceAlgorithm, balanceFactor?: number): UpstreamConfig {
-  return {
-    name: 'app',
-    balance,
-    hash: balanceFactor === undefined ? { key: 'source-ip' } : { key: 'source-ip', balanceFactor },
-    servers: [],
-    retries: 1,
-    retryBudget: { percent: 20, minPerSecond: 5 },
-    retryBodyBytes: 65536,
-    retryIdempotencyKey: true,
-    outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
-    timeouts: { connectMs: 1000, responseMs: 1000, idleMs: 1000, tunnelIdleMs: 1000 },
-    maxIdlePerServer: 1,
-  };
-}
-
 function make(balance: BalanceAlgorithm, s: ServerSlot[], extra: Partial<BalancerContext> & { balanceFactor?: number } = {}): Balancer {
   const ctx: BalancerContext = { region, base: BASE, workerIndex: extra.workerIndex ?? 0, seed: extra.seed ?? 42 };
-  return createBalancer({ ...upstream(balance, extra.balanceFactor), servers: s }, s, ctx);
+  return createBalancer(upstreamConfig(balance, s, extra.balanceFactor), s, ctx);
 }
 
 /** Active requests of the upstream's server i in a worker slot. */
@@ -298,6 +283,6 @@ describe('native helpers behind the balancers', () => {
     assert.throws(() => table.useHealth(region, region.servers - 2), RangeError);
     assert.throws(() => region.view(region.servers - 1, 2), RangeError);
     assert.throws(() => region.view(-1, 2), TypeError);
-    assert.throws(() => createBalancer(upstream('source', 1.5), servers([1]), { region: undefined as unknown as SharedRegion, base: 0, workerIndex: 0 }), TypeError);
+    assert.throws(() => createBalancer(upstreamConfig('source', [], 1.5), servers([1]), { region: undefined as unknown as SharedRegion, base: 0, workerIndex: 0 }), TypeError);
   });
 });

@@ -1,19 +1,19 @@
 // HTTP Basic (RFC 7617) against bcrypt/scrypt hashes. Those hashes are slow
 // on purpose (bcrypt cost 10 is ~90 ms), so they run on the hash pool's
-// threads (hash-pool.ts), a success is remembered briefly (SuccessCache), and
-// identical checks in flight at once share one hash (a browser loading a page
-// sends the same credentials on several connections). Failures are never
-// remembered; each one costs the client an attempt (AttemptGate), and a
+// threads (hash-pool.ts), a success is remembered briefly, and identical
+// checks in flight at once share one hash (a browser loading a page sends
+// the same credentials on several connections): credential-checks.ts.
+// Failures are never remembered; each one costs the client an attempt, and a
 // client out of attempts gets no hash at all.
 
 import { createHmac, randomBytes } from 'node:crypto';
 import type { BasicUser } from '../../config/types.js';
-import { outOfAttempts } from './attempts.js';
 import type { AttemptGate } from './attempts.js';
+import { CredentialChecks } from './credential-checks.js';
 import { decoyVerifier, parsePasswordHash } from './password-hash.js';
 import type { PasswordVerifier } from './password-hash.js';
 import { authorizationCredentials } from './request-parts.js';
-import { DEFAULT_SUCCESS_CACHE, SuccessCache } from './success-cache.js';
+import { DEFAULT_SUCCESS_CACHE } from './success-cache.js';
 import type { SuccessCacheOptions } from './success-cache.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
 import { ErrorCode, SwitchyardError } from '../../errors.js';
@@ -30,14 +30,11 @@ export class BasicAuthenticator implements Authenticator {
   readonly #decoy: PasswordVerifier;
   readonly #challenge: string;
   /** Keyed by HMAC(per-process key, "user:password"): memory never holds a password or a plain fast hash of one. */
-  readonly #verified: SuccessCache<Identity>;
+  readonly #checks: CredentialChecks;
   readonly #cacheKey = randomBytes(32);
-  /** Checks running now, by the same key as #verified. */
-  readonly #inFlight = new Map<string, Promise<AuthResult>>();
-  readonly #gate: AttemptGate | undefined;
 
   constructor(realm: string, users: readonly BasicUser[], cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE, gate?: AttemptGate) {
-    this.#gate = gate;
+    this.#checks = new CredentialChecks(cache, gate);
     for (const u of users) {
       if (u.name.includes(':')) throw new SwitchyardError(ErrorCode.ConfigPolicy, `basic auth user "${u.name}": a user name cannot contain ":"`);
       const identity: Identity = Object.freeze({ kind: 'basic', subject: u.name, scopes: Object.freeze([]), claims: Object.freeze({}) });
@@ -45,7 +42,6 @@ export class BasicAuthenticator implements Authenticator {
     }
     this.#decoy = decoyVerifier(this.#users.values().next().value?.verifier);
     this.#challenge = `Basic realm="${realm.replace(/["\\]/g, '\\$&')}", charset="UTF-8"`;
-    this.#verified = new SuccessCache(cache);
   }
 
   authenticate(req: GatewayRequest): AuthResult | Promise<AuthResult> {
@@ -60,33 +56,23 @@ export class BasicAuthenticator implements Authenticator {
     const user = this.#users.get(name);
 
     const key = createHmac('sha256', this.#cacheKey).update(decoded).digest('base64');
-    const cached = this.#verified.get(key);
-    if (cached) return { ok: true, identity: cached };
-    const running = this.#inFlight.get(key);
-    if (running) return running;
-    const wait = this.#gate?.charge(req.clientIp) ?? 0;
-    if (wait > 0) return outOfAttempts(wait);
-    const check = this.#verify(user, decoded.slice(colon + 1), key, req.clientIp).finally(() => this.#inFlight.delete(key));
-    this.#inFlight.set(key, check);
-    return check;
+    return this.#checks.known(key) ?? this.#checks.run(key, req.clientIp, () => this.#verify(user, decoded.slice(colon + 1), key, req.clientIp));
   }
 
   close(): void {
-    this.#verified.clear();
+    this.#checks.clear();
   }
 
   async #verify(user: User | undefined, password: string, key: string, clientIp: string): Promise<AuthResult> {
     // An unknown user still pays one hash of the usual cost.
     const ok = await (user ?? { verifier: this.#decoy }).verifier.verify(password);
     if (ok === 'busy') {
-      this.#gate?.refund(clientIp);
+      this.#checks.refund(clientIp);
       return { ok: false, reason: 'password check queue full', retryAfter: 1 };
     }
     if (!user) return this.#refuse('unknown user');
     if (!ok) return this.#refuse(`wrong password for user "${user.identity.subject}"`);
-    this.#gate?.refund(clientIp);
-    this.#verified.set(key, user.identity);
-    return { ok: true, identity: user.identity };
+    return this.#checks.succeeded(key, clientIp, user.identity);
   }
 
   #refuse(reason: string): AuthResult {

@@ -16,11 +16,11 @@ import type * as Jose from 'jose';
 import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions } from 'jose';
 import type { JwtConfig } from '../../config/types.js';
 import type { Logger } from '../../log.js';
-import { outOfAttempts } from './attempts.js';
 import type { AttemptGate } from './attempts.js';
+import { CredentialChecks } from './credential-checks.js';
 import { authorizationCredentials, cookieValue, headerValue, queryValue } from './request-parts.js';
 import type { Lookup } from './request-parts.js';
-import { DEFAULT_SUCCESS_CACHE, SuccessCache } from './success-cache.js';
+import { DEFAULT_SUCCESS_CACHE } from './success-cache.js';
 import type { SuccessCacheOptions } from './success-cache.js';
 import type { AuthResult, Authenticator, GatewayRequest, Identity } from './types.js';
 import { ErrorCode, SwitchyardError } from '../../errors.js';
@@ -59,17 +59,13 @@ export class JwtAuthenticator implements Authenticator {
   readonly #log: Logger;
   readonly #clockSkewMs: number;
   /** Keyed by SHA-256 of the token: small keys, and no usable bearer token held in the cache. */
-  readonly #verified: SuccessCache<Identity>;
-  /** Verifications running now, by the same key: parallel first requests with a new token share one. */
-  readonly #inFlight = new Map<string, Promise<AuthResult>>();
-  readonly #gate: AttemptGate | undefined;
+  readonly #checks: CredentialChecks;
   #refreshTimer: NodeJS.Timeout | undefined;
 
   constructor(cfg: JwtConfig, log: Logger, tuning: JwksTuning = DEFAULT_JWKS_TUNING, cache: SuccessCacheOptions = DEFAULT_SUCCESS_CACHE, gate?: AttemptGate) {
     this.#log = log;
-    this.#gate = gate;
+    this.#checks = new CredentialChecks(cache, gate);
     this.#clockSkewMs = cfg.clockSkewMs;
-    this.#verified = new SuccessCache(cache);
     this.#readToken = tokenReader(cfg.from);
     if (cfg.algorithms.length === 0) throw new SwitchyardError(ErrorCode.ConfigPolicy, 'jwt: at least one algorithm is required');
     this.#options = {
@@ -103,21 +99,13 @@ export class JwtAuthenticator implements Authenticator {
     if (token.found === false || token.value === '') return { ok: false, reason: 'missing token', wwwAuthenticate: CHALLENGE };
     if (!COMPACT_JWT.test(token.value)) return { ok: false, reason: 'malformed token', wwwAuthenticate: INVALID_CHALLENGE };
     const key = createHash('sha256').update(token.value).digest('base64');
-    const cached = this.#verified.get(key);
-    if (cached) return { ok: true, identity: cached };
-    const running = this.#inFlight.get(key);
-    if (running) return running;
-    const wait = this.#gate?.charge(req.clientIp) ?? 0;
-    if (wait > 0) return outOfAttempts(wait);
-    const check = this.#verify(token.value, key, req.clientIp).finally(() => this.#inFlight.delete(key));
-    this.#inFlight.set(key, check);
-    return check;
+    return this.#checks.known(key) ?? this.#checks.run(key, req.clientIp, () => this.#verify(token.value, key, req.clientIp));
   }
 
   close(): void {
     clearInterval(this.#refreshTimer);
     this.#refreshTimer = undefined;
-    this.#verified.clear();
+    this.#checks.clear();
   }
 
   async #verify(token: string, cacheKey: string, clientIp: string): Promise<AuthResult> {
@@ -126,16 +114,14 @@ export class JwtAuthenticator implements Authenticator {
       ({ payload } = await jose().jwtVerify(token, this.#getKey, this.#options));
     } catch (err) {
       // The keys could not be fetched: no fault of the client's, no attempt of theirs spent.
-      if (!(err instanceof jose().errors.JOSEError) || err instanceof jose().errors.JWKSTimeout) this.#gate?.refund(clientIp);
+      if (!(err instanceof jose().errors.JOSEError) || err instanceof jose().errors.JWKSTimeout) this.#checks.refund(clientIp);
       return { ok: false, reason: describeFailure(err), wwwAuthenticate: INVALID_CHALLENGE };
     }
     if (typeof payload.sub !== 'string' || payload.sub === '') {
       return { ok: false, reason: 'token has no "sub" claim', wwwAuthenticate: INVALID_CHALLENGE };
     }
-    this.#gate?.refund(clientIp);
     const identity: Identity = Object.freeze({ kind: 'jwt', subject: payload.sub, scopes: Object.freeze(scopesOf(payload)), claims: Object.freeze(payload) });
-    this.#verified.set(cacheKey, identity, payload.exp === undefined ? Infinity : payload.exp * 1000 + this.#clockSkewMs);
-    return { ok: true, identity };
+    return this.#checks.succeeded(cacheKey, clientIp, identity, payload.exp === undefined ? Infinity : payload.exp * 1000 + this.#clockSkewMs);
   }
 
   #asymmetricSource(cfg: JwtConfig, algorithms: readonly string[], tuning: JwksTuning): JWTVerifyGetKey {
