@@ -11,6 +11,7 @@ import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import { buildClientHead, buildInterimHead, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
 import type { HeaderList } from './gateway-step.js';
 import { Tunnel } from './tunnel.js';
+import { skipReadAhead } from './read-ahead.js';
 import { normaliseAddress, type WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
 import { socketOrigin } from '../l4/proxy-header-reader.js';
@@ -116,6 +117,7 @@ export class ClientConnection implements Expirable, ClientSide {
         this.requestEnded();
       },
     });
+    skipReadAhead(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('error', () => this.onClose());
