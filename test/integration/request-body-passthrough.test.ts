@@ -40,7 +40,13 @@ describe('request bodies passed through', () => {
 
   before(async () => {
     // Answers once the whole body is in (the responder runs at the head): its length, as the backend counted it.
-    backend = await startBackend({ respond: async (req) => ({ status: 200, body: `${req.url} ${await bodyLength(req)}` }) });
+    // /slow answers after 300 ms, holding the requests pipelined behind it.
+    backend = await startBackend({
+      respond: async (req) => {
+        if (req.url === '/slow') await sleep(300);
+        return { status: 200, body: `${req.url} ${await bodyLength(req)}` };
+      },
+    });
     sy = await startSwitchyard({
       workers: 1,
       limits: { max_body_bytes: 100_000 },
@@ -151,6 +157,25 @@ describe('request bodies passed through', () => {
       conn.destroy();
     }
     assert.equal(sha(backend.requests[0]!.body), sha(body));
+  });
+
+  test('bodies pipelined behind a slow response fill the paused socket, and reading restarts after it', async () => {
+    // Behind /slow the socket is paused: what the client sends fills its buffer until the handle stops
+    // reading, with the rest still in the kernel (read-ahead.ts: nothing but resume() restarts it).
+    backend.reset();
+    const a = patternBytes(5, 90_000);
+    const b = patternBytes(6, 90_000);
+    const conn = await RawConnection.open(sy.port);
+    try {
+      conn.write(Buffer.concat([Buffer.from('GET /slow HTTP/1.1\r\nHost: t\r\n\r\n', 'latin1'), post('/behind-1', a), post('/behind-2', b)]));
+      assert.equal((await conn.expectResponse()).body.toString(), '/slow 0');
+      assert.equal((await conn.expectResponse({ timeoutMs: 5000 })).body.toString(), '/behind-1 90000');
+      assert.equal((await conn.expectResponse({ timeoutMs: 5000 })).body.toString(), '/behind-2 90000');
+    } finally {
+      conn.destroy();
+    }
+    assert.deepEqual(backend.requests.map((r) => r.url), ['/slow', '/behind-1', '/behind-2']);
+    assert.deepEqual(backend.requests.slice(1).map((r) => sha(r.body)), [a, b].map(sha));
   });
 
   test('after a Connection: close request, bytes after its body never reach the upstream', async () => {
