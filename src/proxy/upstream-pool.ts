@@ -6,6 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { createParser, releaseParser, resetParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
+import { skipReadAhead } from './read-ahead.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { encodeProxyV1, encodeProxyV2, type ConnectionOrigin } from '../l4/proxy-protocol.js';
 
@@ -228,6 +229,7 @@ export class UpstreamConnection implements Expirable {
       this.connectDeadline = 0;
       this.listener?.onUpstreamConnect(this);
     });
+    skipReadAhead(this.socket);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('end', () => this.onEnd());
     this.socket.on('error', (err) => this.fail(err, this.connected ? 'io' : 'connect'));
