@@ -7,34 +7,22 @@
 // process's CPU is the sender's: the JS bookkeeping plus the syscall.
 // (Issue 11 item 7: the copy measured no cheaper than cork and writev, so
 // the data path keeps corking; see bench/README.md, "What was tried".)
-// --tls sends over TLS (the sink a tls.createServer with the bench's
-// certificate): the client side of a TLS listener's response writes, where
-// node:tls copies a writev's pieces into one buffer before SSL_write.
-//   node --import tsx bench/write-gather.ts [--sends 20000] [--rounds 5] [--tls]
+//   node --import tsx bench/write-gather.ts [--sends 20000] [--rounds 5]
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import tls from 'node:tls';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { benchCertificate } from './lib/front.js';
-import { benchWorkspace } from './lib/process.js';
 
-const { values } = parseArgs({ options: { sends: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' }, tls: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { sends: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' } } });
 const SENDS = Number(values.sends);
 const ROUNDS = Number(values.rounds);
-const workspace = values.tls ? benchWorkspace('switchyard-write-gather-') : undefined;
-const cert = workspace ? benchCertificate(workspace.tmp) : undefined;
 
-const serve = cert
-  ? `const fs = require('fs'); require('tls').createServer({ cert: fs.readFileSync(${JSON.stringify(cert.cert)}), key: fs.readFileSync(${JSON.stringify(cert.key)}) }, (s) => s.resume())`
-  : "require('net').createServer((s) => s.resume())";
-const sink = spawn(process.execPath, ['-e', `${serve}.listen(0, '127.0.0.1', function () { console.log(this.address().port); })`], {
+const sink = spawn(process.execPath, ['-e', "require('net').createServer((s) => s.resume()).listen(0, '127.0.0.1', function () { console.log(this.address().port); })"], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const port = Number(await new Promise<string>((resolve) => sink.stdout!.once('data', (d: Buffer) => resolve(d.toString()))));
-const socket = cert ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect({ port, host: '127.0.0.1', noDelay: true });
-await once(socket, cert ? 'secureConnect' : 'connect');
-if (cert) socket.setNoDelay(true);
+const socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
+await once(socket, 'connect');
 
 const head = `POST /post HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/octet-stream\r\nContent-Length: 4096\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Request-Id: 0123456789abcdef\r\n\r\n`;
 
@@ -73,7 +61,7 @@ async function measure(send: (body: Buffer) => void, body: Buffer): Promise<numb
   return (used.user + used.system) / SENDS;
 }
 
-console.log(`${values.tls ? 'TLS' : 'plain TCP'}, ${SENDS} sends per cell, ${ROUNDS} rounds interleaved; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+console.log(`${SENDS} sends per cell, ${ROUNDS} rounds interleaved; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 console.log('body      cork µs   copied µs   copied÷cork   string µs (÷cork)');
 for (const size of [100, 4096, 12 * 1024, 64 * 1024]) {
   const body = Buffer.alloc(size, 'x');
@@ -87,4 +75,3 @@ for (const size of [100, 4096, 12 * 1024, 64 * 1024]) {
 }
 socket.destroy();
 sink.kill();
-await workspace?.cleanup();
