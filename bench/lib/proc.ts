@@ -24,6 +24,8 @@ export interface ProcStat {
   ticks: number;
   /** utime + stime: the process's own CPU, without reaped children. */
   ownTicks: number;
+  /** minflt + cminflt: page faults served without I/O (a page mapped again from the page cache, a fresh anonymous page). */
+  minorFaults: number;
   rssBytes: number;
   /** Start time in ticks since boot: with the pid, a process's identity. */
   startTime: number;
@@ -45,6 +47,7 @@ export function readStat(pid: number): ProcStat | undefined {
     ppid: Number(f[1]),
     ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
     ownTicks: Number(f[11]) + Number(f[12]),
+    minorFaults: Number(f[7]) + Number(f[8]),
     startTime: Number(f[19]),
     rssBytes: Number(f[21]) * PAGE_BYTES,
   };
@@ -75,6 +78,13 @@ export function treeCpuMicros(root: number): number {
   let ticks = 0;
   for (const p of processTree(root)) ticks += p.ticks;
   return (ticks * 1e6) / CLK_TCK;
+}
+
+/** Minor faults of the tree (reaped children's included via cminflt). */
+export function treeMinorFaults(root: number): number {
+  let faults = 0;
+  for (const p of processTree(root)) faults += p.minorFaults;
+  return faults;
 }
 
 /** One process's own CPU time in microseconds; undefined when it is gone. */
