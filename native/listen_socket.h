@@ -13,8 +13,9 @@ namespace switchyard {
 // first EAGAIN (queue empty) or at any error but a connection aborted in the
 // queue (EMFILE and the like are left to libuv's own accept, which has its
 // remedy for them). Each descriptor is non-blocking and close-on-exec, owned
-// by the caller. Returns 0, or -errno when `listen_fd` is unusable or
-// blocking (a blocking accept would stall the event loop).
+// by the caller. Returns 0, or -errno when `listen_fd` is unusable, or
+// blocking with a connection queued (a blocking accept would stall the
+// event loop; with none queued there is no accept to make).
 int AcceptQueued(int listen_fd, int max, int sharers, std::vector<int>* accepted);
 
 }  // namespace switchyard
