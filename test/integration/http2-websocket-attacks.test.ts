@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { getStatus, waitForStatus } from '../helpers/admin-status.js';
 import { startRawBackend, websocketAccept, type RawBackend } from '../helpers/backend.js';
 import { Pki, type Ca, type Issued } from '../helpers/certs.js';
-import { openH2WebSocket, type H2WebSocket } from '../helpers/h2-websocket.js';
+import { openH2WebSocket } from '../helpers/h2-websocket.js';
 import { ErrorCode, FrameType, RawH2, data, headers, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 
@@ -132,12 +132,6 @@ async function connect(tls?: { cert?: Issued }): Promise<ClientHttp2Session> {
     session.once('error', reject);
   });
   return session;
-}
-
-async function open(session: ClientHttp2Session, path: string, extra: http2.OutgoingHttpHeaders = {}): Promise<H2WebSocket> {
-  const hs = await openH2WebSocket(session, path, extra);
-  assert.equal(hs.status, 200, `extended CONNECT ${path}: status ${hs.status}, rst ${hs.rstCode}, ${hs.body.toString()}`);
-  return hs.socket!;
 }
 
 /** A tunnel whose upstream echoes raw bytes: what comes back, as text. */
