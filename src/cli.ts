@@ -136,13 +136,16 @@ async function main(argv: string[]): Promise<number | undefined> {
 
   if (values.check !== undefined) {
     const { summarizeConfig } = await import('./config/summary.js');
-    const { auditRoutes, formatFinding } = await import('./proxy/route-audit.js');
+    const { auditRoutes, formatFinding, formatUnreachable, unreachableRoutes } = await import('./proxy/route-audit.js');
     const { formatRouteTable, routeTable } = await import('./proxy/route-table.js');
     const routes = loaded.config.routes;
-    const findings = auditRoutes(routes);
-    const audit = findings.length === 0
+    const warnings = [
+      ...unreachableRoutes(routes, loaded.config.normalize.escapedSlashes).map((u) => formatUnreachable(u, routes)),
+      ...auditRoutes(routes).map((f) => formatFinding(f, routes)),
+    ];
+    const audit = warnings.length === 0
       ? 'route audit: no route with auth can be reached with weaker checks'
-      : [`route audit: ${findings.length} warning${findings.length === 1 ? '' : 's'}`, ...findings.map((f) => `  warning: ${formatFinding(f, routes)}`)].join('\n');
+      : [`route audit: ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`, ...warnings.map((w) => `  warning: ${w}`)].join('\n');
     process.stdout.write(`${summarizeConfig(loaded.config)}\n${formatRouteTable(routeTable(routes))}\n${audit}\n`);
     let weakened = 0;
     if (values.against !== undefined) {
@@ -160,7 +163,7 @@ async function main(argv: string[]): Promise<number | undefined> {
       weakened = diff.weakened.length;
       process.stdout.write(`${formatDiff(diff, values.against)}\n`);
     }
-    return values.strict && (findings.length > 0 || weakened > 0) ? 1 : 0;
+    return values.strict && (warnings.length > 0 || weakened > 0) ? 1 : 0;
   }
   return run(loaded.config, file, overrides);
 }

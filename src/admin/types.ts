@@ -35,7 +35,7 @@ export interface WorkerStats {
   requests: number;
   activeConnections: number;
   activeRequests: number;
-  /** Client connections carrying a tunnel (WebSocket or another Upgrade). */
+  /** Open tunnels (WebSocket or another Upgrade): an HTTP/1.1 connection after its 101, each tunnel stream of an HTTP/2 session. */
   tunnels: number;
   upstreams: Record<string, Record<string, ServerStats>>;
 }

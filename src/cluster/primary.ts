@@ -29,6 +29,7 @@ import { DsrSupervisor, dsrUnavailable } from './dsr-supervisor.js';
 import { dsrPlan } from '../dsr/plan.js';
 import { releaseStartupPages } from '../native.js';
 import { registerDsrMetrics, type DsrMetricsSnapshot } from '../metrics/dsr-metrics.js';
+import { formatUnreachable, unreachableRoutes } from '../proxy/route-audit.js';
 
 
 export interface PrimaryOptions {
@@ -196,6 +197,7 @@ export class Primary {
   async start(): Promise<void> {
     // Read by node:cluster at the first fork only.
     cluster.schedulingPolicy = this.config.scheduling === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+    this.warnUnreachable(this.config);
     const unavailable = this.config.dsr.length > 0 ? dsrUnavailable() : undefined;
     if (unavailable !== undefined) throw new SwitchyardError(ErrorCode.DsrUnavailable, `dsr: ${unavailable}`);
     this.demo = await startDemoBackends(this.config.demoBackends, this.log);
@@ -681,6 +683,7 @@ export class Primary {
       next = loaded.config;
       previous = this.config;
       this.followServers(next);
+      this.warnUnreachable(next);
     }
     this.config = next;
     this.log.level = next.logging.level;
@@ -822,6 +825,13 @@ export class Primary {
       (slot.index === 0 ? 'no worker was replaced' : `slots 0-${slot.index - 1} run the new config, the others the old one`);
     this.log.error({ error }, 'reload failed');
     return { ok: false, errors: [error] };
+  }
+
+  /** A route whose path the normaliser reads as another is a mistake that still loads (a warning, as in `--check`): said at start and reload. */
+  private warnUnreachable(config: Config): void {
+    for (const u of unreachableRoutes(config.routes, config.normalize.escapedSlashes)) {
+      this.log.warn({ route: config.routes[u.route]!.name }, `route audit: ${formatUnreachable(u, config.routes)}`);
+    }
   }
 
   private warnUnappliable(previous: Config, next: Config): void {

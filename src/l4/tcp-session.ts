@@ -162,6 +162,10 @@ export class TcpSession implements L4Connection {
     return true;
   }
 
+  openTunnels(): number {
+    return 1;
+  }
+
   destroy(): void {
     this.abort();
   }

@@ -31,6 +31,8 @@ export interface L4Connection {
   closeWhenIdle(graceMs: number): void;
   /** Always true: a relayed byte stream is a tunnel, kept open by a retiring worker like a WebSocket (up to tunnel_max_age). */
   inTunnel(): boolean;
+  /** 1: the relayed byte stream is one tunnel. */
+  openTunnels(): number;
   destroy(): void;
 }
 

@@ -472,6 +472,10 @@ export class ClientConnection implements Expirable, ClientSide {
     return this.tunnel !== undefined;
   }
 
+  openTunnels(): number {
+    return this.tunnel === undefined ? 0 : 1;
+  }
+
   /** Between requests: nothing parsed or answered right now. */
   isIdle(): boolean {
     return this.active === undefined && this.parsing === undefined;

@@ -145,6 +145,13 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
     session.on('remoteSettings', () => this.onControlFrame('SETTINGS'));
     session.on('error', (err: Error) => worker.logThrottle.warn(worker.log, 'h2-session-error', { peer: this.peerAddress, err: err.message }, 'HTTP/2 session error'));
     session.on('close', () => this.onClose());
+    // The listeners keep half-open sockets for HTTP/1.1 (a client may shut down its side and still get its
+    // response), but an HTTP/2 client that sent FIN can send no END_STREAM, RST_STREAM or WINDOW_UPDATE any
+    // more: its tunnels would stay open, upstream connections and all, until tunnel_idle. Its side ends the
+    // connection, as in a Node http2 server of its own (allowHalfOpen false).
+    socket.on('end', () => {
+      if (!socket.destroyed) socket.end();
+    });
     track(this);
     // A worker draining hands the connection over already closing.
     if (worker.closing) this.closeWhenIdle(DRAIN_IDLE_GRACE_MS);
@@ -234,6 +241,10 @@ class H2Session implements WorkerConnection, StreamOwner, Expirable {
       this.idleDeadline = 0;
       this.goAway();
     }
+  }
+
+  openTunnels(): number {
+    return this.tunnels;
   }
 
   /** Every open stream is a tunnel: a retiring worker keeps the session for them (its requests are done). */

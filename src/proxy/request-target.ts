@@ -144,6 +144,30 @@ function compatibilityText(segments: readonly string[]): string {
   return mapped.replace(/[^\x00-\x7f]+/gu, (run) => encodeURIComponent(run));
 }
 
+/**
+ * The characters of a path (escaped UTF-8, as route paths are written) that
+ * the compatibility form maps to something else: each escaped, as text, and
+ * what it reads as ("%EF%BD%81", "ａ", "a").
+ */
+export function compatibilityMappings(path: string): Array<{ escaped: string; char: string; readsAs: string }> {
+  const out: Array<{ escaped: string; char: string; readsAs: string }> = [];
+  for (const [run] of path.toUpperCase().matchAll(ESCAPED_HIGH_RUN)) {
+    const bytes = new Uint8Array(run.length / 3);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(run.slice(3 * i + 1, 3 * i + 3), 16);
+    let text: string;
+    try {
+      text = UTF8.decode(bytes);
+    } catch {
+      continue;
+    }
+    for (const char of text) {
+      const readsAs = char.normalize('NFKC').replace(BEST_FIT_CHARS, (c) => BEST_FIT.get(c)!);
+      if (readsAs !== char) out.push({ escaped: encodeURIComponent(char), char, readsAs });
+    }
+  }
+  return out;
+}
+
 /** The resolved form of a path (see the top of this file), or with `dots` false the decoded one; or why it is refused. */
 export function resolve(path: string, escapedSlashes: EscapedSlashes, dots = true): string | { refused: string } {
   const segments = decodeSegments(path, escapedSlashes);

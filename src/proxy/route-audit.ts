@@ -20,6 +20,7 @@
 // auth route); and routes for longer prefixes (an open /api/health under an
 // authenticated /api is a carve-out someone wrote).
 import type { RouteConfig } from '../config/types.js';
+import { compatibilityMappings, pathForms, type EscapedSlashes } from './request-target.js';
 import { Router } from './router.js';
 
 export interface AuditFinding {
@@ -161,4 +162,55 @@ function hostClasses(routes: readonly RouteConfig[]): HostClass[] {
   }
   out.set('*', { sample: 'audit-sample.invalid', label: '*' });
   return [...out.values()];
+}
+
+/** A route no request can reach: its own path has another form, so the router refuses every request for it (400 bad-path). */
+export interface UnreachableRoute {
+  route: number;
+  /** What in the path reads as something else, and what. */
+  why: string;
+  /** The other form the router compares, and where it goes. */
+  form: string;
+  refusal: string;
+}
+
+/**
+ * Routes whose configured path holds characters the path normaliser maps
+ * elsewhere (Unicode look-alikes such as "%EF%BD%81" for "a", "%EF%BC%8F"
+ * for "/", "%E2%80%A5" for ".."; names that Windows reads without their
+ * trailing dots, spaces or "::$DATA"). A request for such a path has that
+ * other form too, which never belongs to the same route: the router refuses
+ * it, so the route is dead. Asked of the real router, with a request that
+ * meets the route's own host, method and header conditions.
+ */
+export function unreachableRoutes(routes: readonly RouteConfig[], escapedSlashes: EscapedSlashes): UnreachableRoute[] {
+  const router = new Router(routes, (route) => route, escapedSlashes);
+  const out: UnreachableRoute[] = [];
+  routes.forEach((route, i) => {
+    const forms = pathForms(route.path, escapedSlashes, false);
+    if (typeof forms === 'string' || forms.plain.length < 2) return;
+    const host = route.host === '*' ? 'audit-sample.invalid' : route.host.startsWith('*.') ? `audit-sample${route.host.slice(1)}` : route.host;
+    const hit = router.match(host, route.methods?.[0] ?? 'GET', route.path, Object.entries(route.headers ?? {}).flat());
+    if (hit !== undefined && !('refused' in hit) && hit.target === route) return;
+    const form = forms.plain.find((f) => f !== route.path)!;
+    out.push({ route: i, why: lookAlikes(route.path), form, refusal: hit !== undefined && 'refused' in hit ? hit.detail : `it goes to ${hit === undefined ? 'no route' : `route ${hit.target.name}`}` });
+  });
+  return out;
+}
+
+/** What in `path` the normaliser reads as something else. */
+function lookAlikes(path: string): string {
+  const unicode = compatibilityMappings(path).map((m) => `${JSON.stringify(m.escaped)} (U+${m.char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} ${JSON.stringify(m.char)}) reads as ${JSON.stringify(m.readsAs)}`);
+  const windows = path
+    .split('/')
+    .filter((name) => name !== '' && /(?:::\$DATA|\.|%20)$/i.test(name))
+    .map((name) => `the name ${JSON.stringify(name)} reads as ${JSON.stringify(name.replace(/(?:::\$DATA)?(?:\.|%20)*$/i, ''))} on Windows (trailing dots, spaces and "::$DATA" dropped)`);
+  const all = [...unicode, ...windows];
+  return all.length > 0 ? all.join(', ') : 'it has another form';
+}
+
+/** One line per unreachable route: which route, which characters, what they read as, and why it is dead. */
+export function formatUnreachable(u: UnreachableRoute, routes: readonly RouteConfig[]): string {
+  const route = routes[u.route]!;
+  return `routes[${u.route}] ${route.name} (${routeConditions(route)}) can never be reached: in its path ${u.why}, so every request for it is also ${JSON.stringify(u.form)} to a backend that normalises it, and the router refuses it (400 bad-path: ${u.refusal})`;
 }

@@ -28,6 +28,8 @@ export interface WorkerConnection {
   closeWhenIdle(graceMs: number): void;
   /** Carries a tunnel (after a 101): a retiring worker keeps it open. */
   inTunnel(): boolean;
+  /** Its open tunnels: one for an HTTP/1.1 connection after a 101, one per tunnel stream of an HTTP/2 session. */
+  openTunnels(): number;
   destroy(): void;
 }
 
@@ -139,10 +141,10 @@ export class WorkerRuntime implements ExchangeContext {
     return new Promise((resolve) => (this.onIdle = resolve));
   }
 
-  /** Client connections that carry a tunnel. */
+  /** Open tunnels: an HTTP/2 session's count each (its other streams may be plain requests). */
   tunnels(): number {
     let n = 0;
-    for (const conn of this.connections) if (conn.inTunnel()) n++;
+    for (const conn of this.connections) n += conn.openTunnels();
     return n;
   }
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { tempDir, type TempDir } from '../helpers/process.js';
-import { baseConfig, runCli } from '../helpers/switchyard.js';
+import { baseConfig, freePort, runCli, startCli } from '../helpers/switchyard.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../config/examples/api-gateway.yaml', import.meta.url));
 const KEY = { api_key: { keys: [{ name: 'k', key: 'a-key-of-enough-length' }] } };
@@ -52,6 +52,47 @@ describe('--check: route audit', () => {
     const r = await runCli(['--strict']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--strict applies to --check only/);
+  });
+
+  test('a route whose path the normaliser reads as another (Unicode look-alikes, Windows names) can never be reached: a warning naming the route, the character and what it reads as', async () => {
+    const base = baseConfig({ proxyPort: 18080, adminPort: 19090, servers: ['127.0.0.1:9001'] });
+    const file = await tmp.writeConfig({
+      ...base,
+      routes: [
+        { name: 'site', match: { path: '/' }, upstream: 'app' },
+        { name: 'fullwidth', match: { path: '/%EF%BD%81dmin' }, upstream: 'app' },
+        { name: 'slash-alike', match: { path: '/a%E2%88%95b' }, upstream: 'app' },
+        { name: 'two-dots', match: { host: 'x.test', path: '/x/%E2%80%A5', methods: ['GET'] }, upstream: 'app' },
+        { name: 'trailing-dot', match: { path: '/files.' }, upstream: 'app' },
+        { name: 'cafe', match: { path: '/caf%C3%A9' }, upstream: 'app' },
+      ],
+    }, 'look-alikes.yaml');
+    const r = await runCli(['--check', file]);
+    assert.equal(r.code, 0, r.stderr);
+    const warnings = r.stdout.split('\n').filter((l) => l.includes('warning:'));
+    assert.equal(warnings.length, 4, r.stdout);
+    assert.match(r.stdout, /route audit: 4 warnings/);
+    assert.match(warnings[0]!, /routes\[1\] fullwidth \(any method \* \/%EF%BD%81dmin\) can never be reached: in its path "%EF%BD%81" \(U\+FF41 "ａ"\) reads as "a", so every request for it is also "\/admin" .* \(400 bad-path: /);
+    assert.match(warnings[1]!, /routes\[2\] slash-alike .*"%E2%88%95" \(U\+2215 "∕"\) reads as "\/"/);
+    assert.match(warnings[2]!, /routes\[3\] two-dots \(GET x\.test \/x\/%E2%80%A5\) .*"%E2%80%A5" \(U\+2025 "‥"\) reads as "\.\."/);
+    assert.match(warnings[3]!, /routes\[4\] trailing-dot .*the name "files\." reads as "files" on Windows/);
+    assert.ok(!r.stdout.includes('routes[5] cafe'), 'a composed é is what NFKC leaves as it is');
+    assert.equal((await runCli(['--check', file, '--strict'])).code, 1);
+  });
+
+  test('start-up logs the same warning (the config still loads)', async () => {
+    const proxyPort = await freePort();
+    const base = baseConfig({ proxyPort, adminPort: await freePort(new Set([proxyPort])), servers: ['127.0.0.1:9001'] });
+    const file = await tmp.writeConfig({ ...base, workers: 1, routes: [{ name: 'fullwidth', match: { path: '/%EF%BD%81dmin' }, upstream: 'app' }] }, 'start-look-alike.yaml');
+    const cli = await startCli(file, { waitFor: [proxyPort], timeoutMs: 60_000 });
+    try {
+      const line = cli.output().split('\n').find((l) => l.includes('route audit'));
+      assert.ok(line !== undefined, cli.output());
+      assert.equal((JSON.parse(line) as { level: number }).level, 40, 'a warning');
+      assert.match((JSON.parse(line) as { msg: string }).msg, /route audit: routes\[0\] fullwidth .*can never be reached: in its path "%EF%BD%81" \(U\+FF41 "ａ"\) reads as "a"/);
+    } finally {
+      await cli.stop();
+    }
   });
 
   test('route paths must be normalised; paths that differ only in case make duplicate routes', async () => {
