@@ -1,10 +1,9 @@
 // What the kernel says about a process's sockets (/proc), for tests that must
 // hold a connection in a precise state (accepted by a worker; a worker's
 // listener closed) without relying on anything Switchyard reports.
-import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { until } from './until.js';
 
 /** TCP states as /proc/net/tcp writes them. */
 export const ESTABLISHED = '01';
@@ -40,24 +39,17 @@ export function holds(pid: number, wanted: Set<string>): boolean {
   }
 }
 
-export async function until(what: string, ok: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
 
 /** A TCP connection to `port` that worker `pid` has accepted (its end is in the worker's fd table). */
 export async function acceptedBy(pid: number, port: number): Promise<net.Socket> {
   const raw = net.connect(port, '127.0.0.1');
   await new Promise<void>((resolve, reject) => raw.once('connect', resolve).once('error', reject));
   const clientPort = raw.localPort!;
-  await until('the worker accepted the connection', () => holds(pid, inodes(port, ESTABLISHED, clientPort)));
+  await until('the worker accepted the connection', () => holds(pid, inodes(port, ESTABLISHED, clientPort)), 30_000);
   return raw;
 }
 
 /** Waits until worker `pid` no longer holds a listening socket on `port` (or is gone). */
 export function stoppedListening(pid: number, port: number): Promise<void> {
-  return until('the old worker stopped accepting', () => !holds(pid, inodes(port, LISTEN)));
+  return until('the old worker stopped accepting', () => !holds(pid, inodes(port, LISTEN)), 30_000);
 }

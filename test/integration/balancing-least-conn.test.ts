@@ -13,6 +13,7 @@ import { startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
 import { clientAddress, getOnce, mapPool, startLoad, type ShortResponse } from '../helpers/client-pool.js';
 import { startIdentityBackends, type IdentityBackend } from '../helpers/identity-backends.js';
 import { activeByServer, getStatus, waitForStatus, workersReady, type Status } from '../helpers/admin-status.js';
+import { until } from '../helpers/until.js';
 
 const WORKERS = 2;
 const SERVERS = 6;
@@ -20,13 +21,6 @@ const SLOW_MS = 300;
 const PHASE_TIMEOUT = { timeout: 60_000 };
 
 /** Polls `cond` every 5 ms; throws with `what` after timeoutMs. */
-async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 const totalOpen = (backends: readonly IdentityBackend[]): number => backends.reduce((n, b) => n + b.open, 0);
 
@@ -80,7 +74,7 @@ describe('least-conn with 2 workers', () => {
       for (let i = 0; i < HELD; i++) {
         inFlight.push(getOnce(sy.port, clientAddress(i), '/', 20_000));
         // One at a time: each pick sees every earlier request counted.
-        await until(`request ${i + 1} to reach a server`, () => totalOpen(backends) === i + 1);
+        await until(`request ${i + 1} to reach a server`, () => totalOpen(backends) === i + 1, 5_000, 5);
       }
       const s = await getStatus(sy.adminPort);
       const active = activeByServer(s, 'app');
@@ -128,7 +122,7 @@ describe('least-conn with 2 workers', () => {
       } finally {
         if (!stopped) await load.stop();
       }
-      await until('the servers to finish every request', () => totalOpen(backends) === 0);
+      await until('the servers to finish every request', () => totalOpen(backends) === 0, 5_000, 5);
       const idle = await waitForStatus(sy.adminPort, 'every active count back to exactly 0', allIdle, 5_000).catch((err: Error) => err);
       if (idle instanceof Error) {
         const s = await getStatus(sy.adminPort);

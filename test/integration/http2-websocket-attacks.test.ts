@@ -16,6 +16,7 @@ import { Pki, type Ca, type Issued } from '../helpers/certs.js';
 import { openH2WebSocket } from '../helpers/h2-websocket.js';
 import { ErrorCode, FrameType, RawH2, data, headers, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { until } from '../helpers/until.js';
 
 const START = { startTimeoutMs: 60_000 };
 const API_KEY = 'ws-h2-attack-key-0123456789';
@@ -151,13 +152,6 @@ async function echoThrough(t: { stream: http2.ClientHttp2Stream; received: () =>
   await until(`${text} echoed`, () => t.received().includes(text));
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** The head the upstream got for `path` (the last one). */
 function headFor(path: string): string {

@@ -22,6 +22,7 @@ import { h2Connect } from '../helpers/h2-client.js';
 import { openH2WebSocket, startWsEchoBackend, type H2WebSocket, type WsEchoBackend } from '../helpers/h2-websocket.js';
 import { ErrorCode, FrameType, RawH2, headers, settingsAck } from '../helpers/h2-frames.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+import { until } from '../helpers/until.js';
 
 const API_KEY = 'ws-h2-key-0123456789';
 const FLOOD_BYTES = 32 << 20;
@@ -134,13 +135,6 @@ async function within<T>(what: string, p: Promise<T>, ms = 10_000): Promise<T> {
   }
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('a WebSocket over HTTP/2 reaches a real WebSocket server', () => {
   test('the server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL on h2c and on TLS h2', async () => {

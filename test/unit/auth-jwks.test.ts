@@ -15,6 +15,7 @@ import type { CryptoKey, JWK } from 'jose';
 import pino from 'pino';
 import { createAuthenticator } from '../../src/gateway/auth/index.ts';
 import type { AuthResult, Authenticator, GatewayRequest, JwksTuning } from '../../src/gateway/auth/index.ts';
+import { until } from '../helpers/until.js';
 
 interface JwksServer {
   url: string;
@@ -85,13 +86,6 @@ function remote(url: string, jwks: Partial<JwksTuning> = {}, log = pino({ level:
 
 const bearer = (token: string): GatewayRequest => ({ method: 'GET', target: '/', rawHeaders: ['Authorization', `Bearer ${token}`], clientIp: '127.0.0.1' });
 
-async function until(what: string, predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function subjectOf(result: AuthResult): string {
   assert.ok(result.ok, `expected acceptance, got: ${result.ok ? '' : result.reason}`);
@@ -103,7 +97,7 @@ describe('jwt with a JWKS URL', () => {
     const k1 = await keyPair('k1');
     const server = await jwksServer([k1.jwk]);
     const auth = remote(server.url);
-    await until('the initial fetch', () => server.fetches === 1);
+    await until('the initial fetch', () => server.fetches === 1, 2_000, 10);
     for (let i = 0; i < 5; i++) assert.equal(subjectOf(await auth.authenticate(bearer(await sign(k1.privateKey, 'k1')))), 'user-of-k1');
     assert.equal(server.fetches, 1);
   });
@@ -129,7 +123,7 @@ describe('jwt with a JWKS URL', () => {
     const k1 = await keyPair('k1');
     const server = await jwksServer([k1.jwk]);
     const auth = remote(server.url, { cacheMaxAgeMs: 60 });
-    await until('three background refreshes', () => server.fetches >= 3);
+    await until('three background refreshes', () => server.fetches >= 3, 2_000, 10);
     auth.close();
     await sleep(30); // let a refresh already in flight land
     const fetches = server.fetches;

@@ -1,11 +1,11 @@
 // The ticket-key ring answers OpenSSL's ticket callback with the current key
 // (a fresh IV per ticket) and decrypts under the current or the previous one.
 // What could break: an IV handed out twice, a reply left pointing at a
-// replaced key, a ticket under an unknown key resumed. Real handshakes over loopback against a TLS listener; the
-// tickets are read as the client received them (OpenSSL's format: key name
-// 16 bytes, IV 16 bytes, then the encrypted state and its HMAC).
+// replaced key, a ticket under an unknown key resumed. Real handshakes over
+// loopback against a TLS listener; the tickets are read as the client
+// received them (OpenSSL's format: key name 16 bytes, IV 16 bytes, then the
+// encrypted state and its HMAC).
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
@@ -13,6 +13,7 @@ import { LogThrottle } from '../../src/log.js';
 import { createTlsListener, type TlsListener } from '../../src/tls/tls-listener.js';
 import { newTicketKey, TicketKeyRing } from '../../src/tls/ticket-keys.js';
 import { Pki } from '../helpers/certs.js';
+import { closeListener, listenOnLoopback } from '../helpers/tls-listener.js';
 
 let pki: Pki;
 let listener: TlsListener;
@@ -31,13 +32,11 @@ before(async () => {
     { log: pino({ level: 'silent' }), logThrottle: new LogThrottle(), tickets: ring, sessionTimeoutSeconds: 300 },
     { allowHalfOpen: false, noDelay: true },
   );
-  await new Promise<void>((resolve) => listener.server.listen(0, '127.0.0.1', resolve));
-  port = (listener.server.address() as AddressInfo).port;
+  port = await listenOnLoopback(listener);
 });
 
 after(async () => {
-  listener?.close();
-  await new Promise((resolve) => listener?.server.close(resolve));
+  await closeListener(listener);
   pki?.cleanup();
 });
 

@@ -6,13 +6,13 @@
 // the client's request then hangs (this test times out without the fix).
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { LogThrottle } from '../../src/log.js';
 import { createTlsListener, type TlsListener } from '../../src/tls/tls-listener.js';
 import { TicketKeyRing } from '../../src/tls/ticket-keys.js';
 import { Pki } from '../helpers/certs.js';
+import { closeListener, listenOnLoopback } from '../helpers/tls-listener.js';
 
 let pki: Pki;
 let listener: TlsListener;
@@ -44,13 +44,11 @@ before(async () => {
     { log, logThrottle: new LogThrottle(), tickets: new TicketKeyRing(), sessionTimeoutSeconds: 300 },
     { allowHalfOpen: false, noDelay: true },
   );
-  await new Promise<void>((resolve) => listener.server.listen(0, '127.0.0.1', resolve));
-  port = (listener.server.address() as AddressInfo).port;
+  port = await listenOnLoopback(listener);
 });
 
 after(async () => {
-  listener?.close();
-  await new Promise((resolve) => listener?.server.close(resolve));
+  await closeListener(listener);
   pki?.cleanup();
 });
 
