@@ -411,6 +411,10 @@ export class ClientConnection implements Expirable, ClientSide {
     this.socket.uncork();
   }
 
+  holdsWrittenBytes(): boolean {
+    return this.socket.writableLength > 0;
+  }
+
   /** The client checks its own WebSocket handshake (or whatever protocol it asked for). */
   switchProblem(): undefined {
     return undefined;

@@ -116,6 +116,8 @@ export interface ClientSide {
   /** Writes between cork() and uncork() go out together (one upstream read's worth). */
   cork(): void;
   uncork(): void;
+  /** Bytes given to sendBody may still be read later (queued behind a full socket, or held back). */
+  holdsWrittenBytes(): boolean;
   /**
    * Whether the upstream head (and what body came with it) may wait, corked,
    * until the client side calls `exchange.flushUpstream()`: an HTTP/1.1
@@ -519,6 +521,10 @@ export class Exchange implements UpstreamListener {
 
   afterUpstreamData(): void {
     this.client.uncork();
+  }
+
+  holdsUpstreamBytes(): boolean {
+    return this.client.holdsWrittenBytes();
   }
 
   onUpstreamHead(statusCode: number, statusMessage: string, raw: string[], upgrade: boolean, upstreamKeepAlive: boolean): number | void {

@@ -316,6 +316,9 @@ export class H2Stream implements ClientSide, Expirable {
   // nghttp2 batches frames per tick already.
   cork(): void {}
   uncork(): void {}
+  holdsWrittenBytes(): boolean {
+    return true;
+  }
   /**
    * The HEADERS frames of one read start as many exchanges: their upstream
    * writes leave together once all are started, not one at a time between them.

@@ -1,0 +1,161 @@
+// An upstream connection reads into a buffer of its own and reuses it while
+// nothing refers to what it holds. The attack on that: bytes still queued for
+// a slow client when the next read lands, whether the next read is the rest
+// of the same response or, on a pooled connection, another client's. Every
+// client here gets bodies no other request gets, over HTTP/1.1 (plain and
+// TLS) and HTTP/2, some of them reading slowly, and each body must arrive
+// byte for byte (Content-Length and chunked responses, one connection pool).
+// Reusing the buffer regardless fails it at once over HTTP/2 (a stream holds
+// its last chunk back); over HTTP/1.1 the kernel takes a write whole or not
+// at all so often here that the same mistake rarely shows.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { Pki } from '../helpers/certs.js';
+import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
+
+/** Body of request `seed`: a block made from the seed, repeated (its odd length puts no two chunks on the same boundaries). */
+function bodyOf(seed: string, size: number): Buffer {
+  const block = Buffer.concat(Array.from({ length: 128 }, (_, i) => createHash('sha256').update(`${seed}:${i}`).digest())).subarray(0, 4093);
+  const out = Buffer.allocUnsafe(size);
+  for (let off = 0; off < size; off += block.length) block.copy(out, off, 0, Math.min(block.length, size - off));
+  return out;
+}
+
+let backend: http.Server;
+let backendPort: number;
+let backendConnections = 0;
+let backendRequests = 0;
+let sy: Switchyard;
+let tlsPort: number;
+let h2Port: number;
+let caPem: string;
+let pki: Pki;
+
+before(async () => {
+  // Each body goes out in pieces of varied sizes, so reads upstream vary too.
+  backend = http.createServer(async (req, res) => {
+    backendRequests++;
+    const [, seed, size, framing] = req.url!.split('/');
+    const body = bodyOf(seed!, Number(size));
+    res.writeHead(200, framing === 'chunked' ? {} : { 'content-length': body.length });
+    for (let off = 0, n = 1; off < body.length; off += n) {
+      n = 1000 + ((off * 7919) % 60000);
+      if (!res.write(body.subarray(off, off + n))) await new Promise((r) => res.once('drain', r));
+      if (n % 3 === 0) await new Promise((r) => setImmediate(r));
+    }
+    res.end();
+  });
+  backend.on('connection', () => backendConnections++);
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+  backendPort = (backend.address() as { port: number }).port;
+  pki = new Pki();
+  const ca = pki.ca('read-buffers-ca');
+  caPem = readFileSync(ca.cert, 'utf8');
+  const cert = pki.issue(ca, 'app', { subject: '/CN=app.test', sans: ['DNS:app.test'] });
+  const tls = { certificates: [{ cert: cert.cert, key: cert.key }] };
+  const plainPort = await freePort();
+  tlsPort = await freePort(new Set([plainPort]));
+  h2Port = await freePort(new Set([plainPort, tlsPort]));
+  sy = await startSwitchyard({
+    workers: 1,
+    listen: [
+      { host: '127.0.0.1', port: plainPort },
+      { host: '127.0.0.1', port: tlsPort, tls },
+      { host: '127.0.0.1', port: h2Port, tls, http2: true },
+    ],
+    upstreams: { app: { servers: [{ address: `127.0.0.1:${backendPort}` }], retries: 0 } },
+    routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
+  });
+});
+
+after(async () => {
+  await sy?.stop();
+  backend?.closeAllConnections();
+  await new Promise((r) => backend?.close(r));
+  pki?.cleanup();
+});
+
+/**
+ * Reads a response body. A slow reader takes a break after every 64 KiB, so
+ * the socket to it stays full: writes to it queue up, and its response ends
+ * with bytes still queued while its upstream connection serves another client.
+ */
+async function readBody(stream: NodeJS.ReadableStream & { pause(): void; resume(): void }, slow: boolean): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let sincePause = 0;
+  stream.on('data', (d: Buffer) => {
+    parts.push(d);
+    sincePause += d.length;
+    if (slow && sincePause >= 65536) {
+      sincePause = 0;
+      stream.pause();
+      setTimeout(() => stream.resume(), 4);
+    }
+  });
+  await new Promise<void>((resolve, reject) => stream.once('end', resolve).once('error', reject));
+  return Buffer.concat(parts);
+}
+
+type Kind = 'plain' | 'tls' | 'h2';
+
+/**
+ * Bodies for slow HTTP/1.1 clients larger than loopback's socket buffers hold
+ * (4 MiB to send, more to receive); an HTTP/2 stream's window is smaller
+ * (1 MB does); 50-140 KB for fast clients.
+ */
+function sizeFor(kind: Kind, slow: boolean, n: number): number {
+  if (!slow) return 50_000 + (n % 10) * 10_000;
+  return (kind === 'h2' ? 1_000_000 : 5_000_000) + (n % 10) * 100_000;
+}
+
+/** GETs until `more()` says stop (at least once); returns the paths whose body was not exactly the one sent. */
+async function client(kind: Kind, id: string, slow: boolean, more: (done: number) => boolean): Promise<string[]> {
+  const wrong: string[] = [];
+  const session = kind === 'h2' ? http2.connect(`https://127.0.0.1:${h2Port}`, { ca: caPem, servername: 'app.test' }) : undefined;
+  const agent = kind === 'tls' ? new https.Agent({ keepAlive: true, maxSockets: 1, ca: caPem, servername: 'app.test' }) : new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    for (let n = 0; n === 0 || more(n); n++) {
+      const seed = `${kind}-${id}-${n}`;
+      const size = sizeFor(kind, slow, n);
+      const path = `/${seed}/${size}/${n % 2 === 0 ? 'chunked' : 'length'}`;
+      let body: Buffer;
+      if (session !== undefined) {
+        body = await readBody(session.request({ ':path': path, ':authority': 'app.test' }), slow);
+      } else {
+        body = await new Promise<Buffer>((resolve, reject) => {
+          const get = kind === 'tls' ? https.get : http.get;
+          get({ host: '127.0.0.1', port: kind === 'tls' ? tlsPort : sy.port, path, agent, headers: { host: 'app.test' } }, (res) => {
+            readBody(res, slow).then(resolve, reject);
+          }).on('error', reject);
+        });
+      }
+      if (!body.equals(bodyOf(seed, size))) wrong.push(`${path}: ${body.length} bytes, not the ones sent`);
+    }
+  } finally {
+    session?.close();
+    agent.destroy();
+  }
+  return wrong;
+}
+
+test('slow clients with big bodies and fast clients on the same pool each get exactly their own bytes (HTTP/1.1 plain and TLS, HTTP/2)', async () => {
+  const connectionsBefore = backendConnections;
+  let slowRunning = true;
+  const slow: Array<Promise<string[]>> = [];
+  const fast: Array<Promise<string[]>> = [];
+  for (const kind of ['plain', 'tls', 'h2'] as const) {
+    for (let i = 0; i < 2; i++) slow.push(client(kind, `slow${i}`, true, (n) => n < 2));
+    for (let i = 0; i < 3; i++) fast.push(client(kind, `fast${i}`, false, () => slowRunning));
+  }
+  const wrong = (await Promise.all(slow)).flat();
+  slowRunning = false;
+  wrong.push(...(await Promise.all(fast)).flat());
+  assert.deepEqual(wrong, []);
+  // Connections were reused: the pool carried several responses on each.
+  assert.ok(backendConnections - connectionsBefore < backendRequests, `${backendConnections - connectionsBefore} upstream connections for ${backendRequests} requests`);
+});
