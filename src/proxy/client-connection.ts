@@ -12,6 +12,7 @@ import { buildClientHead, buildInterimHead, type ClientHeadOptions, type Request
 import type { HeaderList } from './gateway-step.js';
 import { Tunnel } from './tunnel.js';
 import { skipReadAhead } from './read-ahead.js';
+import { readIntoOwnBuffer } from './own-read-buffer.js';
 import { normaliseAddress, type WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
 import { socketOrigin } from '../l4/proxy-header-reader.js';
@@ -118,7 +119,10 @@ export class ClientConnection implements Expirable, ClientSide {
       },
     });
     skipReadAhead(socket);
+    // Bytes read before this connection was made (a sniffed preface, what followed a PROXY header) come as 'data'.
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // A plain TCP socket's own reads land in a buffer of its own (a TLS socket's come decrypted from node's TLS layer).
+    if (listener === undefined) readIntoOwnBuffer(socket, (chunk) => this.onOwnRead(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('error', () => this.onClose());
     socket.on('close', () => this.onClose());
@@ -160,6 +164,8 @@ export class ClientConnection implements Expirable, ClientSide {
   private passBody(chunk: Buffer): Buffer | undefined {
     const take = Math.min(this.bodyRemaining, chunk.length);
     this.bodyRemaining -= take;
+    this.handedOut = true;
+    if (this.parsing !== undefined) this.takers.push(this.parsing);
     this.parsing?.onRequestBody(take === chunk.length ? chunk : chunk.subarray(0, take));
     if (this.bodyRemaining > 0 || this.closed) return undefined;
     if (this.lastRequest) {
@@ -200,6 +206,24 @@ export class ClientConnection implements Expirable, ClientSide {
     }
   }
 
+  /** Bytes of the current read went past the parser: body bytes to `takers`, held bytes, tunnel bytes. */
+  private handedOut = false;
+  private readonly takers: Exchange[] = [];
+
+  /**
+   * A read into the socket's own buffer (own-read-buffer.ts). Returns whether
+   * anything may still read its bytes: the buffer is reused for the next read
+   * only when nothing does, or the next read would overwrite bytes still on
+   * their way upstream (or held for a retry, a tunnel, an upgrade's answer).
+   */
+  private onOwnRead(chunk: Buffer): boolean {
+    this.handedOut = false;
+    this.takers.length = 0;
+    this.onData(chunk);
+    if (!this.handedOut) return false;
+    return this.held !== undefined || this.tunnel !== undefined || this.takers.some((e) => e.retainsClientBytes());
+  }
+
   /** Inside onData (a re-parse of held bytes may nest one). */
   private reading = false;
   /** The exchange whose upstream head waits, corked, for the rest of this read (Exchange.onUpstreamConnect). */
@@ -231,10 +255,12 @@ export class ClientConnection implements Expirable, ClientSide {
   /** Feeds `chunk` to the parser; returns the bytes after a head whose body passes through. */
   private parse(chunk: Buffer): Buffer | undefined {
     if (this.tunnel !== undefined) {
+      this.handedOut = true;
       this.tunnel.onClientTunnelData(chunk);
       return undefined;
     }
     if (this.held !== undefined) {
+      this.handedOut = true;
       this.held.push(chunk);
       this.refreshReading();
       return undefined;
@@ -264,6 +290,7 @@ export class ClientConnection implements Expirable, ClientSide {
     // (Re-read: the parser's callbacks may have set it.)
     const held = this.held as Buffer[] | undefined;
     if (held !== undefined) {
+      this.handedOut = true;
       if (ret < chunk.length) held.push(chunk.subarray(ret));
       // Answered already (from its head, say a 401): go on parsing what came after it.
       if (this.upgrade!.finished) this.resumeParsing();

@@ -370,6 +370,13 @@ export class Exchange implements UpstreamListener {
     this.sendBodyChunk(chunk);
   }
 
+  /** Whether request body bytes given to onRequestBody may still be read: pending, kept for a retry, queued upstream, in a tunnel. */
+  retainsClientBytes(): boolean {
+    if (this.tunnel !== undefined || this.replay !== undefined) return true;
+    if (this.pending !== undefined && this.pending.length > 0) return true;
+    return this.conn !== undefined && this.conn.socket.writableLength > 0;
+  }
+
   onRequestComplete(): void {
     this.requestComplete = true;
     if (this.headSent && this.info.chunked) this.conn?.write(LAST_CHUNK, 'latin1');

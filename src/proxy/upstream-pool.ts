@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import { createParser, releaseParser, resetParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import { skipReadAhead } from './read-ahead.js';
+import { ownReadBuffer } from './own-read-buffer.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { encodeProxyV1, encodeProxyV2, type ConnectionOrigin } from '../l4/proxy-protocol.js';
 
@@ -131,10 +132,6 @@ export class UpstreamPool {
   }
 }
 
-/** Sizes of a plain connection's read buffer: small while responses are, node's own read size once a read fills it. */
-const READ_BUFFER_SMALL = 16 * 1024;
-const READ_BUFFER_LARGE = 64 * 1024;
-
 /** A head callback's verdict telling llhttp to stop after the head (node:http's code for an upgrade). */
 const STOP_AFTER_HEAD = 2;
 
@@ -213,8 +210,8 @@ export class UpstreamConnection implements Expirable {
     const secure = options.tls;
     this.secure = secure !== undefined;
     if (secure === undefined) {
-      // Reads land in a buffer of the connection's own (nextReadBuffer) and never become 'data' events.
-      this.socket = net.connect({ host, port, noDelay: true, onread: { buffer: () => this.nextReadBuffer(), callback: (n, buf) => this.onRead(n, buf as Buffer) } });
+      // Reads land in a buffer of the connection's own and never become 'data' events.
+      this.socket = net.connect({ host, port, noDelay: true, onread: ownReadBuffer((chunk) => this.onRead(chunk)) });
       // Queued while connecting, so it is the first thing the server reads.
       if (proxyHeader !== undefined) this.socket.write(proxyHeader);
     } else {
@@ -339,43 +336,17 @@ export class UpstreamConnection implements Expirable {
     }
   }
 
-  /** Where the socket's next read lands (plain connections; see nextReadBuffer). */
-  private readBuffer: Buffer | undefined;
-  /** Bytes of readBuffer may still be read by the client side: the next read must not land there. */
-  private readBufferHeld = true;
-  private lastReadBytes = 0;
-
-  /**
-   * Called by net after every read (and once at the start): the buffer the
-   * next read lands in. The same one while nothing refers to what it holds,
-   * so a keep-alive connection stops allocating (and the GC stops freeing) a
-   * 64 KiB buffer per read, which node does by default; a fresh one when the
-   * client side still refers to it (bytes queued behind a slow client, a
-   * chunk an HTTP/2 stream holds back, a tunnel): reusing it then would hand
-   * the next read's bytes, perhaps another client's response, to that client.
-   * 16 KiB until a read fills that; a pooled connection keeps its buffer.
-   */
-  private nextReadBuffer(): Buffer {
-    const current = this.readBuffer;
-    const size = this.lastReadBytes >= READ_BUFFER_SMALL ? READ_BUFFER_LARGE : READ_BUFFER_SMALL;
-    if (current !== undefined && !this.readBufferHeld && current.length >= size) return current;
-    this.readBufferHeld = false;
-    return (this.readBuffer = Buffer.allocUnsafeSlow(size));
-  }
-
-  private onRead(bytes: number, buffer: Buffer): boolean {
-    this.lastReadBytes = bytes;
-    const chunk = buffer.subarray(0, bytes);
+  /** A plain connection's read (see own-read-buffer.ts): returns whether its bytes are still referenced. */
+  private onRead(chunk: Buffer): boolean {
     if (this.upgraded) {
       // The tunnel owns the socket and reads it with 'data' listeners, keeping no count of what it queued.
-      this.readBufferHeld = true;
       this.socket.emit('data', chunk);
       return true;
     }
     const listener = this.listener;
     this.onData(chunk);
-    this.readBufferHeld = this.upgraded || listener === undefined || listener.holdsUpstreamBytes();
-    return true;
+    // The client side may still hold them: queued behind a slow client, held back by an HTTP/2 stream, in a tunnel.
+    return this.upgraded || listener === undefined || listener.holdsUpstreamBytes();
   }
 
   private onData(chunk: Buffer): void {

@@ -1,18 +1,24 @@
-// An upstream connection reads into a buffer of its own and reuses it while
-// nothing refers to what it holds. The attack on that: bytes still queued for
-// a slow client when the next read lands, whether the next read is the rest
-// of the same response or, on a pooled connection, another client's. Every
-// client here gets bodies no other request gets, over HTTP/1.1 (plain and
-// TLS) and HTTP/2, some of them reading slowly, and each body must arrive
-// byte for byte (Content-Length and chunked responses, one connection pool).
-// Reusing the buffer regardless fails it at once over HTTP/2 (a stream holds
-// its last chunk back); over HTTP/1.1 the kernel takes a write whole or not
-// at all so often here that the same mistake rarely shows.
+// Upstream connections and plain client connections read into a buffer of
+// their own and reuse it while nothing refers to what it holds
+// (src/proxy/own-read-buffer.ts). The attack on that: bytes still referenced
+// when the next read lands.
+// - Responses: bytes queued for a slow client, whether the next read is the
+//   rest of the same response or, on a pooled connection, another client's.
+//   Every client gets bodies no other request gets, over HTTP/1.1 (plain and
+//   TLS) and HTTP/2, some reading slowly, each byte for byte. Reusing the
+//   buffer regardless fails this at once over HTTP/2 (a stream holds its last
+//   chunk back); over HTTP/1.1 the kernel takes a write whole or not at all
+//   so often here that the same mistake rarely shows.
+// - Request bodies: a PUT's body is kept for a retry while it streams to a
+//   server that then resets; the retry must carry the body as sent, not the
+//   last read's bytes over and over (which reusing the buffer regardless
+//   gives). And POSTs of many clients on one pool each arrive whole.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
+import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { Pki } from '../helpers/certs.js';
@@ -30,6 +36,11 @@ let backend: http.Server;
 let backendPort: number;
 let backendConnections = 0;
 let backendRequests = 0;
+/** Request bodies the backend received, by URL. */
+const uploads = new Map<string, Buffer>();
+/** Resets each connection once it has read one whole request (head and Content-Length body). */
+let resetter: net.Server;
+let resets = 0;
 let sy: Switchyard;
 let tlsPort: number;
 let h2Port: number;
@@ -40,6 +51,13 @@ before(async () => {
   // Each body goes out in pieces of varied sizes, so reads upstream vary too.
   backend = http.createServer(async (req, res) => {
     backendRequests++;
+    if (req.method !== 'GET') {
+      const parts: Buffer[] = [];
+      for await (const part of req) parts.push(part as Buffer);
+      uploads.set(req.url!, Buffer.concat(parts));
+      res.end('stored');
+      return;
+    }
     const [, seed, size, framing] = req.url!.split('/');
     const body = bodyOf(seed!, Number(size));
     res.writeHead(200, framing === 'chunked' ? {} : { 'content-length': body.length });
@@ -53,6 +71,20 @@ before(async () => {
   backend.on('connection', () => backendConnections++);
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
   backendPort = (backend.address() as { port: number }).port;
+  resetter = net.createServer((socket) => {
+    let seen = Buffer.alloc(0);
+    socket.on('error', () => {});
+    socket.on('data', (d: Buffer) => {
+      seen = Buffer.concat([seen, d]);
+      const end = seen.indexOf('\r\n\r\n');
+      const length = /content-length: *(\d+)/i.exec(seen.subarray(0, Math.max(end, 0)).toString('latin1'));
+      if (end >= 0 && length !== null && seen.length >= end + 4 + Number(length[1])) {
+        resets++;
+        socket.resetAndDestroy();
+      }
+    });
+  });
+  await new Promise<void>((r) => resetter.listen(0, '127.0.0.1', r));
   pki = new Pki();
   const ca = pki.ca('read-buffers-ca');
   caPem = readFileSync(ca.cert, 'utf8');
@@ -68,14 +100,27 @@ before(async () => {
       { host: '127.0.0.1', port: tlsPort, tls },
       { host: '127.0.0.1', port: h2Port, tls, http2: true },
     ],
-    upstreams: { app: { servers: [{ address: `127.0.0.1:${backendPort}` }], retries: 0 } },
-    routes: [{ match: { host: '*', path: '/' }, upstream: 'app' }],
+    upstreams: {
+      app: { servers: [{ address: `127.0.0.1:${backendPort}` }], retries: 0 },
+      // Never ejected: passive health would take the resetting server out and hide the retries.
+      pair: {
+        servers: [{ address: `127.0.0.1:${(resetter.address() as net.AddressInfo).port}` }, { address: `127.0.0.1:${backendPort}` }],
+        retries: 1,
+        retry_budget: { percent: 100, min_per_second: 1000 },
+        outlier: { consecutive_failures: 100000 },
+      },
+    },
+    routes: [
+      { match: { host: '*', path: '/retry/' }, upstream: 'pair' },
+      { match: { host: '*', path: '/' }, upstream: 'app' },
+    ],
   });
 });
 
 after(async () => {
   await sy?.stop();
   backend?.closeAllConnections();
+  resetter?.close();
   await new Promise((r) => backend?.close(r));
   pki?.cleanup();
 });
@@ -158,4 +203,45 @@ test('slow clients with big bodies and fast clients on the same pool each get ex
   assert.deepEqual(wrong, []);
   // Connections were reused: the pool carried several responses on each.
   assert.ok(backendConnections - connectionsBefore < backendRequests, `${backendConnections - connectionsBefore} upstream connections for ${backendRequests} requests`);
+});
+
+/** One request on a fresh connection, its body written in `pieces` separate writes (separate reads at the proxy); the status line. */
+async function upload(method: string, path: string, body: Buffer, pieces: number): Promise<string> {
+  const socket = net.connect(sy.port, '127.0.0.1');
+  await new Promise((r) => socket.once('connect', r));
+  let answer = '';
+  socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+  const ended = new Promise((r) => socket.once('close', r));
+  socket.write(`${method} ${path} HTTP/1.1\r\nHost: app.test\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+  const size = Math.ceil(body.length / pieces);
+  for (let off = 0; off < body.length; off += size) {
+    await new Promise((r) => setTimeout(r, 10));
+    socket.write(body.subarray(off, off + size));
+  }
+  await ended;
+  return answer.split('\r\n')[0]!;
+}
+
+test('a retried PUT carries the body the client sent, read by read (kept for the retry, never overwritten by later reads)', async () => {
+  const resetsBefore = resets;
+  for (let i = 0; i < 6; i++) {
+    const body = bodyOf(`put-${i}`, 48_000);
+    const status = await upload('PUT', `/retry/put-${i}`, body, 6);
+    assert.equal(status, 'HTTP/1.1 200 OK', `PUT ${i}`);
+    assert.ok(uploads.get(`/retry/put-${i}`)?.equals(body), `PUT ${i}: the body the backend got differs from the one sent`);
+  }
+  // Round robin sent about half of them to the resetting server first: those were retried with their kept body.
+  assert.ok(resets - resetsBefore >= 2, `${resets - resetsBefore} requests were retried`);
+});
+
+test('POSTs of many clients, in several reads each, arrive whole and each at its own request', async () => {
+  await Promise.all(
+    Array.from({ length: 12 }, async (_, i) => {
+      for (let n = 0; n < 3; n++) {
+        const body = bodyOf(`post-${i}-${n}`, 20_000 + i * 7_000 + n * 3_001);
+        assert.equal(await upload('POST', `/post-${i}-${n}`, body, 1 + ((i + n) % 4)), 'HTTP/1.1 200 OK');
+        assert.ok(uploads.get(`/post-${i}-${n}`)?.equals(body), `POST ${i}/${n}: the body the backend got differs from the one sent`);
+      }
+    }),
+  );
 });
