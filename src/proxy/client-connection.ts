@@ -12,7 +12,7 @@ import { buildClientHead, buildInterimHead, type ClientHeadOptions, type Request
 import type { HeaderList } from './gateway-step.js';
 import { Tunnel } from './tunnel.js';
 import { skipReadAhead } from './read-ahead.js';
-import { readIntoOwnBuffer } from './own-read-buffer.js';
+import { readIntoOwnBuffer, type ReadVerdict } from './own-read-buffer.js';
 import { normaliseAddress, type WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
 import { socketOrigin } from '../l4/proxy-header-reader.js';
@@ -30,6 +30,7 @@ export interface SecureListener {
 }
 
 const CRLF = '\r\n';
+
 const LAST_CHUNK = '0\r\n\r\n';
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
@@ -122,7 +123,7 @@ export class ClientConnection implements Expirable, ClientSide {
     // Bytes read before this connection was made (a sniffed preface, what followed a PROXY header) come as 'data'.
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // A plain TCP socket's own reads land in a buffer of its own (a TLS socket's come decrypted from node's TLS layer).
-    if (listener === undefined) readIntoOwnBuffer(socket, (chunk) => this.onOwnRead(chunk));
+    if (listener === undefined) readIntoOwnBuffer(socket, (chunk, inShared) => this.onOwnRead(chunk, inShared));
     socket.on('end', () => this.onEnd());
     socket.on('error', () => this.onClose());
     socket.on('close', () => this.onClose());
@@ -164,9 +165,8 @@ export class ClientConnection implements Expirable, ClientSide {
   private passBody(chunk: Buffer): Buffer | undefined {
     const take = Math.min(this.bodyRemaining, chunk.length);
     this.bodyRemaining -= take;
-    this.handedOut = true;
     if (this.parsing !== undefined) this.takers.push(this.parsing);
-    this.parsing?.onRequestBody(take === chunk.length ? chunk : chunk.subarray(0, take));
+    this.parsing?.onRequestBody(this.handOut(take === chunk.length ? chunk : chunk.subarray(0, take)));
     if (this.bodyRemaining > 0 || this.closed) return undefined;
     if (this.lastRequest) {
       this.requestEnded();
@@ -209,19 +209,34 @@ export class ClientConnection implements Expirable, ClientSide {
   /** Bytes of the current read went past the parser: body bytes to `takers`, held bytes, tunnel bytes. */
   private handedOut = false;
   private readonly takers: Exchange[] = [];
+  /** The current read lies in SHARED_READ_BUFFER: what is handed on is copied. */
+  private readingShared = false;
+
+  /** Bytes of the current read that leave the parser, copied when they lie in the shared buffer. */
+  private handOut(bytes: Buffer): Buffer {
+    this.handedOut = true;
+    return this.readingShared ? Buffer.from(bytes) : bytes;
+  }
 
   /**
-   * A read into the socket's own buffer (own-read-buffer.ts). Returns whether
-   * anything may still read its bytes: the buffer is reused for the next read
-   * only when nothing does, or the next read would overwrite bytes still on
-   * their way upstream (or held for a retry, a tunnel, an upgrade's answer).
+   * A read into the socket's own buffer or the shared one (own-read-buffer.ts).
+   * Its own buffer is reused for the next read only when nothing may still
+   * read its bytes, or the next read would overwrite bytes still on their way
+   * upstream (or held for a retry, a tunnel, an upgrade's answer). A read that
+   * handed nothing on (a head without a body) sends the next to the shared buffer.
    */
-  private onOwnRead(chunk: Buffer): boolean {
+  private onOwnRead(chunk: Buffer, inShared: boolean): ReadVerdict {
     this.handedOut = false;
     this.takers.length = 0;
-    this.onData(chunk);
-    if (!this.handedOut) return false;
-    return this.held !== undefined || this.tunnel !== undefined || this.takers.some((e) => e.retainsClientBytes());
+    this.readingShared = inShared;
+    try {
+      this.onData(chunk);
+    } finally {
+      this.readingShared = false;
+    }
+    if (!this.handedOut) return 'idle';
+    if (inShared) return 'free';
+    return this.held !== undefined || this.tunnel !== undefined || this.takers.some((e) => e.retainsClientBytes()) ? 'held' : 'free';
   }
 
   /** Inside onData (a re-parse of held bytes may nest one). */
@@ -255,13 +270,11 @@ export class ClientConnection implements Expirable, ClientSide {
   /** Feeds `chunk` to the parser; returns the bytes after a head whose body passes through. */
   private parse(chunk: Buffer): Buffer | undefined {
     if (this.tunnel !== undefined) {
-      this.handedOut = true;
-      this.tunnel.onClientTunnelData(chunk);
+      this.tunnel.onClientTunnelData(this.handOut(chunk));
       return undefined;
     }
     if (this.held !== undefined) {
-      this.handedOut = true;
-      this.held.push(chunk);
+      this.held.push(this.handOut(chunk));
       this.refreshReading();
       return undefined;
     }
@@ -290,8 +303,7 @@ export class ClientConnection implements Expirable, ClientSide {
     // (Re-read: the parser's callbacks may have set it.)
     const held = this.held as Buffer[] | undefined;
     if (held !== undefined) {
-      this.handedOut = true;
-      if (ret < chunk.length) held.push(chunk.subarray(ret));
+      if (ret < chunk.length) held.push(this.handOut(chunk.subarray(ret)));
       // Answered already (from its head, say a 401): go on parsing what came after it.
       if (this.upgrade!.finished) this.resumeParsing();
       else this.refreshReading();

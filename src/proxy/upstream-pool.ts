@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import { createParser, releaseParser, resetParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import { skipReadAhead } from './read-ahead.js';
-import { ownReadBuffer } from './own-read-buffer.js';
+import { ownReadBuffer, type ReadVerdict } from './own-read-buffer.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { encodeProxyV1, encodeProxyV2, type ConnectionOrigin } from '../l4/proxy-protocol.js';
 
@@ -211,7 +211,7 @@ export class UpstreamConnection implements Expirable {
     this.secure = secure !== undefined;
     if (secure === undefined) {
       // Reads land in a buffer of the connection's own and never become 'data' events.
-      this.socket = net.connect({ host, port, noDelay: true, onread: ownReadBuffer((chunk) => this.onRead(chunk)) });
+      this.socket = net.connect({ host, port, noDelay: true, onread: ownReadBuffer((chunk, inShared) => this.onRead(chunk, inShared)) });
       // Queued while connecting, so it is the first thing the server reads.
       if (proxyHeader !== undefined) this.socket.write(proxyHeader);
     } else {
@@ -318,7 +318,7 @@ export class UpstreamConnection implements Expirable {
   private passThrough(listener: UpstreamListener, chunk: Buffer): void {
     const take = Math.min(this.rawRemaining, chunk.length);
     this.rawRemaining -= take;
-    listener.onUpstreamBody(take === chunk.length ? chunk : chunk.subarray(0, take));
+    listener.onUpstreamBody(this.handOut(take === chunk.length ? chunk : chunk.subarray(0, take)));
     if (this.rawRemaining > 0 || this.dead) return;
     resetParser(this.parser, 'response', this.options.maxHeaderBytes);
     if (take < chunk.length) this.tainted = true;
@@ -336,17 +336,36 @@ export class UpstreamConnection implements Expirable {
     }
   }
 
-  /** A plain connection's read (see own-read-buffer.ts): returns whether its bytes are still referenced. */
-  private onRead(chunk: Buffer): boolean {
+  /** The current read lies in the shared read buffer: what is handed on is copied. */
+  private readingShared = false;
+
+  /** Bytes of the current read passed to the exchange, copied when they lie in the shared buffer. */
+  private handOut(bytes: Buffer): Buffer {
+    return this.readingShared ? Buffer.from(bytes) : bytes;
+  }
+
+  /**
+   * A plain connection's read, into its own buffer or the shared one
+   * (own-read-buffer.ts). Back in the pool (or closed) after it, the
+   * connection's next read goes to the shared buffer: a pooled connection
+   * holds none, and a response of one read costs a copy of its body at most.
+   */
+  private onRead(chunk: Buffer, inShared: boolean): ReadVerdict {
     if (this.upgraded) {
       // The tunnel owns the socket and reads it with 'data' listeners, keeping no count of what it queued.
-      this.socket.emit('data', chunk);
-      return true;
+      this.socket.emit('data', inShared ? Buffer.from(chunk) : chunk);
+      return 'held';
     }
     const listener = this.listener;
-    this.onData(chunk);
+    this.readingShared = inShared;
+    try {
+      this.onData(chunk);
+    } finally {
+      this.readingShared = false;
+    }
+    if (this.listener === undefined && !this.upgraded) return 'idle';
     // The client side may still hold them: queued behind a slow client, held back by an HTTP/2 stream, in a tunnel.
-    return this.upgraded || listener === undefined || listener.holdsUpstreamBytes();
+    return !inShared && (this.upgraded || listener === undefined || listener.holdsUpstreamBytes()) ? 'held' : 'free';
   }
 
   private onData(chunk: Buffer): void {
@@ -376,7 +395,7 @@ export class UpstreamConnection implements Expirable {
     if (this.faultyFraming !== undefined) {
       this.fail(this.faultyFraming, 'parse');
     } else if (this.upgraded) {
-      if (typeof ret === 'number' && ret < chunk.length) listener.onUpstreamUpgraded(chunk.subarray(ret));
+      if (typeof ret === 'number' && ret < chunk.length) listener.onUpstreamUpgraded(this.handOut(chunk.subarray(ret)));
     } else if (this.completed) {
       // Reported only now, so that nothing after the response, whether
       // parsed, unparseable or left unread, can reach whoever reuses the

@@ -222,19 +222,46 @@ async function upload(method: string, path: string, body: Buffer, pieces: number
   return answer.split('\r\n')[0]!;
 }
 
+/** Keep-alive GETs on `n` connections until `more()` says stop: reads of idle connections keep landing in the shared buffer. */
+async function getTraffic(n: number, more: () => boolean): Promise<void> {
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      for (let i = 0; more(); i++) {
+        await new Promise<void>((resolve, reject) => {
+          http.get({ host: '127.0.0.1', port: sy.port, path: `/get-${i}/100/length`, agent, headers: { host: 'app.test', 'x-filler': 'f'.repeat(i % 3000) } }, (res) => {
+            res.resume();
+            res.once('end', resolve);
+          }).on('error', reject);
+        });
+      }
+      agent.destroy();
+    }),
+  );
+}
+
 test('a retried PUT carries the body the client sent, read by read (kept for the retry, never overwritten by later reads)', async () => {
   const resetsBefore = resets;
-  for (let i = 0; i < 6; i++) {
-    const body = bodyOf(`put-${i}`, 48_000);
-    const status = await upload('PUT', `/retry/put-${i}`, body, 6);
-    assert.equal(status, 'HTTP/1.1 200 OK', `PUT ${i}`);
-    assert.ok(uploads.get(`/retry/put-${i}`)?.equals(body), `PUT ${i}: the body the backend got differs from the one sent`);
+  let uploading = true;
+  const traffic = getTraffic(4, () => uploading);
+  try {
+    for (let i = 0; i < 6; i++) {
+      const body = bodyOf(`put-${i}`, 48_000);
+      const status = await upload('PUT', `/retry/put-${i}`, body, 6);
+      assert.equal(status, 'HTTP/1.1 200 OK', `PUT ${i}`);
+      assert.ok(uploads.get(`/retry/put-${i}`)?.equals(body), `PUT ${i}: the body the backend got differs from the one sent`);
+    }
+  } finally {
+    uploading = false;
+    await traffic;
   }
   // Round robin sent about half of them to the resetting server first: those were retried with their kept body.
   assert.ok(resets - resetsBefore >= 2, `${resets - resetsBefore} requests were retried`);
 });
 
 test('POSTs of many clients, in several reads each, arrive whole and each at its own request', async () => {
+  let uploading = true;
+  const traffic = getTraffic(4, () => uploading);
   await Promise.all(
     Array.from({ length: 12 }, async (_, i) => {
       for (let n = 0; n < 3; n++) {
@@ -243,5 +270,6 @@ test('POSTs of many clients, in several reads each, arrive whole and each at its
         assert.ok(uploads.get(`/post-${i}-${n}`)?.equals(body), `POST ${i}/${n}: the body the backend got differs from the one sent`);
       }
     }),
-  );
+  ).finally(() => (uploading = false));
+  await traffic;
 });
