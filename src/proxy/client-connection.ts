@@ -30,7 +30,6 @@ export interface SecureListener {
 }
 
 const CRLF = '\r\n';
-
 const LAST_CHUNK = '0\r\n\r\n';
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
@@ -165,8 +164,11 @@ export class ClientConnection implements Expirable, ClientSide {
   private passBody(chunk: Buffer): Buffer | undefined {
     const take = Math.min(this.bodyRemaining, chunk.length);
     this.bodyRemaining -= take;
-    if (this.parsing !== undefined) this.takers.push(this.parsing);
-    this.parsing?.onRequestBody(this.handOut(take === chunk.length ? chunk : chunk.subarray(0, take)));
+    const exchange = this.parsing;
+    if (exchange !== undefined) {
+      this.takers.push(exchange);
+      exchange.onRequestBody(this.handOut(take === chunk.length ? chunk : chunk.subarray(0, take)));
+    }
     if (this.bodyRemaining > 0 || this.closed) return undefined;
     if (this.lastRequest) {
       this.requestEnded();

@@ -356,16 +356,19 @@ export class UpstreamConnection implements Expirable {
       this.socket.emit('data', inShared ? Buffer.from(chunk) : chunk);
       return 'held';
     }
-    const listener = this.listener;
+    const given = this.listener;
     this.readingShared = inShared;
     try {
       this.onData(chunk);
     } finally {
       this.readingShared = false;
     }
-    if (this.listener === undefined && !this.upgraded) return 'idle';
-    // The client side may still hold them: queued behind a slow client, held back by an HTTP/2 stream, in a tunnel.
-    return !inShared && (this.upgraded || listener === undefined || listener.holdsUpstreamBytes()) ? 'held' : 'free';
+    // What a read into the shared buffer handed on was copied: nothing refers to it.
+    if (this.upgraded) return inShared ? 'free' : 'held';
+    if (this.listener === undefined || given === undefined) return 'idle';
+    // Asked of the exchange given the bytes (back in the pool, the connection may already serve another):
+    // its client may still hold them, queued behind a slow client or held back by an HTTP/2 stream.
+    return !inShared && given.holdsUpstreamBytes() ? 'held' : 'free';
   }
 
   private onData(chunk: Buffer): void {
