@@ -13,6 +13,11 @@
 //   server that then resets; the retry must carry the body as sent, not the
 //   last read's bytes over and over (which reusing the buffer regardless
 //   gives). And POSTs of many clients on one pool each arrive whole.
+// - A POST (no retry: nothing keeps its body) to a server that stops reading:
+//   the kernel takes part of a write and the rest stays queued in node, in the
+//   read buffer it came in. Had the next read reused that buffer, the server
+//   would get the next read's bytes in place of the rest (reusing the buffer
+//   regardless of queued bytes fails it at once).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -20,6 +25,7 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { Pki } from '../helpers/certs.js';
 import { freePort, startSwitchyard, type Switchyard } from '../helpers/switchyard.js';
@@ -41,6 +47,41 @@ const uploads = new Map<string, Buffer>();
 /** Resets each connection once it has read one whole request (head and Content-Length body). */
 let resetter: net.Server;
 let resets = 0;
+/**
+ * A server with a small receive buffer that stops reading each request for a
+ * second after its head, then answers with the SHA-256 of the body: the
+ * proxy's send buffer to it fills, and writes to it are taken in part.
+ * Python, since node cannot set SO_RCVBUF on a TCP socket.
+ */
+const STALLING_SERVER = `
+import hashlib, socket, threading, time
+def serve(conn):
+    buf = b''
+    with conn:
+        while True:
+            while b'\\r\\n\\r\\n' not in buf:
+                d = conn.recv(65536)
+                if not d: return
+                buf += d
+            head, _, buf = buf.partition(b'\\r\\n\\r\\n')
+            length = next(int(l.split(b':')[1]) for l in head.split(b'\\r\\n')[1:] if l.split(b':')[0].strip().lower() == b'content-length')
+            time.sleep(1)
+            digest = hashlib.sha256(buf[:length]); got = len(buf[:length]); buf = buf[length:]
+            while got < length:
+                d = conn.recv(min(65536, length - got))
+                if not d: return
+                digest.update(d); got += len(d)
+            answer = digest.hexdigest().encode()
+            conn.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s' % (len(answer), answer))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind(('127.0.0.1', 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+`;
+let stalling: ChildProcess;
 let sy: Switchyard;
 let tlsPort: number;
 let h2Port: number;
@@ -85,6 +126,11 @@ before(async () => {
     });
   });
   await new Promise<void>((r) => resetter.listen(0, '127.0.0.1', r));
+  stalling = spawn('python3', ['-c', STALLING_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const stallingPort = await new Promise<number>((resolve, reject) => {
+    stalling.once('error', reject);
+    stalling.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString())));
+  });
   pki = new Pki();
   const ca = pki.ca('read-buffers-ca');
   caPem = readFileSync(ca.cert, 'utf8');
@@ -109,8 +155,10 @@ before(async () => {
         retry_budget: { percent: 100, min_per_second: 1000 },
         outlier: { consecutive_failures: 100000 },
       },
+      stalling: { servers: [{ address: `127.0.0.1:${stallingPort}` }], retries: 0 },
     },
     routes: [
+      { match: { host: '*', path: '/stall/' }, upstream: 'stalling' },
       { match: { host: '*', path: '/retry/' }, upstream: 'pair' },
       { match: { host: '*', path: '/' }, upstream: 'app' },
     ],
@@ -121,6 +169,7 @@ after(async () => {
   await sy?.stop();
   backend?.closeAllConnections();
   resetter?.close();
+  stalling?.kill();
   await new Promise((r) => backend?.close(r));
   pki?.cleanup();
 });
@@ -272,4 +321,23 @@ test('POSTs of many clients, in several reads each, arrive whole and each at its
     }),
   ).finally(() => (uploading = false));
   await traffic;
+});
+
+test('a POST whose upstream write was taken in part reaches the server as sent, not overwritten by the next reads', async () => {
+  const body = bodyOf('stalled', 6_000_000);
+  const socket = net.connect(sy.port, '127.0.0.1');
+  await new Promise((r) => socket.once('connect', r));
+  let answer = '';
+  socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+  const ended = new Promise((r) => socket.once('close', r));
+  socket.write(`POST /stall/post HTTP/1.1\r\nHost: app.test\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+  // 8,000 bytes a millisecond: each a read of its own at the proxy, smaller than
+  // a socket's high-water mark, so a write taken in part does not stop the reading.
+  for (let off = 0; off < body.length; off += 8000) {
+    if (!socket.write(body.subarray(off, off + 8000))) await new Promise((r) => socket.once('drain', r));
+    else await new Promise((r) => setTimeout(r, 1));
+  }
+  await ended;
+  assert.equal(answer.split('\r\n')[0], 'HTTP/1.1 200 OK');
+  assert.equal(answer.split('\r\n\r\n')[1], createHash('sha256').update(body).digest('hex'), 'the server got other bytes than the client sent');
 });
