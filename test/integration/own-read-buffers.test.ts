@@ -8,7 +8,7 @@
 //   TLS) and HTTP/2, some reading slowly, each byte for byte. Reusing the
 //   buffer regardless fails this at once over HTTP/2 (a stream holds its last
 //   chunk back); over HTTP/1.1 the kernel takes a write whole or not at all
-//   so often here that the same mistake rarely shows.
+//   so often here that the same mistake rarely shows (the last test forces it).
 // - Request bodies: a PUT's body is kept for a retry while it streams to a
 //   server that then resets; the retry must carry the body as sent, not the
 //   last read's bytes over and over (which reusing the buffer regardless
@@ -18,6 +18,11 @@
 //   read buffer it came in. Had the next read reused that buffer, the server
 //   would get the next read's bytes in place of the rest (reusing the buffer
 //   regardless of queued bytes fails it at once).
+// - The same the other way: a response dripping from its server in reads
+//   of 8,000 bytes to a client with a small receive window that stops
+//   reading: the client socket takes a write in part while its upstream
+//   connection keeps reading (a client side that ignores queued bytes fails
+//   it at once).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -82,6 +87,28 @@ while True:
     threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
 `;
 let stalling: ChildProcess;
+
+/**
+ * A client with a small receive window that sends a GET, stops reading for a
+ * second, then widens its buffer (to read fast), reads the response to its
+ * end and prints its status line and the SHA-256 of its body (argv: port, path).
+ */
+const STALLING_CLIENT = `
+import hashlib, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(('127.0.0.1', int(sys.argv[1])))
+s.sendall(b'GET %s HTTP/1.1\\r\\nHost: app.test\\r\\nConnection: close\\r\\n\\r\\n' % sys.argv[2].encode())
+time.sleep(1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+data = b''
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+head, _, body = data.partition(b'\\r\\n\\r\\n')
+print(head.split(b'\\r\\n')[0].decode(), hashlib.sha256(body).hexdigest())
+`;
 let sy: Switchyard;
 let tlsPort: number;
 let h2Port: number;
@@ -97,6 +124,17 @@ before(async () => {
       for await (const part of req) parts.push(part as Buffer);
       uploads.set(req.url!, Buffer.concat(parts));
       res.end('stored');
+      return;
+    }
+    if (req.url!.startsWith('/drip/')) {
+      // 8,000 bytes a millisecond: reads of their own at the proxy, each under a socket's high-water mark.
+      const body = bodyOf('drip', Number(req.url!.slice('/drip/'.length)));
+      res.writeHead(200, { 'content-length': body.length });
+      for (let off = 0; off < body.length; off += 8000) {
+        if (!res.write(body.subarray(off, off + 8000))) await new Promise((r) => res.once('drain', r));
+        else await new Promise((r) => setTimeout(r, 1));
+      }
+      res.end();
       return;
     }
     const [, seed, size, framing] = req.url!.split('/');
@@ -340,4 +378,14 @@ test('a POST whose upstream write was taken in part reaches the server as sent, 
   await ended;
   assert.equal(answer.split('\r\n')[0], 'HTTP/1.1 200 OK');
   assert.equal(answer.split('\r\n\r\n')[1], createHash('sha256').update(body).digest('hex'), 'the server got other bytes than the client sent');
+});
+
+test('a response whose client write was taken in part reaches the client as sent, not overwritten by the next upstream reads', async () => {
+  const size = 6_000_000;
+  const python = spawn('python3', ['-c', STALLING_CLIENT, String(sy.port), `/drip/${size}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  python.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const [code] = await new Promise<[number | null]>((resolve, reject) => python.once('error', reject).once('exit', (c) => resolve([c])));
+  assert.equal(code, 0);
+  assert.equal(out.trim(), `HTTP/1.1 200 OK ${createHash('sha256').update(bodyOf('drip', size)).digest('hex')}`, 'the client got other bytes than the server sent');
 });
