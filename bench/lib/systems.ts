@@ -298,6 +298,7 @@ export const SYSTEMS: SystemDef[] = [
   nodeScript('http-proxy', 'node-http-proxy, 2-worker node:cluster, keep-alive agent', 'servers/http-proxy.mjs', 'http-proxy'),
   nodeScript('fastify', '@fastify/http-proxy on fastify 5, 2-worker node:cluster', 'servers/fastify-proxy.mjs', '@fastify/http-proxy'),
   nodeScript('node-floor', 'reference, not a proxy: llhttp over net answering 100 B itself, 2-worker node:cluster (SCHED_NONE)', 'servers/node-floor.mjs'),
+  nodeScript('node-proxy-floor', 'reference: the least a Node proxy does (llhttp over net both ways, one backend connection per client, no checks), 2-worker node:cluster', 'servers/node-proxy-floor.mjs'),
   nodeScript('cand-http-agent', 'candidate: node:http + http.request, keep-alive agent', 'candidates/http-agent.mjs'),
   nodeScript('cand-undici', 'candidate: node:http + undici Pool.dispatch', 'candidates/undici-pool.mjs', 'undici'),
 ];
