@@ -74,7 +74,7 @@ const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
  * to node itself come later and win.
  */
 export function workerV8Flags(config: Pick<Config, 'listen'>): string[] {
-  return [`--max-semi-space-size=${config.listen.some((l) => l.http2) ? 4 : 1}`];
+  return [`--max-semi-space-size=${config.listen.some((l) => l.http2) ? 4 : 2}`];
 }
 const KERNEL_SCHEDULING_ENV: Record<Config['scheduling'], Record<string, string>> = {
   kernel: { UV_TCP_SINGLE_ACCEPT: '1' },

@@ -8,7 +8,7 @@ import { createParser, releaseParser, resetParser, METHODS, type NativeParser, t
 import { Exchange, type ClientSide } from './exchange.js';
 import { acmeChallengeResponse, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
-import { buildClientHead, buildInterimHead, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
+import { buildClientHead, buildInterimHead, headBytes, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
 import type { HeaderList } from './gateway-step.js';
 import { Tunnel } from './tunnel.js';
 import { skipReadAhead } from './read-ahead.js';
@@ -429,7 +429,9 @@ export class ClientConnection implements Expirable, ClientSide {
   }
 
   sendHead(head: ClientHeadOptions, resp: ResponseHeadInfo & { connectionTokens: string[] | undefined }): void {
-    this.socket.write(buildClientHead(head, resp.connectionTokens, resp.contentLength, resp.hasRequestId, head.upgrade ? resp.upgrade : undefined), 'latin1');
+    const bytes = buildClientHead(head, resp.connectionTokens, resp.contentLength, resp.hasRequestId, head.upgrade ? resp.upgrade : undefined);
+    // Body bytes of a Content-Length body go out with the head in one writev: see headBytes.
+    this.socket.write(head.framing === 'length' && resp.contentLength > 0 ? headBytes(bytes) : bytes);
   }
 
   sendBody(chunk: Buffer, chunked: boolean): boolean {

@@ -5,7 +5,7 @@
 // each message itself, so what a peer reads is always what llhttp parsed.
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the framing ones we regenerate. */
-const HOP_BY_HOP = new Set([
+const HOP_BY_HOP = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -14,7 +14,23 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'content-length',
-]);
+];
+
+/**
+ * `name` with A-Z lower-cased equals `lower`, without building a lower-cased
+ * copy (header names are tokens: ASCII). Lower-casing every name, and
+ * hashing the copy for a Set lookup, was 3% of a worker's instructions per
+ * proxied request.
+ */
+function equalsLowerCase(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    let c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
 
 export interface RequestHeadInfo {
   host: string | undefined;
@@ -58,38 +74,36 @@ export function inspectRequestHeaders(raw: readonly string[]): RequestHeadInfo {
     if (!info.underscored && name.indexOf('_') >= 0) info.underscored = true;
     switch (name.length) {
       case 4:
-        if (name.toLowerCase() === 'host') {
+        if (equalsLowerCase(name, 'host')) {
           info.host = value;
           info.hostCount++;
         }
         break;
       case 6:
-        if (name.toLowerCase() === 'expect') info.expect = value;
+        if (equalsLowerCase(name, 'expect')) info.expect = value;
         break;
       case 7:
-        if (name.toLowerCase() === 'upgrade') info.upgrade = value;
+        if (equalsLowerCase(name, 'upgrade')) info.upgrade = value;
         break;
       case 10:
-        if (name.toLowerCase() === 'connection') info.connectionTokens = addTokens(info.connectionTokens, value);
+        if (equalsLowerCase(name, 'connection')) info.connectionTokens = addTokens(info.connectionTokens, value);
         break;
       case 12:
-        if (name.toLowerCase() === 'x-request-id') info.requestId = value;
+        if (equalsLowerCase(name, 'x-request-id')) info.requestId = value;
         break;
       case 14:
-        if (name.toLowerCase() === 'content-length') info.contentLength = Number(value);
+        if (equalsLowerCase(name, 'content-length')) info.contentLength = Number(value);
         break;
       case 15: {
-        const lower = name.toLowerCase();
-        if (lower === 'x-forwarded-for') info.forwardedFor = info.forwardedFor === undefined ? value : `${info.forwardedFor}, ${value}`;
+        if (equalsLowerCase(name, 'x-forwarded-for')) info.forwardedFor = info.forwardedFor === undefined ? value : `${info.forwardedFor}, ${value}`;
         break;
       }
       case 16:
-        if (name.toLowerCase() === 'x-forwarded-host') info.forwardedHost ??= value;
+        if (equalsLowerCase(name, 'x-forwarded-host')) info.forwardedHost ??= value;
         break;
       case 17: {
-        const lower = name.toLowerCase();
-        if (lower === 'x-forwarded-proto') info.forwardedProto ??= value;
-        else if (lower === 'transfer-encoding') {
+        if (equalsLowerCase(name, 'x-forwarded-proto')) info.forwardedProto ??= value;
+        else if (equalsLowerCase(name, 'transfer-encoding')) {
           info.chunked = true;
           info.transferEncoding = info.transferEncoding === undefined ? value : `${info.transferEncoding}, ${value}`;
         }
@@ -113,12 +127,31 @@ function addTokens(tokens: string[] | undefined, value: string): string[] {
  * Headers the proxy sets itself on the way up, and Proxy-Authorization, which
  * is addressed to the proxy (RFC 9110 §11.7.2): incoming copies are dropped.
  */
-const SET_BY_PROXY_UP = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect', 'proxy-authorization']);
+const SET_BY_PROXY_UP = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect', 'proxy-authorization'];
 
-function isDropped(lower: string, tokens: string[] | undefined, alsoDrop: Set<string> | undefined): boolean {
-  if (HOP_BY_HOP.has(lower)) return true;
-  if (alsoDrop !== undefined && alsoDrop.has(lower)) return true;
-  return tokens !== undefined && tokens.includes(lower);
+/** Names to drop, by length: a header name is compared only with those of its own length. */
+type NamesByLength = ReadonlyArray<readonly string[] | undefined>;
+
+function byLength(names: readonly string[]): NamesByLength {
+  const table: string[][] = [];
+  for (const name of names) (table[name.length] ??= []).push(name);
+  return table;
+}
+
+const DROPPED_DOWN = byLength(HOP_BY_HOP);
+const DROPPED_UP = byLength([...HOP_BY_HOP, ...SET_BY_PROXY_UP]);
+
+/** Whether `name` is one of `table`'s names, ignoring ASCII case (header names are tokens: ASCII). */
+function isListed(name: string, table: NamesByLength): boolean {
+  const candidates = table[name.length];
+  if (candidates === undefined) return false;
+  for (const lower of candidates) if (equalsLowerCase(name, lower)) return true;
+  return false;
+}
+
+/** A header the message's Connection header names (`tokens` lower-cased): hop-by-hop too. */
+function isNamedByConnection(name: string, tokens: string[] | undefined): boolean {
+  return tokens !== undefined && tokens.includes(name.toLowerCase());
 }
 
 /**
@@ -139,7 +172,7 @@ export function clientEndToEndHeaders(raw: readonly string[], info: RequestHeadI
 
 /** A request header that never goes upstream as the client sent it. */
 function isDroppedUp(name: string, tokens: string[] | undefined, underscores: boolean): boolean {
-  return isDropped(name.toLowerCase(), tokens, SET_BY_PROXY_UP) || (underscores && name.indexOf('_') >= 0);
+  return isListed(name, DROPPED_UP) || isNamedByConnection(name, tokens) || (underscores && name.indexOf('_') >= 0);
 }
 
 export interface UpstreamHeadOptions {
@@ -211,16 +244,16 @@ export function inspectResponseHeaders(raw: readonly string[]): ResponseHeadInfo
     const name = raw[i]!;
     switch (name.length) {
       case 7:
-        if (name.toLowerCase() === 'upgrade') info.upgrade = raw[i + 1];
+        if (equalsLowerCase(name, 'upgrade')) info.upgrade = raw[i + 1];
         break;
       case 10:
-        if (name.toLowerCase() === 'connection') info.connectionTokens = addTokens(info.connectionTokens, raw[i + 1]!);
+        if (equalsLowerCase(name, 'connection')) info.connectionTokens = addTokens(info.connectionTokens, raw[i + 1]!);
         break;
       case 12:
-        if (name.toLowerCase() === 'x-request-id') info.hasRequestId = true;
+        if (equalsLowerCase(name, 'x-request-id')) info.hasRequestId = true;
         break;
       case 14:
-        if (name.toLowerCase() === 'content-length') {
+        if (equalsLowerCase(name, 'content-length')) {
           info.hasContentLength = true;
           info.contentLength = Number(raw[i + 1]);
         }
@@ -237,7 +270,7 @@ export function inspectResponseHeaders(raw: readonly string[]): ResponseHeadInfo
  * connection-specific fields RFC 9113 §8.2.2 forbids).
  */
 export function isDroppedDown(name: string, tokens: string[] | undefined): boolean {
-  return isDropped(name.toLowerCase(), tokens, undefined);
+  return isListed(name, DROPPED_DOWN) || isNamedByConnection(name, tokens);
 }
 
 /** The response head sent to the client. */
@@ -257,6 +290,19 @@ export function buildClientHead(o: ClientHeadOptions, tokens: string[] | undefin
   else if (!o.keepAlive || o.framing === 'close') head += 'Connection: close\r\n';
   else if (o.http10) head += 'Connection: keep-alive\r\n';
   return head + '\r\n';
+}
+
+/**
+ * A head as bytes, for a head that goes out corked with Content-Length body
+ * bytes behind it (Buffers). Node's writev takes an array of Buffers as it
+ * is; one string among them costs it an encoding lookup per pass (two) and a
+ * copy into storage of its own, several times what Buffer.from costs here
+ * (callgrind, one worker: about 4,700 of 93,000 instructions per proxied
+ * POST 4 KB). A head written alone stays a string: node writes that straight
+ * from V8's string.
+ */
+export function headBytes(head: string): Buffer {
+  return Buffer.from(head, 'latin1');
 }
 
 /** An interim (1xx) response head, relayed as the upstream sent it. */
