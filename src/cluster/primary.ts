@@ -58,14 +58,13 @@ const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
  * wake-up and yield, so a burst spreads over the workers.
  */
 /**
- * A 2 MB young generation (V8's default is 16 MB per semi-space): a proxy
+ * A 1 MB young generation (V8's default is 16 MB per semi-space): a proxy
  * allocates fast and mostly short-lived objects, and the default let a
  * worker's RSS run to ~140 MB under connection churn before a scavenge.
- * 4 MB held it under 90 MB; 1 MB took 6 MB more off each worker (tree RSS
- * under the 100 B load 199 -> 188 MB), but each scavenge has a fixed cost
- * (roots, V8's object caches) that callgrind shows at 1 MB as 4,600 of a
- * worker's ~93,000 instructions per proxied POST 4 KB; 2 MB halves it
- * (bench/README.md, "Memory").
+ * 4 MB held it under 90 MB; 1 MB takes 6 MB more off each worker (tree RSS
+ * under the 100 B load 199 -> 188 MB) with CPU per request unchanged within
+ * the noise in same-run benches (more scavenges, each of a young generation
+ * that stays in cache; bench/README.md, "Memory").
  *
  * Workers with an HTTP/2 listener get 4 MB: each open stream holds ~10 KB
  * of Node's http2 objects (a Duplex, header objects, write requests), so 160
@@ -75,7 +74,7 @@ const ACME_TOKEN_ACK_TIMEOUT_MS = 5_000;
  * to node itself come later and win.
  */
 export function workerV8Flags(config: Pick<Config, 'listen'>): string[] {
-  return [`--max-semi-space-size=${config.listen.some((l) => l.http2) ? 4 : 2}`];
+  return [`--max-semi-space-size=${config.listen.some((l) => l.http2) ? 4 : 1}`];
 }
 const KERNEL_SCHEDULING_ENV: Record<Config['scheduling'], Record<string, string>> = {
   kernel: { UV_TCP_SINGLE_ACCEPT: '1' },
