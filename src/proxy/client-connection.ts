@@ -431,7 +431,8 @@ export class ClientConnection implements Expirable, ClientSide {
   sendHead(head: ClientHeadOptions, resp: ResponseHeadInfo & { connectionTokens: string[] | undefined }): void {
     const bytes = buildClientHead(head, resp.connectionTokens, resp.contentLength, resp.hasRequestId, head.upgrade ? resp.upgrade : undefined);
     // Body bytes of a Content-Length body go out with the head in one writev: see headBytes.
-    this.socket.write(head.framing === 'length' && resp.contentLength > 0 ? headBytes(bytes) : bytes);
+    if (head.framing === 'length' && resp.contentLength > 0) this.socket.write(headBytes(bytes));
+    else this.socket.write(bytes, 'latin1');
   }
 
   sendBody(chunk: Buffer, chunked: boolean): boolean {

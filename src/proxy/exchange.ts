@@ -499,7 +499,8 @@ export class Exchange implements UpstreamListener {
     this.to('forwarding');
     conn.socket.cork();
     // Body bytes of a Content-Length body go out with the head in one writev: see headBytes.
-    conn.write(info.chunked || info.contentLength <= 0 ? head : headBytes(head));
+    if (info.chunked || info.contentLength <= 0) conn.write(head, 'latin1');
+    else conn.write(headBytes(head));
     const pending = this.pending;
     this.pending = undefined;
     if (pending !== undefined) for (const chunk of pending) this.sendBodyChunk(chunk);
