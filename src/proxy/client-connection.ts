@@ -8,11 +8,11 @@ import { createParser, releaseParser, resetParser, METHODS, type NativeParser, t
 import { Exchange, type ClientSide } from './exchange.js';
 import { acmeChallengeResponse, errorResponse, preflightResponse, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
-import { buildClientHead, buildInterimHead, headBytes, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
+import { buildClientHead, buildInterimHead, writeHead, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
 import type { HeaderList } from './gateway-step.js';
 import { Tunnel } from './tunnel.js';
 import { skipReadAhead } from './read-ahead.js';
-import { readIntoOwnBuffer, type ReadVerdict } from './own-read-buffer.js';
+import { keepable, readIntoOwnBuffer, type ReadVerdict } from './own-read-buffer.js';
 import { normaliseAddress, type WorkerRuntime } from './worker-runtime.js';
 import { peerHasClosed } from '../native.js';
 import { socketOrigin } from '../l4/proxy-header-reader.js';
@@ -211,13 +211,10 @@ export class ClientConnection implements Expirable, ClientSide {
   /** Bytes of the current read went past the parser: body bytes to `takers`, held bytes, tunnel bytes. */
   private handedOut = false;
   private readonly takers: Exchange[] = [];
-  /** The current read lies in SHARED_READ_BUFFER: what is handed on is copied. */
-  private readingShared = false;
-
-  /** Bytes of the current read that leave the parser, copied when they lie in the shared buffer. */
+  /** Bytes of the current read that leave the parser (copied out of the shared buffer). */
   private handOut(bytes: Buffer): Buffer {
     this.handedOut = true;
-    return this.readingShared ? Buffer.from(bytes) : bytes;
+    return keepable(bytes);
   }
 
   /**
@@ -230,12 +227,7 @@ export class ClientConnection implements Expirable, ClientSide {
   private onOwnRead(chunk: Buffer, inShared: boolean): ReadVerdict {
     this.handedOut = false;
     this.takers.length = 0;
-    this.readingShared = inShared;
-    try {
-      this.onData(chunk);
-    } finally {
-      this.readingShared = false;
-    }
+    this.onData(chunk);
     if (!this.handedOut) return 'idle';
     if (inShared) return 'free';
     return this.held !== undefined || this.tunnel !== undefined || this.takers.some((e) => e.retainsClientBytes()) ? 'held' : 'free';
@@ -430,9 +422,7 @@ export class ClientConnection implements Expirable, ClientSide {
 
   sendHead(head: ClientHeadOptions, resp: ResponseHeadInfo & { connectionTokens: string[] | undefined }): void {
     const bytes = buildClientHead(head, resp.connectionTokens, resp.contentLength, resp.hasRequestId, head.upgrade ? resp.upgrade : undefined);
-    // Body bytes of a Content-Length body go out with the head in one writev: see headBytes.
-    if (head.framing === 'length' && resp.contentLength > 0) this.socket.write(headBytes(bytes));
-    else this.socket.write(bytes, 'latin1');
+    writeHead(this.socket, bytes, head.framing === 'length' && resp.contentLength > 0);
   }
 
   sendBody(chunk: Buffer, chunked: boolean): boolean {

@@ -18,7 +18,7 @@ import type { UpstreamRuntime } from './upstream-runtime.js';
 import type { UpstreamConnection, UpstreamListener } from './upstream-pool.js';
 import type { ServerSlot } from '../balancer/types.js';
 import type { ParseError } from './llhttp.js';
-import { buildUpstreamHead, headBytes, inspectRequestHeaders, inspectResponseHeaders, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
+import { buildUpstreamHead, inspectRequestHeaders, writeHead, inspectResponseHeaders, type ClientHeadOptions, type RequestHeadInfo, type ResponseHeadInfo } from './headers.js';
 import { closesConnection, STATUS_FOR, type ProxyErrorReason } from './errors.js';
 import type { AcmeChallenges } from './acme-challenge.js';
 import { resolvedTarget } from './request-target.js';
@@ -498,9 +498,7 @@ export class Exchange implements UpstreamListener {
     });
     this.to('forwarding');
     conn.socket.cork();
-    // Body bytes of a Content-Length body go out with the head in one writev: see headBytes.
-    if (info.chunked || info.contentLength <= 0) conn.write(head, 'latin1');
-    else conn.write(headBytes(head));
+    writeHead(conn, head, !info.chunked && info.contentLength > 0);
     const pending = this.pending;
     this.pending = undefined;
     if (pending !== undefined) for (const chunk of pending) this.sendBodyChunk(chunk);

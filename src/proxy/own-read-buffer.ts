@@ -27,6 +27,15 @@ const LARGE = 64 * 1024;
 export const SHARED_READ_BUFFER = Buffer.allocUnsafeSlow(LARGE);
 
 /**
+ * Bytes of a read to keep past it (handed to an exchange, held, relayed):
+ * a copy when they lie in the shared buffer, which the next read of any
+ * connection overwrites; the bytes themselves otherwise.
+ */
+export function keepable(bytes: Buffer): Buffer {
+  return bytes.buffer === SHARED_READ_BUFFER.buffer ? Buffer.from(bytes) : bytes;
+}
+
+/**
  * What a consumer says of a read once it is through with it:
  * - 'held': something may still read its bytes (the next read needs a buffer of its own, a new one);
  * - 'free': nothing does (the connection's own buffer is reused);

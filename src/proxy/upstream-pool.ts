@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import { createParser, releaseParser, resetParser, type NativeParser, type ParseError } from './llhttp.js';
 import { deadlineIn, track, untrack, type Expirable } from './coarse-clock.js';
 import { skipReadAhead } from './read-ahead.js';
-import { ownReadBuffer, type ReadVerdict } from './own-read-buffer.js';
+import { keepable, ownReadBuffer, type ReadVerdict } from './own-read-buffer.js';
 import type { ServerSlot } from '../balancer/types.js';
 import { encodeProxyV1, encodeProxyV2, type ConnectionOrigin } from '../l4/proxy-protocol.js';
 
@@ -318,7 +318,7 @@ export class UpstreamConnection implements Expirable {
   private passThrough(listener: UpstreamListener, chunk: Buffer): void {
     const take = Math.min(this.rawRemaining, chunk.length);
     this.rawRemaining -= take;
-    listener.onUpstreamBody(this.handOut(take === chunk.length ? chunk : chunk.subarray(0, take)));
+    listener.onUpstreamBody(keepable(take === chunk.length ? chunk : chunk.subarray(0, take)));
     if (this.rawRemaining > 0 || this.dead) return;
     resetParser(this.parser, 'response', this.options.maxHeaderBytes);
     if (take < chunk.length) this.tainted = true;
@@ -336,14 +336,6 @@ export class UpstreamConnection implements Expirable {
     }
   }
 
-  /** The current read lies in the shared read buffer: what is handed on is copied. */
-  private readingShared = false;
-
-  /** Bytes of the current read passed to the exchange, copied when they lie in the shared buffer. */
-  private handOut(bytes: Buffer): Buffer {
-    return this.readingShared ? Buffer.from(bytes) : bytes;
-  }
-
   /**
    * A plain connection's read, into its own buffer or the shared one
    * (own-read-buffer.ts). Back in the pool (or closed) after it, the
@@ -353,16 +345,11 @@ export class UpstreamConnection implements Expirable {
   private onRead(chunk: Buffer, inShared: boolean): ReadVerdict {
     if (this.upgraded) {
       // The tunnel owns the socket and reads it with 'data' listeners, keeping no count of what it queued.
-      this.socket.emit('data', inShared ? Buffer.from(chunk) : chunk);
+      this.socket.emit('data', keepable(chunk));
       return 'held';
     }
     const given = this.listener;
-    this.readingShared = inShared;
-    try {
-      this.onData(chunk);
-    } finally {
-      this.readingShared = false;
-    }
+    this.onData(chunk);
     // What a read into the shared buffer handed on was copied: nothing refers to it.
     if (this.upgraded) return inShared ? 'free' : 'held';
     if (this.listener === undefined || given === undefined) return 'idle';
@@ -398,7 +385,7 @@ export class UpstreamConnection implements Expirable {
     if (this.faultyFraming !== undefined) {
       this.fail(this.faultyFraming, 'parse');
     } else if (this.upgraded) {
-      if (typeof ret === 'number' && ret < chunk.length) listener.onUpstreamUpgraded(this.handOut(chunk.subarray(ret)));
+      if (typeof ret === 'number' && ret < chunk.length) listener.onUpstreamUpgraded(keepable(chunk.subarray(ret)));
     } else if (this.completed) {
       // Reported only now, so that nothing after the response, whether
       // parsed, unparseable or left unread, can reach whoever reuses the
